@@ -1,0 +1,396 @@
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::key::{KeyPair, PublicKey};
+
+/// Fabric CA's attribute extension OID.
+const ATTRIBUTE_OID: [u64; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 1];
+/// The OU attribute type (2.5.4.11), used for a second OU next to rcgen's own.
+const OU_OID: [u64; 4] = [2, 5, 4, 11];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("private key: {0}")]
+    Key(String),
+    #[error("a subject can carry at most two OUs, got {0}")]
+    TooManyOus(usize),
+    #[error("invalid subject alternative name {0:?}")]
+    BadSan(String),
+}
+
+/// A certificate subject in cryptogen's layout: `C, ST, L, O, OU, CN`.
+#[derive(Debug, Clone, Default)]
+pub struct Name {
+    pub country: Option<String>,
+    pub state: Option<String>,
+    pub locality: Option<String>,
+    pub organization: Option<String>,
+    pub organizational_units: Vec<String>,
+    pub common_name: String,
+}
+
+impl Name {
+    /// cryptogen's defaults: US / California / San Francisco.
+    pub fn fabric_style(common_name: &str, organization: Option<&str>, ous: &[&str]) -> Self {
+        Self {
+            country: Some("US".into()),
+            state: Some("California".into()),
+            locality: Some("San Francisco".into()),
+            organization: organization.map(str::to_owned),
+            organizational_units: ous.iter().map(|s| (*s).to_owned()).collect(),
+            common_name: common_name.to_owned(),
+        }
+    }
+
+    fn to_rcgen(&self) -> Result<DistinguishedName, CaError> {
+        let mut dn = DistinguishedName::new();
+        if let Some(c) = &self.country {
+            dn.push(DnType::CountryName, c.as_str());
+        }
+        if let Some(st) = &self.state {
+            dn.push(DnType::StateOrProvinceName, st.as_str());
+        }
+        if let Some(l) = &self.locality {
+            dn.push(DnType::LocalityName, l.as_str());
+        }
+        if let Some(o) = &self.organization {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
+        match self.organizational_units.as_slice() {
+            [] => {}
+            [one] => dn.push(DnType::OrganizationalUnitName, one.as_str()),
+            [one, two] => {
+                dn.push(DnType::OrganizationalUnitName, one.as_str());
+                dn.push(DnType::CustomDnType(OU_OID.to_vec()), two.as_str());
+            }
+            more => return Err(CaError::TooManyOus(more.len())),
+        }
+        dn.push(DnType::CommonName, self.common_name.as_str());
+        Ok(dn)
+    }
+}
+
+/// A validity window.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From `now` for `days` days.
+    pub fn days_from(now: OffsetDateTime, days: i64) -> Self {
+        Self { not_before: now, not_after: now + time::Duration::days(days) }
+    }
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// An MSP signing identity (enrollment certificate).
+    Signing,
+    /// A TLS certificate usable as server and client.
+    Tls,
+}
+
+/// A request for a leaf certificate.
+#[derive(Debug, Clone)]
+pub struct LeafRequest {
+    pub name: Name,
+    /// DNS names or IP addresses.
+    pub subject_alt_names: Vec<String>,
+    /// Fabric CA attributes, written as `{"attrs":{...}}` into 1.2.3.4.5.6.7.8.1.
+    pub attributes: Option<BTreeMap<String, String>>,
+    pub validity: Validity,
+    pub usage: Usage,
+    /// The subject's public key (uncompressed SEC1), when the caller holds the private
+    /// key; otherwise the CA generates a key pair and returns it.
+    pub public_key: Option<Vec<u8>>,
+}
+
+/// An issued certificate, and its private key when the CA generated it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub certificate_pem: String,
+    pub certificate_der: Vec<u8>,
+    pub key: Option<KeyPair>,
+    pub serial: Vec<u8>,
+}
+
+/// A revoked certificate for a CRL.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    pub serial: Vec<u8>,
+    pub revoked_at: OffsetDateTime,
+}
+
+/// A CA able to issue certificates and CRLs.
+pub struct CertificateAuthority {
+    certificate_pem: String,
+    certificate_der: Vec<u8>,
+    key: KeyPair,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// A self-signed root CA.
+    pub fn new_root(name: &Name, validity: Validity) -> Result<Self, CaError> {
+        let key = KeyPair::generate();
+        let params = ca_params(name, validity, &key)?;
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            certificate_pem: cert.pem(),
+            certificate_der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key.clone()),
+            key,
+        })
+    }
+
+    /// An intermediate CA certified by `self`.
+    pub fn new_intermediate(&self, name: &Name, validity: Validity) -> Result<Self, CaError> {
+        let key = KeyPair::generate();
+        let params = ca_params(name, validity, &key)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Self {
+            certificate_pem: cert.pem(),
+            certificate_der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key.clone()),
+            key,
+        })
+    }
+
+    /// Reloads a CA from its certificate and private key.
+    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(certificate_pem, key.clone())?;
+        let der = pem_der(certificate_pem).ok_or(CaError::Generate(rcgen::Error::CouldNotParseCertificate))?;
+        Ok(Self {
+            certificate_pem: certificate_pem.to_owned(),
+            certificate_der: der,
+            key,
+            issuer,
+        })
+    }
+
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.certificate_der
+    }
+
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    /// Issues a leaf certificate.
+    pub fn issue(&self, request: &LeafRequest) -> Result<Issued, CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = request.name.to_rcgen()?;
+        params.not_before = request.validity.not_before;
+        params.not_after = request.validity.not_after;
+        let serial = random_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        match request.usage {
+            Usage::Signing => {
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            }
+            Usage::Tls => {
+                params.key_usages =
+                    vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+                params.extended_key_usages =
+                    vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            }
+        }
+        params.subject_alt_names = request
+            .subject_alt_names
+            .iter()
+            .map(|san| match san.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => san
+                    .clone()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|_| CaError::BadSan(san.clone())),
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(attrs) = &request.attributes {
+            let json = serde_json::json!({ "attrs": attrs });
+            params.custom_extensions.push(CustomExtension::from_oid_content(
+                &ATTRIBUTE_OID,
+                serde_json::to_vec(&json).expect("string map serializes"),
+            ));
+        }
+        let (cert, key) = match &request.public_key {
+            Some(public) => {
+                params.key_identifier_method = KeyIdMethod::PreSpecified(ski(public));
+                (params.signed_by(&PublicKey(public.clone()), &self.issuer)?, None)
+            }
+            None => {
+                let key = KeyPair::generate();
+                params.key_identifier_method =
+                    KeyIdMethod::PreSpecified(ski(key.public_key_sec1()));
+                (params.signed_by(&key, &self.issuer)?, Some(key))
+            }
+        };
+        Ok(Issued {
+            certificate_pem: cert.pem(),
+            certificate_der: cert.der().to_vec(),
+            key,
+            serial,
+        })
+    }
+
+    /// A CRL signed by this CA listing `revoked`.
+    pub fn revocation_list(
+        &self,
+        revoked: &[RevokedEntry],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        crl_number: u64,
+    ) -> Result<String, CaError> {
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|r| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&r.serial),
+                    revocation_time: r.revoked_at,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::PreSpecified(ski(self.key.public_key_sec1())),
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+}
+
+fn ca_params(name: &Name, validity: Validity, key: &KeyPair) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name.to_rcgen()?;
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    params.extended_key_usages =
+        vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_identifier_method = KeyIdMethod::PreSpecified(ski(key.public_key_sec1()));
+    Ok(params)
+}
+
+/// 16 random bytes with the top bit clear, so the DER integer stays positive.
+fn random_serial() -> Vec<u8> {
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).expect("the OS random source is available");
+    serial[0] &= 0x7f;
+    if serial[0] == 0 {
+        serial[0] = 1;
+    }
+    serial.to_vec()
+}
+
+fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64_decode(&body)
+}
+
+/// Minimal standard base64 decoding (the CA needs it only for its own PEM).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            b'\r' | b'\n' | b' ' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Subject key identifier as cryptogen computes it: SHA-256 of the public point.
+fn ski(public_sec1: &[u8]) -> Vec<u8> {
+    Sha256::digest(public_sec1).to_vec()
+}
+
+/// Fabric names a key file after its SKI: hex(SHA-256(public point)).
+pub fn ski_hex(public_sec1: &[u8]) -> String {
+    ski(public_sec1).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_a_chain_with_attributes() {
+        let now = OffsetDateTime::now_utc();
+        let root = CertificateAuthority::new_root(
+            &Name::fabric_style("ca.org1", Some("org1"), &[]),
+            Validity::days_from(now, 365),
+        )
+        .expect("root");
+        let issued = root
+            .issue(&LeafRequest {
+                name: Name::fabric_style("alice", None, &["client"]),
+                subject_alt_names: vec!["localhost".into(), "127.0.0.1".into()],
+                attributes: Some(BTreeMap::from([("role".to_owned(), "patient".to_owned())])),
+                validity: Validity::days_from(now, 30),
+                usage: Usage::Signing,
+                public_key: None,
+            })
+            .expect("leaf");
+        assert!(issued.certificate_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(issued.key.is_some());
+        let reloaded =
+            CertificateAuthority::from_pem(root.certificate_pem(), &root.key().to_pkcs8_pem())
+                .expect("reload");
+        assert_eq!(reloaded.certificate_der(), root.certificate_der());
+    }
+}
