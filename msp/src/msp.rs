@@ -110,10 +110,13 @@ impl Msp {
             } else {
                 let cert = Certificate::from_pem(cert_pem)
                     .map_err(|e| bad(format!("OU identifier {ou:?}: {e}")))?;
+                // The CA's own certification chain: itself, then its issuers to a root.
                 let mut chain = vec![cert.clone()];
-                chain.extend(msp.chain_of(&cert).map_err(|_| {
-                    bad(format!("OU identifier {ou:?}: certificate is not one of this MSP's CAs"))
-                })?);
+                if !msp.roots.iter().any(|root| root.der() == cert.der()) {
+                    chain.extend(msp.chain_of(&cert).map_err(|_| {
+                        bad(format!("OU identifier {ou:?}: certificate is not one of this MSP's CAs"))
+                    })?);
+                }
                 Some(chain_hash(&chain))
             };
             Ok(OuIdentifier { ou: ou.to_owned(), certifiers_id })

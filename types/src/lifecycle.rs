@@ -1,0 +1,258 @@
+//! Chaincode definitions and the endorsement policies they impose.
+//!
+//! Definitions come from one narrow source per chain: the channel config for networks
+//! made by `medfabric network generate`, or the definitions committed in Fabric's
+//! `_lifecycle` namespace for chains made by Fabric. Key-level (state-based) policies
+//! live in key metadata under `VALIDATION_PARAMETER`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use medfabric_msp::{Identity, SignaturePolicy, policy_to_string};
+use medfabric_proto::kvrwset::{KvMetadataWrite, KvrwSet, KvWrite};
+use medfabric_proto::lifecycle::{ChaincodeEndorsementInfo, ChaincodeValidationInfo, StateData, state_data};
+use medfabric_proto::protos::{ApplicationPolicy, application_policy};
+use medfabric_proto::rwset::TxReadWriteSet;
+
+use crate::config::{ChannelConfig, ChannelResources};
+use crate::error::{ConvertError, decode};
+
+/// Fabric's lifecycle system namespace.
+pub const LIFECYCLE_NAMESPACE: &str = "_lifecycle";
+/// Key-metadata entry holding a key-level endorsement policy.
+pub const VALIDATION_PARAMETER: &str = "VALIDATION_PARAMETER";
+const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
+
+/// An endorsement policy: a signature policy, or a reference to a channel policy.
+#[derive(Debug, Clone)]
+pub enum EndorsementPolicy {
+    Signature { policy: SignaturePolicy, text: String },
+    ChannelReference(String),
+}
+
+impl EndorsementPolicy {
+    pub fn from_application_policy(policy: &ApplicationPolicy) -> Result<Self, ConvertError> {
+        match &policy.r#type {
+            Some(application_policy::Type::SignaturePolicy(envelope)) => Ok(Self::Signature {
+                policy: SignaturePolicy::from_envelope(envelope)
+                    .map_err(|e| ConvertError::Invalid("endorsement policy", e.to_string()))?,
+                text: policy_to_string(envelope),
+            }),
+            Some(application_policy::Type::ChannelConfigPolicyReference(path)) => {
+                Ok(Self::ChannelReference(path.clone()))
+            }
+            None => Err(ConvertError::Missing("ApplicationPolicy.type")),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Signature { text, .. } => text.clone(),
+            Self::ChannelReference(path) => path.clone(),
+        }
+    }
+
+    pub fn evaluate(&self, identities: &[Arc<Identity>], resources: &ChannelResources) -> Result<bool, ConvertError> {
+        match self {
+            Self::Signature { policy, .. } => Ok(policy.evaluate(identities)),
+            Self::ChannelReference(path) => resources
+                .policies
+                .evaluate(path, identities)
+                .map_err(|e| ConvertError::Invalid("endorsement policy", e.to_string())),
+        }
+    }
+}
+
+/// A committed chaincode definition.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub name: String,
+    pub version: String,
+    pub sequence: i64,
+    pub policy: EndorsementPolicy,
+}
+
+/// The chaincode definitions in force on a channel.
+#[derive(Debug, Clone, Default)]
+pub struct ChaincodeRegistry {
+    definitions: BTreeMap<String, Definition>,
+}
+
+impl ChaincodeRegistry {
+    /// Definitions carried in a medfabric channel config.
+    pub fn from_config(config: &ChannelConfig) -> Result<Self, ConvertError> {
+        let mut registry = Self::default();
+        registry.update_from_config(config)?;
+        Ok(registry)
+    }
+
+    pub fn update_from_config(&mut self, config: &ChannelConfig) -> Result<(), ConvertError> {
+        for def in &config.chaincodes {
+            let policy = def.endorsement_policy.as_ref().ok_or(ConvertError::Missing("ChaincodeDefinition.endorsement_policy"))?;
+            self.definitions.insert(def.name.clone(), Definition {
+                name: def.name.clone(),
+                version: def.version.clone(),
+                sequence: def.sequence,
+                policy: EndorsementPolicy::from_application_policy(policy)?,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Definition> {
+        self.definitions.get(name)
+    }
+
+    pub fn definitions(&self) -> impl Iterator<Item = &Definition> {
+        self.definitions.values()
+    }
+
+    /// Applies the public `_lifecycle` writes of a valid Fabric transaction: a
+    /// `CommitChaincodeDefinition` writes `namespaces/fields/<name>/{Sequence,
+    /// EndorsementInfo, ValidationInfo}` in one transaction.
+    pub fn apply_lifecycle_writes(&mut self, writes: &[KvWrite]) -> Result<(), ConvertError> {
+        #[derive(Default)]
+        struct Fields {
+            sequence: Option<i64>,
+            version: Option<String>,
+            policy: Option<EndorsementPolicy>,
+        }
+        let mut by_name: BTreeMap<&str, Fields> = BTreeMap::new();
+        for write in writes {
+            let Some(rest) = write.key.strip_prefix("namespaces/fields/") else { continue };
+            let Some((name, field)) = rest.split_once('/') else { continue };
+            if write.is_delete {
+                continue;
+            }
+            let data: StateData = decode("lifecycle StateData", &write.value)?;
+            let entry = by_name.entry(name).or_default();
+            match (field, data.r#type) {
+                ("Sequence", Some(state_data::Type::Int64(seq))) => entry.sequence = Some(seq),
+                ("EndorsementInfo", Some(state_data::Type::Bytes(bytes))) => {
+                    let info: ChaincodeEndorsementInfo = decode("ChaincodeEndorsementInfo", &bytes)?;
+                    entry.version = Some(info.version);
+                }
+                ("ValidationInfo", Some(state_data::Type::Bytes(bytes))) => {
+                    let info: ChaincodeValidationInfo = decode("ChaincodeValidationInfo", &bytes)?;
+                    let policy: ApplicationPolicy = decode("ApplicationPolicy", &info.validation_parameter)?;
+                    entry.policy = Some(EndorsementPolicy::from_application_policy(&policy)?);
+                }
+                _ => {}
+            }
+        }
+        for (name, fields) in by_name {
+            if let (Some(sequence), Some(version), Some(policy)) = (fields.sequence, fields.version, fields.policy) {
+                self.definitions.insert(name.to_owned(), Definition { name: name.to_owned(), version, sequence, policy });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Key-level endorsement policies by (namespace, key), as committed so far.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPolicies {
+    policies: HashMap<(String, String), Bytes>,
+}
+
+impl KeyPolicies {
+    pub fn get(&self, namespace: &str, key: &str) -> Option<&Bytes> {
+        self.policies.get(&(namespace.to_owned(), key.to_owned()))
+    }
+
+    /// Records the metadata writes and deletes of a valid transaction.
+    pub fn apply(&mut self, namespace: &str, kv: &KvrwSet) {
+        for write in kv.writes.iter().filter(|w| w.is_delete) {
+            self.policies.remove(&(namespace.to_owned(), write.key.clone()));
+        }
+        for KvMetadataWrite { key, entries } in &kv.metadata_writes {
+            let id = (namespace.to_owned(), key.clone());
+            match entries.iter().find(|e| e.name == VALIDATION_PARAMETER) {
+                Some(entry) if !entry.value.is_empty() => {
+                    self.policies.insert(id, entry.value.clone());
+                }
+                _ => {
+                    self.policies.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// Does a transaction's set of valid endorsers satisfy every policy that applies to its
+/// writes? Returns `Ok(None)` when satisfied and `Ok(Some(why))` when not. Read-only
+/// namespaces are not checked (as in Fabric).
+pub fn check_endorsement(
+    rwset: &TxReadWriteSet,
+    endorsers: &[Arc<Identity>],
+    registry: &ChaincodeRegistry,
+    key_policies: &KeyPolicies,
+    resources: &ChannelResources,
+) -> Result<Option<String>, ConvertError> {
+    for ns in &rwset.ns_rwset {
+        let kv: KvrwSet = decode("KVRWSet", &ns.rwset)?;
+        let collection_writes: Vec<&str> = ns
+            .collection_hashed_rwset
+            .iter()
+            .filter(|c| {
+                decode::<medfabric_proto::kvrwset::HashedRwSet>("HashedRWSet", &c.hashed_rwset)
+                    .map(|h| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty())
+                    .unwrap_or(true)
+            })
+            .map(|c| c.collection_name.as_str())
+            .collect();
+        if kv.writes.is_empty() && kv.metadata_writes.is_empty() && collection_writes.is_empty() {
+            continue;
+        }
+        if ns.namespace == LIFECYCLE_NAMESPACE {
+            if !(kv.writes.is_empty() && kv.metadata_writes.is_empty()) {
+                let path = "/Channel/Application/LifecycleEndorsement";
+                if !evaluate_path(resources, path, endorsers)? {
+                    return Ok(Some(format!("{path} not satisfied")));
+                }
+            }
+            for collection in collection_writes {
+                let Some(msp_id) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) else { continue };
+                let org = resources.config.application_orgs.iter().find(|o| o.msp_id == msp_id);
+                let Some(org) = org else {
+                    return Ok(Some(format!("implicit collection of unknown org {msp_id}")));
+                };
+                let path = format!("/Channel/Application/{}/Endorsement", org.name);
+                if !evaluate_path(resources, &path, endorsers)? {
+                    return Ok(Some(format!("{path} not satisfied")));
+                }
+            }
+            continue;
+        }
+        let Some(definition) = registry.get(&ns.namespace) else {
+            return Ok(Some(format!("no chaincode definition for namespace {:?}", ns.namespace)));
+        };
+        let mut needs_chaincode_policy = !collection_writes.is_empty();
+        let written = kv.writes.iter().map(|w| &w.key).chain(kv.metadata_writes.iter().map(|m| &m.key));
+        for key in written {
+            match key_policies.get(&ns.namespace, key) {
+                Some(envelope) => {
+                    let policy = SignaturePolicy::from_bytes(envelope)
+                        .map_err(|e| ConvertError::Invalid("key-level policy", e.to_string()))?;
+                    if !policy.evaluate(endorsers) {
+                        return Ok(Some(format!("key-level policy of {}/{key:?} not satisfied", ns.namespace)));
+                    }
+                }
+                None => needs_chaincode_policy = true,
+            }
+        }
+        if needs_chaincode_policy && !definition.policy.evaluate(endorsers, resources)? {
+            return Ok(Some(format!(
+                "endorsement policy {} of chaincode {} not satisfied",
+                definition.policy.describe(),
+                definition.name
+            )));
+        }
+    }
+    Ok(None)
+}
+
+fn evaluate_path(resources: &ChannelResources, path: &str, endorsers: &[Arc<Identity>]) -> Result<bool, ConvertError> {
+    resources.policies.evaluate(path, endorsers).map_err(|e| ConvertError::Invalid("channel policy", e.to_string()))
+}

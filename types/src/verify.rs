@@ -1,0 +1,578 @@
+//! Offline verification of blocks and ledgers, for auditors: hashes, the hash chain,
+//! orderer signatures against the channel's BlockValidation policy, creator and
+//! endorsement signatures, and — for transactions the ledger marks VALID — that their
+//! signatures, tx ids and endorsement policies really hold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use medfabric_msp::{Identity, SignedData, valid_identities};
+use medfabric_proto::common::{Block, HeaderType, SignatureHeader};
+use medfabric_proto::kvrwset::KvrwSet;
+use medfabric_proto::protos::TxValidationCode;
+use serde::Serialize;
+
+use crate::block::{self, header_hash};
+use crate::config::ChannelResources;
+use crate::error::{ConvertError, decode};
+use crate::lifecycle::{ChaincodeRegistry, KeyPolicies, LIFECYCLE_NAMESPACE, check_endorsement};
+use crate::transaction::{Transaction, TransactionBody};
+use crate::validation_code_name;
+
+/// Policy the orderer signatures of a block must satisfy.
+pub const BLOCK_VALIDATION_POLICY: &str = "/Channel/Orderer/BlockValidation";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockReport {
+    pub number: u64,
+    pub previous_hash: String,
+    pub header_hash: String,
+    pub data_hash: String,
+    pub data_hash_ok: bool,
+    pub tx_count: usize,
+    pub last_config_index: Option<u64>,
+    /// Orderer signatures in the SIGNATURES metadata slot.
+    pub signatures: Vec<SignatureReport>,
+    /// Whether the valid orderer signatures satisfy BlockValidation (null without a config).
+    pub signatures_ok: Option<bool>,
+    pub commit_hash: Option<String>,
+    pub txs: Vec<TxReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureReport {
+    pub msp_id: Option<String>,
+    pub signer: Option<String>,
+    pub signature_ok: Option<bool>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndorsementReport {
+    pub msp_id: Option<String>,
+    pub endorser: Option<String>,
+    pub signature_ok: Option<bool>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TxReport {
+    pub index: usize,
+    pub tx_id: String,
+    #[serde(rename = "type")]
+    pub header_type: String,
+    pub channel_id: String,
+    pub timestamp: Option<String>,
+    pub creator_msp: Option<String>,
+    pub creator: Option<String>,
+    pub chaincode: Option<String>,
+    pub function: Option<String>,
+    /// Code from the block's TRANSACTIONS_FILTER (null when the block has none).
+    pub validation_code: Option<String>,
+    pub tx_id_ok: Option<bool>,
+    pub creator_signature_ok: Option<bool>,
+    pub proposal_hash_ok: Option<bool>,
+    pub endorsements: Vec<EndorsementReport>,
+    pub endorsements_ok: Option<bool>,
+    /// Set by `ledger verify`, which tracks chaincode definitions and key-level policies.
+    pub endorsement_policy_ok: Option<bool>,
+    pub error: Option<String>,
+}
+
+/// Decodes a block and checks what one block and a config can tell.
+pub fn inspect_block(bytes: &[u8], resources: Option<&ChannelResources>) -> Result<(Block, BlockReport), ConvertError> {
+    let block = block::decode_block(bytes)?;
+    let report = inspect_decoded(&block, resources);
+    Ok((block, report))
+}
+
+fn inspect_decoded(block: &Block, resources: Option<&ChannelResources>) -> BlockReport {
+    let header = block::header(block);
+    let envelopes = block::envelopes(block);
+    let computed_data_hash = block::data_hash(envelopes);
+    let filter = block::transactions_filter(block);
+    let (signatures, signatures_ok) = check_orderer_signatures(block, resources);
+    let commit_hash = decode::<medfabric_proto::common::Metadata>("COMMIT_HASH", block::metadata_slot(block, block::COMMIT_HASH))
+        .ok()
+        .filter(|m| !m.value.is_empty())
+        .map(|m| hex::encode(&m.value));
+    let txs = envelopes
+        .iter()
+        .enumerate()
+        .map(|(index, envelope)| inspect_tx(index, envelope, filter.get(index).copied(), resources))
+        .collect();
+    BlockReport {
+        number: header.number,
+        previous_hash: hex::encode(&header.previous_hash),
+        header_hash: hex::encode(header_hash(header)),
+        data_hash: hex::encode(&header.data_hash),
+        data_hash_ok: computed_data_hash.as_slice() == header.data_hash.as_ref(),
+        tx_count: envelopes.len(),
+        last_config_index: block::last_config_index(block).ok(),
+        signatures,
+        signatures_ok,
+        commit_hash,
+        txs,
+    }
+}
+
+fn check_orderer_signatures(block: &Block, resources: Option<&ChannelResources>) -> (Vec<SignatureReport>, Option<bool>) {
+    let Ok(metadata) = block::signatures_metadata(block) else {
+        return (Vec::new(), resources.map(|_| false));
+    };
+    let header = block::header(block);
+    let mut reports = Vec::new();
+    let mut signed_bytes = Vec::new();
+    for signature in &metadata.signatures {
+        let sig_header: Result<SignatureHeader, _> = decode("SignatureHeader", &signature.signature_header);
+        let creator = sig_header.as_ref().map(|h| h.creator.clone()).unwrap_or_default();
+        let data = block::signed_block_bytes(&metadata.value, &signature.signature_header, header);
+        let mut report = SignatureReport { msp_id: None, signer: None, signature_ok: None, error: None };
+        if let Some(resources) = resources {
+            match resources.msps.deserialize(&creator) {
+                Ok(identity) => {
+                    report.msp_id = Some(identity.msp_id().to_owned());
+                    report.signer = Some(identity.certificate().common_name().to_owned());
+                    let verdict = identity.verify(&data, &signature.signature);
+                    report.signature_ok = Some(verdict.is_ok());
+                    report.error = verdict.err().map(|e| e.to_string());
+                }
+                Err(e) => {
+                    report.signature_ok = Some(false);
+                    report.error = Some(e.to_string());
+                }
+            }
+        }
+        reports.push(report);
+        signed_bytes.push((data, creator, signature.signature.clone()));
+    }
+    let ok = resources.map(|resources| {
+        let signed: Vec<SignedData<'_>> = signed_bytes
+            .iter()
+            .map(|(data, creator, signature)| SignedData { data, identity: creator, signature })
+            .collect();
+        resources.policies.evaluate_signed(BLOCK_VALIDATION_POLICY, &signed, &resources.msps).unwrap_or(false)
+    });
+    (reports, ok)
+}
+
+fn inspect_tx(index: usize, envelope: &[u8], code: Option<u8>, resources: Option<&ChannelResources>) -> TxReport {
+    let mut report = TxReport {
+        index,
+        tx_id: String::new(),
+        header_type: String::new(),
+        channel_id: String::new(),
+        timestamp: None,
+        creator_msp: None,
+        creator: None,
+        chaincode: None,
+        function: None,
+        validation_code: code.map(validation_code_name),
+        tx_id_ok: None,
+        creator_signature_ok: None,
+        proposal_hash_ok: None,
+        endorsements: Vec::new(),
+        endorsements_ok: None,
+        endorsement_policy_ok: None,
+        error: None,
+    };
+    let tx = match Transaction::parse(envelope) {
+        Ok(tx) => tx,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    report.tx_id = tx.tx_id().to_owned();
+    report.header_type = HeaderType::try_from(tx.header_type())
+        .map(|t| t.as_str_name().to_owned())
+        .unwrap_or_else(|_| format!("UNKNOWN_{}", tx.header_type()));
+    report.channel_id = tx.channel_id().to_owned();
+    report.timestamp = tx.channel_header.timestamp.as_ref().map(rfc3339);
+    let has_creator = !tx.creator().is_empty();
+    if has_creator {
+        report.tx_id_ok = Some(tx.tx_id_matches());
+        if let Ok(sid) = decode::<medfabric_proto::msp::SerializedIdentity>("SerializedIdentity", tx.creator()) {
+            report.creator_msp = Some(sid.mspid);
+        }
+    }
+    if let Some(endorser_tx) = tx.endorser() {
+        report.chaincode = Some(endorser_tx.header_chaincode_id.name.clone());
+        report.function = endorser_tx
+            .invocation()
+            .ok()
+            .and_then(|spec| spec.chaincode_spec)
+            .and_then(|spec| spec.input)
+            .and_then(|input| input.args.first().map(|f| String::from_utf8_lossy(f).into_owned()));
+        report.proposal_hash_ok = tx.proposal_hash_matches();
+    }
+    let Some(resources) = resources else { return report };
+    if has_creator {
+        match resources.msps.deserialize(tx.creator()) {
+            Ok(identity) => {
+                report.creator = Some(identity.certificate().common_name().to_owned());
+                let verdict = identity.verify(&tx.payload, &tx.signature);
+                report.creator_signature_ok = Some(verdict.is_ok());
+                if let Err(e) = verdict {
+                    report.error = Some(format!("creator signature: {e}"));
+                }
+            }
+            Err(e) => {
+                report.creator_signature_ok = Some(false);
+                report.error = Some(format!("creator: {e}"));
+            }
+        }
+    }
+    if let Some(endorser_tx) = tx.endorser() {
+        let mut all_ok = true;
+        for endorsement in &endorser_tx.endorsements {
+            let mut e_report = EndorsementReport { msp_id: None, endorser: None, signature_ok: None, error: None };
+            match resources.msps.deserialize(&endorsement.endorser) {
+                Ok(identity) => {
+                    e_report.msp_id = Some(identity.msp_id().to_owned());
+                    e_report.endorser = Some(identity.certificate().common_name().to_owned());
+                    let mut signed = endorser_tx.proposal_response_payload.to_vec();
+                    signed.extend_from_slice(&endorsement.endorser);
+                    let verdict = identity.verify(&signed, &endorsement.signature);
+                    e_report.signature_ok = Some(verdict.is_ok());
+                    e_report.error = verdict.err().map(|e| e.to_string());
+                }
+                Err(e) => {
+                    e_report.signature_ok = Some(false);
+                    e_report.error = Some(e.to_string());
+                }
+            }
+            all_ok &= e_report.signature_ok == Some(true);
+            report.endorsements.push(e_report);
+        }
+        report.endorsements_ok = Some(all_ok && !endorser_tx.endorsements.is_empty());
+    }
+    report
+}
+
+/// The endorsers whose signatures verify, de-duplicated (Fabric's policy input).
+pub fn valid_endorsers(tx: &Transaction, resources: &ChannelResources) -> Vec<Arc<Identity>> {
+    let Some(endorser_tx) = tx.endorser() else { return Vec::new() };
+    let signed_payloads: Vec<Vec<u8>> = endorser_tx
+        .endorsements
+        .iter()
+        .map(|e| {
+            let mut data = endorser_tx.proposal_response_payload.to_vec();
+            data.extend_from_slice(&e.endorser);
+            data
+        })
+        .collect();
+    let signed: Vec<SignedData<'_>> = endorser_tx
+        .endorsements
+        .iter()
+        .zip(&signed_payloads)
+        .map(|(e, data)| SignedData { data, identity: &e.endorser, signature: &e.signature })
+        .collect();
+    valid_identities(&signed, &resources.msps)
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// A problem found while verifying a ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub block: Option<u64>,
+    pub tx: Option<usize>,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerSummary {
+    pub channel_id: String,
+    pub blocks: u64,
+    pub first_block: Option<u64>,
+    pub last_block: Option<u64>,
+    pub txs: u64,
+    /// Transactions per validation code recorded in TRANSACTIONS_FILTER.
+    pub validation_codes: BTreeMap<String, u64>,
+    /// Numbers consecutive, previous hashes chained, data hashes right.
+    pub chain_ok: bool,
+    /// Every block after genesis carries orderer signatures satisfying BlockValidation.
+    pub signatures_ok: bool,
+    /// Metadata consistent: LAST_CONFIG index, TRANSACTIONS_FILTER length.
+    pub metadata_ok: bool,
+    /// Every transaction marked VALID has a valid creator signature and tx id, a
+    /// matching proposal hash, and endorsements satisfying the policies of its writes;
+    /// every ENDORSEMENT_POLICY_FAILURE really fails them.
+    pub transactions_ok: bool,
+    pub problems: usize,
+    pub first_problem: Option<Problem>,
+    pub ok: bool,
+}
+
+/// Walks a ledger block by block from a config block.
+#[derive(Debug)]
+pub struct LedgerVerifier {
+    resources: ChannelResources,
+    registry: ChaincodeRegistry,
+    key_policies: KeyPolicies,
+    previous: Option<(u64, [u8; 32])>,
+    last_config_block: Option<u64>,
+    summary: LedgerSummary,
+}
+
+enum Kind {
+    Chain,
+    Signatures,
+    Metadata,
+    Transactions,
+}
+
+impl LedgerVerifier {
+    /// Starts from the channel config found in `config_block`.
+    pub fn new(config_block: &Block) -> Result<Self, ConvertError> {
+        let resources = ChannelResources::from_config_block(config_block)?;
+        let registry = ChaincodeRegistry::from_config(&resources.config)?;
+        Ok(Self {
+            summary: LedgerSummary {
+                channel_id: resources.config.channel_id.clone(),
+                blocks: 0,
+                first_block: None,
+                last_block: None,
+                txs: 0,
+                validation_codes: BTreeMap::new(),
+                chain_ok: true,
+                signatures_ok: true,
+                metadata_ok: true,
+                transactions_ok: true,
+                problems: 0,
+                first_problem: None,
+                ok: true,
+            },
+            last_config_block: Some(block::header(config_block).number),
+            resources,
+            registry,
+            key_policies: KeyPolicies::default(),
+            previous: None,
+        })
+    }
+
+    fn problem(&mut self, kind: Kind, block: Option<u64>, tx: Option<usize>, problem: String) {
+        match kind {
+            Kind::Chain => self.summary.chain_ok = false,
+            Kind::Signatures => self.summary.signatures_ok = false,
+            Kind::Metadata => self.summary.metadata_ok = false,
+            Kind::Transactions => self.summary.transactions_ok = false,
+        }
+        self.summary.problems += 1;
+        self.summary.ok = false;
+        if self.summary.first_problem.is_none() {
+            self.summary.first_problem = Some(Problem { block, tx, problem });
+        }
+    }
+
+    /// Records a block file that could not be read or decoded.
+    pub fn unreadable(&mut self, what: &str, why: &str) {
+        self.problem(Kind::Chain, None, None, format!("{what}: {why}"));
+    }
+
+    /// Verifies the next block of the ledger (blocks must come in order).
+    pub fn verify(&mut self, bytes: &[u8]) -> Option<BlockReport> {
+        let block = match block::decode_block(bytes) {
+            Ok(block) => block,
+            Err(e) => {
+                self.problem(Kind::Chain, self.previous.map(|(n, _)| n + 1), None, format!("block does not decode: {e}"));
+                return None;
+            }
+        };
+        let mut report = inspect_decoded(&block, Some(&self.resources));
+        let number = report.number;
+        let header = block::header(&block);
+        self.summary.blocks += 1;
+        self.summary.first_block.get_or_insert(number);
+        self.summary.last_block = Some(number);
+        match self.previous {
+            Some((previous, hash)) => {
+                if number != previous + 1 {
+                    self.problem(Kind::Chain, Some(number), None, format!("block number {number} follows block {previous}"));
+                } else if header.previous_hash.as_ref() != hash.as_slice() {
+                    self.problem(Kind::Chain, Some(number), None, format!("previous_hash does not match the header hash of block {previous}"));
+                }
+            }
+            None if number == 0 && !header.previous_hash.is_empty() => {
+                self.problem(Kind::Chain, Some(0), None, "genesis block has a previous_hash".into());
+            }
+            None => {}
+        }
+        if !report.data_hash_ok {
+            self.problem(Kind::Chain, Some(number), None, "data_hash does not match the block's transactions".into());
+        }
+        if number > 0 || !report.signatures.is_empty() {
+            if let Some(bad) = report.signatures.iter().position(|s| s.signature_ok != Some(true)) {
+                let why = report.signatures[bad].error.clone().unwrap_or_default();
+                self.problem(Kind::Signatures, Some(number), None, format!("orderer signature {bad} does not verify: {why}"));
+            } else if report.signatures_ok != Some(true) {
+                self.problem(Kind::Signatures, Some(number), None, format!("orderer signatures do not satisfy {BLOCK_VALIDATION_POLICY}"));
+            }
+        }
+        let filter = block::transactions_filter(&block).to_vec();
+        if !filter.is_empty() && filter.len() != report.tx_count {
+            self.problem(Kind::Metadata, Some(number), None, format!("TRANSACTIONS_FILTER has {} entries for {} transactions", filter.len(), report.tx_count));
+        }
+        let envelopes = block::envelopes(&block).to_vec();
+        let mut new_config = None;
+        for (index, envelope) in envelopes.iter().enumerate() {
+            self.summary.txs += 1;
+            let code = filter.get(index).copied();
+            let name = code.map(validation_code_name).unwrap_or_else(|| "NOT_RECORDED".into());
+            *self.summary.validation_codes.entry(name).or_default() += 1;
+            let Ok(tx) = Transaction::parse(envelope) else { continue };
+            if matches!(tx.body, TransactionBody::Config(_)) && code.is_none_or(|c| c == 0) {
+                new_config = Some(tx.clone());
+            }
+            let policy_ok = self.check_tx(number, index, &tx, &report.txs[index], code);
+            report.txs[index].endorsement_policy_ok = policy_ok;
+        }
+        let expected_last_config = if new_config.is_some() { Some(number) } else { self.last_config_block };
+        if let (Some(recorded), Some(expected)) = (report.last_config_index, expected_last_config) {
+            if recorded != expected && number > 0 {
+                self.problem(Kind::Metadata, Some(number), None, format!("LAST_CONFIG index {recorded}, expected {expected}"));
+            }
+        }
+        if let Some(tx) = new_config {
+            self.last_config_block = Some(number);
+            if number > 0 {
+                self.apply_config(number, &tx);
+            }
+        }
+        self.previous = Some((number, header_hash(header)));
+        Some(report)
+    }
+
+    /// Checks one transaction against the code the ledger gave it. Transactions marked
+    /// VALID must have a good creator signature, tx id and proposal hash. Endorsement
+    /// policies are evaluated for every transaction that reached Fabric's policy stage
+    /// (VALID, ENDORSEMENT_POLICY_FAILURE, MVCC and phantom conflicts), and the verdict
+    /// must agree with the code. Only VALID transactions change definitions and
+    /// key-level policies.
+    fn check_tx(&mut self, number: u64, index: usize, tx: &Transaction, report: &TxReport, code: Option<u8>) -> Option<bool> {
+        use TxValidationCode as Code;
+        let valid = code == Some(Code::Valid as u8);
+        if valid {
+            if report.creator_signature_ok == Some(false) {
+                self.problem(Kind::Transactions, Some(number), Some(index), "marked VALID but its creator signature does not verify".into());
+            }
+            if tx.endorser().is_some() && report.tx_id_ok != Some(true) {
+                self.problem(Kind::Transactions, Some(number), Some(index), "marked VALID but its tx id is not hex(SHA-256(nonce || creator))".into());
+            }
+            if tx.endorser().is_some() && report.proposal_hash_ok != Some(true) {
+                self.problem(Kind::Transactions, Some(number), Some(index), "marked VALID but its proposal hash does not match its header".into());
+            }
+        }
+        let endorser_tx = tx.endorser()?;
+        let policy_stage = [Code::Valid, Code::EndorsementPolicyFailure, Code::MvccReadConflict, Code::PhantomReadConflict];
+        let code = code?;
+        if !policy_stage.iter().any(|c| *c as u8 == code) {
+            return None;
+        }
+        let rwset = match endorser_tx.rwset() {
+            Ok(rwset) => rwset,
+            Err(e) => {
+                self.problem(Kind::Transactions, Some(number), Some(index), format!("its rw-set does not decode: {e}"));
+                return Some(false);
+            }
+        };
+        let endorsers = valid_endorsers(tx, &self.resources);
+        let verdict = check_endorsement(&rwset, &endorsers, &self.registry, &self.key_policies, &self.resources);
+        let name = validation_code_name(code);
+        let ok = match verdict {
+            Ok(None) => true,
+            Ok(Some(why)) => {
+                if code != Code::EndorsementPolicyFailure as u8 {
+                    self.problem(Kind::Transactions, Some(number), Some(index), format!("marked {name} but {why}"));
+                }
+                false
+            }
+            Err(e) => {
+                self.problem(Kind::Transactions, Some(number), Some(index), format!("its policies cannot be checked: {e}"));
+                false
+            }
+        };
+        if ok && code == Code::EndorsementPolicyFailure as u8 {
+            self.problem(Kind::Transactions, Some(number), Some(index), "marked ENDORSEMENT_POLICY_FAILURE but its endorsements satisfy every policy".into());
+        }
+        if valid {
+            // A valid transaction's writes take effect: definitions and key-level policies.
+            for ns in &rwset.ns_rwset {
+                let Ok(kv) = decode::<KvrwSet>("KVRWSet", &ns.rwset) else { continue };
+                if ns.namespace == LIFECYCLE_NAMESPACE {
+                    if let Err(e) = self.registry.apply_lifecycle_writes(&kv.writes) {
+                        self.problem(Kind::Transactions, Some(number), Some(index), format!("lifecycle write does not decode: {e}"));
+                    }
+                }
+                self.key_policies.apply(&ns.namespace, &kv);
+            }
+        }
+        Some(ok)
+    }
+
+    fn apply_config(&mut self, number: u64, tx: &Transaction) {
+        let TransactionBody::Config(envelope) = &tx.body else { return };
+        let Some(config) = envelope.config.clone() else {
+            self.problem(Kind::Transactions, Some(number), Some(0), "config transaction carries no config".into());
+            return;
+        };
+        match ChannelResources::from_config(tx.channel_id(), config) {
+            Ok(resources) => {
+                if let Err(e) = self.registry.update_from_config(&resources.config) {
+                    self.problem(Kind::Transactions, Some(number), Some(0), format!("config chaincode definitions: {e}"));
+                }
+                self.resources = resources;
+            }
+            Err(e) => self.problem(Kind::Transactions, Some(number), Some(0), format!("config does not load: {e}")),
+        }
+    }
+
+    pub fn finish(self) -> LedgerSummary {
+        let mut summary = self.summary;
+        if summary.blocks == 0 {
+            summary.ok = false;
+            summary.chain_ok = false;
+            if summary.first_problem.is_none() {
+                summary.problems += 1;
+                summary.first_problem = Some(Problem { block: None, tx: None, problem: "no blocks to verify".into() });
+            }
+        }
+        summary
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T01:04:46.000Z`.
+fn rfc3339(ts: &prost_types::Timestamp) -> String {
+    let days = ts.seconds.div_euclid(86_400);
+    let secs = ts.seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        ts.nanos.max(0) / 1_000_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        let ts = prost_types::Timestamp { seconds: 1_795_482_286, nanos: 0 };
+        assert_eq!(rfc3339(&ts), "2026-11-24T01:04:46.000Z");
+        assert_eq!(rfc3339(&prost_types::Timestamp { seconds: 0, nanos: 5_000_000 }), "1970-01-01T00:00:00.005Z");
+    }
+}
