@@ -525,5 +525,3 @@ fn compile_tree_policy(policy: &Policy) -> Result<TreePolicy, PolicyError> {
     }
 }
 
-#[cfg(test)]
-mod tests;

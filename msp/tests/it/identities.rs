@@ -1,0 +1,164 @@
+//! Identity validation and signatures: each bad input is rejected with its own error.
+
+use std::collections::BTreeMap;
+
+use medfabric_ca::Validity;
+use medfabric_msp::{MspError, NodeRole, SignatureError, SigningIdentity};
+use medfabric_proto::Message;
+use medfabric_proto::msp::SerializedIdentity;
+use p256::elliptic_curve::scalar::IsHigh;
+use time::OffsetDateTime;
+
+use crate::org::{TestOrg, manager};
+
+fn high_s_twin(der: &[u8]) -> Vec<u8> {
+    let sig = p256::ecdsa::Signature::from_der(der).expect("der");
+    let (r, s) = sig.split_scalars();
+    let flipped = -*s.as_ref();
+    let twin = p256::ecdsa::Signature::from_scalars(r.to_bytes(), flipped.to_bytes()).expect("scalars");
+    assert!(bool::from(twin.s().is_high()));
+    twin.to_der().as_bytes().to_vec()
+}
+
+#[test]
+fn a_valid_client_reads_back_role_and_attributes() {
+    let org = TestOrg::new("HospitalMSP");
+    let attrs = BTreeMap::from([
+        ("hf.EnrollmentID".to_owned(), "alice".to_owned()),
+        ("role".to_owned(), "patient".to_owned()),
+    ]);
+    let alice = org.issue_with("alice", "client", Some(attrs), Validity::days_from(OffsetDateTime::now_utc(), 30));
+    let msps = manager(&[&org]);
+    let identity = msps.deserialize(alice.serialized()).expect("valid");
+    assert_eq!(identity.msp_id(), "HospitalMSP");
+    assert_eq!(identity.role(), Some(NodeRole::Client));
+    assert!(!identity.is_admin());
+    assert_eq!(identity.attribute("role"), Some("patient"));
+    assert_eq!(identity.enrollment_id(), "alice");
+    let signature = alice.sign(b"payload");
+    identity.verify(b"payload", &signature).expect("verifies");
+    identity.check_validity_at(OffsetDateTime::now_utc().unix_timestamp()).expect("in validity period");
+
+    let admin = org.issue("admin", "admin");
+    let admin = msps.deserialize(admin.serialized()).expect("valid");
+    assert_eq!(admin.role(), Some(NodeRole::Admin));
+    assert!(admin.is_admin());
+}
+
+#[test]
+fn high_s_signature_is_rejected() {
+    let org = TestOrg::new("Org1MSP");
+    let alice = org.issue("alice", "client");
+    let identity = manager(&[&org]).deserialize(alice.serialized()).expect("valid");
+    let signature = alice.sign(b"payload");
+    identity.verify(b"payload", &signature).expect("low-S verifies");
+    assert_eq!(identity.verify(b"payload", &high_s_twin(&signature)), Err(SignatureError::HighS));
+}
+
+#[test]
+fn signature_by_another_key_is_rejected() {
+    let org = TestOrg::new("Org1MSP");
+    let alice = org.issue("alice", "client");
+    let mallory = org.issue("mallory", "client");
+    let identity = manager(&[&org]).deserialize(alice.serialized()).expect("valid");
+    assert_eq!(identity.verify(b"payload", &mallory.sign(b"payload")), Err(SignatureError::Mismatch));
+}
+
+#[test]
+fn expired_certificate_is_rejected() {
+    let org = TestOrg::new("Org1MSP");
+    let now = OffsetDateTime::now_utc();
+    let old = org.issue_with(
+        "old",
+        "client",
+        None,
+        Validity { not_before: now - time::Duration::days(30), not_after: now - time::Duration::days(1) },
+    );
+    let identity = manager(&[&org]).deserialize(old.serialized()).expect("chain is valid");
+    let err = identity.check_validity_at(now.unix_timestamp()).expect_err("expired");
+    assert!(matches!(err, MspError::Expired { .. }), "{err:?}");
+    identity
+        .check_validity_at((now - time::Duration::days(10)).unix_timestamp())
+        .expect("valid back then");
+}
+
+#[test]
+fn revoked_certificate_is_rejected() {
+    let mut org = TestOrg::new("Org1MSP");
+    let alice = org.issue("alice", "client");
+    let bob = org.issue("bob", "client");
+    org.revoke(&alice);
+    let msps = manager(&[&org]);
+    let err = msps.deserialize(alice.serialized()).expect_err("revoked");
+    assert!(matches!(err, MspError::Revoked { .. }), "{err:?}");
+    msps.deserialize(bob.serialized()).expect("bob is not revoked");
+}
+
+#[test]
+fn certificate_of_another_orgs_ca_is_rejected() {
+    let org1 = TestOrg::new("Org1MSP");
+    let org2 = TestOrg::new("Org2MSP");
+    let intruder = org2.issue("intruder", "client");
+    // Same certificate, but claiming membership of Org1.
+    let forged = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: intruder.certificate_pem().to_vec().into() }.encode_to_vec();
+    let err = manager(&[&org1, &org2]).deserialize(&forged).expect_err("foreign CA");
+    assert_eq!(err, MspError::UntrustedChain { msp_id: "Org1MSP".into() });
+}
+
+#[test]
+fn ca_certificate_cannot_sign() {
+    let org = TestOrg::new("Org1MSP");
+    let sid = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: org.ca.certificate_pem().as_bytes().to_vec().into() }.encode_to_vec();
+    assert_eq!(manager(&[&org]).deserialize(&sid).expect_err("CA cert"), MspError::CaCertificateAsSigner);
+}
+
+#[test]
+fn malformed_pem_truncated_protobuf_and_unknown_msp_are_rejected() {
+    let org = TestOrg::new("Org1MSP");
+    let msps = manager(&[&org]);
+    let alice = org.issue("alice", "client");
+
+    let garbage = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec().into() };
+    assert_eq!(msps.deserialize(&garbage.encode_to_vec()).expect_err("bad pem"), MspError::MalformedPem);
+    let no_pem = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: b"hello".to_vec().into() };
+    assert_eq!(msps.deserialize(&no_pem.encode_to_vec()).expect_err("no pem"), MspError::MalformedPem);
+
+    let serialized = alice.serialized();
+    let err = msps.deserialize(&serialized[..serialized.len() / 2]).expect_err("truncated");
+    assert!(matches!(err, MspError::MalformedIdentity(_)), "{err:?}");
+
+    let unknown = SerializedIdentity { mspid: "NoSuchMSP".into(), id_bytes: alice.certificate_pem().to_vec().into() };
+    assert_eq!(msps.deserialize(&unknown.encode_to_vec()).expect_err("unknown"), MspError::UnknownMsp("NoSuchMSP".into()));
+}
+
+#[test]
+fn identity_without_exactly_one_node_ou_is_rejected() {
+    let org = TestOrg::new("Org1MSP");
+    let nobody = org.issue("nobody", "department7");
+    let err = manager(&[&org]).deserialize(nobody.serialized()).expect_err("no role");
+    assert_eq!(err, MspError::NodeOuRole { found: 0 });
+}
+
+#[test]
+fn verdicts_are_cached_by_serialized_bytes() {
+    let org = TestOrg::new("Org1MSP");
+    let alice = org.issue("alice", "client");
+    let msps = manager(&[&org]);
+    let first = msps.deserialize(alice.serialized()).expect("valid");
+    let second = msps.deserialize(alice.serialized()).expect("valid");
+    assert!(std::sync::Arc::ptr_eq(&first, &second), "second lookup is served from the cache");
+    assert!(msps.deserialize(b"\xff\xff").is_err());
+    assert!(msps.deserialize(b"\xff\xff").is_err(), "failures are cached too");
+    assert_eq!(msps.cached_identities(), 2);
+}
+
+#[test]
+fn cache_is_bounded() {
+    let org = TestOrg::new("Org1MSP");
+    let msps = medfabric_msp::MspManager::with_cache_capacity([org.msp()], 3);
+    let ids: Vec<SigningIdentity> = (0..6).map(|i| org.issue(&format!("user{i}"), "client")).collect();
+    for id in &ids {
+        msps.deserialize(id.serialized()).expect("valid");
+    }
+    assert_eq!(msps.cached_identities(), 3);
+}

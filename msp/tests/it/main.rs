@@ -1,0 +1,6 @@
+//! Integration tests of medfabric-msp through its public API.
+
+mod fabric_folders;
+mod identities;
+mod org;
+mod policies;

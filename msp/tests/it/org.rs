@@ -1,0 +1,90 @@
+//! A throwaway organization (root CA + NodeOU MSP) issued by medfabric-ca.
+
+use std::collections::BTreeMap;
+
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, RevokedEntry, Usage, Validity};
+use medfabric_msp::{Msp, MspManager, SigningIdentity};
+use medfabric_proto::msp::{FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
+use time::OffsetDateTime;
+
+pub struct TestOrg {
+    pub msp_id: String,
+    pub ca: CertificateAuthority,
+    pub crls: Vec<String>,
+}
+
+impl TestOrg {
+    pub fn new(msp_id: &str) -> Self {
+        let ca = CertificateAuthority::new_root(
+            &Name::fabric_style(&format!("ca.{msp_id}"), Some(msp_id), &[]),
+            Validity::days_from(OffsetDateTime::now_utc() - time::Duration::days(1), 3650),
+        )
+        .expect("root CA");
+        Self { msp_id: msp_id.to_owned(), ca, crls: Vec::new() }
+    }
+
+    pub fn issue_with(&self, cn: &str, ou: &str, attrs: Option<BTreeMap<String, String>>, validity: Validity) -> SigningIdentity {
+        let issued = self
+            .ca
+            .issue(&LeafRequest {
+                name: Name::fabric_style(cn, None, &[ou]),
+                subject_alt_names: Vec::new(),
+                attributes: attrs,
+                validity,
+                usage: Usage::Signing,
+                public_key: None,
+            })
+            .expect("issue");
+        SigningIdentity::new(
+            &self.msp_id,
+            issued.certificate_pem.as_bytes(),
+            &issued.key.expect("generated key").to_pkcs8_pem(),
+        )
+        .expect("signing identity")
+    }
+
+    pub fn issue(&self, cn: &str, ou: &str) -> SigningIdentity {
+        self.issue_with(cn, ou, None, Validity::days_from(OffsetDateTime::now_utc() - time::Duration::hours(1), 365))
+    }
+
+    pub fn revoke(&mut self, identity: &SigningIdentity) {
+        let cert = medfabric_msp::Certificate::from_pem(identity.certificate_pem()).expect("cert");
+        let now = OffsetDateTime::now_utc();
+        let crl = self
+            .ca
+            .revocation_list(
+                &[RevokedEntry { serial: cert.serial().to_vec(), revoked_at: now }],
+                now,
+                now + time::Duration::days(7),
+                1,
+            )
+            .expect("crl");
+        self.crls.push(crl);
+    }
+
+    pub fn msp_config(&self) -> FabricMspConfig {
+        let root = self.ca.certificate_pem().as_bytes().to_vec();
+        let ou = |name: &str| Some(FabricOuIdentifier { certificate: root.clone().into(), organizational_unit_identifier: name.into() });
+        FabricMspConfig {
+            name: self.msp_id.clone(),
+            root_certs: vec![root.clone().into()],
+            revocation_list: self.crls.iter().map(|c| c.clone().into_bytes().into()).collect(),
+            fabric_node_ous: Some(FabricNodeOUs {
+                enable: true,
+                client_ou_identifier: ou("client"),
+                peer_ou_identifier: ou("peer"),
+                admin_ou_identifier: ou("admin"),
+                orderer_ou_identifier: ou("orderer"),
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn msp(&self) -> Msp {
+        Msp::from_config(&self.msp_config()).expect("msp")
+    }
+}
+
+pub fn manager(orgs: &[&TestOrg]) -> MspManager {
+    MspManager::new(orgs.iter().map(|o| o.msp()))
+}
