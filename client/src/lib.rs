@@ -1,1 +1,8 @@
-//! placeholder
+//! medfabric's client side: the operator and auditor tooling behind the `medfabric`
+//! CLI. [`network`] generates a network (crypto material, MSP folders, node configs and
+//! the channel genesis block) from a YAML topology; [`ledger`] inspects and verifies
+//! block files offline; [`bench`] holds micro-benchmarks.
+
+pub mod bench;
+pub mod ledger;
+pub mod network;

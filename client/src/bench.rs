@@ -1,0 +1,79 @@
+//! Micro-benchmarks of the identity and signature hot path (`medfabric bench msp`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Usage, Validity};
+use medfabric_msp::{Msp, MspManager, SigningIdentity};
+use medfabric_proto::msp::{FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+#[derive(Debug, Serialize)]
+pub struct MspBench {
+    pub seconds_per_measure: f64,
+    pub deserialize_cold_per_sec: f64,
+    pub deserialize_cached_per_sec: f64,
+    pub verify_per_sec: f64,
+    pub sign_per_sec: f64,
+}
+
+/// Runs each measurement for about `duration` on one thread.
+pub fn msp(duration: Duration) -> Result<MspBench> {
+    let now = OffsetDateTime::now_utc();
+    let ca = CertificateAuthority::new_root(&Name::fabric_style("ca.bench", Some("bench"), &[]), Validity::days_from(now, 30))?;
+    let issued = ca.issue(&LeafRequest {
+        name: Name::fabric_style("user", None, &["client"]),
+        subject_alt_names: Vec::new(),
+        attributes: None,
+        validity: Validity::days_from(now, 30),
+        usage: Usage::Signing,
+        public_key: None,
+    })?;
+    let key = issued.key.as_ref().map(|k| k.to_pkcs8_pem()).unwrap_or_default();
+    let signer = SigningIdentity::new("BenchMSP", issued.certificate_pem.as_bytes(), &key)?;
+    let root = ca.certificate_pem().as_bytes().to_vec();
+    let ou = |n: &str| Some(FabricOuIdentifier { certificate: root.clone().into(), organizational_unit_identifier: n.into() });
+    let config = FabricMspConfig {
+        name: "BenchMSP".into(),
+        root_certs: vec![root.clone().into()],
+        fabric_node_ous: Some(FabricNodeOUs { enable: true, client_ou_identifier: ou("client"), peer_ou_identifier: ou("peer"), admin_ou_identifier: ou("admin"), orderer_ou_identifier: ou("orderer") }),
+        ..Default::default()
+    };
+    let msps = MspManager::new([Msp::from_config(&config)?]);
+    let serialized = signer.serialized().clone();
+    let message = vec![7u8; 300];
+    let signature = signer.sign(&message);
+    let identity = msps.deserialize(&serialized)?;
+
+    let rate = |f: &mut dyn FnMut()| -> f64 {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < duration {
+            for _ in 0..16 {
+                f();
+            }
+            n += 16;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let cold = rate(&mut || {
+        std::hint::black_box(msps.deserialize_uncached(&serialized).is_ok());
+    });
+    let cached = rate(&mut || {
+        std::hint::black_box(msps.deserialize(&serialized).is_ok());
+    });
+    let verify = rate(&mut || {
+        std::hint::black_box(identity.verify(&message, &signature).is_ok());
+    });
+    let sign = rate(&mut || {
+        std::hint::black_box(signer.sign(&message));
+    });
+    Ok(MspBench {
+        seconds_per_measure: duration.as_secs_f64(),
+        deserialize_cold_per_sec: cold.round(),
+        deserialize_cached_per_sec: cached.round(),
+        verify_per_sec: verify.round(),
+        sign_per_sec: sign.round(),
+    })
+}

@@ -1,0 +1,594 @@
+//! `medfabric network generate`: the equivalent of Fabric's cryptogen + configtxgen.
+//!
+//! From a topology file (`network-config/*.yaml`) it writes, under an output directory:
+//! - `organizations/{peer,orderer}Organizations/<domain>/`: per org a root CA (`ca/`)
+//!   and a TLS CA (`tlsca/`), the org MSP (`msp/`), and for every node and user an MSP
+//!   folder (`msp/`: cacerts, signcerts, keystore, tlscacerts, config.yaml with NodeOUs)
+//!   and TLS material (`tls/`);
+//! - `channel-artifacts/<channel>.block`: the genesis block;
+//! - `nodes/<node>.yaml`: one config file per peer, orderer and CA;
+//! - `network.yaml`: the topology it was generated from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Usage, Validity};
+use medfabric_msp::{MspFolder, NodeOuConfig, parse_policy};
+use medfabric_proto::Message;
+use medfabric_proto::etcdraft;
+use medfabric_proto::medfabric::config::ChaincodeDefinition;
+use medfabric_proto::orderer::BatchSize;
+use medfabric_proto::protos::{ApplicationPolicy, application_policy};
+use medfabric_types::{ChannelSpec, OrgSpec};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Certificate lifetimes, as cryptogen uses them.
+const CA_VALIDITY_DAYS: i64 = 3650;
+const LEAF_VALIDITY_DAYS: i64 = 3650;
+/// gRPC message limit of Fabric peers and orderers (100 MiB).
+const MAX_MESSAGE_BYTES: u64 = 104_857_600;
+
+/// A network topology file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub channel: String,
+    pub orderer: OrdererOrg,
+    pub organizations: Vec<PeerOrg>,
+    #[serde(default)]
+    pub chaincodes: Vec<ChaincodeEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdererOrg {
+    pub name: String,
+    pub msp_id: String,
+    pub domain: String,
+    pub batch: Batch,
+    pub consenters: Vec<Orderer>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    pub max_message_count: u32,
+    pub absolute_max_bytes: u32,
+    pub preferred_max_bytes: u32,
+    pub batch_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Orderer {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub cluster_port: u16,
+    pub operations_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerOrg {
+    pub name: String,
+    pub msp_id: String,
+    pub domain: String,
+    pub ca: Endpoint,
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub operations_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// `client` or `admin` (the NodeOU written into the certificate).
+    #[serde(rename = "type", default = "client")]
+    pub user_type: String,
+    /// Fabric CA attributes, e.g. `role: patient`.
+    #[serde(default)]
+    pub attrs: BTreeMap<String, String>,
+}
+
+fn client() -> String {
+    "client".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaincodeEntry {
+    pub name: String,
+    pub version: String,
+    pub sequence: i64,
+    /// Policy language (`AND('A.peer','B.peer')`) or a channel policy path
+    /// (`/Channel/Application/Endorsement`).
+    pub endorsement_policy: String,
+    #[serde(default)]
+    pub init_required: bool,
+}
+
+impl Topology {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let topology: Topology = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        topology.check()?;
+        Ok(topology)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.channel.is_empty() || !self.channel.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+            bail!("channel name {:?} must be lowercase letters, digits, '-' or '.'", self.channel);
+        }
+        if self.organizations.is_empty() {
+            bail!("a network needs at least one peer organization");
+        }
+        if self.orderer.consenters.is_empty() {
+            bail!("a network needs at least one orderer");
+        }
+        if self.orderer.consenters.len() == 2 {
+            bail!("a Raft ordering service needs 1 or at least 3 consenters (2 cannot survive a failure)");
+        }
+        let mut msp_ids: Vec<&str> = self.organizations.iter().map(|o| o.msp_id.as_str()).collect();
+        msp_ids.push(&self.orderer.msp_id);
+        let mut unique = msp_ids.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != msp_ids.len() {
+            bail!("MSP ids must be unique: {msp_ids:?}");
+        }
+        for org in &self.organizations {
+            if org.peers.is_empty() {
+                bail!("organization {} has no peer", org.name);
+            }
+        }
+        for user in self.organizations.iter().flat_map(|o| &o.users).chain(&self.orderer.users) {
+            if user.user_type != "client" && user.user_type != "admin" {
+                bail!("user {} has type {:?}; expected client or admin", user.name, user.user_type);
+            }
+        }
+        for cc in &self.chaincodes {
+            application_policy(&cc.endorsement_policy).with_context(|| format!("chaincode {}", cc.name))?;
+        }
+        let b = &self.orderer.batch;
+        if b.max_message_count == 0 || b.preferred_max_bytes == 0 || b.preferred_max_bytes > b.absolute_max_bytes {
+            bail!("batch: need max_message_count > 0 and 0 < preferred_max_bytes <= absolute_max_bytes");
+        }
+        Ok(())
+    }
+}
+
+fn application_policy(text: &str) -> Result<ApplicationPolicy> {
+    let policy = if text.starts_with('/') {
+        application_policy::Type::ChannelConfigPolicyReference(text.to_owned())
+    } else {
+        application_policy::Type::SignaturePolicy(parse_policy(text)?)
+    };
+    Ok(ApplicationPolicy { r#type: Some(policy) })
+}
+
+/// What `generate` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub out: PathBuf,
+    pub channel: String,
+    pub genesis_block: PathBuf,
+    pub node_configs: Vec<PathBuf>,
+    pub organizations: Vec<String>,
+}
+
+/// Generates a network into `out`. An existing, non-empty `out` is refused unless
+/// `force`, which replaces only what a previous generation wrote.
+pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generated> {
+    let topology = Topology::load(topology_path)?;
+    prepare_out_dir(out, force)?;
+    let now = OffsetDateTime::now_utc();
+    std::fs::write(out.join("network.yaml"), serde_yaml::to_string(&topology)?)?;
+
+    // Orderer organization.
+    let orderer_org_dir = out.join("organizations/ordererOrganizations").join(&topology.orderer.domain);
+    let orderer_cas = OrgCas::new(&topology.orderer.domain, &orderer_org_dir, now)?;
+    let mut orderer_tls = BTreeMap::new();
+    for orderer in &topology.orderer.consenters {
+        let fqdn = format!("{}.{}", orderer.name, topology.orderer.domain);
+        let dir = orderer_org_dir.join("orderers").join(&fqdn);
+        orderer_cas.write_identity(&dir, &fqdn, "orderer", None, now)?;
+        let tls = orderer_cas.write_tls(&dir, &fqdn, &[&orderer.host, &fqdn], "server", now)?;
+        orderer_tls.insert(orderer.name.clone(), tls);
+    }
+    let orderer_users = with_admin(&topology.orderer.users);
+    for user in &orderer_users {
+        write_user(&orderer_cas, &orderer_org_dir, &topology.orderer.domain, user, now)?;
+    }
+
+    // Peer organizations.
+    let mut app_orgs = Vec::new();
+    for org in &topology.organizations {
+        let org_dir = out.join("organizations/peerOrganizations").join(&org.domain);
+        let cas = OrgCas::new(&org.domain, &org_dir, now)?;
+        for peer in &org.peers {
+            let fqdn = format!("{}.{}", peer.name, org.domain);
+            let dir = org_dir.join("peers").join(&fqdn);
+            cas.write_identity(&dir, &fqdn, "peer", None, now)?;
+            cas.write_tls(&dir, &fqdn, &[&peer.host, &fqdn], "server", now)?;
+        }
+        for user in &with_admin(&org.users) {
+            write_user(&cas, &org_dir, &org.domain, user, now)?;
+        }
+        let mut spec = OrgSpec::application(&org.name, MspFolder::load(&org_dir.join("msp"), &org.msp_id)?);
+        let anchor = &org.peers[0];
+        spec.anchor_peers = vec![(anchor.host.clone(), i32::from(anchor.port))];
+        app_orgs.push(spec);
+    }
+    let mut orderer_spec = OrgSpec::orderer(&topology.orderer.name, MspFolder::load(&orderer_org_dir.join("msp"), &topology.orderer.msp_id)?);
+    orderer_spec.endpoints = topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+
+    let consenters = topology
+        .orderer
+        .consenters
+        .iter()
+        .map(|o| {
+            let tls = orderer_tls[&o.name].as_bytes().to_vec();
+            etcdraft::Consenter { host: o.host.clone(), port: u32::from(o.cluster_port), client_tls_cert: tls.clone().into(), server_tls_cert: tls.into() }
+        })
+        .collect();
+    let batch = &topology.orderer.batch;
+    let spec = ChannelSpec {
+        channel_id: topology.channel.clone(),
+        orderer_orgs: vec![orderer_spec],
+        application_orgs: app_orgs,
+        orderer_addresses: topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect(),
+        consenters,
+        raft_options: etcdraft::Options {
+            tick_interval: "500ms".into(),
+            election_tick: 10,
+            heartbeat_tick: 1,
+            max_inflight_blocks: 5,
+            snapshot_interval_size: 16 * 1024 * 1024,
+        },
+        batch_size: BatchSize {
+            max_message_count: batch.max_message_count,
+            absolute_max_bytes: batch.absolute_max_bytes,
+            preferred_max_bytes: batch.preferred_max_bytes,
+        },
+        batch_timeout_ms: batch.batch_timeout_ms,
+        chaincodes: topology
+            .chaincodes
+            .iter()
+            .map(|cc| {
+                Ok(ChaincodeDefinition {
+                    name: cc.name.clone(),
+                    version: cc.version.clone(),
+                    sequence: cc.sequence,
+                    endorsement_policy: Some(application_policy(&cc.endorsement_policy)?),
+                    init_required: cc.init_required,
+                    collections: None,
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let timestamp = medfabric_proto::Timestamp { seconds: now.unix_timestamp(), nanos: 0 };
+    let genesis = spec.genesis_block(timestamp)?;
+    let artifacts = out.join("channel-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    let genesis_path = artifacts.join(format!("{}.block", topology.channel));
+    std::fs::write(&genesis_path, genesis.encode_to_vec())?;
+
+    let node_configs = write_node_configs(&topology, out)?;
+    Ok(Generated {
+        out: out.to_path_buf(),
+        channel: topology.channel.clone(),
+        genesis_block: genesis_path,
+        node_configs,
+        organizations: topology.organizations.iter().map(|o| o.msp_id.clone()).chain([topology.orderer.msp_id.clone()]).collect(),
+    })
+}
+
+/// What `generate` owns inside an output directory.
+const GENERATED: [&str; 4] = ["organizations", "channel-artifacts", "nodes", "network.yaml"];
+
+fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        let non_empty = std::fs::read_dir(out)?.next().is_some();
+        if non_empty && !force {
+            bail!("{} already exists and is not empty; pass --force to replace the generated network in it", out.display());
+        }
+        for name in GENERATED {
+            let path = out.join(name);
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else if path.exists() {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out)?;
+    Ok(())
+}
+
+fn with_admin(users: &[User]) -> Vec<User> {
+    let mut all = users.to_vec();
+    if !all.iter().any(|u| u.name == "Admin") {
+        all.insert(0, User { name: "Admin".into(), user_type: "admin".into(), attrs: BTreeMap::new() });
+    }
+    all
+}
+
+fn write_user(cas: &OrgCas, org_dir: &Path, domain: &str, user: &User, now: OffsetDateTime) -> Result<()> {
+    let id = format!("{}@{}", user.name, domain);
+    let dir = org_dir.join("users").join(&id);
+    let mut attrs = BTreeMap::from([
+        ("hf.EnrollmentID".to_owned(), user.name.clone()),
+        ("hf.Type".to_owned(), user.user_type.clone()),
+        ("hf.Affiliation".to_owned(), String::new()),
+    ]);
+    attrs.extend(user.attrs.clone());
+    cas.write_identity(&dir, &id, &user.user_type, Some(attrs), now)?;
+    cas.write_tls(&dir, &id, &[], "client", now)?;
+    Ok(())
+}
+
+/// An organization's two CAs and the org MSP folder.
+struct OrgCas {
+    domain: String,
+    ca: CertificateAuthority,
+    tls_ca: CertificateAuthority,
+}
+
+impl OrgCas {
+    fn new(domain: &str, org_dir: &Path, now: OffsetDateTime) -> Result<Self> {
+        let validity = Validity::days_from(now - time::Duration::minutes(5), CA_VALIDITY_DAYS);
+        let ca = CertificateAuthority::new_root(&Name::fabric_style(&format!("ca.{domain}"), Some(domain), &[]), validity)?;
+        let tls_ca = CertificateAuthority::new_root(&Name::fabric_style(&format!("tlsca.{domain}"), Some(domain), &[]), validity)?;
+        let cas = Self { domain: domain.to_owned(), ca, tls_ca };
+        write_file(&org_dir.join("ca").join(cas.ca_file()), cas.ca.certificate_pem().as_bytes())?;
+        write_key(&org_dir.join("ca/priv_sk"), &cas.ca.key().to_pkcs8_pem())?;
+        write_file(&org_dir.join("tlsca").join(cas.tls_ca_file()), cas.tls_ca.certificate_pem().as_bytes())?;
+        write_key(&org_dir.join("tlsca/priv_sk"), &cas.tls_ca.key().to_pkcs8_pem())?;
+        cas.write_msp_public(&org_dir.join("msp"))?;
+        Ok(cas)
+    }
+
+    fn ca_file(&self) -> String {
+        format!("ca.{}-cert.pem", self.domain)
+    }
+
+    fn tls_ca_file(&self) -> String {
+        format!("tlsca.{}-cert.pem", self.domain)
+    }
+
+    /// cacerts, tlscacerts and config.yaml: what every MSP folder of the org shares.
+    fn write_msp_public(&self, msp: &Path) -> Result<()> {
+        write_file(&msp.join("cacerts").join(self.ca_file()), self.ca.certificate_pem().as_bytes())?;
+        write_file(&msp.join("tlscacerts").join(self.tls_ca_file()), self.tls_ca.certificate_pem().as_bytes())?;
+        let config = NodeOuConfig::standard(&format!("cacerts/{}", self.ca_file()));
+        write_file(&msp.join("config.yaml"), config.to_yaml().as_bytes())
+    }
+
+    fn write_identity(&self, dir: &Path, id: &str, node_ou: &str, attrs: Option<BTreeMap<String, String>>, now: OffsetDateTime) -> Result<()> {
+        let issued = self.ca.issue(&LeafRequest {
+            name: Name::fabric_style(id, None, &[node_ou]),
+            subject_alt_names: Vec::new(),
+            attributes: attrs,
+            validity: Validity::days_from(now - time::Duration::minutes(5), LEAF_VALIDITY_DAYS),
+            usage: Usage::Signing,
+            public_key: None,
+        })?;
+        let msp = dir.join("msp");
+        self.write_msp_public(&msp)?;
+        write_file(&msp.join("signcerts").join(format!("{id}-cert.pem")), issued.certificate_pem.as_bytes())?;
+        let key = issued.key.context("issuer generated no key")?;
+        write_key(&msp.join("keystore/priv_sk"), &key.to_pkcs8_pem())
+    }
+
+    /// Writes `tls/{ca.crt, <kind>.crt, <kind>.key}`; returns the certificate PEM.
+    fn write_tls(&self, dir: &Path, id: &str, hosts: &[&str], kind: &str, now: OffsetDateTime) -> Result<String> {
+        let mut sans: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+        if kind == "server" {
+            sans.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        }
+        sans.sort();
+        sans.dedup();
+        let issued = self.tls_ca.issue(&LeafRequest {
+            name: Name::fabric_style(id, None, &[]),
+            subject_alt_names: sans,
+            attributes: None,
+            validity: Validity::days_from(now - time::Duration::minutes(5), LEAF_VALIDITY_DAYS),
+            usage: Usage::Tls,
+            public_key: None,
+        })?;
+        let tls = dir.join("tls");
+        write_file(&tls.join("ca.crt"), self.tls_ca.certificate_pem().as_bytes())?;
+        write_file(&tls.join(format!("{kind}.crt")), issued.certificate_pem.as_bytes())?;
+        let key = issued.key.context("issuer generated no key")?;
+        write_key(&tls.join(format!("{kind}.key")), &key.to_pkcs8_pem())?;
+        Ok(issued.certificate_pem)
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_key(path: &Path, pem: &str) -> Result<()> {
+    write_file(path, pem.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-node configuration files. Paths inside are relative to the file's directory.
+
+#[derive(Debug, Serialize)]
+struct TlsFiles {
+    cert_file: String,
+    key_file: String,
+    ca_file: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Limits {
+    max_message_bytes: u64,
+    max_concurrent_streams: u32,
+    max_connections: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerNodeConfig {
+    kind: &'static str,
+    node_id: String,
+    msp_id: String,
+    msp_dir: String,
+    tls: TlsFiles,
+    listen_address: String,
+    operations_address: String,
+    data_dir: String,
+    channel: String,
+    genesis_block: String,
+    orderer_endpoints: Vec<String>,
+    limits: Limits,
+}
+
+#[derive(Debug, Serialize)]
+struct OrdererNodeConfig {
+    kind: &'static str,
+    node_id: String,
+    consenter_id: u64,
+    msp_id: String,
+    msp_dir: String,
+    tls: TlsFiles,
+    listen_address: String,
+    cluster_listen_address: String,
+    operations_address: String,
+    data_dir: String,
+    genesis_block: String,
+    limits: Limits,
+}
+
+#[derive(Debug, Serialize)]
+struct CaNodeConfig {
+    kind: &'static str,
+    ca_name: String,
+    msp_id: String,
+    listen_address: String,
+    ca_cert_file: String,
+    ca_key_file: String,
+    data_dir: String,
+    bootstrap_admin: BootstrapAdmin,
+    max_request_body_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct BootstrapAdmin {
+    id: String,
+    secret: String,
+}
+
+fn limits() -> Limits {
+    Limits { max_message_bytes: MAX_MESSAGE_BYTES, max_concurrent_streams: 2500, max_connections: 1024 }
+}
+
+fn tls_files(node_dir: &str, kind: &str) -> TlsFiles {
+    TlsFiles {
+        cert_file: format!("{node_dir}/tls/{kind}.crt"),
+        key_file: format!("{node_dir}/tls/{kind}.key"),
+        ca_file: format!("{node_dir}/tls/ca.crt"),
+    }
+}
+
+fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
+    let nodes = out.join("nodes");
+    std::fs::create_dir_all(&nodes)?;
+    let genesis = format!("../channel-artifacts/{}.block", topology.channel);
+    let orderer_endpoints: Vec<String> = topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+    let mut written = Vec::new();
+    let mut emit = |name: &str, yaml: String| -> Result<()> {
+        let path = nodes.join(format!("{name}.yaml"));
+        write_file(&path, yaml.as_bytes())?;
+        written.push(path);
+        Ok(())
+    };
+    let domain = &topology.orderer.domain;
+    for (index, orderer) in topology.orderer.consenters.iter().enumerate() {
+        let fqdn = format!("{}.{domain}", orderer.name);
+        let node_dir = format!("../organizations/ordererOrganizations/{domain}/orderers/{fqdn}");
+        emit(&fqdn, serde_yaml::to_string(&OrdererNodeConfig {
+            kind: "orderer",
+            node_id: fqdn.clone(),
+            consenter_id: index as u64 + 1,
+            msp_id: topology.orderer.msp_id.clone(),
+            msp_dir: format!("{node_dir}/msp"),
+            tls: tls_files(&node_dir, "server"),
+            listen_address: format!("{}:{}", orderer.host, orderer.port),
+            cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
+            operations_address: format!("{}:{}", orderer.host, orderer.operations_port),
+            data_dir: format!("../data/{fqdn}"),
+            genesis_block: genesis.clone(),
+            limits: limits(),
+        })?)?;
+    }
+    for org in &topology.organizations {
+        for peer in &org.peers {
+            let fqdn = format!("{}.{}", peer.name, org.domain);
+            let node_dir = format!("../organizations/peerOrganizations/{}/peers/{fqdn}", org.domain);
+            emit(&fqdn, serde_yaml::to_string(&PeerNodeConfig {
+                kind: "peer",
+                node_id: fqdn.clone(),
+                msp_id: org.msp_id.clone(),
+                msp_dir: format!("{node_dir}/msp"),
+                tls: tls_files(&node_dir, "server"),
+                listen_address: format!("{}:{}", peer.host, peer.port),
+                operations_address: format!("{}:{}", peer.host, peer.operations_port),
+                data_dir: format!("../data/{fqdn}"),
+                channel: topology.channel.clone(),
+                genesis_block: genesis.clone(),
+                orderer_endpoints: orderer_endpoints.clone(),
+                limits: limits(),
+            })?)?;
+        }
+        let ca_name = format!("ca.{}", org.domain);
+        let ca_dir = format!("../organizations/peerOrganizations/{}/ca", org.domain);
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret).context("OS random source")?;
+        emit(&ca_name, serde_yaml::to_string(&CaNodeConfig {
+            kind: "ca",
+            ca_name: ca_name.clone(),
+            msp_id: org.msp_id.clone(),
+            listen_address: format!("{}:{}", org.ca.host, org.ca.port),
+            ca_cert_file: format!("{ca_dir}/{ca_name}-cert.pem"),
+            ca_key_file: format!("{ca_dir}/priv_sk"),
+            data_dir: format!("../data/{ca_name}"),
+            bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
+            max_request_body_bytes: 1 << 20,
+        })?)?;
+    }
+    Ok(written)
+}
