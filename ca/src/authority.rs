@@ -2,9 +2,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, RevokedCertParams, SanType,
+    SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -179,13 +179,9 @@ impl CertificateAuthority {
     pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, CaError> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(certificate_pem, key.clone())?;
-        let der = pem_der(certificate_pem).ok_or(CaError::Generate(rcgen::Error::CouldNotParseCertificate))?;
-        Ok(Self {
-            certificate_pem: certificate_pem.to_owned(),
-            certificate_der: der,
-            key,
-            issuer,
-        })
+        let der =
+            pem_der(certificate_pem).ok_or(CaError::Generate(rcgen::Error::CouldNotParseCertificate))?;
+        Ok(Self { certificate_pem: certificate_pem.to_owned(), certificate_der: der, key, issuer })
     }
 
     pub fn certificate_pem(&self) -> &str {
@@ -215,8 +211,7 @@ impl CertificateAuthority {
                 params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
             }
             Usage::Tls => {
-                params.key_usages =
-                    vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
                 params.extended_key_usages =
                     vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
             }
@@ -226,11 +221,9 @@ impl CertificateAuthority {
             .iter()
             .map(|san| match san.parse::<IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => san
-                    .clone()
-                    .try_into()
-                    .map(SanType::DnsName)
-                    .map_err(|_| CaError::BadSan(san.clone())),
+                Err(_) => {
+                    san.clone().try_into().map(SanType::DnsName).map_err(|_| CaError::BadSan(san.clone()))
+                }
             })
             .collect::<Result<_, _>>()?;
         if let Some(attrs) = &request.attributes {
@@ -247,17 +240,11 @@ impl CertificateAuthority {
             }
             None => {
                 let key = KeyPair::generate();
-                params.key_identifier_method =
-                    KeyIdMethod::PreSpecified(ski(key.public_key_sec1()));
+                params.key_identifier_method = KeyIdMethod::PreSpecified(ski(key.public_key_sec1()));
                 (params.signed_by(&key, &self.issuer)?, Some(key))
             }
         };
-        Ok(Issued {
-            certificate_pem: cert.pem(),
-            certificate_der: cert.der().to_vec(),
-            key,
-            serial,
-        })
+        Ok(Issued { certificate_pem: cert.pem(), certificate_der: cert.der().to_vec(), key, serial })
     }
 
     /// A CRL signed by this CA listing `revoked`.
@@ -388,9 +375,8 @@ mod tests {
             .expect("leaf");
         assert!(issued.certificate_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(issued.key.is_some());
-        let reloaded =
-            CertificateAuthority::from_pem(root.certificate_pem(), &root.key().to_pkcs8_pem())
-                .expect("reload");
+        let reloaded = CertificateAuthority::from_pem(root.certificate_pem(), &root.key().to_pkcs8_pem())
+            .expect("reload");
         assert_eq!(reloaded.certificate_der(), root.certificate_der());
     }
 }

@@ -39,10 +39,7 @@ impl KeyPair {
 
     /// PKCS#8 PEM, the format of Fabric's `keystore/priv_sk`.
     pub fn to_pkcs8_pem(&self) -> String {
-        self.secret
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("a valid P-256 key always encodes")
-            .to_string()
+        self.secret.to_pkcs8_pem(LineEnding::LF).expect("a valid P-256 key always encodes").to_string()
     }
 
     /// Uncompressed SEC1 public point.

@@ -21,7 +21,10 @@ pub struct MspBench {
 /// Runs each measurement for about `duration` on one thread.
 pub fn msp(duration: Duration) -> Result<MspBench> {
     let now = OffsetDateTime::now_utc();
-    let ca = CertificateAuthority::new_root(&Name::fabric_style("ca.bench", Some("bench"), &[]), Validity::days_from(now, 30))?;
+    let ca = CertificateAuthority::new_root(
+        &Name::fabric_style("ca.bench", Some("bench"), &[]),
+        Validity::days_from(now, 30),
+    )?;
     let issued = ca.issue(&LeafRequest {
         name: Name::fabric_style("user", None, &["client"]),
         subject_alt_names: Vec::new(),
@@ -33,11 +36,22 @@ pub fn msp(duration: Duration) -> Result<MspBench> {
     let key = issued.key.as_ref().map(|k| k.to_pkcs8_pem()).unwrap_or_default();
     let signer = SigningIdentity::new("BenchMSP", issued.certificate_pem.as_bytes(), &key)?;
     let root = ca.certificate_pem().as_bytes().to_vec();
-    let ou = |n: &str| Some(FabricOuIdentifier { certificate: root.clone().into(), organizational_unit_identifier: n.into() });
+    let ou = |n: &str| {
+        Some(FabricOuIdentifier {
+            certificate: root.clone().into(),
+            organizational_unit_identifier: n.into(),
+        })
+    };
     let config = FabricMspConfig {
         name: "BenchMSP".into(),
         root_certs: vec![root.clone().into()],
-        fabric_node_ous: Some(FabricNodeOUs { enable: true, client_ou_identifier: ou("client"), peer_ou_identifier: ou("peer"), admin_ou_identifier: ou("admin"), orderer_ou_identifier: ou("orderer") }),
+        fabric_node_ous: Some(FabricNodeOUs {
+            enable: true,
+            client_ou_identifier: ou("client"),
+            peer_ou_identifier: ou("peer"),
+            admin_ou_identifier: ou("admin"),
+            orderer_ou_identifier: ou("orderer"),
+        }),
         ..Default::default()
     };
     let msps = MspManager::new([Msp::from_config(&config)?]);

@@ -13,22 +13,27 @@ use medfabric_types::verify::{BlockReport, LedgerSummary, LedgerVerifier, inspec
 pub fn inspect(file: &Path, config_block: Option<&Path>) -> Result<BlockReport> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let resources = config_block.map(load_resources).transpose()?;
-    let (_, report) = inspect_block(&bytes, resources.as_ref()).with_context(|| format!("{} is not a block", file.display()))?;
+    let (_, report) = inspect_block(&bytes, resources.as_ref())
+        .with_context(|| format!("{} is not a block", file.display()))?;
     Ok(report)
 }
 
 fn load_resources(path: &Path) -> Result<ChannelResources> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let block = decode_block(&bytes).with_context(|| format!("{} is not a block", path.display()))?;
-    ChannelResources::from_config_block(&block).with_context(|| format!("{} is not a config block", path.display()))
+    ChannelResources::from_config_block(&block)
+        .with_context(|| format!("{} is not a config block", path.display()))
 }
 
 /// Verifies every `*.block` file of `dir`, in block-number order, starting from the
 /// channel config in `config_block`.
 pub fn verify(dir: &Path, config_block: &Path) -> Result<LedgerSummary> {
-    let config_bytes = std::fs::read(config_block).with_context(|| format!("reading {}", config_block.display()))?;
-    let config = decode_block(&config_bytes).with_context(|| format!("{} is not a block", config_block.display()))?;
-    let mut verifier = LedgerVerifier::new(&config).with_context(|| format!("{} is not a config block", config_block.display()))?;
+    let config_bytes =
+        std::fs::read(config_block).with_context(|| format!("reading {}", config_block.display()))?;
+    let config =
+        decode_block(&config_bytes).with_context(|| format!("{} is not a block", config_block.display()))?;
+    let mut verifier = LedgerVerifier::new(&config)
+        .with_context(|| format!("{} is not a config block", config_block.display()))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|e| e.map(|e| e.path()))

@@ -8,7 +8,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "medfabric", version, about = "medfabric: a permissioned ledger for medical data, wire-compatible with Hyperledger Fabric 2.5")]
+#[command(
+    name = "medfabric",
+    version,
+    about = "medfabric: a permissioned ledger for medical data, wire-compatible with Hyperledger Fabric 2.5"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

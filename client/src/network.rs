@@ -132,13 +132,19 @@ pub struct ChaincodeEntry {
 impl Topology {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let topology: Topology = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let topology: Topology =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         topology.check()?;
         Ok(topology)
     }
 
     fn check(&self) -> Result<()> {
-        if self.channel.is_empty() || !self.channel.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+        if self.channel.is_empty()
+            || !self
+                .channel
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
             bail!("channel name {:?} must be lowercase letters, digits, '-' or '.'", self.channel);
         }
         if self.organizations.is_empty() {
@@ -172,7 +178,10 @@ impl Topology {
             application_policy(&cc.endorsement_policy).with_context(|| format!("chaincode {}", cc.name))?;
         }
         let b = &self.orderer.batch;
-        if b.max_message_count == 0 || b.preferred_max_bytes == 0 || b.preferred_max_bytes > b.absolute_max_bytes {
+        if b.max_message_count == 0
+            || b.preferred_max_bytes == 0
+            || b.preferred_max_bytes > b.absolute_max_bytes
+        {
             bail!("batch: need max_message_count > 0 and 0 < preferred_max_bytes <= absolute_max_bytes");
         }
         Ok(())
@@ -241,8 +250,12 @@ pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generat
         spec.anchor_peers = vec![(anchor.host.clone(), i32::from(anchor.port))];
         app_orgs.push(spec);
     }
-    let mut orderer_spec = OrgSpec::orderer(&topology.orderer.name, MspFolder::load(&orderer_org_dir.join("msp"), &topology.orderer.msp_id)?);
-    orderer_spec.endpoints = topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+    let mut orderer_spec = OrgSpec::orderer(
+        &topology.orderer.name,
+        MspFolder::load(&orderer_org_dir.join("msp"), &topology.orderer.msp_id)?,
+    );
+    orderer_spec.endpoints =
+        topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
 
     let consenters = topology
         .orderer
@@ -250,7 +263,12 @@ pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generat
         .iter()
         .map(|o| {
             let tls = orderer_tls[&o.name].as_bytes().to_vec();
-            etcdraft::Consenter { host: o.host.clone(), port: u32::from(o.cluster_port), client_tls_cert: tls.clone().into(), server_tls_cert: tls.into() }
+            etcdraft::Consenter {
+                host: o.host.clone(),
+                port: u32::from(o.cluster_port),
+                client_tls_cert: tls.clone().into(),
+                server_tls_cert: tls.into(),
+            }
         })
         .collect();
     let batch = &topology.orderer.batch;
@@ -258,7 +276,12 @@ pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generat
         channel_id: topology.channel.clone(),
         orderer_orgs: vec![orderer_spec],
         application_orgs: app_orgs,
-        orderer_addresses: topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect(),
+        orderer_addresses: topology
+            .orderer
+            .consenters
+            .iter()
+            .map(|o| format!("{}:{}", o.host, o.port))
+            .collect(),
         consenters,
         raft_options: etcdraft::Options {
             tick_interval: "500ms".into(),
@@ -301,7 +324,12 @@ pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generat
         channel: topology.channel.clone(),
         genesis_block: genesis_path,
         node_configs,
-        organizations: topology.organizations.iter().map(|o| o.msp_id.clone()).chain([topology.orderer.msp_id.clone()]).collect(),
+        organizations: topology
+            .organizations
+            .iter()
+            .map(|o| o.msp_id.clone())
+            .chain([topology.orderer.msp_id.clone()])
+            .collect(),
     })
 }
 
@@ -312,7 +340,10 @@ fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         let non_empty = std::fs::read_dir(out)?.next().is_some();
         if non_empty && !force {
-            bail!("{} already exists and is not empty; pass --force to replace the generated network in it", out.display());
+            bail!(
+                "{} already exists and is not empty; pass --force to replace the generated network in it",
+                out.display()
+            );
         }
         for name in GENERATED {
             let path = out.join(name);
@@ -359,8 +390,14 @@ struct OrgCas {
 impl OrgCas {
     fn new(domain: &str, org_dir: &Path, now: OffsetDateTime) -> Result<Self> {
         let validity = Validity::days_from(now - time::Duration::minutes(5), CA_VALIDITY_DAYS);
-        let ca = CertificateAuthority::new_root(&Name::fabric_style(&format!("ca.{domain}"), Some(domain), &[]), validity)?;
-        let tls_ca = CertificateAuthority::new_root(&Name::fabric_style(&format!("tlsca.{domain}"), Some(domain), &[]), validity)?;
+        let ca = CertificateAuthority::new_root(
+            &Name::fabric_style(&format!("ca.{domain}"), Some(domain), &[]),
+            validity,
+        )?;
+        let tls_ca = CertificateAuthority::new_root(
+            &Name::fabric_style(&format!("tlsca.{domain}"), Some(domain), &[]),
+            validity,
+        )?;
         let cas = Self { domain: domain.to_owned(), ca, tls_ca };
         write_file(&org_dir.join("ca").join(cas.ca_file()), cas.ca.certificate_pem().as_bytes())?;
         write_key(&org_dir.join("ca/priv_sk"), &cas.ca.key().to_pkcs8_pem())?;
@@ -381,12 +418,22 @@ impl OrgCas {
     /// cacerts, tlscacerts and config.yaml: what every MSP folder of the org shares.
     fn write_msp_public(&self, msp: &Path) -> Result<()> {
         write_file(&msp.join("cacerts").join(self.ca_file()), self.ca.certificate_pem().as_bytes())?;
-        write_file(&msp.join("tlscacerts").join(self.tls_ca_file()), self.tls_ca.certificate_pem().as_bytes())?;
+        write_file(
+            &msp.join("tlscacerts").join(self.tls_ca_file()),
+            self.tls_ca.certificate_pem().as_bytes(),
+        )?;
         let config = NodeOuConfig::standard(&format!("cacerts/{}", self.ca_file()));
         write_file(&msp.join("config.yaml"), config.to_yaml().as_bytes())
     }
 
-    fn write_identity(&self, dir: &Path, id: &str, node_ou: &str, attrs: Option<BTreeMap<String, String>>, now: OffsetDateTime) -> Result<()> {
+    fn write_identity(
+        &self,
+        dir: &Path,
+        id: &str,
+        node_ou: &str,
+        attrs: Option<BTreeMap<String, String>>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         let issued = self.ca.issue(&LeafRequest {
             name: Name::fabric_style(id, None, &[node_ou]),
             subject_alt_names: Vec::new(),
@@ -403,7 +450,14 @@ impl OrgCas {
     }
 
     /// Writes `tls/{ca.crt, <kind>.crt, <kind>.key}`; returns the certificate PEM.
-    fn write_tls(&self, dir: &Path, id: &str, hosts: &[&str], kind: &str, now: OffsetDateTime) -> Result<String> {
+    fn write_tls(
+        &self,
+        dir: &Path,
+        id: &str,
+        hosts: &[&str],
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Result<String> {
         let mut sans: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
         if kind == "server" {
             sans.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
@@ -528,7 +582,8 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     let nodes = out.join("nodes");
     std::fs::create_dir_all(&nodes)?;
     let genesis = format!("../channel-artifacts/{}.block", topology.channel);
-    let orderer_endpoints: Vec<String> = topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+    let orderer_endpoints: Vec<String> =
+        topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
     let mut written = Vec::new();
     let mut emit = |name: &str, yaml: String| -> Result<()> {
         let path = nodes.join(format!("{name}.yaml"));
@@ -540,55 +595,64 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     for (index, orderer) in topology.orderer.consenters.iter().enumerate() {
         let fqdn = format!("{}.{domain}", orderer.name);
         let node_dir = format!("../organizations/ordererOrganizations/{domain}/orderers/{fqdn}");
-        emit(&fqdn, serde_yaml::to_string(&OrdererNodeConfig {
-            kind: "orderer",
-            node_id: fqdn.clone(),
-            consenter_id: index as u64 + 1,
-            msp_id: topology.orderer.msp_id.clone(),
-            msp_dir: format!("{node_dir}/msp"),
-            tls: tls_files(&node_dir, "server"),
-            listen_address: format!("{}:{}", orderer.host, orderer.port),
-            cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
-            operations_address: format!("{}:{}", orderer.host, orderer.operations_port),
-            data_dir: format!("../data/{fqdn}"),
-            genesis_block: genesis.clone(),
-            limits: limits(),
-        })?)?;
+        emit(
+            &fqdn,
+            serde_yaml::to_string(&OrdererNodeConfig {
+                kind: "orderer",
+                node_id: fqdn.clone(),
+                consenter_id: index as u64 + 1,
+                msp_id: topology.orderer.msp_id.clone(),
+                msp_dir: format!("{node_dir}/msp"),
+                tls: tls_files(&node_dir, "server"),
+                listen_address: format!("{}:{}", orderer.host, orderer.port),
+                cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
+                operations_address: format!("{}:{}", orderer.host, orderer.operations_port),
+                data_dir: format!("../data/{fqdn}"),
+                genesis_block: genesis.clone(),
+                limits: limits(),
+            })?,
+        )?;
     }
     for org in &topology.organizations {
         for peer in &org.peers {
             let fqdn = format!("{}.{}", peer.name, org.domain);
             let node_dir = format!("../organizations/peerOrganizations/{}/peers/{fqdn}", org.domain);
-            emit(&fqdn, serde_yaml::to_string(&PeerNodeConfig {
-                kind: "peer",
-                node_id: fqdn.clone(),
-                msp_id: org.msp_id.clone(),
-                msp_dir: format!("{node_dir}/msp"),
-                tls: tls_files(&node_dir, "server"),
-                listen_address: format!("{}:{}", peer.host, peer.port),
-                operations_address: format!("{}:{}", peer.host, peer.operations_port),
-                data_dir: format!("../data/{fqdn}"),
-                channel: topology.channel.clone(),
-                genesis_block: genesis.clone(),
-                orderer_endpoints: orderer_endpoints.clone(),
-                limits: limits(),
-            })?)?;
+            emit(
+                &fqdn,
+                serde_yaml::to_string(&PeerNodeConfig {
+                    kind: "peer",
+                    node_id: fqdn.clone(),
+                    msp_id: org.msp_id.clone(),
+                    msp_dir: format!("{node_dir}/msp"),
+                    tls: tls_files(&node_dir, "server"),
+                    listen_address: format!("{}:{}", peer.host, peer.port),
+                    operations_address: format!("{}:{}", peer.host, peer.operations_port),
+                    data_dir: format!("../data/{fqdn}"),
+                    channel: topology.channel.clone(),
+                    genesis_block: genesis.clone(),
+                    orderer_endpoints: orderer_endpoints.clone(),
+                    limits: limits(),
+                })?,
+            )?;
         }
         let ca_name = format!("ca.{}", org.domain);
         let ca_dir = format!("../organizations/peerOrganizations/{}/ca", org.domain);
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).context("OS random source")?;
-        emit(&ca_name, serde_yaml::to_string(&CaNodeConfig {
-            kind: "ca",
-            ca_name: ca_name.clone(),
-            msp_id: org.msp_id.clone(),
-            listen_address: format!("{}:{}", org.ca.host, org.ca.port),
-            ca_cert_file: format!("{ca_dir}/{ca_name}-cert.pem"),
-            ca_key_file: format!("{ca_dir}/priv_sk"),
-            data_dir: format!("../data/{ca_name}"),
-            bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
-            max_request_body_bytes: 1 << 20,
-        })?)?;
+        emit(
+            &ca_name,
+            serde_yaml::to_string(&CaNodeConfig {
+                kind: "ca",
+                ca_name: ca_name.clone(),
+                msp_id: org.msp_id.clone(),
+                listen_address: format!("{}:{}", org.ca.host, org.ca.port),
+                ca_cert_file: format!("{ca_dir}/{ca_name}-cert.pem"),
+                ca_key_file: format!("{ca_dir}/priv_sk"),
+                data_dir: format!("../data/{ca_name}"),
+                bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
+                max_request_body_bytes: 1 << 20,
+            })?,
+        )?;
     }
     Ok(written)
 }

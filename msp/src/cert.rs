@@ -44,8 +44,8 @@ impl Certificate {
     }
 
     pub fn from_der(der: Vec<u8>) -> Result<Self, MspError> {
-        let (rest, cert) = X509Certificate::from_der(&der)
-            .map_err(|e| MspError::BadCertificate(e.to_string()))?;
+        let (rest, cert) =
+            X509Certificate::from_der(&der).map_err(|e| MspError::BadCertificate(e.to_string()))?;
         if !rest.is_empty() {
             return Err(MspError::BadCertificate("trailing bytes after certificate".into()));
         }
@@ -162,10 +162,10 @@ impl Certificate {
         if self.issuer != issuer.subject {
             return false;
         }
-        if let (Some(aki), Some(ski)) = (&self.authority_key_id, &issuer.subject_key_id) {
-            if aki != ski {
-                return false;
-            }
+        if let (Some(aki), Some(ski)) = (&self.authority_key_id, &issuer.subject_key_id)
+            && aki != ski
+        {
+            return false;
         }
         let (Ok((_, child)), Ok((_, parent))) =
             (X509Certificate::from_der(&self.der), X509Certificate::from_der(&issuer.der))

@@ -29,7 +29,5 @@ pub use folder::{MspFolder, NodeOuConfig};
 pub use identity::{Identity, NodeRole};
 pub use manager::MspManager;
 pub use msp::Msp;
-pub use policy::{
-    PolicyTree, SignedData, SignaturePolicy, parse_policy, policy_to_string, valid_identities,
-};
+pub use policy::{PolicyTree, SignaturePolicy, SignedData, parse_policy, policy_to_string, valid_identities};
 pub use signature::{Signer, SigningIdentity, verify_signature};

@@ -78,8 +78,8 @@ impl MspManager {
 
     /// Parses and validates without touching the cache.
     pub fn deserialize_uncached(&self, serialized: &[u8]) -> Result<Arc<Identity>, MspError> {
-        let sid = SerializedIdentity::decode(serialized)
-            .map_err(|e| MspError::MalformedIdentity(e.to_string()))?;
+        let sid =
+            SerializedIdentity::decode(serialized).map_err(|e| MspError::MalformedIdentity(e.to_string()))?;
         let msp = self.msps.get(&sid.mspid).ok_or_else(|| MspError::UnknownMsp(sid.mspid.clone()))?;
         let certificate = Certificate::from_pem(&sid.id_bytes)?;
         let identity = msp.validate(Bytes::copy_from_slice(serialized), certificate)?;

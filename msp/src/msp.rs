@@ -54,9 +54,7 @@ impl Msp {
             for pem in pems {
                 for (label, der) in pem_to_der_all(pem).map_err(|e| bad(format!("{what}: {e}")))? {
                     if label == "CERTIFICATE" {
-                        out.push(
-                            Certificate::from_der(der).map_err(|e| bad(format!("{what}: {e}")))?,
-                        );
+                        out.push(Certificate::from_der(der).map_err(|e| bad(format!("{what}: {e}")))?);
                     }
                 }
             }
@@ -75,8 +73,7 @@ impl Msp {
         for pem in &config.revocation_list {
             for (label, der) in pem_to_der_all(pem).map_err(|e| bad(format!("CRL: {e}")))? {
                 if label == "X509 CRL" {
-                    CertificateRevocationList::from_der(&der)
-                        .map_err(|e| bad(format!("CRL: {e}")))?;
+                    CertificateRevocationList::from_der(&der).map_err(|e| bad(format!("CRL: {e}")))?;
                     crls.push(der);
                 }
             }
@@ -95,21 +92,15 @@ impl Msp {
         // Intermediates must themselves chain to a root.
         for intermediate in &msp.intermediates {
             msp.chain_of(intermediate).map_err(|_| {
-                bad(format!(
-                    "intermediate {:?} does not chain to a root",
-                    intermediate.common_name()
-                ))
+                bad(format!("intermediate {:?} does not chain to a root", intermediate.common_name()))
             })?;
         }
-        let resolve = |msp: &Msp,
-                       cert_pem: &Bytes,
-                       ou: &str|
-         -> Result<OuIdentifier, MspError> {
+        let resolve = |msp: &Msp, cert_pem: &Bytes, ou: &str| -> Result<OuIdentifier, MspError> {
             let certifiers_id = if cert_pem.is_empty() {
                 None
             } else {
-                let cert = Certificate::from_pem(cert_pem)
-                    .map_err(|e| bad(format!("OU identifier {ou:?}: {e}")))?;
+                let cert =
+                    Certificate::from_pem(cert_pem).map_err(|e| bad(format!("OU identifier {ou:?}: {e}")))?;
                 // The CA's own certification chain: itself, then its issuers to a root.
                 let mut chain = vec![cert.clone()];
                 if !msp.roots.iter().any(|root| root.der() == cert.der()) {
@@ -142,11 +133,7 @@ impl Msp {
                 if let Some(identifier) = identifier {
                     by_role.push((
                         role,
-                        resolve(
-                            &msp,
-                            &identifier.certificate,
-                            &identifier.organizational_unit_identifier,
-                        )?,
+                        resolve(&msp, &identifier.certificate, &identifier.organizational_unit_identifier)?,
                     ));
                 }
             }
@@ -175,11 +162,7 @@ impl Msp {
 
     /// Validates a signer's certificate and builds the identity. Expiry is not checked
     /// here (see [`Identity::check_validity_at`]).
-    pub(crate) fn validate(
-        &self,
-        serialized: Bytes,
-        certificate: Certificate,
-    ) -> Result<Identity, MspError> {
+    pub(crate) fn validate(&self, serialized: Bytes, certificate: Certificate) -> Result<Identity, MspError> {
         if certificate.is_ca() {
             return Err(MspError::CaCertificateAsSigner);
         }
@@ -191,9 +174,10 @@ impl Msp {
         let certifiers_id = chain_hash(&chain);
         let ous = certificate.organizational_units();
         if !self.ou_restrictions.is_empty()
-            && !self.ou_restrictions.iter().any(|r| {
-                ous.contains(&r.ou) && r.certifiers_id.is_none_or(|c| c == certifiers_id)
-            })
+            && !self
+                .ou_restrictions
+                .iter()
+                .any(|r| ous.contains(&r.ou) && r.certifiers_id.is_none_or(|c| c == certifiers_id))
         {
             return Err(MspError::UntrustedChain { msp_id: self.id.clone() });
         }
@@ -202,9 +186,7 @@ impl Msp {
             Some(node_ous) => {
                 let mut found: Vec<(NodeRole, &OuIdentifier)> = Vec::new();
                 for ou in ous {
-                    if let Some((role, identifier)) =
-                        node_ous.by_role.iter().find(|(_, id)| &id.ou == ou)
-                    {
+                    if let Some((role, identifier)) = node_ous.by_role.iter().find(|(_, id)| &id.ou == ou) {
                         if identifier.certifiers_id.is_some_and(|c| c != certifiers_id) {
                             return Err(MspError::NodeOuCertifier { ou: ou.clone() });
                         }
@@ -217,8 +199,8 @@ impl Msp {
                 Some(found[0].0)
             }
         };
-        let is_admin = role == Some(NodeRole::Admin)
-            || self.admins.iter().any(|admin| admin.der() == certificate.der());
+        let is_admin =
+            role == Some(NodeRole::Admin) || self.admins.iter().any(|admin| admin.der() == certificate.der());
         Ok(Identity {
             msp_id: self.id.clone(),
             serialized,
@@ -253,8 +235,7 @@ impl Msp {
 
     /// Rejects `cert` when a CRL signed by its issuer lists its serial number.
     fn check_revocation(&self, cert: &Certificate, issuer: &Certificate) -> Result<(), MspError> {
-        let Ok((_, issuer_x509)) = x509_parser::certificate::X509Certificate::from_der(issuer.der())
-        else {
+        let Ok((_, issuer_x509)) = x509_parser::certificate::X509Certificate::from_der(issuer.der()) else {
             return Ok(());
         };
         for der in &self.crls {
@@ -268,10 +249,10 @@ impl Msp {
                 }
                 _ => None,
             });
-            if let (Some(aki), Some(ski)) = (crl_aki, issuer.subject_key_id()) {
-                if aki != ski {
-                    continue;
-                }
+            if let (Some(aki), Some(ski)) = (crl_aki, issuer.subject_key_id())
+                && aki != ski
+            {
+                continue;
             }
             if crl.verify_signature(issuer_x509.public_key()).is_err() {
                 // A CRL that its issuer did not sign revokes nothing.

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use medfabric_proto::common::{
-    ConfigGroup, ImplicitMetaPolicy, Policy, SignaturePolicyEnvelope, implicit_meta_policy,
-    policy, signature_policy,
+    ConfigGroup, ImplicitMetaPolicy, Policy, SignaturePolicyEnvelope, implicit_meta_policy, policy,
+    signature_policy,
 };
 use medfabric_proto::msp::{
-    CombinedPrincipal, MspIdentityAnonymity, MspPrincipal, MspRole, OrganizationUnit,
-    SerializedIdentity, msp_principal, msp_role,
+    CombinedPrincipal, MspIdentityAnonymity, MspPrincipal, MspRole, OrganizationUnit, SerializedIdentity,
+    msp_principal, msp_role,
 };
 use prost::Message;
 
@@ -78,11 +78,7 @@ impl SignaturePolicy {
     }
 
     pub fn from_envelope(envelope: &SignaturePolicyEnvelope) -> Result<Self, PolicyError> {
-        let principals = envelope
-            .identities
-            .iter()
-            .map(compile_principal)
-            .collect::<Result<Vec<_>, _>>()?;
+        let principals = envelope.identities.iter().map(compile_principal).collect::<Result<Vec<_>, _>>()?;
         let rule = envelope
             .rule
             .as_ref()
@@ -137,21 +133,14 @@ fn compile_rule(
 ) -> Result<Rule, PolicyError> {
     match rule.r#type.as_ref() {
         Some(signature_policy::Type::SignedBy(index)) => {
-            let index = usize::try_from(*index)
-                .ok()
-                .filter(|i| *i < principals)
-                .ok_or_else(|| {
-                    PolicyError::Malformed(format!("signed_by {index} out of {principals} identities"))
-                })?;
+            let index = usize::try_from(*index).ok().filter(|i| *i < principals).ok_or_else(|| {
+                PolicyError::Malformed(format!("signed_by {index} out of {principals} identities"))
+            })?;
             Ok(Rule::SignedBy(index))
         }
         Some(signature_policy::Type::NOutOf(n_out_of)) => Ok(Rule::NOutOf(
             i64::from(n_out_of.n),
-            n_out_of
-                .rules
-                .iter()
-                .map(|r| compile_rule(r, principals))
-                .collect::<Result<_, _>>()?,
+            n_out_of.rules.iter().map(|r| compile_rule(r, principals)).collect::<Result<_, _>>()?,
         )),
         None => Err(PolicyError::Malformed("signature policy rule has no type".into())),
     }
@@ -191,9 +180,7 @@ fn compile_principal(principal: &MspPrincipal) -> Result<Principal, PolicyError>
         Ok(Classification::Combined) => {
             let c = CombinedPrincipal::decode(principal.principal.as_ref())
                 .map_err(|e| bad("CombinedPrincipal", e))?;
-            Ok(Principal::Combined(
-                c.principals.iter().map(compile_principal).collect::<Result<_, _>>()?,
-            ))
+            Ok(Principal::Combined(c.principals.iter().map(compile_principal).collect::<Result<_, _>>()?))
         }
         Err(_) => Err(PolicyError::Malformed(format!(
             "unknown principal classification {}",
@@ -242,10 +229,7 @@ pub fn parse_policy(text: &str) -> Result<SignaturePolicyEnvelope, PolicyError> 
         return Err(parser.error("unexpected text after the policy"));
     }
     if !matches!(rule.r#type, Some(signature_policy::Type::NOutOf(_))) {
-        return Err(PolicyError::Syntax {
-            at: 0,
-            why: "a policy must start with AND, OR or OutOf".into(),
-        });
+        return Err(PolicyError::Syntax { at: 0, why: "a policy must start with AND, OR or OutOf".into() });
     }
     Ok(SignaturePolicyEnvelope { version: 0, rule: Some(rule), identities: parser.principals })
 }
@@ -305,10 +289,12 @@ impl Parser<'_> {
                 }
                 Some(n)
             }
-            _ => return Err(PolicyError::Syntax {
-                at: self.pos - word_len,
-                why: format!("unknown operator {:?}; expected AND, OR or OutOf", &rest[..word_len]),
-            }),
+            _ => {
+                return Err(PolicyError::Syntax {
+                    at: self.pos - word_len,
+                    why: format!("unknown operator {:?}; expected AND, OR or OutOf", &rest[..word_len]),
+                });
+            }
         };
         let mut rules = vec![self.expression()?];
         while self.eat(',') {
@@ -362,22 +348,20 @@ impl Parser<'_> {
                 .encode_to_vec()
                 .into(),
         });
-        Ok(medfabric_proto::common::SignaturePolicy {
-            r#type: Some(signature_policy::Type::SignedBy(index)),
-        })
+        Ok(medfabric_proto::common::SignaturePolicy { r#type: Some(signature_policy::Type::SignedBy(index)) })
     }
 }
 
 /// Renders a signature policy in the policy language (for humans and JSON reports).
 pub fn policy_to_string(envelope: &SignaturePolicyEnvelope) -> String {
     fn principal(p: &MspPrincipal) -> String {
-        if p.principal_classification == msp_principal::Classification::Role as i32 {
-            if let Ok(role) = MspRole::decode(p.principal.as_ref()) {
-                let name = msp_role::MspRoleType::try_from(role.role)
-                    .map(|r| r.as_str_name().to_ascii_lowercase())
-                    .unwrap_or_else(|_| role.role.to_string());
-                return format!("'{}.{}'", role.msp_identifier, name);
-            }
+        if p.principal_classification == msp_principal::Classification::Role as i32
+            && let Ok(role) = MspRole::decode(p.principal.as_ref())
+        {
+            let name = msp_role::MspRoleType::try_from(role.role)
+                .map(|r| r.as_str_name().to_ascii_lowercase())
+                .unwrap_or_else(|_| role.role.to_string());
+            return format!("'{}.{}'", role.msp_identifier, name);
         }
         format!("'<principal classification {}>'", p.principal_classification)
     }
@@ -430,9 +414,10 @@ impl PolicyTree {
         for (name, config_policy) in &group.policies {
             let Some(policy) = &config_policy.policy else { continue };
             let full = format!("{path}/{name}");
-            self.policies.insert(full.clone(), compile_tree_policy(policy).map_err(|e| {
-                PolicyError::Malformed(format!("{full}: {e}"))
-            })?);
+            self.policies.insert(
+                full.clone(),
+                compile_tree_policy(policy).map_err(|e| PolicyError::Malformed(format!("{full}: {e}")))?,
+            );
         }
         let mut children = Vec::new();
         for (name, child) in &group.groups {
@@ -524,4 +509,3 @@ fn compile_tree_policy(policy: &Policy) -> Result<TreePolicy, PolicyError> {
         _ => Err(PolicyError::Malformed(format!("unsupported policy type {}", policy.r#type))),
     }
 }
-

@@ -18,13 +18,8 @@ use crate::folder::read_dir_files;
 
 /// Verifies a DER ECDSA signature over SHA-256(`message`) with an uncompressed SEC1
 /// P-256 public key. High-S signatures are rejected, as Fabric does.
-pub fn verify_signature(
-    public_key: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> Result<(), SignatureError> {
-    let parsed =
-        p256::ecdsa::Signature::from_der(signature).map_err(|_| SignatureError::Malformed)?;
+pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+    let parsed = p256::ecdsa::Signature::from_der(signature).map_err(|_| SignatureError::Malformed)?;
     if bool::from(parsed.s().is_high()) {
         return Err(SignatureError::HighS);
     }
@@ -113,9 +108,7 @@ impl SigningIdentity {
         let signer = Signer::from_pem(key_pem)?;
         let certificate = Certificate::from_pem(certificate_pem)?;
         if certificate.public_key() != signer.public_key() {
-            return Err(MspError::BadPrivateKey(
-                "private key does not match the certificate".into(),
-            ));
+            return Err(MspError::BadPrivateKey("private key does not match the certificate".into()));
         }
         let serialized = serialize_identity(msp_id, certificate_pem);
         Ok(Self {
@@ -221,10 +214,7 @@ mod tests {
         let sig = signer.sign(b"message");
         let twin = high_s_twin(&sig);
         assert_ne!(twin, sig);
-        assert_eq!(
-            verify_signature(signer.public_key(), b"message", &twin),
-            Err(SignatureError::HighS)
-        );
+        assert_eq!(verify_signature(signer.public_key(), b"message", &twin), Err(SignatureError::HighS));
     }
 
     #[test]
@@ -232,14 +222,8 @@ mod tests {
         let a = signer();
         let b = signer();
         let sig = a.sign(b"message");
-        assert_eq!(
-            verify_signature(b.public_key(), b"message", &sig),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature(a.public_key(), b"messagf", &sig),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify_signature(b.public_key(), b"message", &sig), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(a.public_key(), b"messagf", &sig), Err(SignatureError::Mismatch));
         assert_eq!(
             verify_signature(a.public_key(), b"message", &sig[..sig.len() - 1]),
             Err(SignatureError::Malformed)

@@ -70,12 +70,7 @@ pub fn envelopes(block: &Block) -> &[Bytes] {
 
 /// Raw bytes of metadata slot `index` (empty when absent).
 pub fn metadata_slot(block: &Block, index: usize) -> &[u8] {
-    block
-        .metadata
-        .as_ref()
-        .and_then(|m| m.metadata.get(index))
-        .map(|b| b.as_ref())
-        .unwrap_or(&[])
+    block.metadata.as_ref().and_then(|m| m.metadata.get(index)).map(|b| b.as_ref()).unwrap_or(&[])
 }
 
 /// The SIGNATURES slot decoded: `Metadata{value = OrdererBlockMetadata, signatures}`.
@@ -176,13 +171,8 @@ mod tests {
     fn genesis_header_der_matches_fabric() {
         // Block 0 of the Fabric 2.5 vectors (expected.json: header_der_hex).
         let data_hash =
-            hex::decode("aca0ca0efbc31658cfb57cebaa6f8578d6d3fa0cfc52551b9187460704c7c0dc")
-                .expect("hex");
-        let header = BlockHeader {
-            number: 0,
-            previous_hash: Bytes::new(),
-            data_hash: data_hash.into(),
-        };
+            hex::decode("aca0ca0efbc31658cfb57cebaa6f8578d6d3fa0cfc52551b9187460704c7c0dc").expect("hex");
+        let header = BlockHeader { number: 0, previous_hash: Bytes::new(), data_hash: data_hash.into() };
         assert_eq!(
             hex::encode(header_der(&header)),
             "302702010004000420aca0ca0efbc31658cfb57cebaa6f8578d6d3fa0cfc52551b9187460704c7c0dc"

@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use medfabric_msp::{MspManager, PolicyTree, parse_policy};
 use medfabric_proto::common::{
-    self, BlockDataHashingStructure, Capabilities, Capability, ChannelHeader, Config,
-    ConfigEnvelope, ConfigGroup, ConfigPolicy, ConfigValue, Envelope, HashingAlgorithm,
-    HeaderType, ImplicitMetaPolicy, OrdererAddresses, Payload, Policy, SignatureHeader,
-    implicit_meta_policy, policy,
+    self, BlockDataHashingStructure, Capabilities, Capability, ChannelHeader, Config, ConfigEnvelope,
+    ConfigGroup, ConfigPolicy, ConfigValue, Envelope, HashingAlgorithm, HeaderType, ImplicitMetaPolicy,
+    OrdererAddresses, Payload, Policy, SignatureHeader, implicit_meta_policy, policy,
 };
 use medfabric_proto::etcdraft;
 use medfabric_proto::medfabric::config::{ChaincodeDefinition, ChaincodeDefinitions};
@@ -108,13 +107,16 @@ impl ChannelResources {
                 format!("holds {} envelopes, expected 1", envelopes.len()),
             ));
         };
-        let tx = Transaction::parse(envelope).map_err(|e| ConvertError::Invalid("config block", e.to_string()))?;
+        let tx =
+            Transaction::parse(envelope).map_err(|e| ConvertError::Invalid("config block", e.to_string()))?;
         match tx.body {
             TransactionBody::Config(config_envelope) => {
                 let config = config_envelope.config.ok_or(ConvertError::Missing("ConfigEnvelope.config"))?;
                 Self::from_config(&tx.channel_header.channel_id, config)
             }
-            _ => Err(ConvertError::Invalid("config block", "its envelope is not a CONFIG transaction".into())),
+            _ => {
+                Err(ConvertError::Invalid("config block", "its envelope is not a CONFIG transaction".into()))
+            }
         }
     }
 }
@@ -179,7 +181,10 @@ fn value<M: Message + Default>(group: &ConfigGroup, key: &'static str) -> Result
 fn org_config(name: &str, group: &ConfigGroup) -> Result<OrgConfig, ConvertError> {
     let msp: MspConfig = value(group, "MSP")?.ok_or(ConvertError::Missing("org MSP value"))?;
     if msp.r#type != 0 {
-        return Err(ConvertError::Invalid("MSPConfig.type", format!("org {name}: only FABRIC (0) MSPs are supported")));
+        return Err(ConvertError::Invalid(
+            "MSPConfig.type",
+            format!("org {name}: only FABRIC (0) MSPs are supported"),
+        ));
     }
     let fabric: FabricMspConfig = decode("FabricMSPConfig", &msp.config)?;
     let anchors: AnchorPeers = value(group, "AnchorPeers")?.unwrap_or_default();
@@ -288,32 +293,56 @@ impl ChannelSpec {
     /// The `common.Config` (sequence 0) this spec describes.
     pub fn to_config(&self) -> Result<Config, ConvertError> {
         let mut orderer = ConfigGroup { mod_policy: ADMINS.into(), ..Default::default() };
-        put_value(&mut orderer, "ConsensusType", &ConsensusType {
-            r#type: "etcdraft".into(),
-            metadata: etcdraft::ConfigMetadata {
-                consenters: self.consenters.clone(),
-                options: Some(self.raft_options.clone()),
-            }
-            .encode_to_vec()
-            .into(),
-            state: 0,
-        });
+        put_value(
+            &mut orderer,
+            "ConsensusType",
+            &ConsensusType {
+                r#type: "etcdraft".into(),
+                metadata: etcdraft::ConfigMetadata {
+                    consenters: self.consenters.clone(),
+                    options: Some(self.raft_options.clone()),
+                }
+                .encode_to_vec()
+                .into(),
+                state: 0,
+            },
+        );
         put_value(&mut orderer, "BatchSize", &self.batch_size);
-        put_value(&mut orderer, "BatchTimeout", &BatchTimeout { timeout: format!("{}ms", self.batch_timeout_ms) });
+        put_value(
+            &mut orderer,
+            "BatchTimeout",
+            &BatchTimeout { timeout: format!("{}ms", self.batch_timeout_ms) },
+        );
         put_value(&mut orderer, "ChannelRestrictions", &ChannelRestrictions::default());
         put_value(&mut orderer, "Capabilities", &capabilities("V2_0"));
         put_meta_policies(&mut orderer);
-        put_policy(&mut orderer, "BlockValidation", implicit_meta("Writers", implicit_meta_policy::Rule::Any));
+        put_policy(
+            &mut orderer,
+            "BlockValidation",
+            implicit_meta("Writers", implicit_meta_policy::Rule::Any),
+        );
         for org in &self.orderer_orgs {
             orderer.groups.insert(org.name.clone(), org_group(org, false)?);
         }
 
         let mut application = ConfigGroup { mod_policy: ADMINS.into(), ..Default::default() };
         put_value(&mut application, "Capabilities", &capabilities("V2_5"));
-        put_value(&mut application, CHAINCODES_KEY, &ChaincodeDefinitions { definitions: self.chaincodes.clone() });
+        put_value(
+            &mut application,
+            CHAINCODES_KEY,
+            &ChaincodeDefinitions { definitions: self.chaincodes.clone() },
+        );
         put_meta_policies(&mut application);
-        put_policy(&mut application, "Endorsement", implicit_meta("Endorsement", implicit_meta_policy::Rule::Majority));
-        put_policy(&mut application, "LifecycleEndorsement", implicit_meta("Endorsement", implicit_meta_policy::Rule::Majority));
+        put_policy(
+            &mut application,
+            "Endorsement",
+            implicit_meta("Endorsement", implicit_meta_policy::Rule::Majority),
+        );
+        put_policy(
+            &mut application,
+            "LifecycleEndorsement",
+            implicit_meta("Endorsement", implicit_meta_policy::Rule::Majority),
+        );
         for org in &self.application_orgs {
             application.groups.insert(org.name.clone(), org_group(org, true)?);
         }
@@ -321,7 +350,11 @@ impl ChannelSpec {
         let mut channel = ConfigGroup { mod_policy: ADMINS.into(), ..Default::default() };
         put_value(&mut channel, "HashingAlgorithm", &HashingAlgorithm { name: "SHA256".into() });
         put_value(&mut channel, "BlockDataHashingStructure", &BlockDataHashingStructure { width: u32::MAX });
-        put_value(&mut channel, "OrdererAddresses", &OrdererAddresses { addresses: self.orderer_addresses.clone() });
+        put_value(
+            &mut channel,
+            "OrdererAddresses",
+            &OrdererAddresses { addresses: self.orderer_addresses.clone() },
+        );
         put_value(&mut channel, "Capabilities", &capabilities("V2_0"));
         put_meta_policies(&mut channel);
         channel.groups.insert(ORDERER.into(), orderer);
@@ -359,7 +392,8 @@ impl ChannelSpec {
             last_config: Some(common::LastConfig { index: 0 }),
             consenter_metadata: Bytes::new(),
         };
-        let signatures = common::Metadata { value: orderer_metadata.encode_to_vec().into(), signatures: Vec::new() };
+        let signatures =
+            common::Metadata { value: orderer_metadata.encode_to_vec().into(), signatures: Vec::new() };
         block::set_metadata_slot(&mut genesis, block::SIGNATURES, signatures.encode_to_vec().into());
         Ok(genesis)
     }
@@ -369,9 +403,17 @@ fn org_group(org: &OrgSpec, application: bool) -> Result<ConfigGroup, ConvertErr
     let mut group = ConfigGroup { mod_policy: ADMINS.into(), ..Default::default() };
     put_value(&mut group, "MSP", &MspConfig { r#type: 0, config: org.msp.encode_to_vec().into() });
     if application {
-        put_value(&mut group, "AnchorPeers", &AnchorPeers {
-            anchor_peers: org.anchor_peers.iter().map(|(host, port)| AnchorPeer { host: host.clone(), port: *port }).collect(),
-        });
+        put_value(
+            &mut group,
+            "AnchorPeers",
+            &AnchorPeers {
+                anchor_peers: org
+                    .anchor_peers
+                    .iter()
+                    .map(|(host, port)| AnchorPeer { host: host.clone(), port: *port })
+                    .collect(),
+            },
+        );
     } else {
         put_value(&mut group, "Endpoints", &OrdererAddresses { addresses: org.endpoints.clone() });
     }
@@ -382,7 +424,11 @@ fn org_group(org: &OrgSpec, application: bool) -> Result<ConfigGroup, ConvertErr
     for (name, text) in policies {
         let envelope = parse_policy(text)
             .map_err(|e| ConvertError::Invalid("org policy", format!("{} {name}: {e}", org.name)))?;
-        put_policy(&mut group, name, Policy { r#type: policy::PolicyType::Signature as i32, value: envelope.encode_to_vec().into() });
+        put_policy(
+            &mut group,
+            name,
+            Policy { r#type: policy::PolicyType::Signature as i32, value: envelope.encode_to_vec().into() },
+        );
     }
     Ok(group)
 }
@@ -405,11 +451,16 @@ fn put_meta_policies(group: &mut ConfigGroup) {
 }
 
 fn put_policy(group: &mut ConfigGroup, name: &str, policy: Policy) {
-    group.policies.insert(name.into(), ConfigPolicy { version: 0, policy: Some(policy), mod_policy: ADMINS.into() });
+    group
+        .policies
+        .insert(name.into(), ConfigPolicy { version: 0, policy: Some(policy), mod_policy: ADMINS.into() });
 }
 
 fn put_value<M: Message>(group: &mut ConfigGroup, key: &str, message: &M) {
-    group.values.insert(key.into(), ConfigValue { version: 0, value: message.encode_to_vec().into(), mod_policy: ADMINS.into() });
+    group.values.insert(
+        key.into(),
+        ConfigValue { version: 0, value: message.encode_to_vec().into(), mod_policy: ADMINS.into() },
+    );
 }
 
 #[cfg(test)]

@@ -45,10 +45,8 @@ pub fn endorse(
     let mut signed = Vec::with_capacity(prp.len() + endorser.serialized().len());
     signed.extend_from_slice(&prp);
     signed.extend_from_slice(endorser.serialized());
-    let endorsement = Endorsement {
-        endorser: endorser.serialized().clone(),
-        signature: endorser.sign(&signed).into(),
-    };
+    let endorsement =
+        Endorsement { endorser: endorser.serialized().clone(), signature: endorser.sign(&signed).into() };
     ProposalResponse {
         version: 1,
         timestamp: None,

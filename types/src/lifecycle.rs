@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use medfabric_msp::{Identity, SignaturePolicy, policy_to_string};
-use medfabric_proto::kvrwset::{KvMetadataWrite, KvrwSet, KvWrite};
+use medfabric_proto::kvrwset::{KvMetadataWrite, KvWrite, KvrwSet};
 use medfabric_proto::lifecycle::{ChaincodeEndorsementInfo, ChaincodeValidationInfo, StateData, state_data};
 use medfabric_proto::protos::{ApplicationPolicy, application_policy};
 use medfabric_proto::rwset::TxReadWriteSet;
@@ -53,7 +53,11 @@ impl EndorsementPolicy {
         }
     }
 
-    pub fn evaluate(&self, identities: &[Arc<Identity>], resources: &ChannelResources) -> Result<bool, ConvertError> {
+    pub fn evaluate(
+        &self,
+        identities: &[Arc<Identity>],
+        resources: &ChannelResources,
+    ) -> Result<bool, ConvertError> {
         match self {
             Self::Signature { policy, .. } => Ok(policy.evaluate(identities)),
             Self::ChannelReference(path) => resources
@@ -89,13 +93,19 @@ impl ChaincodeRegistry {
 
     pub fn update_from_config(&mut self, config: &ChannelConfig) -> Result<(), ConvertError> {
         for def in &config.chaincodes {
-            let policy = def.endorsement_policy.as_ref().ok_or(ConvertError::Missing("ChaincodeDefinition.endorsement_policy"))?;
-            self.definitions.insert(def.name.clone(), Definition {
-                name: def.name.clone(),
-                version: def.version.clone(),
-                sequence: def.sequence,
-                policy: EndorsementPolicy::from_application_policy(policy)?,
-            });
+            let policy = def
+                .endorsement_policy
+                .as_ref()
+                .ok_or(ConvertError::Missing("ChaincodeDefinition.endorsement_policy"))?;
+            self.definitions.insert(
+                def.name.clone(),
+                Definition {
+                    name: def.name.clone(),
+                    version: def.version.clone(),
+                    sequence: def.sequence,
+                    policy: EndorsementPolicy::from_application_policy(policy)?,
+                },
+            );
         }
         Ok(())
     }
@@ -142,8 +152,11 @@ impl ChaincodeRegistry {
             }
         }
         for (name, fields) in by_name {
-            if let (Some(sequence), Some(version), Some(policy)) = (fields.sequence, fields.version, fields.policy) {
-                self.definitions.insert(name.to_owned(), Definition { name: name.to_owned(), version, sequence, policy });
+            if let (Some(sequence), Some(version), Some(policy)) =
+                (fields.sequence, fields.version, fields.policy)
+            {
+                self.definitions
+                    .insert(name.to_owned(), Definition { name: name.to_owned(), version, sequence, policy });
             }
         }
         Ok(())
@@ -236,7 +249,10 @@ pub fn check_endorsement(
                     let policy = SignaturePolicy::from_bytes(envelope)
                         .map_err(|e| ConvertError::Invalid("key-level policy", e.to_string()))?;
                     if !policy.evaluate(endorsers) {
-                        return Ok(Some(format!("key-level policy of {}/{key:?} not satisfied", ns.namespace)));
+                        return Ok(Some(format!(
+                            "key-level policy of {}/{key:?} not satisfied",
+                            ns.namespace
+                        )));
                     }
                 }
                 None => needs_chaincode_policy = true,
@@ -253,6 +269,13 @@ pub fn check_endorsement(
     Ok(None)
 }
 
-fn evaluate_path(resources: &ChannelResources, path: &str, endorsers: &[Arc<Identity>]) -> Result<bool, ConvertError> {
-    resources.policies.evaluate(path, endorsers).map_err(|e| ConvertError::Invalid("channel policy", e.to_string()))
+fn evaluate_path(
+    resources: &ChannelResources,
+    path: &str,
+    endorsers: &[Arc<Identity>],
+) -> Result<bool, ConvertError> {
+    resources
+        .policies
+        .evaluate(path, endorsers)
+        .map_err(|e| ConvertError::Invalid("channel policy", e.to_string()))
 }

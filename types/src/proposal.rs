@@ -139,8 +139,7 @@ impl SignedProposal {
         let proposal: Proposal = decode("Proposal", &signed.proposal_bytes)?;
         let header: Header = decode("Proposal.header", &proposal.header)?;
         let channel_header: ChannelHeader = decode("ChannelHeader", &header.channel_header)?;
-        let signature_header: SignatureHeader =
-            decode("SignatureHeader", &header.signature_header)?;
+        let signature_header: SignatureHeader = decode("SignatureHeader", &header.signature_header)?;
         match HeaderType::try_from(channel_header.r#type) {
             Ok(HeaderType::EndorserTransaction | HeaderType::Config) => {}
             _ => {
@@ -172,13 +171,10 @@ impl SignedProposal {
             .chaincode_id
             .filter(|id| !id.name.is_empty())
             .ok_or(ConvertError::Missing("ChaincodeHeaderExtension.chaincode_id"))?;
-        let payload: ChaincodeProposalPayload =
-            decode("ChaincodeProposalPayload", &proposal.payload)?;
+        let payload: ChaincodeProposalPayload = decode("ChaincodeProposalPayload", &proposal.payload)?;
         let spec: ChaincodeInvocationSpec = decode("ChaincodeInvocationSpec", &payload.input)?;
-        let input = spec
-            .chaincode_spec
-            .and_then(|s| s.input)
-            .ok_or(ConvertError::Missing("ChaincodeSpec.input"))?;
+        let input =
+            spec.chaincode_spec.and_then(|s| s.input).ok_or(ConvertError::Missing("ChaincodeSpec.input"))?;
         if input.args.is_empty() {
             return Err(ConvertError::Missing("ChaincodeInput.args"));
         }

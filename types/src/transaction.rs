@@ -6,9 +6,9 @@ use medfabric_proto::common::{
     ChannelHeader, ConfigEnvelope, Envelope, HeaderType, Payload, SignatureHeader,
 };
 use medfabric_proto::protos::{
-    ChaincodeAction, ChaincodeActionPayload, ChaincodeHeaderExtension, ChaincodeId,
-    ChaincodeInvocationSpec, ChaincodeProposalPayload, Endorsement, ProposalResponsePayload,
-    Transaction as TransactionMessage, TxValidationCode,
+    ChaincodeAction, ChaincodeActionPayload, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInvocationSpec,
+    ChaincodeProposalPayload, Endorsement, ProposalResponsePayload, Transaction as TransactionMessage,
+    TxValidationCode,
 };
 use medfabric_proto::rwset::TxReadWriteSet;
 
@@ -75,24 +75,24 @@ impl Transaction {
     pub fn from_envelope(envelope: Envelope) -> Result<Self, TxError> {
         use TxValidationCode as Code;
         if envelope.payload.is_empty() {
-            return Err(TxError { code: Code::NilEnvelope, error: ConvertError::Missing("Envelope.payload") });
+            return Err(TxError {
+                code: Code::NilEnvelope,
+                error: ConvertError::Missing("Envelope.payload"),
+            });
         }
         let payload: Payload = decode("Payload", &envelope.payload).map_err(fail(Code::BadPayload))?;
-        let header = payload
-            .header
-            .ok_or(ConvertError::Missing("Payload.header"))
-            .map_err(fail(Code::BadPayload))?;
-        let channel_header: ChannelHeader = decode("ChannelHeader", &header.channel_header)
-            .map_err(fail(Code::BadCommonHeader))?;
-        let signature_header: SignatureHeader = decode("SignatureHeader", &header.signature_header)
-            .map_err(fail(Code::BadCommonHeader))?;
+        let header =
+            payload.header.ok_or(ConvertError::Missing("Payload.header")).map_err(fail(Code::BadPayload))?;
+        let channel_header: ChannelHeader =
+            decode("ChannelHeader", &header.channel_header).map_err(fail(Code::BadCommonHeader))?;
+        let signature_header: SignatureHeader =
+            decode("SignatureHeader", &header.signature_header).map_err(fail(Code::BadCommonHeader))?;
         let body = match HeaderType::try_from(channel_header.r#type) {
-            Ok(HeaderType::EndorserTransaction) => TransactionBody::Endorser(Box::new(
-                parse_endorser(&channel_header, &payload.data)?,
-            )),
+            Ok(HeaderType::EndorserTransaction) => {
+                TransactionBody::Endorser(Box::new(parse_endorser(&channel_header, &payload.data)?))
+            }
             Ok(HeaderType::Config) => TransactionBody::Config(Box::new(
-                decode("ConfigEnvelope", &payload.data)
-                    .map_err(fail(Code::InvalidConfigTransaction))?,
+                decode("ConfigEnvelope", &payload.data).map_err(fail(Code::InvalidConfigTransaction))?,
             )),
             _ => TransactionBody::Other(payload.data.clone()),
         };
@@ -139,9 +139,8 @@ impl Transaction {
 
 fn parse_endorser(channel_header: &ChannelHeader, data: &Bytes) -> Result<EndorserTransaction, TxError> {
     use TxValidationCode as Code;
-    let extension: ChaincodeHeaderExtension =
-        decode("ChaincodeHeaderExtension", &channel_header.extension)
-            .map_err(fail(Code::BadHeaderExtension))?;
+    let extension: ChaincodeHeaderExtension = decode("ChaincodeHeaderExtension", &channel_header.extension)
+        .map_err(fail(Code::BadHeaderExtension))?;
     let header_chaincode_id = extension
         .chaincode_id
         .ok_or(ConvertError::Missing("ChaincodeHeaderExtension.chaincode_id"))
@@ -162,13 +161,10 @@ fn parse_endorser(channel_header: &ChannelHeader, data: &Bytes) -> Result<Endors
     }
     let payload: ChaincodeActionPayload =
         decode("ChaincodeActionPayload", &action.payload).map_err(&invalid)?;
-    let endorsed = payload
-        .action
-        .ok_or(ConvertError::Missing("ChaincodeActionPayload.action"))
-        .map_err(&invalid)?;
-    let prp: ProposalResponsePayload =
-        decode("ProposalResponsePayload", &endorsed.proposal_response_payload)
-            .map_err(fail(Code::BadResponsePayload))?;
+    let endorsed =
+        payload.action.ok_or(ConvertError::Missing("ChaincodeActionPayload.action")).map_err(&invalid)?;
+    let prp: ProposalResponsePayload = decode("ProposalResponsePayload", &endorsed.proposal_response_payload)
+        .map_err(fail(Code::BadResponsePayload))?;
     let chaincode_action: ChaincodeAction =
         decode("ChaincodeAction", &prp.extension).map_err(fail(Code::BadResponsePayload))?;
     Ok(EndorserTransaction {

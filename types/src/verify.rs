@@ -80,7 +80,10 @@ pub struct TxReport {
 }
 
 /// Decodes a block and checks what one block and a config can tell.
-pub fn inspect_block(bytes: &[u8], resources: Option<&ChannelResources>) -> Result<(Block, BlockReport), ConvertError> {
+pub fn inspect_block(
+    bytes: &[u8],
+    resources: Option<&ChannelResources>,
+) -> Result<(Block, BlockReport), ConvertError> {
     let block = block::decode_block(bytes)?;
     let report = inspect_decoded(&block, resources);
     Ok((block, report))
@@ -92,10 +95,13 @@ fn inspect_decoded(block: &Block, resources: Option<&ChannelResources>) -> Block
     let computed_data_hash = block::data_hash(envelopes);
     let filter = block::transactions_filter(block);
     let (signatures, signatures_ok) = check_orderer_signatures(block, resources);
-    let commit_hash = decode::<medfabric_proto::common::Metadata>("COMMIT_HASH", block::metadata_slot(block, block::COMMIT_HASH))
-        .ok()
-        .filter(|m| !m.value.is_empty())
-        .map(|m| hex::encode(&m.value));
+    let commit_hash = decode::<medfabric_proto::common::Metadata>(
+        "COMMIT_HASH",
+        block::metadata_slot(block, block::COMMIT_HASH),
+    )
+    .ok()
+    .filter(|m| !m.value.is_empty())
+    .map(|m| hex::encode(&m.value));
     let txs = envelopes
         .iter()
         .enumerate()
@@ -116,7 +122,10 @@ fn inspect_decoded(block: &Block, resources: Option<&ChannelResources>) -> Block
     }
 }
 
-fn check_orderer_signatures(block: &Block, resources: Option<&ChannelResources>) -> (Vec<SignatureReport>, Option<bool>) {
+fn check_orderer_signatures(
+    block: &Block,
+    resources: Option<&ChannelResources>,
+) -> (Vec<SignatureReport>, Option<bool>) {
     let Ok(metadata) = block::signatures_metadata(block) else {
         return (Vec::new(), resources.map(|_| false));
     };
@@ -156,7 +165,12 @@ fn check_orderer_signatures(block: &Block, resources: Option<&ChannelResources>)
     (reports, ok)
 }
 
-fn inspect_tx(index: usize, envelope: &[u8], code: Option<u8>, resources: Option<&ChannelResources>) -> TxReport {
+fn inspect_tx(
+    index: usize,
+    envelope: &[u8],
+    code: Option<u8>,
+    resources: Option<&ChannelResources>,
+) -> TxReport {
     let mut report = TxReport {
         index,
         tx_id: String::new(),
@@ -192,7 +206,9 @@ fn inspect_tx(index: usize, envelope: &[u8], code: Option<u8>, resources: Option
     let has_creator = !tx.creator().is_empty();
     if has_creator {
         report.tx_id_ok = Some(tx.tx_id_matches());
-        if let Ok(sid) = decode::<medfabric_proto::msp::SerializedIdentity>("SerializedIdentity", tx.creator()) {
+        if let Ok(sid) =
+            decode::<medfabric_proto::msp::SerializedIdentity>("SerializedIdentity", tx.creator())
+        {
             report.creator_msp = Some(sid.mspid);
         }
     }
@@ -226,7 +242,8 @@ fn inspect_tx(index: usize, envelope: &[u8], code: Option<u8>, resources: Option
     if let Some(endorser_tx) = tx.endorser() {
         let mut all_ok = true;
         for endorsement in &endorser_tx.endorsements {
-            let mut e_report = EndorsementReport { msp_id: None, endorser: None, signature_ok: None, error: None };
+            let mut e_report =
+                EndorsementReport { msp_id: None, endorser: None, signature_ok: None, error: None };
             match resources.msps.deserialize(&endorsement.endorser) {
                 Ok(identity) => {
                     e_report.msp_id = Some(identity.msp_id().to_owned());
@@ -344,7 +361,8 @@ impl LedgerVerifier {
                 first_problem: None,
                 ok: true,
             },
-            last_config_block: Some(block::header(config_block).number),
+            // Known once the walk meets a config block (the genesis block is one).
+            last_config_block: None,
             resources,
             registry,
             key_policies: KeyPolicies::default(),
@@ -376,7 +394,12 @@ impl LedgerVerifier {
         let block = match block::decode_block(bytes) {
             Ok(block) => block,
             Err(e) => {
-                self.problem(Kind::Chain, self.previous.map(|(n, _)| n + 1), None, format!("block does not decode: {e}"));
+                self.problem(
+                    Kind::Chain,
+                    self.previous.map(|(n, _)| n + 1),
+                    None,
+                    format!("block does not decode: {e}"),
+                );
                 return None;
             }
         };
@@ -389,9 +412,19 @@ impl LedgerVerifier {
         match self.previous {
             Some((previous, hash)) => {
                 if number != previous + 1 {
-                    self.problem(Kind::Chain, Some(number), None, format!("block number {number} follows block {previous}"));
+                    self.problem(
+                        Kind::Chain,
+                        Some(number),
+                        None,
+                        format!("block number {number} follows block {previous}"),
+                    );
                 } else if header.previous_hash.as_ref() != hash.as_slice() {
-                    self.problem(Kind::Chain, Some(number), None, format!("previous_hash does not match the header hash of block {previous}"));
+                    self.problem(
+                        Kind::Chain,
+                        Some(number),
+                        None,
+                        format!("previous_hash does not match the header hash of block {previous}"),
+                    );
                 }
             }
             None if number == 0 && !header.previous_hash.is_empty() => {
@@ -400,19 +433,43 @@ impl LedgerVerifier {
             None => {}
         }
         if !report.data_hash_ok {
-            self.problem(Kind::Chain, Some(number), None, "data_hash does not match the block's transactions".into());
+            self.problem(
+                Kind::Chain,
+                Some(number),
+                None,
+                "data_hash does not match the block's transactions".into(),
+            );
         }
         if number > 0 || !report.signatures.is_empty() {
             if let Some(bad) = report.signatures.iter().position(|s| s.signature_ok != Some(true)) {
                 let why = report.signatures[bad].error.clone().unwrap_or_default();
-                self.problem(Kind::Signatures, Some(number), None, format!("orderer signature {bad} does not verify: {why}"));
+                self.problem(
+                    Kind::Signatures,
+                    Some(number),
+                    None,
+                    format!("orderer signature {bad} does not verify: {why}"),
+                );
             } else if report.signatures_ok != Some(true) {
-                self.problem(Kind::Signatures, Some(number), None, format!("orderer signatures do not satisfy {BLOCK_VALIDATION_POLICY}"));
+                self.problem(
+                    Kind::Signatures,
+                    Some(number),
+                    None,
+                    format!("orderer signatures do not satisfy {BLOCK_VALIDATION_POLICY}"),
+                );
             }
         }
         let filter = block::transactions_filter(&block).to_vec();
         if !filter.is_empty() && filter.len() != report.tx_count {
-            self.problem(Kind::Metadata, Some(number), None, format!("TRANSACTIONS_FILTER has {} entries for {} transactions", filter.len(), report.tx_count));
+            self.problem(
+                Kind::Metadata,
+                Some(number),
+                None,
+                format!(
+                    "TRANSACTIONS_FILTER has {} entries for {} transactions",
+                    filter.len(),
+                    report.tx_count
+                ),
+            );
         }
         let envelopes = block::envelopes(&block).to_vec();
         let mut new_config = None;
@@ -429,10 +486,15 @@ impl LedgerVerifier {
             report.txs[index].endorsement_policy_ok = policy_ok;
         }
         let expected_last_config = if new_config.is_some() { Some(number) } else { self.last_config_block };
-        if let (Some(recorded), Some(expected)) = (report.last_config_index, expected_last_config) {
-            if recorded != expected && number > 0 {
-                self.problem(Kind::Metadata, Some(number), None, format!("LAST_CONFIG index {recorded}, expected {expected}"));
-            }
+        if let (Some(recorded), Some(expected)) = (report.last_config_index, expected_last_config)
+            && recorded != expected
+        {
+            self.problem(
+                Kind::Metadata,
+                Some(number),
+                None,
+                format!("LAST_CONFIG index {recorded}, expected {expected}"),
+            );
         }
         if let Some(tx) = new_config {
             self.last_config_block = Some(number);
@@ -450,22 +512,45 @@ impl LedgerVerifier {
     /// (VALID, ENDORSEMENT_POLICY_FAILURE, MVCC and phantom conflicts), and the verdict
     /// must agree with the code. Only VALID transactions change definitions and
     /// key-level policies.
-    fn check_tx(&mut self, number: u64, index: usize, tx: &Transaction, report: &TxReport, code: Option<u8>) -> Option<bool> {
+    fn check_tx(
+        &mut self,
+        number: u64,
+        index: usize,
+        tx: &Transaction,
+        report: &TxReport,
+        code: Option<u8>,
+    ) -> Option<bool> {
         use TxValidationCode as Code;
         let valid = code == Some(Code::Valid as u8);
         if valid {
             if report.creator_signature_ok == Some(false) {
-                self.problem(Kind::Transactions, Some(number), Some(index), "marked VALID but its creator signature does not verify".into());
+                self.problem(
+                    Kind::Transactions,
+                    Some(number),
+                    Some(index),
+                    "marked VALID but its creator signature does not verify".into(),
+                );
             }
             if tx.endorser().is_some() && report.tx_id_ok != Some(true) {
-                self.problem(Kind::Transactions, Some(number), Some(index), "marked VALID but its tx id is not hex(SHA-256(nonce || creator))".into());
+                self.problem(
+                    Kind::Transactions,
+                    Some(number),
+                    Some(index),
+                    "marked VALID but its tx id is not hex(SHA-256(nonce || creator))".into(),
+                );
             }
             if tx.endorser().is_some() && report.proposal_hash_ok != Some(true) {
-                self.problem(Kind::Transactions, Some(number), Some(index), "marked VALID but its proposal hash does not match its header".into());
+                self.problem(
+                    Kind::Transactions,
+                    Some(number),
+                    Some(index),
+                    "marked VALID but its proposal hash does not match its header".into(),
+                );
             }
         }
         let endorser_tx = tx.endorser()?;
-        let policy_stage = [Code::Valid, Code::EndorsementPolicyFailure, Code::MvccReadConflict, Code::PhantomReadConflict];
+        let policy_stage =
+            [Code::Valid, Code::EndorsementPolicyFailure, Code::MvccReadConflict, Code::PhantomReadConflict];
         let code = code?;
         if !policy_stage.iter().any(|c| *c as u8 == code) {
             return None;
@@ -473,37 +558,63 @@ impl LedgerVerifier {
         let rwset = match endorser_tx.rwset() {
             Ok(rwset) => rwset,
             Err(e) => {
-                self.problem(Kind::Transactions, Some(number), Some(index), format!("its rw-set does not decode: {e}"));
+                self.problem(
+                    Kind::Transactions,
+                    Some(number),
+                    Some(index),
+                    format!("its rw-set does not decode: {e}"),
+                );
                 return Some(false);
             }
         };
         let endorsers = valid_endorsers(tx, &self.resources);
-        let verdict = check_endorsement(&rwset, &endorsers, &self.registry, &self.key_policies, &self.resources);
+        let verdict =
+            check_endorsement(&rwset, &endorsers, &self.registry, &self.key_policies, &self.resources);
         let name = validation_code_name(code);
         let ok = match verdict {
             Ok(None) => true,
             Ok(Some(why)) => {
                 if code != Code::EndorsementPolicyFailure as u8 {
-                    self.problem(Kind::Transactions, Some(number), Some(index), format!("marked {name} but {why}"));
+                    self.problem(
+                        Kind::Transactions,
+                        Some(number),
+                        Some(index),
+                        format!("marked {name} but {why}"),
+                    );
                 }
                 false
             }
             Err(e) => {
-                self.problem(Kind::Transactions, Some(number), Some(index), format!("its policies cannot be checked: {e}"));
+                self.problem(
+                    Kind::Transactions,
+                    Some(number),
+                    Some(index),
+                    format!("its policies cannot be checked: {e}"),
+                );
                 false
             }
         };
         if ok && code == Code::EndorsementPolicyFailure as u8 {
-            self.problem(Kind::Transactions, Some(number), Some(index), "marked ENDORSEMENT_POLICY_FAILURE but its endorsements satisfy every policy".into());
+            self.problem(
+                Kind::Transactions,
+                Some(number),
+                Some(index),
+                "marked ENDORSEMENT_POLICY_FAILURE but its endorsements satisfy every policy".into(),
+            );
         }
         if valid {
             // A valid transaction's writes take effect: definitions and key-level policies.
             for ns in &rwset.ns_rwset {
                 let Ok(kv) = decode::<KvrwSet>("KVRWSet", &ns.rwset) else { continue };
-                if ns.namespace == LIFECYCLE_NAMESPACE {
-                    if let Err(e) = self.registry.apply_lifecycle_writes(&kv.writes) {
-                        self.problem(Kind::Transactions, Some(number), Some(index), format!("lifecycle write does not decode: {e}"));
-                    }
+                if ns.namespace == LIFECYCLE_NAMESPACE
+                    && let Err(e) = self.registry.apply_lifecycle_writes(&kv.writes)
+                {
+                    self.problem(
+                        Kind::Transactions,
+                        Some(number),
+                        Some(index),
+                        format!("lifecycle write does not decode: {e}"),
+                    );
                 }
                 self.key_policies.apply(&ns.namespace, &kv);
             }
@@ -514,17 +625,29 @@ impl LedgerVerifier {
     fn apply_config(&mut self, number: u64, tx: &Transaction) {
         let TransactionBody::Config(envelope) = &tx.body else { return };
         let Some(config) = envelope.config.clone() else {
-            self.problem(Kind::Transactions, Some(number), Some(0), "config transaction carries no config".into());
+            self.problem(
+                Kind::Transactions,
+                Some(number),
+                Some(0),
+                "config transaction carries no config".into(),
+            );
             return;
         };
         match ChannelResources::from_config(tx.channel_id(), config) {
             Ok(resources) => {
                 if let Err(e) = self.registry.update_from_config(&resources.config) {
-                    self.problem(Kind::Transactions, Some(number), Some(0), format!("config chaincode definitions: {e}"));
+                    self.problem(
+                        Kind::Transactions,
+                        Some(number),
+                        Some(0),
+                        format!("config chaincode definitions: {e}"),
+                    );
                 }
                 self.resources = resources;
             }
-            Err(e) => self.problem(Kind::Transactions, Some(number), Some(0), format!("config does not load: {e}")),
+            Err(e) => {
+                self.problem(Kind::Transactions, Some(number), Some(0), format!("config does not load: {e}"))
+            }
         }
     }
 
@@ -535,7 +658,8 @@ impl LedgerVerifier {
             summary.chain_ok = false;
             if summary.first_problem.is_none() {
                 summary.problems += 1;
-                summary.first_problem = Some(Problem { block: None, tx: None, problem: "no blocks to verify".into() });
+                summary.first_problem =
+                    Some(Problem { block: None, tx: None, problem: "no blocks to verify".into() });
             }
         }
         summary
@@ -573,6 +697,9 @@ mod tests {
     fn timestamps_render_as_rfc3339() {
         let ts = prost_types::Timestamp { seconds: 1_795_482_286, nanos: 0 };
         assert_eq!(rfc3339(&ts), "2026-11-24T01:04:46.000Z");
-        assert_eq!(rfc3339(&prost_types::Timestamp { seconds: 0, nanos: 5_000_000 }), "1970-01-01T00:00:00.005Z");
+        assert_eq!(
+            rfc3339(&prost_types::Timestamp { seconds: 0, nanos: 5_000_000 }),
+            "1970-01-01T00:00:00.005Z"
+        );
     }
 }

@@ -20,7 +20,8 @@ fn generate(config: &str, out: &Path) -> serde_json::Value {
 }
 
 fn resources(out: &Path, channel: &str) -> ChannelResources {
-    let bytes = std::fs::read(out.join("channel-artifacts").join(format!("{channel}.block"))).expect("genesis");
+    let bytes =
+        std::fs::read(out.join("channel-artifacts").join(format!("{channel}.block"))).expect("genesis");
     ChannelResources::from_config_block(&decode_block(&bytes).expect("block")).expect("config")
 }
 
@@ -54,7 +55,13 @@ fn dev_network_verifies_and_every_certificate_chains_to_its_org() {
     assert_eq!(generated["channel"], "medchannel");
 
     let artifacts = out.join("channel-artifacts");
-    let verify = medfabric(&["ledger", "verify", path(&artifacts), "--config", path(&artifacts.join("medchannel.block"))]);
+    let verify = medfabric(&[
+        "ledger",
+        "verify",
+        path(&artifacts),
+        "--config",
+        path(&artifacts.join("medchannel.block")),
+    ]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     assert_eq!(json(&verify)["blocks"], 1);
 
@@ -69,7 +76,10 @@ fn dev_network_verifies_and_every_certificate_chains_to_its_org() {
         let org_dir = out.join("organizations").join(dir);
         for cert in files_in(&org_dir, "signcerts") {
             let pem = std::fs::read(&cert).expect("cert");
-            let identity = res.msps.deserialize(&serialize(msp_id, &pem)).unwrap_or_else(|e| panic!("{}: {e}", cert.display()));
+            let identity = res
+                .msps
+                .deserialize(&serialize(msp_id, &pem))
+                .unwrap_or_else(|e| panic!("{}: {e}", cert.display()));
             let location = cert.to_string_lossy();
             let want = if location.contains("/peers/") {
                 NodeRole::Peer
@@ -84,27 +94,62 @@ fn dev_network_verifies_and_every_certificate_chains_to_its_org() {
             checked += 1;
         }
         // TLS certificates chain to the org's TLS CA (and not to its signing CA).
-        let tls_ca = std::fs::read(org_dir.join("msp/tlscacerts").read_dir().expect("tlscacerts").next().expect("file").expect("entry").path()).expect("tls ca");
-        let tls_msps = MspManager::from_configs([&FabricMspConfig { name: "TLS".into(), root_certs: vec![tls_ca.into()], ..Default::default() }]).expect("tls msp");
-        for cert in files_in(&org_dir, "tls").into_iter().filter(|p| p.extension().is_some_and(|e| e == "crt") && !p.ends_with("ca.crt")) {
+        let tls_ca = std::fs::read(
+            org_dir
+                .join("msp/tlscacerts")
+                .read_dir()
+                .expect("tlscacerts")
+                .next()
+                .expect("file")
+                .expect("entry")
+                .path(),
+        )
+        .expect("tls ca");
+        let tls_msps = MspManager::from_configs([&FabricMspConfig {
+            name: "TLS".into(),
+            root_certs: vec![tls_ca.into()],
+            ..Default::default()
+        }])
+        .expect("tls msp");
+        for cert in files_in(&org_dir, "tls")
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "crt") && !p.ends_with("ca.crt"))
+        {
             let pem = std::fs::read(&cert).expect("cert");
-            tls_msps.deserialize(&serialize("TLS", &pem)).unwrap_or_else(|e| panic!("{}: {e}", cert.display()));
-            assert!(res.msps.deserialize(&serialize(msp_id, &pem)).is_err(), "TLS cert {} must not be a signing identity", cert.display());
+            tls_msps
+                .deserialize(&serialize("TLS", &pem))
+                .unwrap_or_else(|e| panic!("{}: {e}", cert.display()));
+            assert!(
+                res.msps.deserialize(&serialize(msp_id, &pem)).is_err(),
+                "TLS cert {} must not be a signing identity",
+                cert.display()
+            );
             checked += 1;
         }
     }
     assert!(checked >= 20, "checked {checked} certificates");
 
     // Users: attributes and roles read back, and keys match certificates.
-    let alice_dir = out.join("organizations/peerOrganizations/hospital.medfabric.local/users/alice@hospital.medfabric.local/msp");
+    let alice_dir = out.join(
+        "organizations/peerOrganizations/hospital.medfabric.local/users/alice@hospital.medfabric.local/msp",
+    );
     let alice = SigningIdentity::from_msp_dir(&alice_dir, "HospitalMSP").expect("alice loads");
     let identity = res.msps.deserialize(alice.serialized()).expect("alice valid");
     assert_eq!(identity.attribute("role"), Some("patient"));
     assert_eq!(identity.attribute("hf.EnrollmentID"), Some("alice"));
     assert_eq!(identity.attribute("hf.Type"), Some("client"));
     assert_eq!(identity.enrollment_id(), "alice");
-    let auditor = SigningIdentity::from_msp_dir(&out.join("organizations/peerOrganizations/lab.medfabric.local/users/auditor@lab.medfabric.local/msp"), "LabMSP").expect("auditor");
-    assert_eq!(res.msps.deserialize(auditor.serialized()).expect("valid").attribute("role"), Some("regulator"));
+    let auditor = SigningIdentity::from_msp_dir(
+        &out.join(
+            "organizations/peerOrganizations/lab.medfabric.local/users/auditor@lab.medfabric.local/msp",
+        ),
+        "LabMSP",
+    )
+    .expect("auditor");
+    assert_eq!(
+        res.msps.deserialize(auditor.serialized()).expect("valid").attribute("role"),
+        Some("regulator")
+    );
 }
 
 #[test]
@@ -119,7 +164,15 @@ fn dev_genesis_carries_policies_consenters_batching_and_chaincodes() {
     assert_eq!(config.consenters.len(), 1);
     assert_eq!((config.consenters[0].host.as_str(), config.consenters[0].port), ("127.0.0.1", 7052));
     assert_eq!(config.orderer_addresses, vec!["127.0.0.1:7050".to_owned()]);
-    assert_eq!((config.batch.max_message_count, config.batch.absolute_max_bytes, config.batch.preferred_max_bytes, config.batch.timeout_ms), (500, 10_485_760, 2_097_152, 250));
+    assert_eq!(
+        (
+            config.batch.max_message_count,
+            config.batch.absolute_max_bytes,
+            config.batch.preferred_max_bytes,
+            config.batch.timeout_ms
+        ),
+        (500, 10_485_760, 2_097_152, 250)
+    );
     let app: Vec<&str> = config.application_orgs.iter().map(|o| o.msp_id.as_str()).collect();
     assert_eq!(app, vec!["HospitalMSP", "LabMSP"]);
     assert_eq!(config.application_orgs[0].anchor_peers, vec!["127.0.0.1:7051".to_owned()]);
@@ -146,19 +199,36 @@ fn dev_genesis_carries_policies_consenters_batching_and_chaincodes() {
     // a client satisfies Writers, a peer does not.
     let org = |o: &str| out.join("organizations/peerOrganizations").join(o);
     let peer = |o: &str, id: &str| {
-        let pem = std::fs::read(org(o).join(format!("peers/peer0.{o}/msp/signcerts/peer0.{o}-cert.pem"))).expect("peer cert");
+        let pem = std::fs::read(org(o).join(format!("peers/peer0.{o}/msp/signcerts/peer0.{o}-cert.pem")))
+            .expect("peer cert");
         (serialize(id, &pem), pem)
     };
-    let hospital_key = std::fs::read_to_string(org("hospital.medfabric.local").join("peers/peer0.hospital.medfabric.local/msp/keystore/priv_sk")).expect("key");
-    let lab_key = std::fs::read_to_string(org("lab.medfabric.local").join("peers/peer0.lab.medfabric.local/msp/keystore/priv_sk")).expect("key");
+    let hospital_key = std::fs::read_to_string(
+        org("hospital.medfabric.local").join("peers/peer0.hospital.medfabric.local/msp/keystore/priv_sk"),
+    )
+    .expect("key");
+    let lab_key = std::fs::read_to_string(
+        org("lab.medfabric.local").join("peers/peer0.lab.medfabric.local/msp/keystore/priv_sk"),
+    )
+    .expect("key");
     let (_, hospital_pem) = peer("hospital.medfabric.local", "HospitalMSP");
     let (_, lab_pem) = peer("lab.medfabric.local", "LabMSP");
     let hospital = SigningIdentity::new("HospitalMSP", &hospital_pem, &hospital_key).expect("hospital peer");
     let lab = SigningIdentity::new("LabMSP", &lab_pem, &lab_key).expect("lab peer");
-    let alice = SigningIdentity::from_msp_dir(&org("hospital.medfabric.local").join("users/alice@hospital.medfabric.local/msp"), "HospitalMSP").expect("alice");
-    let sigs: Vec<(Vec<u8>, Vec<u8>)> = [&hospital, &lab, &alice].iter().map(|s| (s.serialized().to_vec(), s.sign(b"data"))).collect();
-    let signed = |who: &[usize]| -> Vec<SignedData<'_>> { who.iter().map(|i| SignedData { data: b"data", identity: &sigs[*i].0, signature: &sigs[*i].1 }).collect() };
-    let eval = |p: &str, who: &[usize]| res.policies.evaluate_signed(p, &signed(who), &res.msps).expect("policy");
+    let alice = SigningIdentity::from_msp_dir(
+        &org("hospital.medfabric.local").join("users/alice@hospital.medfabric.local/msp"),
+        "HospitalMSP",
+    )
+    .expect("alice");
+    let sigs: Vec<(Vec<u8>, Vec<u8>)> =
+        [&hospital, &lab, &alice].iter().map(|s| (s.serialized().to_vec(), s.sign(b"data"))).collect();
+    let signed = |who: &[usize]| -> Vec<SignedData<'_>> {
+        who.iter()
+            .map(|i| SignedData { data: b"data", identity: &sigs[*i].0, signature: &sigs[*i].1 })
+            .collect()
+    };
+    let eval =
+        |p: &str, who: &[usize]| res.policies.evaluate_signed(p, &signed(who), &res.msps).expect("policy");
     assert!(eval("/Channel/Application/Endorsement", &[0, 1]));
     assert!(!eval("/Channel/Application/Endorsement", &[0]));
     assert!(eval("/Channel/Application/Writers", &[2]));
@@ -177,7 +247,11 @@ fn generate_refuses_an_existing_directory_without_force() {
     let genesis = std::fs::read(out.join("channel-artifacts/medchannel.block")).expect("genesis");
     let forced = medfabric(&["network", "generate", path(&topology), "--out", path(&out), "--force"]);
     assert!(forced.status.success());
-    assert_ne!(std::fs::read(out.join("channel-artifacts/medchannel.block")).expect("genesis"), genesis, "regenerated");
+    assert_ne!(
+        std::fs::read(out.join("channel-artifacts/medchannel.block")).expect("genesis"),
+        genesis,
+        "regenerated"
+    );
     assert_eq!(first["channel"], json(&forced)["channel"]);
 }
 
@@ -192,7 +266,13 @@ fn consortium_network_has_five_orgs_and_three_consenters() {
     assert_eq!(res.config.consenters.len(), 3);
     assert_eq!(generated["node_configs"].as_array().map(Vec::len), Some(3 + 5 + 5));
     let artifacts = out.join("channel-artifacts");
-    let verify = medfabric(&["ledger", "verify", path(&artifacts), "--config", path(&artifacts.join("healthchannel.block"))]);
+    let verify = medfabric(&[
+        "ledger",
+        "verify",
+        path(&artifacts),
+        "--config",
+        path(&artifacts.join("healthchannel.block")),
+    ]);
     assert!(verify.status.success());
     let registry = ChaincodeRegistry::from_config(&res.config).expect("definitions");
     assert_eq!(registry.get("kv").expect("kv").policy.describe(), "/Channel/Application/Endorsement");
@@ -202,9 +282,15 @@ fn consortium_network_has_five_orgs_and_three_consenters() {
 fn a_bad_topology_is_refused_with_a_reason() {
     let tmp = tempfile::tempdir().expect("tmp");
     let topology = tmp.path().join("bad.yaml");
-    let text = std::fs::read_to_string(repo_root().join("network-config/dev.yaml")).expect("dev").replace("AND('HospitalMSP.peer', 'LabMSP.peer')", "AND('HospitalMSP.king')");
+    let text = std::fs::read_to_string(repo_root().join("network-config/dev.yaml"))
+        .expect("dev")
+        .replace("AND('HospitalMSP.peer', 'LabMSP.peer')", "AND('HospitalMSP.king')");
     std::fs::write(&topology, text).expect("write");
     let out = medfabric(&["network", "generate", path(&topology), "--out", path(&tmp.path().join("net"))]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown role"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -81,7 +81,13 @@ fn verify_tampered(number: usize, tamper: impl FnOnce(&mut Block)) -> serde_json
     let mut block = block::decode_block(&std::fs::read(&file).expect("read")).expect("decode");
     tamper(&mut block);
     std::fs::write(&file, block.encode_to_vec()).expect("write");
-    let out = medfabric(&["ledger", "verify", path(tmp.path()), "--config", path(&blocks_dir().join("000000.block"))]);
+    let out = medfabric(&[
+        "ledger",
+        "verify",
+        path(tmp.path()),
+        "--config",
+        path(&blocks_dir().join("000000.block")),
+    ]);
     assert_eq!(out.status.code(), Some(1), "tampering with block {number} must fail verification");
     let summary = json(&out);
     assert_eq!(summary["ok"], false);
@@ -150,7 +156,13 @@ fn a_missing_block_is_caught() {
             std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).expect("copy");
         }
     }
-    let out = medfabric(&["ledger", "verify", path(tmp.path()), "--config", path(&blocks_dir().join("000000.block"))]);
+    let out = medfabric(&[
+        "ledger",
+        "verify",
+        path(tmp.path()),
+        "--config",
+        path(&blocks_dir().join("000000.block")),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["first_problem"]["block"], 34);
 }

@@ -20,10 +20,13 @@ fn fabric_org_folders_validate_users_peers_and_admins() {
     let orderer = root.join("ordererOrganizations/example.com");
     let msps = MspManager::new([
         Msp::from_config(&MspFolder::load(&org1.join("msp"), "Org1MSP").expect("org1 folder")).expect("org1"),
-        Msp::from_config(&MspFolder::load(&orderer.join("msp"), "OrdererMSP").expect("orderer folder")).expect("orderer"),
+        Msp::from_config(&MspFolder::load(&orderer.join("msp"), "OrdererMSP").expect("orderer folder"))
+            .expect("orderer"),
     ]);
-    let user = SigningIdentity::from_msp_dir(&org1.join("users/User1@org1.example.com/msp"), "Org1MSP").expect("user1");
-    let admin = SigningIdentity::from_msp_dir(&org1.join("users/Admin@org1.example.com/msp"), "Org1MSP").expect("admin");
+    let user = SigningIdentity::from_msp_dir(&org1.join("users/User1@org1.example.com/msp"), "Org1MSP")
+        .expect("user1");
+    let admin = SigningIdentity::from_msp_dir(&org1.join("users/Admin@org1.example.com/msp"), "Org1MSP")
+        .expect("admin");
     let user_identity = msps.deserialize(user.serialized()).expect("user valid");
     assert_eq!(user_identity.role(), Some(NodeRole::Client));
     assert_eq!(user_identity.certificate().common_name(), "User1@org1.example.com");
@@ -31,11 +34,18 @@ fn fabric_org_folders_validate_users_peers_and_admins() {
     let signature = user.sign(b"hello fabric");
     user_identity.verify(b"hello fabric", &signature).expect("our signature verifies with Fabric's cert");
 
-    let peer_pem = std::fs::read(org1.join("peers/peer0.org1.example.com/msp/signcerts/peer0.org1.example.com-cert.pem")).expect("peer cert");
+    let peer_pem = std::fs::read(
+        org1.join("peers/peer0.org1.example.com/msp/signcerts/peer0.org1.example.com-cert.pem"),
+    )
+    .expect("peer cert");
     let peer = msps.deserialize(&medfabric_msp_serialize("Org1MSP", &peer_pem)).expect("peer valid");
     assert_eq!(peer.role(), Some(NodeRole::Peer));
-    let orderer_pem = std::fs::read(orderer.join("orderers/orderer0.example.com/msp/signcerts/orderer0.example.com-cert.pem")).expect("orderer cert");
-    let orderer_id = msps.deserialize(&medfabric_msp_serialize("OrdererMSP", &orderer_pem)).expect("orderer valid");
+    let orderer_pem = std::fs::read(
+        orderer.join("orderers/orderer0.example.com/msp/signcerts/orderer0.example.com-cert.pem"),
+    )
+    .expect("orderer cert");
+    let orderer_id =
+        msps.deserialize(&medfabric_msp_serialize("OrdererMSP", &orderer_pem)).expect("orderer valid");
     assert_eq!(orderer_id.role(), Some(NodeRole::Orderer));
     // Org1's peer claiming to be the orderer org's member is refused.
     assert!(msps.deserialize(&medfabric_msp_serialize("OrdererMSP", &peer_pem)).is_err());
@@ -43,5 +53,6 @@ fn fabric_org_folders_validate_users_peers_and_admins() {
 
 fn medfabric_msp_serialize(msp_id: &str, pem: &[u8]) -> Vec<u8> {
     use medfabric_proto::Message;
-    medfabric_proto::msp::SerializedIdentity { mspid: msp_id.into(), id_bytes: pem.to_vec().into() }.encode_to_vec()
+    medfabric_proto::msp::SerializedIdentity { mspid: msp_id.into(), id_bytes: pem.to_vec().into() }
+        .encode_to_vec()
 }

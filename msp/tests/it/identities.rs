@@ -27,7 +27,8 @@ fn a_valid_client_reads_back_role_and_attributes() {
         ("hf.EnrollmentID".to_owned(), "alice".to_owned()),
         ("role".to_owned(), "patient".to_owned()),
     ]);
-    let alice = org.issue_with("alice", "client", Some(attrs), Validity::days_from(OffsetDateTime::now_utc(), 30));
+    let alice =
+        org.issue_with("alice", "client", Some(attrs), Validity::days_from(OffsetDateTime::now_utc(), 30));
     let msps = manager(&[&org]);
     let identity = msps.deserialize(alice.serialized()).expect("valid");
     assert_eq!(identity.msp_id(), "HospitalMSP");
@@ -77,9 +78,7 @@ fn expired_certificate_is_rejected() {
     let identity = manager(&[&org]).deserialize(old.serialized()).expect("chain is valid");
     let err = identity.check_validity_at(now.unix_timestamp()).expect_err("expired");
     assert!(matches!(err, MspError::Expired { .. }), "{err:?}");
-    identity
-        .check_validity_at((now - time::Duration::days(10)).unix_timestamp())
-        .expect("valid back then");
+    identity.check_validity_at((now - time::Duration::days(10)).unix_timestamp()).expect("valid back then");
 }
 
 #[test]
@@ -100,7 +99,9 @@ fn certificate_of_another_orgs_ca_is_rejected() {
     let org2 = TestOrg::new("Org2MSP");
     let intruder = org2.issue("intruder", "client");
     // Same certificate, but claiming membership of Org1.
-    let forged = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: intruder.certificate_pem().to_vec().into() }.encode_to_vec();
+    let forged =
+        SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: intruder.certificate_pem().to_vec().into() }
+            .encode_to_vec();
     let err = manager(&[&org1, &org2]).deserialize(&forged).expect_err("foreign CA");
     assert_eq!(err, MspError::UntrustedChain { msp_id: "Org1MSP".into() });
 }
@@ -108,7 +109,11 @@ fn certificate_of_another_orgs_ca_is_rejected() {
 #[test]
 fn ca_certificate_cannot_sign() {
     let org = TestOrg::new("Org1MSP");
-    let sid = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: org.ca.certificate_pem().as_bytes().to_vec().into() }.encode_to_vec();
+    let sid = SerializedIdentity {
+        mspid: "Org1MSP".into(),
+        id_bytes: org.ca.certificate_pem().as_bytes().to_vec().into(),
+    }
+    .encode_to_vec();
     assert_eq!(manager(&[&org]).deserialize(&sid).expect_err("CA cert"), MspError::CaCertificateAsSigner);
 }
 
@@ -118,7 +123,10 @@ fn malformed_pem_truncated_protobuf_and_unknown_msp_are_rejected() {
     let msps = manager(&[&org]);
     let alice = org.issue("alice", "client");
 
-    let garbage = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec().into() };
+    let garbage = SerializedIdentity {
+        mspid: "Org1MSP".into(),
+        id_bytes: b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec().into(),
+    };
     assert_eq!(msps.deserialize(&garbage.encode_to_vec()).expect_err("bad pem"), MspError::MalformedPem);
     let no_pem = SerializedIdentity { mspid: "Org1MSP".into(), id_bytes: b"hello".to_vec().into() };
     assert_eq!(msps.deserialize(&no_pem.encode_to_vec()).expect_err("no pem"), MspError::MalformedPem);
@@ -127,8 +135,12 @@ fn malformed_pem_truncated_protobuf_and_unknown_msp_are_rejected() {
     let err = msps.deserialize(&serialized[..serialized.len() / 2]).expect_err("truncated");
     assert!(matches!(err, MspError::MalformedIdentity(_)), "{err:?}");
 
-    let unknown = SerializedIdentity { mspid: "NoSuchMSP".into(), id_bytes: alice.certificate_pem().to_vec().into() };
-    assert_eq!(msps.deserialize(&unknown.encode_to_vec()).expect_err("unknown"), MspError::UnknownMsp("NoSuchMSP".into()));
+    let unknown =
+        SerializedIdentity { mspid: "NoSuchMSP".into(), id_bytes: alice.certificate_pem().to_vec().into() };
+    assert_eq!(
+        msps.deserialize(&unknown.encode_to_vec()).expect_err("unknown"),
+        MspError::UnknownMsp("NoSuchMSP".into())
+    );
 }
 
 #[test]

@@ -23,7 +23,13 @@ impl TestOrg {
         Self { msp_id: msp_id.to_owned(), ca, crls: Vec::new() }
     }
 
-    pub fn issue_with(&self, cn: &str, ou: &str, attrs: Option<BTreeMap<String, String>>, validity: Validity) -> SigningIdentity {
+    pub fn issue_with(
+        &self,
+        cn: &str,
+        ou: &str,
+        attrs: Option<BTreeMap<String, String>>,
+        validity: Validity,
+    ) -> SigningIdentity {
         let issued = self
             .ca
             .issue(&LeafRequest {
@@ -44,7 +50,12 @@ impl TestOrg {
     }
 
     pub fn issue(&self, cn: &str, ou: &str) -> SigningIdentity {
-        self.issue_with(cn, ou, None, Validity::days_from(OffsetDateTime::now_utc() - time::Duration::hours(1), 365))
+        self.issue_with(
+            cn,
+            ou,
+            None,
+            Validity::days_from(OffsetDateTime::now_utc() - time::Duration::hours(1), 365),
+        )
     }
 
     pub fn revoke(&mut self, identity: &SigningIdentity) {
@@ -64,7 +75,12 @@ impl TestOrg {
 
     pub fn msp_config(&self) -> FabricMspConfig {
         let root = self.ca.certificate_pem().as_bytes().to_vec();
-        let ou = |name: &str| Some(FabricOuIdentifier { certificate: root.clone().into(), organizational_unit_identifier: name.into() });
+        let ou = |name: &str| {
+            Some(FabricOuIdentifier {
+                certificate: root.clone().into(),
+                organizational_unit_identifier: name.into(),
+            })
+        };
         FabricMspConfig {
             name: self.msp_id.clone(),
             root_certs: vec![root.clone().into()],

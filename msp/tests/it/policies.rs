@@ -31,15 +31,22 @@ fn and_or_outof_over_two_orgs() {
     let org1 = TestOrg::new("Org1MSP");
     let org2 = TestOrg::new("Org2MSP");
     let msps = manager(&[&org1, &org2]);
-    let (p1, p2, c1) = (org1.issue("peer0", "peer"), org2.issue("peer0", "peer"), org1.issue("user", "client"));
+    let (p1, p2, c1) =
+        (org1.issue("peer0", "peer"), org2.issue("peer0", "peer"), org1.issue("user", "client"));
     let both = [sign(&p1, b"x"), sign(&p2, b"x")];
     let and = policy("AND('Org1MSP.peer', 'Org2MSP.peer')");
     assert!(and.evaluate_signed(&view(&both), &msps));
     assert!(!and.evaluate_signed(&view(&both[..1]), &msps));
     assert!(policy("OR('Org1MSP.peer', 'Org2MSP.peer')").evaluate_signed(&view(&both[1..]), &msps));
-    assert!(!policy("OR('Org1MSP.peer')").evaluate_signed(&view(&[sign(&c1, b"x")]), &msps), "a client is not a peer");
+    assert!(
+        !policy("OR('Org1MSP.peer')").evaluate_signed(&view(&[sign(&c1, b"x")]), &msps),
+        "a client is not a peer"
+    );
     assert!(policy("OR('Org1MSP.member')").evaluate_signed(&view(&[sign(&c1, b"x")]), &msps));
-    assert!(policy("OutOf(2, 'Org1MSP.member', 'Org2MSP.member', 'Org1MSP.client')").evaluate_signed(&view(&both), &msps));
+    assert!(
+        policy("OutOf(2, 'Org1MSP.member', 'Org2MSP.member', 'Org1MSP.client')")
+            .evaluate_signed(&view(&both), &msps)
+    );
     let nested = policy("OR(AND('Org1MSP.peer','Org2MSP.peer'), 'Org1MSP.admin')");
     assert!(nested.evaluate_signed(&view(&both), &msps));
     assert!(!nested.evaluate_signed(&view(&[sign(&c1, b"x")]), &msps));
@@ -53,10 +60,16 @@ fn duplicates_and_bad_signatures_do_not_count() {
     let (a, b) = (org1.issue("peer0", "peer"), org1.issue("peer1", "peer"));
     let two_of_org1 = policy("OutOf(2, 'Org1MSP.peer', 'Org1MSP.peer')");
     assert!(two_of_org1.evaluate_signed(&view(&[sign(&a, b"x"), sign(&b, b"x")]), &msps));
-    assert!(!two_of_org1.evaluate_signed(&view(&[sign(&a, b"x"), sign(&a, b"x")]), &msps), "same identity twice counts once");
+    assert!(
+        !two_of_org1.evaluate_signed(&view(&[sign(&a, b"x"), sign(&a, b"x")]), &msps),
+        "same identity twice counts once"
+    );
     let mut forged = sign(&b, b"x");
     forged.data = b"y".to_vec();
-    assert!(!two_of_org1.evaluate_signed(&view(&[sign(&a, b"x"), forged]), &msps), "invalid signature is dropped");
+    assert!(
+        !two_of_org1.evaluate_signed(&view(&[sign(&a, b"x"), forged]), &msps),
+        "invalid signature is dropped"
+    );
 }
 
 /// Fabric's matching is greedy: the first leaf takes the first identity it accepts,
@@ -92,11 +105,20 @@ fn syntax_errors_name_the_problem() {
 }
 
 fn signature(text: &str) -> ConfigPolicy {
-    ConfigPolicy { policy: Some(Policy { r#type: 1, value: parse_policy(text).expect("p").encode_to_vec().into() }), ..Default::default() }
+    ConfigPolicy {
+        policy: Some(Policy { r#type: 1, value: parse_policy(text).expect("p").encode_to_vec().into() }),
+        ..Default::default()
+    }
 }
 
 fn meta(sub: &str, rule: i32) -> ConfigPolicy {
-    ConfigPolicy { policy: Some(Policy { r#type: 3, value: ImplicitMetaPolicy { sub_policy: sub.into(), rule }.encode_to_vec().into() }), ..Default::default() }
+    ConfigPolicy {
+        policy: Some(Policy {
+            r#type: 3,
+            value: ImplicitMetaPolicy { sub_policy: sub.into(), rule }.encode_to_vec().into(),
+        }),
+        ..Default::default()
+    }
 }
 
 #[test]
