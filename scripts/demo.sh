@@ -26,5 +26,5 @@ if [ -d "$MEDFABRIC_TESTDATA/blocks" ]; then
   "$medfabric" block inspect "$blocks/000063.block" --config "$blocks/000000.block"
 fi
 
-step "Identity and signature hot path (per second, one core)"
+step "Identity and signature hot path: operations per second on one thread (dev build; use --release for figures)"
 "$medfabric" bench msp --seconds 1

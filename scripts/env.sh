@@ -7,9 +7,11 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 # libclang: RocksDB's Rust bindings (librocksdb-sys) run bindgen, which needs it.
+# bindgen loads libclang.so (from libclang-N-dev); libclang-cpp is a different library.
 have_libclang() {
-  ldconfig -p 2>/dev/null | grep -q 'libclang' && return 0
-  compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null 2>&1
+  [ -n "${LIBCLANG_PATH:-}" ] && return 0
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null 2>&1 && return 0
+  ldconfig -p 2>/dev/null | grep -Eq '[[:space:]]libclang(-[0-9.]+)?\.so[[:space:]]'
 }
 if ! have_libclang; then
   echo "medfabric: installing libclang-dev (needed to build RocksDB's bindings)" >&2

@@ -71,6 +71,15 @@ impl MspManager {
         verdict
     }
 
+    /// [`deserialize`](Self::deserialize), then rejects a certificate outside its validity
+    /// period at `unix_seconds` — what an endorser, gateway or orderer checks for a
+    /// request arriving now (Fabric's ExpirationCheck).
+    pub fn deserialize_at(&self, serialized: &[u8], unix_seconds: i64) -> Result<Arc<Identity>, MspError> {
+        let identity = self.deserialize(serialized)?;
+        identity.check_validity_at(unix_seconds)?;
+        Ok(identity)
+    }
+
     /// Number of cached verdicts.
     pub fn cached_identities(&self) -> usize {
         self.read_cache().len()

@@ -3,10 +3,10 @@
 //! endorsement signatures, and — for transactions the ledger marks VALID — that their
 //! signatures, tx ids and endorsement policies really hold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use medfabric_msp::{Identity, SignedData, valid_identities};
+use medfabric_msp::{Identity, SignedData};
 use medfabric_proto::common::{Block, HeaderType, SignatureHeader};
 use medfabric_proto::kvrwset::KvrwSet;
 use medfabric_proto::protos::TxValidationCode;
@@ -85,11 +85,20 @@ pub fn inspect_block(
     resources: Option<&ChannelResources>,
 ) -> Result<(Block, BlockReport), ConvertError> {
     let block = block::decode_block(bytes)?;
-    let report = inspect_decoded(&block, resources);
+    let (report, _) = inspect_decoded(&block, resources);
     Ok((block, report))
 }
 
-fn inspect_decoded(block: &Block, resources: Option<&ChannelResources>) -> BlockReport {
+/// A transaction parsed during inspection, with the endorsers that count for policies.
+struct Inspected {
+    tx: Transaction,
+    endorsers: Vec<Arc<Identity>>,
+}
+
+fn inspect_decoded(
+    block: &Block,
+    resources: Option<&ChannelResources>,
+) -> (BlockReport, Vec<Option<Inspected>>) {
     let header = block::header(block);
     let envelopes = block::envelopes(block);
     let computed_data_hash = block::data_hash(envelopes);
@@ -102,12 +111,12 @@ fn inspect_decoded(block: &Block, resources: Option<&ChannelResources>) -> Block
     .ok()
     .filter(|m| !m.value.is_empty())
     .map(|m| hex::encode(&m.value));
-    let txs = envelopes
+    let (txs, parsed) = envelopes
         .iter()
         .enumerate()
         .map(|(index, envelope)| inspect_tx(index, envelope, filter.get(index).copied(), resources))
-        .collect();
-    BlockReport {
+        .unzip();
+    let report = BlockReport {
         number: header.number,
         previous_hash: hex::encode(&header.previous_hash),
         header_hash: hex::encode(header_hash(header)),
@@ -119,7 +128,8 @@ fn inspect_decoded(block: &Block, resources: Option<&ChannelResources>) -> Block
         signatures_ok,
         commit_hash,
         txs,
-    }
+    };
+    (report, parsed)
 }
 
 fn check_orderer_signatures(
@@ -170,7 +180,7 @@ fn inspect_tx(
     envelope: &[u8],
     code: Option<u8>,
     resources: Option<&ChannelResources>,
-) -> TxReport {
+) -> (TxReport, Option<Inspected>) {
     let mut report = TxReport {
         index,
         tx_id: String::new(),
@@ -194,7 +204,7 @@ fn inspect_tx(
         Ok(tx) => tx,
         Err(e) => {
             report.error = Some(e.to_string());
-            return report;
+            return (report, None);
         }
     };
     report.tx_id = tx.tx_id().to_owned();
@@ -222,7 +232,7 @@ fn inspect_tx(
             .and_then(|input| input.args.first().map(|f| String::from_utf8_lossy(f).into_owned()));
         report.proposal_hash_ok = tx.proposal_hash_matches();
     }
-    let Some(resources) = resources else { return report };
+    let Some(resources) = resources else { return (report, Some(Inspected { tx, endorsers: Vec::new() })) };
     if has_creator {
         match resources.msps.deserialize(tx.creator()) {
             Ok(identity) => {
@@ -239,6 +249,10 @@ fn inspect_tx(
             }
         }
     }
+    // Fabric's policy input: identities de-duplicated (by MSP id and certificate hash)
+    // *before* signatures are checked, then those whose signature verifies.
+    let mut endorsers = Vec::new();
+    let mut seen = HashSet::new();
     if let Some(endorser_tx) = tx.endorser() {
         let mut all_ok = true;
         for endorsement in &endorser_tx.endorsements {
@@ -251,6 +265,10 @@ fn inspect_tx(
                     let mut signed = endorser_tx.proposal_response_payload.to_vec();
                     signed.extend_from_slice(&endorsement.endorser);
                     let verdict = identity.verify(&signed, &endorsement.signature);
+                    let first = seen.insert((identity.msp_id().to_owned(), *identity.id_hash()));
+                    if first && verdict.is_ok() {
+                        endorsers.push(identity.clone());
+                    }
                     e_report.signature_ok = Some(verdict.is_ok());
                     e_report.error = verdict.err().map(|e| e.to_string());
                 }
@@ -264,28 +282,7 @@ fn inspect_tx(
         }
         report.endorsements_ok = Some(all_ok && !endorser_tx.endorsements.is_empty());
     }
-    report
-}
-
-/// The endorsers whose signatures verify, de-duplicated (Fabric's policy input).
-pub fn valid_endorsers(tx: &Transaction, resources: &ChannelResources) -> Vec<Arc<Identity>> {
-    let Some(endorser_tx) = tx.endorser() else { return Vec::new() };
-    let signed_payloads: Vec<Vec<u8>> = endorser_tx
-        .endorsements
-        .iter()
-        .map(|e| {
-            let mut data = endorser_tx.proposal_response_payload.to_vec();
-            data.extend_from_slice(&e.endorser);
-            data
-        })
-        .collect();
-    let signed: Vec<SignedData<'_>> = endorser_tx
-        .endorsements
-        .iter()
-        .zip(&signed_payloads)
-        .map(|(e, data)| SignedData { data, identity: &e.endorser, signature: &e.signature })
-        .collect();
-    valid_identities(&signed, &resources.msps)
+    (report, Some(Inspected { tx, endorsers }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -403,7 +400,7 @@ impl LedgerVerifier {
                 return None;
             }
         };
-        let mut report = inspect_decoded(&block, Some(&self.resources));
+        let (mut report, parsed) = inspect_decoded(&block, Some(&self.resources));
         let number = report.number;
         let header = block::header(&block);
         self.summary.blocks += 1;
@@ -471,19 +468,18 @@ impl LedgerVerifier {
                 ),
             );
         }
-        let envelopes = block::envelopes(&block).to_vec();
         let mut new_config = None;
-        for (index, envelope) in envelopes.iter().enumerate() {
+        for (index, inspected) in parsed.into_iter().enumerate() {
             self.summary.txs += 1;
             let code = filter.get(index).copied();
             let name = code.map(validation_code_name).unwrap_or_else(|| "NOT_RECORDED".into());
             *self.summary.validation_codes.entry(name).or_default() += 1;
-            let Ok(tx) = Transaction::parse(envelope) else { continue };
-            if matches!(tx.body, TransactionBody::Config(_)) && code.is_none_or(|c| c == 0) {
-                new_config = Some(tx.clone());
-            }
-            let policy_ok = self.check_tx(number, index, &tx, &report.txs[index], code);
+            let Some(Inspected { tx, endorsers }) = inspected else { continue };
+            let policy_ok = self.check_tx(number, index, &tx, &endorsers, &report.txs[index], code);
             report.txs[index].endorsement_policy_ok = policy_ok;
+            if matches!(tx.body, TransactionBody::Config(_)) && code.is_none_or(|c| c == 0) {
+                new_config = Some(tx);
+            }
         }
         let expected_last_config = if new_config.is_some() { Some(number) } else { self.last_config_block };
         if let (Some(recorded), Some(expected)) = (report.last_config_index, expected_last_config)
@@ -517,6 +513,7 @@ impl LedgerVerifier {
         number: u64,
         index: usize,
         tx: &Transaction,
+        endorsers: &[Arc<Identity>],
         report: &TxReport,
         code: Option<u8>,
     ) -> Option<bool> {
@@ -567,9 +564,8 @@ impl LedgerVerifier {
                 return Some(false);
             }
         };
-        let endorsers = valid_endorsers(tx, &self.resources);
         let verdict =
-            check_endorsement(&rwset, &endorsers, &self.registry, &self.key_policies, &self.resources);
+            check_endorsement(&rwset, endorsers, &self.registry, &self.key_policies, &self.resources);
         let name = validation_code_name(code);
         let ok = match verdict {
             Ok(None) => true,

@@ -2,15 +2,15 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub fn fabric_testdata() -> PathBuf {
-    let dir = std::env::var_os("MEDFABRIC_TESTDATA").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/fabric-2.5")
-    });
+    let dir = std::env::var_os("MEDFABRIC_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("../../shared/testdata/fabric-2.5"));
     assert!(dir.join("blocks").is_dir(), "Fabric test vectors not found at {}", dir.display());
     dir
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
 }
 
 /// Runs the `medfabric` binary.
@@ -30,4 +30,12 @@ pub fn json(output: &Output) -> serde_json::Value {
 
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// The package directory, read when the test runs: a test binary built in another
+/// checkout sharing the target directory must not point back at that checkout.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().expect("current directory"))
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use medfabric_msp::{Msp, MspFolder, MspManager, NodeRole, SigningIdentity};
 
 fn identities() -> PathBuf {
-    let dir = std::env::var_os("MEDFABRIC_TESTDATA").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/fabric-2.5")
-    });
+    let dir = std::env::var_os("MEDFABRIC_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("../../shared/testdata/fabric-2.5"));
     let dir = dir.join("identities");
     assert!(dir.is_dir(), "Fabric identities not found at {}", dir.display());
     dir
@@ -55,4 +55,12 @@ fn medfabric_msp_serialize(msp_id: &str, pem: &[u8]) -> Vec<u8> {
     use medfabric_proto::Message;
     medfabric_proto::msp::SerializedIdentity { mspid: msp_id.into(), id_bytes: pem.to_vec().into() }
         .encode_to_vec()
+}
+
+/// The package directory, read when the test runs: a test binary built in another
+/// checkout sharing the target directory must not point back at that checkout.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().expect("current directory"))
 }

@@ -75,9 +75,10 @@ fn expired_certificate_is_rejected() {
         None,
         Validity { not_before: now - time::Duration::days(30), not_after: now - time::Duration::days(1) },
     );
-    let identity = manager(&[&org]).deserialize(old.serialized()).expect("chain is valid");
-    let err = identity.check_validity_at(now.unix_timestamp()).expect_err("expired");
+    let msps = manager(&[&org]);
+    let err = msps.deserialize_at(old.serialized(), now.unix_timestamp()).expect_err("expired");
     assert!(matches!(err, MspError::Expired { .. }), "{err:?}");
+    let identity = msps.deserialize(old.serialized()).expect("chain is valid");
     identity.check_validity_at((now - time::Duration::days(10)).unix_timestamp()).expect("valid back then");
 }
 
