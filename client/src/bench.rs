@@ -4,8 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Usage, Validity};
-use medfabric_msp::{Msp, MspManager, SigningIdentity};
-use medfabric_proto::msp::{FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
+use medfabric_msp::{Msp, MspManager, SigningIdentity, node_ou_msp_config};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -35,25 +34,7 @@ pub fn msp(duration: Duration) -> Result<MspBench> {
     })?;
     let key = issued.key.as_ref().map(|k| k.to_pkcs8_pem()).unwrap_or_default();
     let signer = SigningIdentity::new("BenchMSP", issued.certificate_pem.as_bytes(), &key)?;
-    let root = ca.certificate_pem().as_bytes().to_vec();
-    let ou = |n: &str| {
-        Some(FabricOuIdentifier {
-            certificate: root.clone().into(),
-            organizational_unit_identifier: n.into(),
-        })
-    };
-    let config = FabricMspConfig {
-        name: "BenchMSP".into(),
-        root_certs: vec![root.clone().into()],
-        fabric_node_ous: Some(FabricNodeOUs {
-            enable: true,
-            client_ou_identifier: ou("client"),
-            peer_ou_identifier: ou("peer"),
-            admin_ou_identifier: ou("admin"),
-            orderer_ou_identifier: ou("orderer"),
-        }),
-        ..Default::default()
-    };
+    let config = node_ou_msp_config("BenchMSP", ca.certificate_pem().as_bytes());
     let msps = MspManager::new([Msp::from_config(&config)?]);
     let serialized = signer.serialized().clone();
     let message = vec![7u8; 300];

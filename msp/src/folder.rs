@@ -67,6 +67,32 @@ impl NodeOuConfig {
     }
 }
 
+/// The `FabricMSPConfig` of an organization with one root CA and the four standard
+/// NodeOU roles (client, peer, admin, orderer) certified by that CA — what cryptogen
+/// writes, without TLS roots.
+pub fn node_ou_msp_config(msp_id: &str, root_cert_pem: &[u8]) -> FabricMspConfig {
+    let root = Bytes::copy_from_slice(root_cert_pem);
+    let role = |ou: &str| {
+        Some(FabricOuIdentifier { certificate: root.clone(), organizational_unit_identifier: ou.into() })
+    };
+    FabricMspConfig {
+        name: msp_id.to_owned(),
+        root_certs: vec![root.clone()],
+        crypto_config: Some(FabricCryptoConfig {
+            signature_hash_family: "SHA2".into(),
+            identity_identifier_hash_function: "SHA256".into(),
+        }),
+        fabric_node_ous: Some(FabricNodeOUs {
+            enable: true,
+            client_ou_identifier: role("client"),
+            peer_ou_identifier: role("peer"),
+            admin_ou_identifier: role("admin"),
+            orderer_ou_identifier: role("orderer"),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Reads an MSP folder into the `FabricMSPConfig` a channel config carries.
 #[derive(Debug)]
 pub struct MspFolder;

@@ -25,7 +25,7 @@ mod signature;
 
 pub use cert::{ATTRIBUTE_OID, Certificate, pem_to_der_all};
 pub use error::{MspError, PolicyError, SignatureError};
-pub use folder::{MspFolder, NodeOuConfig};
+pub use folder::{MspFolder, NodeOuConfig, node_ou_msp_config};
 pub use identity::{Identity, NodeRole};
 pub use manager::MspManager;
 pub use msp::Msp;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use medfabric_ca::{CertificateAuthority, LeafRequest, Name, RevokedEntry, Usage, Validity};
-use medfabric_msp::{Msp, MspManager, SigningIdentity};
-use medfabric_proto::msp::{FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
+use medfabric_msp::{Msp, MspManager, SigningIdentity, node_ou_msp_config};
+use medfabric_proto::msp::FabricMspConfig;
 use time::OffsetDateTime;
 
 pub struct TestOrg {
@@ -74,26 +74,9 @@ impl TestOrg {
     }
 
     pub fn msp_config(&self) -> FabricMspConfig {
-        let root = self.ca.certificate_pem().as_bytes().to_vec();
-        let ou = |name: &str| {
-            Some(FabricOuIdentifier {
-                certificate: root.clone().into(),
-                organizational_unit_identifier: name.into(),
-            })
-        };
-        FabricMspConfig {
-            name: self.msp_id.clone(),
-            root_certs: vec![root.clone().into()],
-            revocation_list: self.crls.iter().map(|c| c.clone().into_bytes().into()).collect(),
-            fabric_node_ous: Some(FabricNodeOUs {
-                enable: true,
-                client_ou_identifier: ou("client"),
-                peer_ou_identifier: ou("peer"),
-                admin_ou_identifier: ou("admin"),
-                orderer_ou_identifier: ou("orderer"),
-            }),
-            ..Default::default()
-        }
+        let mut config = node_ou_msp_config(&self.msp_id, self.ca.certificate_pem().as_bytes());
+        config.revocation_list = self.crls.iter().map(|c| c.clone().into_bytes().into()).collect();
+        config
     }
 
     pub fn msp(&self) -> Msp {
