@@ -97,6 +97,26 @@ pub fn transactions_filter(block: &Block) -> &[u8] {
     metadata_slot(block, TRANSACTIONS_FILTER)
 }
 
+/// Writes the TRANSACTIONS_FILTER slot: one validation code per transaction.
+pub fn set_transactions_filter(block: &mut Block, codes: &[u8]) {
+    assert_eq!(codes.len(), envelopes(block).len(), "one validation code per transaction");
+    set_metadata_slot(block, TRANSACTIONS_FILTER, Bytes::copy_from_slice(codes));
+}
+
+/// The COMMIT_HASH slot's 32-byte value, when a peer recorded one.
+pub fn commit_hash(block: &Block) -> Option<Bytes> {
+    decode::<Metadata>("COMMIT_HASH metadata", metadata_slot(block, COMMIT_HASH))
+        .ok()
+        .map(|m| m.value)
+        .filter(|v| !v.is_empty())
+}
+
+/// Writes the COMMIT_HASH slot as `Metadata{value = hash}`.
+pub fn set_commit_hash(block: &mut Block, hash: [u8; 32]) {
+    let metadata = Metadata { value: Bytes::copy_from_slice(&hash), signatures: Vec::new() };
+    set_metadata_slot(block, COMMIT_HASH, metadata.encode_to_vec().into());
+}
+
 /// A new unsigned block over `envelopes`, with five empty metadata slots.
 pub fn new_block(number: u64, previous_hash: &[u8], envelopes: Vec<Bytes>) -> Block {
     let data_hash = data_hash(&envelopes);

@@ -104,13 +104,7 @@ fn inspect_decoded(
     let computed_data_hash = block::data_hash(envelopes);
     let filter = block::transactions_filter(block);
     let (signatures, signatures_ok) = check_orderer_signatures(block, resources);
-    let commit_hash = decode::<medfabric_proto::common::Metadata>(
-        "COMMIT_HASH",
-        block::metadata_slot(block, block::COMMIT_HASH),
-    )
-    .ok()
-    .filter(|m| !m.value.is_empty())
-    .map(|m| hex::encode(&m.value));
+    let commit_hash = block::commit_hash(block).map(hex::encode);
     let (txs, parsed) = envelopes
         .iter()
         .enumerate()

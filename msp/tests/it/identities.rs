@@ -175,3 +175,80 @@ fn cache_is_bounded() {
     }
     assert_eq!(msps.cached_identities(), 3);
 }
+
+#[test]
+fn chains_through_an_intermediate_ca() {
+    use medfabric_ca::{LeafRequest, Name, RevokedEntry, Usage};
+    use medfabric_msp::{Msp, MspManager, node_ou_msp_config};
+    let org = TestOrg::new("Org1MSP");
+    let now = OffsetDateTime::now_utc();
+    let intermediate = org
+        .ca
+        .new_intermediate(
+            &Name::fabric_style("ica.org1", Some("org1"), &[]),
+            Validity::days_from(now - time::Duration::hours(1), 365),
+        )
+        .expect("intermediate");
+    let issue = |ca: &medfabric_ca::CertificateAuthority, cn: &str| {
+        let issued = ca
+            .issue(&LeafRequest {
+                name: medfabric_ca::Name::fabric_style(cn, None, &["client"]),
+                subject_alt_names: Vec::new(),
+                attributes: None,
+                validity: Validity::days_from(now - time::Duration::hours(1), 30),
+                usage: Usage::Signing,
+                public_key: None,
+            })
+            .expect("issue");
+        (
+            SigningIdentity::new(
+                "Org1MSP",
+                issued.certificate_pem.as_bytes(),
+                &issued.key.expect("key").to_pkcs8_pem(),
+            )
+            .expect("id"),
+            issued.serial,
+        )
+    };
+    let (carol, carol_serial) = issue(&intermediate, "carol");
+    let (dave, _) = issue(&intermediate, "dave");
+    let (direct, _) = issue(&org.ca, "direct");
+
+    // NodeOUs certified by the intermediate, as Fabric CA deployments with an ICA do.
+    let mut config = node_ou_msp_config("Org1MSP", org.ca.certificate_pem().as_bytes());
+    config.intermediate_certs = vec![intermediate.certificate_pem().as_bytes().to_vec().into()];
+    let node_ous = config.fabric_node_ous.as_mut().expect("node OUs");
+    for ou in [&mut node_ous.client_ou_identifier, &mut node_ous.peer_ou_identifier] {
+        ou.as_mut().expect("ou").certificate = intermediate.certificate_pem().as_bytes().to_vec().into();
+    }
+    let msps = MspManager::new([Msp::from_config(&config).expect("msp")]);
+    assert_eq!(
+        msps.deserialize(carol.serialized()).expect("carol via the intermediate").role(),
+        Some(NodeRole::Client)
+    );
+    // Issued by the root directly: its certification chain is not the one the NodeOU names.
+    assert_eq!(
+        msps.deserialize(direct.serialized()).expect_err("wrong certifier"),
+        MspError::NodeOuCertifier { ou: "client".into() }
+    );
+
+    // A CRL signed by the intermediate revokes carol, not dave.
+    let crl = intermediate
+        .revocation_list(
+            &[RevokedEntry { serial: carol_serial, revoked_at: now }],
+            now,
+            now + time::Duration::days(1),
+            1,
+        )
+        .expect("crl");
+    config.revocation_list = vec![crl.into_bytes().into()];
+    let msps = MspManager::new([Msp::from_config(&config).expect("msp")]);
+    assert!(matches!(msps.deserialize(carol.serialized()), Err(MspError::Revoked { .. })));
+    msps.deserialize(dave.serialized()).expect("dave is not revoked");
+
+    // An intermediate that does not chain to a root makes the MSP config invalid.
+    let stranger = TestOrg::new("Other");
+    let mut bad = node_ou_msp_config("Org1MSP", stranger.ca.certificate_pem().as_bytes());
+    bad.intermediate_certs = vec![intermediate.certificate_pem().as_bytes().to_vec().into()];
+    assert!(matches!(Msp::from_config(&bad), Err(MspError::Config { .. })));
+}

@@ -1,4 +1,5 @@
 //! Integration tests of medfabric-types: conformance with a real Fabric 2.5 chain.
 
 mod fabric_conformance;
+mod roundtrip;
 mod support;
