@@ -30,6 +30,10 @@ pub enum MspError {
     CaCertificateAsSigner,
     #[error("certificate is not issued by a CA of MSP {msp_id}")]
     UntrustedChain { msp_id: String },
+    #[error(
+        "certificate is issued by a CA that also issues intermediate CAs; only leaf CAs may issue identities"
+    )]
+    IssuerNotLeafCa,
     #[error("certificate (serial {serial}) is revoked by a CRL of its issuer")]
     Revoked { serial: String },
     #[error("certificate expired at unix time {not_after}")]

@@ -23,6 +23,8 @@ pub struct Msp {
     intermediates: Vec<Certificate>,
     admins: Vec<Certificate>,
     crls: Vec<Vec<u8>>,
+    /// DER of the CAs that issued an intermediate: they may not issue identities.
+    internal_cas: Vec<Vec<u8>>,
     node_ous: Option<NodeOus>,
     ou_restrictions: Vec<OuIdentifier>,
     tls_roots: Vec<Bytes>,
@@ -84,17 +86,26 @@ impl Msp {
             intermediates,
             admins,
             crls,
+            internal_cas: Vec::new(),
             node_ous: None,
             ou_restrictions: Vec::new(),
             tls_roots: config.tls_root_certs.clone(),
             config: config.clone(),
         };
-        // Intermediates must themselves chain to a root.
+        // Intermediates must be CAs that chain to a root. The CAs that issued them are
+        // internal nodes of the certification tree: Fabric lets only leaf CAs issue
+        // identities.
+        let mut internal = Vec::new();
         for intermediate in &msp.intermediates {
-            msp.chain_of(intermediate).map_err(|_| {
+            if !intermediate.is_ca() {
+                return Err(bad(format!("intermediate {:?} is not a CA", intermediate.common_name())));
+            }
+            let chain = msp.chain_of(intermediate).map_err(|_| {
                 bad(format!("intermediate {:?} does not chain to a root", intermediate.common_name()))
             })?;
+            internal.push(chain[0].der().to_vec());
         }
+        msp.internal_cas = internal;
         let resolve = |msp: &Msp, cert_pem: &Bytes, ou: &str| -> Result<OuIdentifier, MspError> {
             let certifiers_id = if cert_pem.is_empty() {
                 None
@@ -170,6 +181,9 @@ impl Msp {
             return Err(MspError::UnsupportedKey);
         }
         let chain = self.chain_of(&certificate)?;
+        if self.internal_cas.iter().any(|der| der.as_slice() == chain[0].der()) {
+            return Err(MspError::IssuerNotLeafCa);
+        }
         self.check_revocation(&certificate, &chain[0])?;
         let certifiers_id = chain_hash(&chain);
         let ous = certificate.organizational_units();
@@ -273,10 +287,11 @@ fn trim_serial(serial: &[u8]) -> &[u8] {
 }
 
 /// Fabric's certification chain identifier: SHA-256 over the chain's DER certificates.
+/// Fabric hashes the CA certificates as its MSP sanitised them (low-S signatures).
 fn chain_hash(chain: &[Certificate]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for cert in chain {
-        hasher.update(cert.der());
+        hasher.update(cert.sanitized_der());
     }
     hasher.finalize().into()
 }

@@ -38,10 +38,15 @@ pub fn valid_identities(signed: &[SignedData<'_>], msps: &MspManager) -> Vec<Arc
     let mut out = Vec::with_capacity(signed.len());
     for sd in signed {
         let Ok(identity) = msps.deserialize(sd.identity) else { continue };
-        if !seen.insert((identity.msp_id().to_owned(), *identity.id_hash())) {
+        let key = (identity.msp_id().to_owned(), *identity.id_hash());
+        // An identity already accepted is skipped before its signature is checked (so
+        // nobody can make us verify one signature a thousand times); it is marked as
+        // seen only once a signature of it verifies, as Fabric does.
+        if seen.contains(&key) {
             continue;
         }
         if identity.verify(sd.data, sd.signature).is_ok() {
+            seen.insert(key);
             out.push(identity);
         }
     }
@@ -78,7 +83,14 @@ impl SignaturePolicy {
     }
 
     pub fn from_envelope(envelope: &SignaturePolicyEnvelope) -> Result<Self, PolicyError> {
-        let principals = envelope.identities.iter().map(compile_principal).collect::<Result<Vec<_>, _>>()?;
+        if envelope.version != 0 {
+            return Err(PolicyError::Malformed(format!(
+                "signature policy version {} is not understood (only 0)",
+                envelope.version
+            )));
+        }
+        let principals =
+            envelope.identities.iter().map(|p| compile_principal(p, 0)).collect::<Result<Vec<_>, _>>()?;
         let rule = envelope
             .rule
             .as_ref()
@@ -146,8 +158,15 @@ fn compile_rule(
     }
 }
 
-fn compile_principal(principal: &MspPrincipal) -> Result<Principal, PolicyError> {
+/// Deepest nesting of combined principals accepted (each level is decoded separately,
+/// so prost's own recursion limit does not bound it).
+const MAX_PRINCIPAL_DEPTH: usize = 8;
+
+fn compile_principal(principal: &MspPrincipal, depth: usize) -> Result<Principal, PolicyError> {
     use msp_principal::Classification;
+    if depth > MAX_PRINCIPAL_DEPTH {
+        return Err(PolicyError::Malformed(format!("principals nested deeper than {MAX_PRINCIPAL_DEPTH}")));
+    }
     let bad = |what: &str, e: prost::DecodeError| PolicyError::Malformed(format!("{what}: {e}"));
     match Classification::try_from(principal.principal_classification) {
         Ok(Classification::Role) => {
@@ -180,7 +199,12 @@ fn compile_principal(principal: &MspPrincipal) -> Result<Principal, PolicyError>
         Ok(Classification::Combined) => {
             let c = CombinedPrincipal::decode(principal.principal.as_ref())
                 .map_err(|e| bad("CombinedPrincipal", e))?;
-            Ok(Principal::Combined(c.principals.iter().map(compile_principal).collect::<Result<_, _>>()?))
+            if c.principals.is_empty() {
+                return Err(PolicyError::Malformed("combined principal with no principals".into()));
+            }
+            Ok(Principal::Combined(
+                c.principals.iter().map(|p| compile_principal(p, depth + 1)).collect::<Result<_, _>>()?,
+            ))
         }
         Err(_) => Err(PolicyError::Malformed(format!(
             "unknown principal classification {}",
@@ -222,7 +246,7 @@ fn satisfies(identity: &Identity, principal: &Principal) -> bool {
 /// Parses Fabric's policy language into a `SignaturePolicyEnvelope`, as Fabric's
 /// `policydsl.FromString` does: principals are numbered in order of appearance.
 pub fn parse_policy(text: &str) -> Result<SignaturePolicyEnvelope, PolicyError> {
-    let mut parser = Parser { text, pos: 0, principals: Vec::new() };
+    let mut parser = Parser { text, pos: 0, depth: 0, principals: Vec::new() };
     let rule = parser.expression()?;
     parser.skip_whitespace();
     if parser.pos != text.len() {
@@ -234,9 +258,13 @@ pub fn parse_policy(text: &str) -> Result<SignaturePolicyEnvelope, PolicyError> 
     Ok(SignaturePolicyEnvelope { version: 0, rule: Some(rule), identities: parser.principals })
 }
 
+/// Deepest nesting of AND/OR/OutOf the policy language accepts.
+const MAX_POLICY_DEPTH: usize = 32;
+
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    depth: usize,
     principals: Vec<MspPrincipal>,
 }
 
@@ -262,6 +290,16 @@ impl Parser<'_> {
     }
 
     fn expression(&mut self) -> Result<medfabric_proto::common::SignaturePolicy, PolicyError> {
+        self.depth += 1;
+        if self.depth > MAX_POLICY_DEPTH {
+            return Err(self.error("policy nested too deeply"));
+        }
+        let result = self.expression_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn expression_inner(&mut self) -> Result<medfabric_proto::common::SignaturePolicy, PolicyError> {
         self.skip_whitespace();
         let rest = &self.text[self.pos..];
         if rest.starts_with('\'') || rest.starts_with('"') {
@@ -454,25 +492,24 @@ impl PolicyTree {
         match policy {
             TreePolicy::Signature(p) => Ok(p.evaluate(identities)),
             TreePolicy::ImplicitMeta { sub_policy, rule } => {
+                // Every child group counts; one that lacks the sub-policy rejects (Fabric
+                // gives it a reject policy). Only a group with no children passes vacuously.
                 let group = path.rsplit_once('/').map_or("", |(g, _)| g);
-                let subs: Vec<String> = self
-                    .children
-                    .get(group)
-                    .into_iter()
-                    .flatten()
-                    .map(|child| format!("{child}/{sub_policy}"))
-                    .filter(|p| self.policies.contains_key(p))
-                    .collect();
+                let children = self.children.get(group).map(Vec::as_slice).unwrap_or(&[]);
                 let threshold = match rule {
-                    _ if subs.is_empty() => 0,
+                    _ if children.is_empty() => 0,
                     implicit_meta_policy::Rule::Any => 1,
-                    implicit_meta_policy::Rule::All => subs.len(),
-                    implicit_meta_policy::Rule::Majority => subs.len() / 2 + 1,
+                    implicit_meta_policy::Rule::All => children.len(),
+                    implicit_meta_policy::Rule::Majority => children.len() / 2 + 1,
                 };
                 let mut satisfied = 0;
-                for sub in &subs {
-                    if self.evaluate(sub, identities)? {
+                for child in children {
+                    let sub = format!("{child}/{sub_policy}");
+                    if self.policies.contains_key(&sub) && self.evaluate(&sub, identities)? {
                         satisfied += 1;
+                        if satisfied >= threshold {
+                            break;
+                        }
                     }
                 }
                 Ok(satisfied >= threshold)

@@ -19,6 +19,9 @@ use crate::folder::read_dir_files;
 /// Verifies a DER ECDSA signature over SHA-256(`message`) with an uncompressed SEC1
 /// P-256 public key. High-S signatures are rejected, as Fabric does.
 pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+    // Like Go's asn1.Unmarshal in Fabric, bytes after the DER SEQUENCE are ignored.
+    let signature =
+        crate::der::read_tlv(signature).map(|(tlv, _)| tlv.raw).ok_or(SignatureError::Malformed)?;
     let parsed = p256::ecdsa::Signature::from_der(signature).map_err(|_| SignatureError::Malformed)?;
     if bool::from(parsed.s().is_high()) {
         return Err(SignatureError::HighS);
@@ -227,6 +230,13 @@ mod tests {
         assert_eq!(
             verify_signature(a.public_key(), b"message", &sig[..sig.len() - 1]),
             Err(SignatureError::Malformed)
+        );
+        let mut trailing = sig.clone();
+        trailing.extend_from_slice(b"junk");
+        assert_eq!(
+            verify_signature(a.public_key(), b"message", &trailing),
+            Ok(()),
+            "Fabric ignores trailing bytes"
         );
     }
 }

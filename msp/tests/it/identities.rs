@@ -226,10 +226,11 @@ fn chains_through_an_intermediate_ca() {
         msps.deserialize(carol.serialized()).expect("carol via the intermediate").role(),
         Some(NodeRole::Client)
     );
-    // Issued by the root directly: its certification chain is not the one the NodeOU names.
+    // Issued by the root directly, though the root issues an intermediate: Fabric accepts
+    // identities only from leaf CAs of the certification tree.
     assert_eq!(
-        msps.deserialize(direct.serialized()).expect_err("wrong certifier"),
-        MspError::NodeOuCertifier { ou: "client".into() }
+        msps.deserialize(direct.serialized()).expect_err("root is not a leaf CA"),
+        MspError::IssuerNotLeafCa
     );
 
     // A CRL signed by the intermediate revokes carol, not dave.

@@ -139,6 +139,9 @@ fn implicit_meta_any_all_majority() {
     ]);
     let mut channel = ConfigGroup::default();
     channel.groups.insert("Application".into(), app);
+    let mut empty = ConfigGroup::default();
+    empty.policies.insert("Anything".into(), meta("Admins", 2));
+    channel.groups.insert("Empty".into(), empty);
     let tree = PolicyTree::from_config_group("Channel", &channel).expect("tree");
     let admins: Vec<SigningIdentity> = orgs.iter().map(|o| o.issue("admin", "admin")).collect();
     let one = [sign(&admins[0], b"x")];
@@ -150,6 +153,13 @@ fn implicit_meta_any_all_majority() {
     assert!(eval("/Channel/Application/Majority", &two));
     assert!(!eval("/Channel/Application/All", &two));
     assert!(eval("/Channel/Application/All", &all));
-    assert!(eval("/Channel/Application/Nothing", &[]), "no sub-policies: satisfied, as in Fabric");
+    assert!(
+        !eval("/Channel/Application/Nothing", &all),
+        "children lacking the sub-policy reject (Fabric's reject policy), they do not vanish"
+    );
+    assert!(
+        eval("/Channel/Empty/Anything", &[]),
+        "a group without children is satisfied vacuously, as in Fabric"
+    );
     assert!(tree.evaluate_signed("/Channel/Nope", &view(&one), &msps).is_err());
 }
