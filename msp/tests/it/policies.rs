@@ -70,6 +70,10 @@ fn duplicates_and_bad_signatures_do_not_count() {
         !two_of_org1.evaluate_signed(&view(&[sign(&a, b"x"), forged]), &msps),
         "invalid signature is dropped"
     );
+    let mut forged_a = sign(&a, b"x");
+    forged_a.data = b"y".to_vec();
+    // A bad signature does not mark its identity as seen: a later good one still counts.
+    assert!(two_of_org1.evaluate_signed(&view(&[forged_a, sign(&a, b"x"), sign(&b, b"x")]), &msps));
 }
 
 /// Fabric's matching is greedy: the first leaf takes the first identity it accepts,
