@@ -138,6 +138,8 @@ pub struct RevokedEntry {
 pub struct CertificateAuthority {
     certificate_pem: String,
     certificate_der: Vec<u8>,
+    /// The CA certificate's subject key identifier: the authority key id of its CRLs.
+    key_id: Vec<u8>,
     key: KeyPair,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -157,6 +159,7 @@ impl CertificateAuthority {
         Ok(Self {
             certificate_pem: cert.pem(),
             certificate_der: cert.der().to_vec(),
+            key_id: ski(key.public_key_sec1()),
             issuer: Issuer::new(params, key.clone()),
             key,
         })
@@ -170,6 +173,7 @@ impl CertificateAuthority {
         Ok(Self {
             certificate_pem: cert.pem(),
             certificate_der: cert.der().to_vec(),
+            key_id: ski(key.public_key_sec1()),
             issuer: Issuer::new(params, key.clone()),
             key,
         })
@@ -177,11 +181,26 @@ impl CertificateAuthority {
 
     /// Reloads a CA from its certificate and private key.
     pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+        use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(certificate_pem, key.clone())?;
         let der =
             pem_der(certificate_pem).ok_or(CaError::Generate(rcgen::Error::CouldNotParseCertificate))?;
-        Ok(Self { certificate_pem: certificate_pem.to_owned(), certificate_der: der, key, issuer })
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|_| CaError::Generate(rcgen::Error::CouldNotParseCertificate))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_sec1() {
+            return Err(CaError::Key("the private key does not belong to the CA certificate".into()));
+        }
+        // Keep the certificate's own key id: CRLs must name it for verifiers to match them.
+        let key_id = cert
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+            .unwrap_or_else(|| ski(key.public_key_sec1()));
+        Ok(Self { certificate_pem: certificate_pem.to_owned(), certificate_der: der, key_id, key, issuer })
     }
 
     pub fn certificate_pem(&self) -> &str {
@@ -269,7 +288,7 @@ impl CertificateAuthority {
                     invalidity_date: None,
                 })
                 .collect(),
-            key_identifier_method: KeyIdMethod::PreSpecified(ski(self.key.public_key_sec1())),
+            key_identifier_method: KeyIdMethod::PreSpecified(self.key_id.clone()),
         };
         Ok(params.signed_by(&self.issuer)?.pem()?)
     }

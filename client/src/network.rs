@@ -164,6 +164,18 @@ impl Topology {
         if unique.len() != msp_ids.len() {
             bail!("MSP ids must be unique: {msp_ids:?}");
         }
+        let mut names: Vec<&str> = self.organizations.iter().map(|o| o.name.as_str()).collect();
+        names.push(&self.orderer.name);
+        let mut domains: Vec<&str> = self.organizations.iter().map(|o| o.domain.as_str()).collect();
+        domains.push(&self.orderer.domain);
+        for (what, list) in [("organization names", names), ("domains", domains)] {
+            let mut sorted = list.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != list.len() {
+                bail!("{what} must be unique: {list:?}");
+            }
+        }
         for org in &self.organizations {
             if org.peers.is_empty() {
                 bail!("organization {} has no peer", org.name);
@@ -585,9 +597,14 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     let orderer_endpoints: Vec<String> =
         topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
     let mut written = Vec::new();
-    let mut emit = |name: &str, yaml: String| -> Result<()> {
+    // `secret` files (the CA's, with its bootstrap password) are readable by the owner only.
+    let mut emit = |name: &str, yaml: String, secret: bool| -> Result<()> {
         let path = nodes.join(format!("{name}.yaml"));
-        write_file(&path, yaml.as_bytes())?;
+        if secret {
+            write_key(&path, &yaml)?
+        } else {
+            write_file(&path, yaml.as_bytes())?
+        }
         written.push(path);
         Ok(())
     };
@@ -611,6 +628,7 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                 genesis_block: genesis.clone(),
                 limits: limits(),
             })?,
+            false,
         )?;
     }
     for org in &topology.organizations {
@@ -633,6 +651,7 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                     orderer_endpoints: orderer_endpoints.clone(),
                     limits: limits(),
                 })?,
+                false,
             )?;
         }
         let ca_name = format!("ca.{}", org.domain);
@@ -652,6 +671,7 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                 bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
                 max_request_body_bytes: 1 << 20,
             })?,
+            true,
         )?;
     }
     Ok(written)

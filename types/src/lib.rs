@@ -14,6 +14,8 @@ pub mod endorsement;
 mod error;
 pub mod lifecycle;
 pub mod proposal;
+pub mod replay;
+pub mod rwset;
 pub mod transaction;
 pub mod txid;
 pub mod verify;

@@ -119,8 +119,9 @@ impl ChaincodeRegistry {
     }
 
     /// Applies the public `_lifecycle` writes of a valid Fabric transaction: a
-    /// `CommitChaincodeDefinition` writes `namespaces/fields/<name>/{Sequence,
-    /// EndorsementInfo, ValidationInfo}` in one transaction.
+    /// `CommitChaincodeDefinition` writes those of `namespaces/fields/<name>/{Sequence,
+    /// EndorsementInfo, ValidationInfo}` that changed. Callers apply them when the block
+    /// ends: the transactions of a block use the definitions in force at its start.
     pub fn apply_lifecycle_writes(&mut self, writes: &[KvWrite]) -> Result<(), ConvertError> {
         #[derive(Default)]
         struct Fields {
@@ -151,10 +152,13 @@ impl ChaincodeRegistry {
                 _ => {}
             }
         }
+        // Fabric writes only the fields that changed; a commit always writes Sequence.
         for (name, fields) in by_name {
-            if let (Some(sequence), Some(version), Some(policy)) =
-                (fields.sequence, fields.version, fields.policy)
-            {
+            let Some(sequence) = fields.sequence else { continue };
+            let existing = self.definitions.get(name);
+            let version = fields.version.or_else(|| existing.map(|d| d.version.clone()));
+            let policy = fields.policy.or_else(|| existing.map(|d| d.policy.clone()));
+            if let (Some(version), Some(policy)) = (version, policy) {
                 self.definitions
                     .insert(name.to_owned(), Definition { name: name.to_owned(), version, sequence, policy });
             }
@@ -163,46 +167,72 @@ impl ChaincodeRegistry {
     }
 }
 
-/// Key-level endorsement policies by (namespace, key), as committed so far.
+/// Key-level endorsement policies by (namespace, key). Updates made by the valid
+/// transactions of a block take effect when the block ends; until then a later write in
+/// the same block to an updated key is refused, as Fabric's validator does
+/// (`ValidationParameterUpdatedError`).
 #[derive(Debug, Clone, Default)]
 pub struct KeyPolicies {
-    policies: HashMap<(String, String), Bytes>,
+    committed: HashMap<(String, String), Bytes>,
+    /// Updates of the current block: `None` removes the key's policy.
+    pending: HashMap<(String, String), Option<Bytes>>,
 }
 
 impl KeyPolicies {
+    /// The policy committed before the current block.
     pub fn get(&self, namespace: &str, key: &str) -> Option<&Bytes> {
-        self.policies.get(&(namespace.to_owned(), key.to_owned()))
+        self.committed.get(&(namespace.to_owned(), key.to_owned()))
     }
 
-    /// Records the metadata writes and deletes of a valid transaction.
+    /// Did an earlier valid transaction of the current block change this key's policy?
+    pub fn updated_in_block(&self, namespace: &str, key: &str) -> bool {
+        self.pending.contains_key(&(namespace.to_owned(), key.to_owned()))
+    }
+
+    /// Records the metadata writes of a valid transaction (effective at block end).
+    /// Deleting a key drops its metadata too.
     pub fn apply(&mut self, namespace: &str, kv: &KvrwSet) {
         for write in kv.writes.iter().filter(|w| w.is_delete) {
-            self.policies.remove(&(namespace.to_owned(), write.key.clone()));
+            let id = (namespace.to_owned(), write.key.clone());
+            if self.committed.contains_key(&id) {
+                self.pending.entry(id).or_insert(None);
+            }
         }
         for KvMetadataWrite { key, entries } in &kv.metadata_writes {
-            let id = (namespace.to_owned(), key.clone());
-            match entries.iter().find(|e| e.name == VALIDATION_PARAMETER) {
-                Some(entry) if !entry.value.is_empty() => {
-                    self.policies.insert(id, entry.value.clone());
-                }
-                _ => {
-                    self.policies.remove(&id);
-                }
-            }
+            let policy = entries
+                .iter()
+                .find(|e| e.name == VALIDATION_PARAMETER)
+                .map(|e| e.value.clone())
+                .filter(|v| !v.is_empty());
+            self.pending.insert((namespace.to_owned(), key.clone()), policy);
+        }
+    }
+
+    /// Makes the current block's updates effective.
+    pub fn end_block(&mut self) {
+        for (id, policy) in self.pending.drain() {
+            match policy {
+                Some(policy) => self.committed.insert(id, policy),
+                None => self.committed.remove(&id),
+            };
         }
     }
 }
 
-/// Does a transaction's set of valid endorsers satisfy every policy that applies to its
-/// writes? Returns `Ok(None)` when satisfied and `Ok(Some(why))` when not. Read-only
-/// namespaces are not checked (as in Fabric).
+/// Does a transaction's set of valid endorsers satisfy every policy that applies to it?
+/// Returns `Ok(None)` when satisfied and `Ok(Some(why))` when not. As in Fabric's v20
+/// validator, each namespace with writes is checked (key-level policies for keys that
+/// have one, the chaincode policy for the others), and the invoked chaincode's policy is
+/// checked when nothing of its namespace was.
 pub fn check_endorsement(
+    invoked: &str,
     rwset: &TxReadWriteSet,
     endorsers: &[Arc<Identity>],
     registry: &ChaincodeRegistry,
     key_policies: &KeyPolicies,
     resources: &ChannelResources,
 ) -> Result<Option<String>, ConvertError> {
+    let mut invoked_checked = false;
     for ns in &rwset.ns_rwset {
         let kv: KvrwSet = decode("KVRWSet", &ns.rwset)?;
         let collection_writes: Vec<&str> = ns
@@ -218,6 +248,7 @@ pub fn check_endorsement(
         if kv.writes.is_empty() && kv.metadata_writes.is_empty() && collection_writes.is_empty() {
             continue;
         }
+        invoked_checked |= ns.namespace == invoked;
         if ns.namespace == LIFECYCLE_NAMESPACE {
             if !(kv.writes.is_empty() && kv.metadata_writes.is_empty()) {
                 let path = "/Channel/Application/LifecycleEndorsement";
@@ -244,6 +275,12 @@ pub fn check_endorsement(
         let mut needs_chaincode_policy = !collection_writes.is_empty();
         let written = kv.writes.iter().map(|w| &w.key).chain(kv.metadata_writes.iter().map(|m| &m.key));
         for key in written {
+            if key_policies.updated_in_block(&ns.namespace, key) {
+                return Ok(Some(format!(
+                    "the key-level policy of {}/{key:?} was changed by an earlier transaction of this block",
+                    ns.namespace
+                )));
+            }
             match key_policies.get(&ns.namespace, key) {
                 Some(envelope) => {
                     let policy = SignaturePolicy::from_bytes(envelope)
@@ -266,6 +303,25 @@ pub fn check_endorsement(
             )));
         }
     }
+    if !invoked_checked {
+        if invoked == LIFECYCLE_NAMESPACE {
+            let path = "/Channel/Application/LifecycleEndorsement";
+            if !evaluate_path(resources, path, endorsers)? {
+                return Ok(Some(format!("{path} not satisfied")));
+            }
+        } else {
+            let Some(definition) = registry.get(invoked) else {
+                return Ok(Some(format!("no chaincode definition for invoked chaincode {invoked:?}")));
+            };
+            if !definition.policy.evaluate(endorsers, resources)? {
+                return Ok(Some(format!(
+                    "endorsement policy {} of invoked chaincode {} not satisfied",
+                    definition.policy.describe(),
+                    definition.name
+                )));
+            }
+        }
+    }
     Ok(None)
 }
 
@@ -278,4 +334,83 @@ fn evaluate_path(
         .policies
         .evaluate(path, endorsers)
         .map_err(|e| ConvertError::Invalid("channel policy", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medfabric_proto::kvrwset::{KvMetadataEntry, KvMetadataWrite};
+    use medfabric_proto::lifecycle::StateData;
+    use prost::Message;
+
+    fn field(name: &str, field: &str, data: state_data::Type) -> KvWrite {
+        KvWrite {
+            key: format!("namespaces/fields/{name}/{field}"),
+            is_delete: false,
+            value: StateData { r#type: Some(data) }.encode_to_vec().into(),
+        }
+    }
+
+    fn definition_writes(version: &str, sequence: i64, policy: &str) -> Vec<KvWrite> {
+        let policy = ApplicationPolicy {
+            r#type: Some(application_policy::Type::SignaturePolicy(
+                medfabric_msp::parse_policy(policy).expect("policy"),
+            )),
+        };
+        let validation = ChaincodeValidationInfo {
+            validation_plugin: "vscc".into(),
+            validation_parameter: policy.encode_to_vec().into(),
+        };
+        let endorsement = ChaincodeEndorsementInfo { version: version.into(), ..Default::default() };
+        vec![
+            field("cc", "EndorsementInfo", state_data::Type::Bytes(endorsement.encode_to_vec().into())),
+            field("cc", "Sequence", state_data::Type::Int64(sequence)),
+            field("cc", "ValidationInfo", state_data::Type::Bytes(validation.encode_to_vec().into())),
+        ]
+    }
+
+    #[test]
+    fn upgrades_that_write_only_changed_fields_apply() {
+        let mut registry = ChaincodeRegistry::default();
+        registry.apply_lifecycle_writes(&definition_writes("1.0", 1, "OR('A.peer')")).expect("commit");
+        let mut upgrade = definition_writes("2.0", 2, "OR('A.peer')");
+        upgrade.retain(|w| !w.key.ends_with("ValidationInfo"));
+        registry.apply_lifecycle_writes(&upgrade).expect("upgrade");
+        let cc = registry.get("cc").expect("defined");
+        assert_eq!((cc.version.as_str(), cc.sequence), ("2.0", 2));
+        assert_eq!(cc.policy.describe(), "OR('A.peer')");
+        // A policy-only change replaces the policy.
+        let mut change = definition_writes("2.0", 3, "AND('A.peer', 'B.peer')");
+        change.retain(|w| !w.key.ends_with("EndorsementInfo"));
+        registry.apply_lifecycle_writes(&change).expect("policy change");
+        assert_eq!(registry.get("cc").expect("defined").policy.describe(), "AND('A.peer', 'B.peer')");
+    }
+
+    #[test]
+    fn key_policies_change_at_block_end() {
+        let mut policies = KeyPolicies::default();
+        let set = KvrwSet {
+            metadata_writes: vec![KvMetadataWrite {
+                key: "k".into(),
+                entries: vec![KvMetadataEntry {
+                    name: VALIDATION_PARAMETER.into(),
+                    value: vec![1, 2].into(),
+                }],
+            }],
+            ..Default::default()
+        };
+        policies.apply("cc", &set);
+        assert!(policies.get("cc", "k").is_none(), "not in force within the block");
+        assert!(policies.updated_in_block("cc", "k"));
+        policies.end_block();
+        assert_eq!(policies.get("cc", "k").map(|b| b.to_vec()), Some(vec![1, 2]));
+        assert!(!policies.updated_in_block("cc", "k"));
+        let delete = KvrwSet {
+            writes: vec![KvWrite { key: "k".into(), is_delete: true, value: Bytes::new() }],
+            ..Default::default()
+        };
+        policies.apply("cc", &delete);
+        policies.end_block();
+        assert!(policies.get("cc", "k").is_none(), "deleting a key drops its policy");
+    }
 }

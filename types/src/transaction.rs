@@ -65,8 +65,15 @@ fn fail(code: TxValidationCode) -> impl Fn(ConvertError) -> TxError {
 }
 
 impl Transaction {
-    /// Parses a marshaled `common.Envelope`.
+    /// Parses a marshaled `common.Envelope`. Structural faults carry the code Fabric's
+    /// validator gives them; signature, tx-id and policy checks are the caller's.
     pub fn parse(envelope: &[u8]) -> Result<Self, TxError> {
+        if envelope.is_empty() {
+            return Err(TxError {
+                code: TxValidationCode::NilEnvelope,
+                error: ConvertError::Missing("envelope"),
+            });
+        }
         let envelope: Envelope =
             decode("Envelope", envelope).map_err(fail(TxValidationCode::InvalidOtherReason))?;
         Self::from_envelope(envelope)
@@ -74,15 +81,12 @@ impl Transaction {
 
     pub fn from_envelope(envelope: Envelope) -> Result<Self, TxError> {
         use TxValidationCode as Code;
-        if envelope.payload.is_empty() {
-            return Err(TxError {
-                code: Code::NilEnvelope,
-                error: ConvertError::Missing("Envelope.payload"),
-            });
-        }
+        // An empty payload decodes to a Payload without a header, as in Fabric.
         let payload: Payload = decode("Payload", &envelope.payload).map_err(fail(Code::BadPayload))?;
-        let header =
-            payload.header.ok_or(ConvertError::Missing("Payload.header")).map_err(fail(Code::BadPayload))?;
+        let header = payload
+            .header
+            .ok_or(ConvertError::Missing("Payload.header"))
+            .map_err(fail(Code::BadCommonHeader))?;
         let channel_header: ChannelHeader =
             decode("ChannelHeader", &header.channel_header).map_err(fail(Code::BadCommonHeader))?;
         let signature_header: SignatureHeader =
@@ -144,7 +148,7 @@ fn parse_endorser(channel_header: &ChannelHeader, data: &Bytes) -> Result<Endors
     let header_chaincode_id = extension
         .chaincode_id
         .ok_or(ConvertError::Missing("ChaincodeHeaderExtension.chaincode_id"))
-        .map_err(fail(Code::BadHeaderExtension))?;
+        .map_err(fail(Code::InvalidOtherReason))?;
     let invalid = fail(Code::InvalidEndorserTransaction);
     let tx: TransactionMessage = decode("Transaction", data).map_err(&invalid)?;
     if tx.actions.len() != 1 {
@@ -163,8 +167,10 @@ fn parse_endorser(channel_header: &ChannelHeader, data: &Bytes) -> Result<Endors
         decode("ChaincodeActionPayload", &action.payload).map_err(&invalid)?;
     let endorsed =
         payload.action.ok_or(ConvertError::Missing("ChaincodeActionPayload.action")).map_err(&invalid)?;
-    let prp: ProposalResponsePayload = decode("ProposalResponsePayload", &endorsed.proposal_response_payload)
-        .map_err(fail(Code::BadResponsePayload))?;
+    // The proposal response payload is needed for the proposal-hash check, which comes
+    // before the plugin stage in Fabric: a bad one is an invalid endorser transaction.
+    let prp: ProposalResponsePayload =
+        decode("ProposalResponsePayload", &endorsed.proposal_response_payload).map_err(&invalid)?;
     let chaincode_action: ChaincodeAction =
         decode("ChaincodeAction", &prp.extension).map_err(fail(Code::BadResponsePayload))?;
     Ok(EndorserTransaction {

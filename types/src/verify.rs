@@ -16,6 +16,7 @@ use crate::block::{self, header_hash};
 use crate::config::ChannelResources;
 use crate::error::{ConvertError, decode};
 use crate::lifecycle::{ChaincodeRegistry, KeyPolicies, LIFECYCLE_NAMESPACE, check_endorsement};
+use crate::replay::{Conflict, StateVersions};
 use crate::transaction::{Transaction, TransactionBody};
 use crate::validation_code_name;
 
@@ -304,10 +305,14 @@ pub struct LedgerSummary {
     pub signatures_ok: bool,
     /// Metadata consistent: LAST_CONFIG index, TRANSACTIONS_FILTER length.
     pub metadata_ok: bool,
-    /// Every transaction marked VALID has a valid creator signature and tx id, a
-    /// matching proposal hash, and endorsements satisfying the policies of its writes;
-    /// every ENDORSEMENT_POLICY_FAILURE really fails them.
+    /// The recorded validation codes hold up: VALID transactions have good creator
+    /// signatures, tx ids and proposal hashes, satisfy their endorsement policies, reuse
+    /// no tx id and read nothing that changed; codes for creator signatures, tx ids,
+    /// proposal hashes, duplicates, policies, MVCC and phantom reads are re-derived.
     pub transactions_ok: bool,
+    /// MVCC/phantom verdicts and "new tx id" claims need the whole history: they are
+    /// re-checked only when the walk starts at block 0.
+    pub state_replayed: bool,
     pub problems: usize,
     pub first_problem: Option<Problem>,
     pub ok: bool,
@@ -319,6 +324,10 @@ pub struct LedgerVerifier {
     resources: ChannelResources,
     registry: ChaincodeRegistry,
     key_policies: KeyPolicies,
+    /// `_lifecycle` writes of the current block's valid transactions (effective at its end).
+    pending_lifecycle: Vec<medfabric_proto::kvrwset::KvWrite>,
+    state: StateVersions,
+    seen_tx_ids: HashSet<String>,
     previous: Option<(u64, [u8; 32])>,
     last_config_block: Option<u64>,
     summary: LedgerSummary,
@@ -348,6 +357,7 @@ impl LedgerVerifier {
                 signatures_ok: true,
                 metadata_ok: true,
                 transactions_ok: true,
+                state_replayed: false,
                 problems: 0,
                 first_problem: None,
                 ok: true,
@@ -357,6 +367,9 @@ impl LedgerVerifier {
             resources,
             registry,
             key_policies: KeyPolicies::default(),
+            pending_lifecycle: Vec::new(),
+            state: StateVersions::default(),
+            seen_tx_ids: HashSet::new(),
             previous: None,
         })
     }
@@ -375,6 +388,10 @@ impl LedgerVerifier {
         }
     }
 
+    fn tx_problem(&mut self, block: u64, tx: usize, problem: String) {
+        self.problem(Kind::Transactions, Some(block), Some(tx), problem);
+    }
+
     /// Records a block file that could not be read or decoded.
     pub fn unreadable(&mut self, what: &str, why: &str) {
         self.problem(Kind::Chain, None, None, format!("{what}: {why}"));
@@ -385,12 +402,8 @@ impl LedgerVerifier {
         let block = match block::decode_block(bytes) {
             Ok(block) => block,
             Err(e) => {
-                self.problem(
-                    Kind::Chain,
-                    self.previous.map(|(n, _)| n + 1),
-                    None,
-                    format!("block does not decode: {e}"),
-                );
+                let next = self.previous.and_then(|(n, _)| n.checked_add(1));
+                self.problem(Kind::Chain, next, None, format!("block does not decode: {e}"));
                 return None;
             }
         };
@@ -398,11 +411,14 @@ impl LedgerVerifier {
         let number = report.number;
         let header = block::header(&block);
         self.summary.blocks += 1;
-        self.summary.first_block.get_or_insert(number);
+        if self.summary.first_block.is_none() {
+            self.summary.first_block = Some(number);
+            self.summary.state_replayed = number == 0;
+        }
         self.summary.last_block = Some(number);
         match self.previous {
             Some((previous, hash)) => {
-                if number != previous + 1 {
+                if previous.checked_add(1) != Some(number) {
                     self.problem(
                         Kind::Chain,
                         Some(number),
@@ -468,13 +484,29 @@ impl LedgerVerifier {
             let code = filter.get(index).copied();
             let name = code.map(validation_code_name).unwrap_or_else(|| "NOT_RECORDED".into());
             *self.summary.validation_codes.entry(name).or_default() += 1;
-            let Some(Inspected { tx, endorsers }) = inspected else { continue };
+            let Some(Inspected { tx, endorsers }) = inspected else {
+                if code == Some(TxValidationCode::Valid as u8) {
+                    self.tx_problem(number, index, "marked VALID but the envelope is malformed".into());
+                }
+                continue;
+            };
             let policy_ok = self.check_tx(number, index, &tx, &endorsers, &report.txs[index], code);
             report.txs[index].endorsement_policy_ok = policy_ok;
             if matches!(tx.body, TransactionBody::Config(_)) && code.is_none_or(|c| c == 0) {
                 new_config = Some(tx);
             }
         }
+        // What this block's valid transactions changed applies from the next block on.
+        let lifecycle = std::mem::take(&mut self.pending_lifecycle);
+        if let Err(e) = self.registry.apply_lifecycle_writes(&lifecycle) {
+            self.problem(
+                Kind::Transactions,
+                Some(number),
+                None,
+                format!("lifecycle write does not decode: {e}"),
+            );
+        }
+        self.key_policies.end_block();
         let expected_last_config = if new_config.is_some() { Some(number) } else { self.last_config_block };
         if let (Some(recorded), Some(expected)) = (report.last_config_index, expected_last_config)
             && recorded != expected
@@ -496,12 +528,10 @@ impl LedgerVerifier {
         Some(report)
     }
 
-    /// Checks one transaction against the code the ledger gave it. Transactions marked
-    /// VALID must have a good creator signature, tx id and proposal hash. Endorsement
-    /// policies are evaluated for every transaction that reached Fabric's policy stage
-    /// (VALID, ENDORSEMENT_POLICY_FAILURE, MVCC and phantom conflicts), and the verdict
-    /// must agree with the code. Only VALID transactions change definitions and
-    /// key-level policies.
+    /// Checks one transaction against the code the ledger gave it, in Fabric's order:
+    /// envelope checks, duplicate tx ids, endorsement policies, then MVCC and phantom
+    /// reads against the replayed state. Returns the endorsement-policy verdict for
+    /// transactions that reached that stage. A VALID transaction's writes are applied.
     fn check_tx(
         &mut self,
         number: u64,
@@ -512,104 +542,140 @@ impl LedgerVerifier {
         code: Option<u8>,
     ) -> Option<bool> {
         use TxValidationCode as Code;
-        let valid = code == Some(Code::Valid as u8);
+        let code = code?;
+        let name = validation_code_name(code);
+        let valid = code == Code::Valid as u8;
+        let endorser_tx = tx.endorser();
+
+        // Envelope-level facts against the codes that claim them.
         if valid {
             if report.creator_signature_ok == Some(false) {
-                self.problem(
-                    Kind::Transactions,
-                    Some(number),
-                    Some(index),
+                self.tx_problem(
+                    number,
+                    index,
                     "marked VALID but its creator signature does not verify".into(),
                 );
             }
-            if tx.endorser().is_some() && report.tx_id_ok != Some(true) {
-                self.problem(
-                    Kind::Transactions,
-                    Some(number),
-                    Some(index),
-                    "marked VALID but its tx id is not hex(SHA-256(nonce || creator))".into(),
-                );
-            }
-            if tx.endorser().is_some() && report.proposal_hash_ok != Some(true) {
-                self.problem(
-                    Kind::Transactions,
-                    Some(number),
-                    Some(index),
-                    "marked VALID but its proposal hash does not match its header".into(),
-                );
+            if let Some(etx) = endorser_tx {
+                let header = &tx.channel_header;
+                let mut wrong = Vec::new();
+                if report.tx_id_ok != Some(true) {
+                    wrong.push("its tx id is not hex(SHA-256(nonce || creator))");
+                }
+                if report.proposal_hash_ok != Some(true) {
+                    wrong.push("its proposal hash does not match its header");
+                }
+                if tx.signature_header.nonce.is_empty() || tx.creator().is_empty() || header.epoch != 0 {
+                    wrong.push("its header lacks a nonce or creator, or has a non-zero epoch");
+                }
+                if etx.action.chaincode_id.as_ref().map(|c| c.name.as_str())
+                    != Some(etx.header_chaincode_id.name.as_str())
+                {
+                    wrong.push("its action names another chaincode than its header");
+                }
+                for why in wrong {
+                    self.tx_problem(number, index, format!("marked VALID but {why}"));
+                }
             }
         }
-        let endorser_tx = tx.endorser()?;
+        let refuted = match Code::try_from(i32::from(code)) {
+            Ok(Code::BadCreatorSignature) => report.creator_signature_ok == Some(true),
+            Ok(Code::BadProposalTxid) => report.tx_id_ok == Some(true),
+            Ok(Code::InvalidEndorserTransaction) => report.proposal_hash_ok == Some(true),
+            _ => false,
+        };
+        if refuted {
+            self.tx_problem(number, index, format!("marked {name} but the envelope shows no such fault"));
+        }
+        let etx = endorser_tx?;
+
+        // Duplicate tx ids: in an earlier block or earlier in this one.
+        let duplicate = !tx.tx_id().is_empty() && !self.seen_tx_ids.insert(tx.tx_id().to_owned());
         let policy_stage =
             [Code::Valid, Code::EndorsementPolicyFailure, Code::MvccReadConflict, Code::PhantomReadConflict];
-        let code = code?;
-        if !policy_stage.iter().any(|c| *c as u8 == code) {
+        let reached_policy = policy_stage.iter().any(|c| *c as u8 == code);
+        if duplicate && reached_policy {
+            self.tx_problem(number, index, format!("marked {name} but its tx id is already in the ledger"));
+        }
+        if !duplicate && code == Code::DuplicateTxid as u8 && self.summary.state_replayed {
+            self.tx_problem(number, index, "marked DUPLICATE_TXID but its tx id is new".into());
+        }
+        if !reached_policy {
             return None;
         }
-        let rwset = match endorser_tx.rwset() {
+        let rwset = match etx.rwset() {
             Ok(rwset) => rwset,
             Err(e) => {
-                self.problem(
-                    Kind::Transactions,
-                    Some(number),
-                    Some(index),
-                    format!("its rw-set does not decode: {e}"),
-                );
+                self.tx_problem(number, index, format!("marked {name} but its rw-set does not decode: {e}"));
                 return Some(false);
             }
         };
-        let verdict =
-            check_endorsement(&rwset, endorsers, &self.registry, &self.key_policies, &self.resources);
-        let name = validation_code_name(code);
-        let ok = match verdict {
+
+        // Endorsement policies.
+        let verdict = check_endorsement(
+            &etx.header_chaincode_id.name,
+            &rwset,
+            endorsers,
+            &self.registry,
+            &self.key_policies,
+            &self.resources,
+        );
+        let policy_ok = match verdict {
             Ok(None) => true,
             Ok(Some(why)) => {
                 if code != Code::EndorsementPolicyFailure as u8 {
-                    self.problem(
-                        Kind::Transactions,
-                        Some(number),
-                        Some(index),
-                        format!("marked {name} but {why}"),
-                    );
+                    self.tx_problem(number, index, format!("marked {name} but {why}"));
                 }
                 false
             }
             Err(e) => {
-                self.problem(
-                    Kind::Transactions,
-                    Some(number),
-                    Some(index),
-                    format!("its policies cannot be checked: {e}"),
-                );
+                self.tx_problem(number, index, format!("its policies cannot be checked: {e}"));
                 false
             }
         };
-        if ok && code == Code::EndorsementPolicyFailure as u8 {
-            self.problem(
-                Kind::Transactions,
-                Some(number),
-                Some(index),
+        if policy_ok && code == Code::EndorsementPolicyFailure as u8 {
+            self.tx_problem(
+                number,
+                index,
                 "marked ENDORSEMENT_POLICY_FAILURE but its endorsements satisfy every policy".into(),
             );
         }
+
+        // MVCC and phantom reads against the replayed state.
+        if self.summary.state_replayed && code != Code::EndorsementPolicyFailure as u8 {
+            match self.state.check(&rwset) {
+                Ok(conflict) => {
+                    let agrees = matches!(
+                        (&conflict, Code::try_from(i32::from(code))),
+                        (None, Ok(Code::Valid))
+                            | (Some(Conflict::Mvcc(_)), Ok(Code::MvccReadConflict))
+                            | (Some(Conflict::Phantom(_)), Ok(Code::PhantomReadConflict))
+                    );
+                    if !agrees {
+                        let found = match conflict {
+                            None => "its reads still hold".to_owned(),
+                            Some(Conflict::Mvcc(why) | Conflict::Phantom(why)) => why,
+                        };
+                        self.tx_problem(number, index, format!("marked {name} but {found}"));
+                    }
+                }
+                Err(e) => self.tx_problem(number, index, format!("its reads cannot be checked: {e}")),
+            }
+        }
+
         if valid {
-            // A valid transaction's writes take effect: definitions and key-level policies.
+            if let Err(e) = self.state.apply(&rwset, number, index as u64) {
+                self.tx_problem(number, index, format!("its writes cannot be applied: {e}"));
+            }
             for ns in &rwset.ns_rwset {
                 let Ok(kv) = decode::<KvrwSet>("KVRWSet", &ns.rwset) else { continue };
-                if ns.namespace == LIFECYCLE_NAMESPACE
-                    && let Err(e) = self.registry.apply_lifecycle_writes(&kv.writes)
-                {
-                    self.problem(
-                        Kind::Transactions,
-                        Some(number),
-                        Some(index),
-                        format!("lifecycle write does not decode: {e}"),
-                    );
+                if ns.namespace == LIFECYCLE_NAMESPACE {
+                    self.pending_lifecycle.extend(kv.writes.iter().cloned());
                 }
                 self.key_policies.apply(&ns.namespace, &kv);
             }
         }
-        Some(ok)
+        Some(policy_ok)
     }
 
     fn apply_config(&mut self, number: u64, tx: &Transaction) {
@@ -623,6 +689,15 @@ impl LedgerVerifier {
             );
             return;
         };
+        let expected_sequence = self.resources.config.sequence + 1;
+        if config.sequence != expected_sequence {
+            self.problem(
+                Kind::Transactions,
+                Some(number),
+                Some(0),
+                format!("config sequence {} follows {}", config.sequence, self.resources.config.sequence),
+            );
+        }
         match ChannelResources::from_config(tx.channel_id(), config) {
             Ok(resources) => {
                 if let Err(e) = self.registry.update_from_config(&resources.config) {

@@ -179,3 +179,32 @@ fn a_block_marked_valid_against_its_policy_is_caught() {
     let problem = summary["first_problem"]["problem"].as_str().expect("text");
     assert!(problem.contains("marked VALID"), "{problem}");
 }
+
+/// TRANSACTIONS_FILTER is not signed by the orderer: a peer could relabel codes. Each
+/// relabelling is caught by re-deriving the verdict (duplicates, MVCC, phantom reads).
+#[test]
+fn relabelled_validation_codes_are_caught() {
+    let relabel = |number: usize, index: usize, code: u8| {
+        verify_tampered(number, move |b| {
+            let slot = &mut b.metadata.as_mut().expect("metadata").metadata[block::TRANSACTIONS_FILTER];
+            let mut codes = slot.to_vec();
+            codes[index] = code;
+            *slot = codes.into();
+        })
+    };
+    for (number, index, code, needle) in [
+        (56, 0, 0, "already in the ledger"),     // DUPLICATE_TXID -> VALID
+        (21, 1, 0, "read of vecor/\"ctr\""),     // MVCC_READ_CONFLICT -> VALID
+        (39, 0, 0, "changed since endorsement"), // PHANTOM (Merkle summary) -> VALID
+        (32, 0, 0, "changed since endorsement"), // PHANTOM (raw reads) -> VALID
+        (20, 0, 11, "its reads still hold"),     // VALID -> MVCC_READ_CONFLICT
+        (55, 0, 9, "tx id is new"),              // VALID -> DUPLICATE_TXID
+        (7, 0, 4, "no such fault"),              // VALID -> BAD_CREATOR_SIGNATURE
+    ] {
+        let summary = relabel(number, index, code);
+        assert_eq!(summary["first_problem"]["block"], number as u64, "block {number}");
+        let problem = summary["first_problem"]["problem"].as_str().expect("text");
+        assert!(problem.contains(needle), "block {number}: {problem}");
+        assert_eq!(summary["transactions_ok"], false);
+    }
+}

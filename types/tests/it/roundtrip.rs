@@ -291,4 +291,6 @@ fn malformed_envelopes_get_fabrics_validation_codes() {
     assert_eq!(code(&Envelope::default().encode_to_vec()), TxValidationCode::NilEnvelope);
     let bad_payload = Envelope { payload: Bytes::from_static(b"\x0a\xff\xff"), signature: Bytes::new() };
     assert_eq!(code(&bad_payload.encode_to_vec()), TxValidationCode::BadPayload);
+    let no_header = Envelope { payload: Bytes::new(), signature: Bytes::from_static(b"sig") };
+    assert_eq!(code(&no_header.encode_to_vec()), TxValidationCode::BadCommonHeader);
 }
