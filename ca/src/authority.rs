@@ -118,6 +118,26 @@ pub struct LeafRequest {
     pub public_key: Option<Vec<u8>>,
 }
 
+impl LeafRequest {
+    /// An enrollment certificate (MSP signing identity) for `common_name` with one NodeOU
+    /// (`client`, `peer`, `admin`, `orderer`), a key the CA generates, no attributes.
+    pub fn enrollment(common_name: &str, node_ou: &str, validity: Validity) -> Self {
+        Self {
+            name: Name::fabric_style(common_name, None, &[node_ou]),
+            subject_alt_names: Vec::new(),
+            attributes: None,
+            validity,
+            usage: Usage::Signing,
+            public_key: None,
+        }
+    }
+
+    pub fn with_attributes(mut self, attributes: BTreeMap<String, String>) -> Self {
+        self.attributes = Some(attributes);
+        self
+    }
+}
+
 /// An issued certificate, and its private key when the CA generated it.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -125,6 +145,13 @@ pub struct Issued {
     pub certificate_der: Vec<u8>,
     pub key: Option<KeyPair>,
     pub serial: Vec<u8>,
+}
+
+impl Issued {
+    /// PKCS#8 PEM of the generated key (empty when the subject brought its own key).
+    pub fn key_pem(&self) -> String {
+        self.key.as_ref().map(KeyPair::to_pkcs8_pem).unwrap_or_default()
+    }
 }
 
 /// A revoked certificate for a CRL.
@@ -383,14 +410,10 @@ mod tests {
         )
         .expect("root");
         let issued = root
-            .issue(&LeafRequest {
-                name: Name::fabric_style("alice", None, &["client"]),
-                subject_alt_names: vec!["localhost".into(), "127.0.0.1".into()],
-                attributes: Some(BTreeMap::from([("role".to_owned(), "patient".to_owned())])),
-                validity: Validity::days_from(now, 30),
-                usage: Usage::Signing,
-                public_key: None,
-            })
+            .issue(
+                &LeafRequest::enrollment("alice", "client", Validity::days_from(now, 30))
+                    .with_attributes(BTreeMap::from([("role".to_owned(), "patient".to_owned())])),
+            )
             .expect("leaf");
         assert!(issued.certificate_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(issued.key.is_some());

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Usage, Validity};
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
 use medfabric_msp::{Msp, MspManager, SigningIdentity, node_ou_msp_config};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -24,15 +24,8 @@ pub fn msp(duration: Duration) -> Result<MspBench> {
         &Name::fabric_style("ca.bench", Some("bench"), &[]),
         Validity::days_from(now, 30),
     )?;
-    let issued = ca.issue(&LeafRequest {
-        name: Name::fabric_style("user", None, &["client"]),
-        subject_alt_names: Vec::new(),
-        attributes: None,
-        validity: Validity::days_from(now, 30),
-        usage: Usage::Signing,
-        public_key: None,
-    })?;
-    let key = issued.key.as_ref().map(|k| k.to_pkcs8_pem()).unwrap_or_default();
+    let issued = ca.issue(&LeafRequest::enrollment("user", "client", Validity::days_from(now, 30)))?;
+    let key = issued.key_pem();
     let signer = SigningIdentity::new("BenchMSP", issued.certificate_pem.as_bytes(), &key)?;
     let config = node_ou_msp_config("BenchMSP", ca.certificate_pem().as_bytes());
     let msps = MspManager::new([Msp::from_config(&config)?]);

@@ -447,12 +447,12 @@ impl OrgCas {
         now: OffsetDateTime,
     ) -> Result<()> {
         let issued = self.ca.issue(&LeafRequest {
-            name: Name::fabric_style(id, None, &[node_ou]),
-            subject_alt_names: Vec::new(),
             attributes: attrs,
-            validity: Validity::days_from(now - time::Duration::minutes(5), LEAF_VALIDITY_DAYS),
-            usage: Usage::Signing,
-            public_key: None,
+            ..LeafRequest::enrollment(
+                id,
+                node_ou,
+                Validity::days_from(now - time::Duration::minutes(5), LEAF_VALIDITY_DAYS),
+            )
         })?;
         let msp = dir.join("msp");
         self.write_msp_public(&msp)?;

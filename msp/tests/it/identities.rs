@@ -178,7 +178,7 @@ fn cache_is_bounded() {
 
 #[test]
 fn chains_through_an_intermediate_ca() {
-    use medfabric_ca::{LeafRequest, Name, RevokedEntry, Usage};
+    use medfabric_ca::{LeafRequest, Name, RevokedEntry};
     use medfabric_msp::{Msp, MspManager, node_ou_msp_config};
     let org = TestOrg::new("Org1MSP");
     let now = OffsetDateTime::now_utc();
@@ -191,14 +191,11 @@ fn chains_through_an_intermediate_ca() {
         .expect("intermediate");
     let issue = |ca: &medfabric_ca::CertificateAuthority, cn: &str| {
         let issued = ca
-            .issue(&LeafRequest {
-                name: medfabric_ca::Name::fabric_style(cn, None, &["client"]),
-                subject_alt_names: Vec::new(),
-                attributes: None,
-                validity: Validity::days_from(now - time::Duration::hours(1), 30),
-                usage: Usage::Signing,
-                public_key: None,
-            })
+            .issue(&LeafRequest::enrollment(
+                cn,
+                "client",
+                Validity::days_from(now - time::Duration::hours(1), 30),
+            ))
             .expect("issue");
         (
             SigningIdentity::new(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, RevokedEntry, Usage, Validity};
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, RevokedEntry, Validity};
 use medfabric_msp::{Msp, MspManager, SigningIdentity, node_ou_msp_config};
 use medfabric_proto::msp::FabricMspConfig;
 use time::OffsetDateTime;
@@ -32,14 +32,7 @@ impl TestOrg {
     ) -> SigningIdentity {
         let issued = self
             .ca
-            .issue(&LeafRequest {
-                name: Name::fabric_style(cn, None, &[ou]),
-                subject_alt_names: Vec::new(),
-                attributes: attrs,
-                validity,
-                usage: Usage::Signing,
-                public_key: None,
-            })
+            .issue(&LeafRequest { attributes: attrs, ..LeafRequest::enrollment(cn, ou, validity) })
             .expect("issue");
         SigningIdentity::new(
             &self.msp_id,

@@ -3,7 +3,7 @@
 //! a dishonest node could do.
 
 use bytes::Bytes;
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Usage, Validity};
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
 use medfabric_msp::{SigningIdentity, node_ou_msp_config, parse_policy};
 use medfabric_proto::Message;
 use medfabric_proto::common::{Block, Envelope};
@@ -42,14 +42,7 @@ impl Org {
         let now = OffsetDateTime::now_utc();
         let issued = self
             .ca
-            .issue(&LeafRequest {
-                name: Name::fabric_style(cn, None, &[ou]),
-                subject_alt_names: Vec::new(),
-                attributes: None,
-                validity: Validity::days_from(now - time::Duration::hours(1), 30),
-                usage: Usage::Signing,
-                public_key: None,
-            })
+            .issue(&LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 30)))
             .expect("issue");
         SigningIdentity::new(
             &self.msp_id,
