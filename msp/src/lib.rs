@@ -29,5 +29,8 @@ pub use folder::{MspFolder, NodeOuConfig, node_ou_msp_config};
 pub use identity::{Identity, NodeRole};
 pub use manager::MspManager;
 pub use msp::Msp;
-pub use policy::{PolicyTree, SignaturePolicy, SignedData, parse_policy, policy_to_string, valid_identities};
+pub use policy::{
+    PolicyTree, SignatureCheck, SignaturePolicy, SignedData, check_signature_set, counted_identities,
+    parse_policy, policy_to_string, valid_identities,
+};
 pub use signature::{Signer, SigningIdentity, verify_signature};

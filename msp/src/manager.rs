@@ -8,7 +8,7 @@ use prost::Message;
 use crate::cert::Certificate;
 use crate::error::MspError;
 use crate::identity::Identity;
-use crate::msp::{Msp, SharedMsp};
+use crate::msp::Msp;
 
 /// Default number of serialized identities whose validation result is cached.
 pub const DEFAULT_IDENTITY_CACHE_ENTRIES: usize = 4096;
@@ -20,7 +20,7 @@ type CacheEntry = Result<Arc<Identity>, MspError>;
 /// so cached verdicts never outlive the CRLs and roots they were checked against.
 #[derive(Debug)]
 pub struct MspManager {
-    msps: BTreeMap<String, SharedMsp>,
+    msps: BTreeMap<String, Arc<Msp>>,
     cache: RwLock<HashMap<Vec<u8>, CacheEntry>>,
     cache_capacity: usize,
 }

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use bytes::Bytes;
 use medfabric_proto::msp::FabricMspConfig;
 use sha2::{Digest, Sha256};
@@ -295,6 +293,3 @@ fn chain_hash(chain: &[Certificate]) -> [u8; 32] {
     }
     hasher.finalize().into()
 }
-
-/// Shared handle used by [`crate::MspManager`].
-pub(crate) type SharedMsp = Arc<Msp>;

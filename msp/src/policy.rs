@@ -19,7 +19,7 @@ use medfabric_proto::msp::{
 use prost::Message;
 
 use crate::cert::Certificate;
-use crate::error::PolicyError;
+use crate::error::{MspError, PolicyError, SignatureError};
 use crate::identity::{Identity, NodeRole};
 use crate::manager::MspManager;
 
@@ -31,26 +31,62 @@ pub struct SignedData<'a> {
     pub signature: &'a [u8],
 }
 
+/// The verdict on one signature of a set, reached as Fabric's
+/// `SignatureSetToValidIdentities` reaches it.
+#[derive(Debug, Clone)]
+pub struct SignatureCheck {
+    /// The signer, or why its identity is not valid on the channel.
+    pub identity: Result<Arc<Identity>, MspError>,
+    /// `None` when the signature was not checked: its identity was already accepted
+    /// earlier in the set.
+    pub signature: Option<Result<(), SignatureError>>,
+}
+
+impl SignatureCheck {
+    /// Does this signature add its identity to the set policies are evaluated over?
+    pub fn counts(&self) -> bool {
+        self.identity.is_ok() && matches!(self.signature, Some(Ok(())))
+    }
+}
+
+/// Checks every signature of a set. An identity already accepted is skipped before its
+/// signature is checked (so nobody can make us verify one signature a thousand times);
+/// an identity is accepted — marked as seen — only once a signature of it verifies.
+pub fn check_signature_set(signed: &[SignedData<'_>], msps: &MspManager) -> Vec<SignatureCheck> {
+    let mut accepted: HashSet<(String, [u8; 32])> = HashSet::new();
+    signed
+        .iter()
+        .map(|sd| {
+            let identity = msps.deserialize(sd.identity);
+            let signature = match &identity {
+                Err(_) => None,
+                Ok(identity) => {
+                    let key = (identity.msp_id().to_owned(), *identity.id_hash());
+                    if accepted.contains(&key) {
+                        None
+                    } else {
+                        let verdict = identity.verify(sd.data, sd.signature);
+                        if verdict.is_ok() {
+                            accepted.insert(key);
+                        }
+                        Some(verdict)
+                    }
+                }
+            };
+            SignatureCheck { identity, signature }
+        })
+        .collect()
+}
+
 /// Fabric's `SignatureSetToValidIdentities`: the distinct identities among `signed`
 /// whose certificate is valid in `msps` and whose signature verifies, in input order.
 pub fn valid_identities(signed: &[SignedData<'_>], msps: &MspManager) -> Vec<Arc<Identity>> {
-    let mut seen: HashSet<(String, [u8; 32])> = HashSet::new();
-    let mut out = Vec::with_capacity(signed.len());
-    for sd in signed {
-        let Ok(identity) = msps.deserialize(sd.identity) else { continue };
-        let key = (identity.msp_id().to_owned(), *identity.id_hash());
-        // An identity already accepted is skipped before its signature is checked (so
-        // nobody can make us verify one signature a thousand times); it is marked as
-        // seen only once a signature of it verifies, as Fabric does.
-        if seen.contains(&key) {
-            continue;
-        }
-        if identity.verify(sd.data, sd.signature).is_ok() {
-            seen.insert(key);
-            out.push(identity);
-        }
-    }
-    out
+    counted_identities(&check_signature_set(signed, msps))
+}
+
+/// The identities the checks of a signature set count for policies.
+pub fn counted_identities(checks: &[SignatureCheck]) -> Vec<Arc<Identity>> {
+    checks.iter().filter(|c| c.counts()).filter_map(|c| c.identity.as_ref().ok().cloned()).collect()
 }
 
 #[derive(Debug, Clone)]

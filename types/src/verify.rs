@@ -4,9 +4,11 @@
 //! signatures, tx ids and endorsement policies really hold.
 
 use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
 use std::sync::Arc;
 
-use medfabric_msp::{Identity, SignedData};
+use medfabric_msp::{Identity, SignatureCheck, SignedData, check_signature_set, counted_identities};
 use medfabric_proto::common::{Block, HeaderType, SignatureHeader};
 use medfabric_proto::kvrwset::KvrwSet;
 use medfabric_proto::protos::TxValidationCode;
@@ -135,39 +137,63 @@ fn check_orderer_signatures(
         return (Vec::new(), resources.map(|_| false));
     };
     let header = block::header(block);
-    let mut reports = Vec::new();
-    let mut signed_bytes = Vec::new();
-    for signature in &metadata.signatures {
-        let sig_header: Result<SignatureHeader, _> = decode("SignatureHeader", &signature.signature_header);
-        let creator = sig_header.as_ref().map(|h| h.creator.clone()).unwrap_or_default();
-        let data = block::signed_block_bytes(&metadata.value, &signature.signature_header, header);
-        let mut report = SignatureReport { msp_id: None, signer: None, signature_ok: None, error: None };
-        if let Some(resources) = resources {
-            match resources.msps.deserialize(&creator) {
-                Ok(identity) => {
-                    report.msp_id = Some(identity.msp_id().to_owned());
-                    report.signer = Some(identity.certificate().common_name().to_owned());
-                    let verdict = identity.verify(&data, &signature.signature);
-                    report.signature_ok = Some(verdict.is_ok());
-                    report.error = verdict.err().map(|e| e.to_string());
-                }
-                Err(e) => {
-                    report.signature_ok = Some(false);
-                    report.error = Some(e.to_string());
-                }
-            }
+    let signed: Vec<(Vec<u8>, Bytes)> = metadata
+        .signatures
+        .iter()
+        .map(|signature| {
+            let creator = decode::<SignatureHeader>("SignatureHeader", &signature.signature_header)
+                .map(|h| h.creator)
+                .unwrap_or_default();
+            (block::signed_block_bytes(&metadata.value, &signature.signature_header, header), creator)
+        })
+        .collect();
+    let Some(resources) = resources else {
+        let blank = || SignatureReport { msp_id: None, signer: None, signature_ok: None, error: None };
+        return (signed.iter().map(|_| blank()).collect(), None);
+    };
+    let set: Vec<SignedData<'_>> = signed
+        .iter()
+        .zip(&metadata.signatures)
+        .map(|((data, creator), s)| SignedData { data, identity: creator, signature: &s.signature })
+        .collect();
+    let checks = check_signature_set(&set, &resources.msps);
+    let reports = checks
+        .iter()
+        .map(|check| {
+            let v = Verdict::of(check);
+            SignatureReport { msp_id: v.msp_id, signer: v.name, signature_ok: v.ok, error: v.error }
+        })
+        .collect();
+    let ok =
+        resources.policies.evaluate(BLOCK_VALIDATION_POLICY, &counted_identities(&checks)).unwrap_or(false);
+    (reports, Some(ok))
+}
+
+/// The reportable facts of one signature check.
+struct Verdict {
+    msp_id: Option<String>,
+    name: Option<String>,
+    /// `None` when the signature was skipped as a repeat of an accepted signer.
+    ok: Option<bool>,
+    error: Option<String>,
+}
+
+impl Verdict {
+    fn of(check: &SignatureCheck) -> Self {
+        match (&check.identity, &check.signature) {
+            (Err(e), _) => Self { msp_id: None, name: None, ok: Some(false), error: Some(e.to_string()) },
+            (Ok(identity), signature) => Self {
+                msp_id: Some(identity.msp_id().to_owned()),
+                name: Some(identity.certificate().common_name().to_owned()),
+                ok: signature.as_ref().map(Result::is_ok),
+                error: match signature {
+                    Some(Err(e)) => Some(e.to_string()),
+                    Some(Ok(())) => None,
+                    None => Some("repeats a signer already accepted; not checked, as in Fabric".into()),
+                },
+            },
         }
-        reports.push(report);
-        signed_bytes.push((data, creator, signature.signature.clone()));
     }
-    let ok = resources.map(|resources| {
-        let signed: Vec<SignedData<'_>> = signed_bytes
-            .iter()
-            .map(|(data, creator, signature)| SignedData { data, identity: creator, signature })
-            .collect();
-        resources.policies.evaluate_signed(BLOCK_VALIDATION_POLICY, &signed, &resources.msps).unwrap_or(false)
-    });
-    (reports, ok)
 }
 
 fn inspect_tx(
@@ -244,38 +270,32 @@ fn inspect_tx(
             }
         }
     }
-    // Fabric's policy input: identities de-duplicated (by MSP id and certificate hash)
-    // *before* signatures are checked, then those whose signature verifies.
+    // Fabric's policy input: the endorsers whose signature over `prp ‖ endorser` verifies,
+    // each identity counted once.
     let mut endorsers = Vec::new();
-    let mut seen = HashSet::new();
     if let Some(endorser_tx) = tx.endorser() {
-        let mut all_ok = true;
-        for endorsement in &endorser_tx.endorsements {
-            let mut e_report =
-                EndorsementReport { msp_id: None, endorser: None, signature_ok: None, error: None };
-            match resources.msps.deserialize(&endorsement.endorser) {
-                Ok(identity) => {
-                    e_report.msp_id = Some(identity.msp_id().to_owned());
-                    e_report.endorser = Some(identity.certificate().common_name().to_owned());
-                    let mut signed = endorser_tx.proposal_response_payload.to_vec();
-                    signed.extend_from_slice(&endorsement.endorser);
-                    let verdict = identity.verify(&signed, &endorsement.signature);
-                    let first = seen.insert((identity.msp_id().to_owned(), *identity.id_hash()));
-                    if first && verdict.is_ok() {
-                        endorsers.push(identity.clone());
-                    }
-                    e_report.signature_ok = Some(verdict.is_ok());
-                    e_report.error = verdict.err().map(|e| e.to_string());
-                }
-                Err(e) => {
-                    e_report.signature_ok = Some(false);
-                    e_report.error = Some(e.to_string());
-                }
-            }
-            all_ok &= e_report.signature_ok == Some(true);
-            report.endorsements.push(e_report);
-        }
-        report.endorsements_ok = Some(all_ok && !endorser_tx.endorsements.is_empty());
+        let data: Vec<Vec<u8>> = endorser_tx
+            .endorsements
+            .iter()
+            .map(|e| [endorser_tx.proposal_response_payload.as_ref(), e.endorser.as_ref()].concat())
+            .collect();
+        let set: Vec<SignedData<'_>> = endorser_tx
+            .endorsements
+            .iter()
+            .zip(&data)
+            .map(|(e, data)| SignedData { data, identity: &e.endorser, signature: &e.signature })
+            .collect();
+        let checks = check_signature_set(&set, &resources.msps);
+        report.endorsements = checks
+            .iter()
+            .map(|check| {
+                let v = Verdict::of(check);
+                EndorsementReport { msp_id: v.msp_id, endorser: v.name, signature_ok: v.ok, error: v.error }
+            })
+            .collect();
+        let none_bad = report.endorsements.iter().all(|e| e.signature_ok != Some(false));
+        report.endorsements_ok = Some(none_bad && !endorser_tx.endorsements.is_empty());
+        endorsers = counted_identities(&checks);
     }
     (report, Some(Inspected { tx, endorsers }))
 }
@@ -448,7 +468,7 @@ impl LedgerVerifier {
             );
         }
         if number > 0 || !report.signatures.is_empty() {
-            if let Some(bad) = report.signatures.iter().position(|s| s.signature_ok != Some(true)) {
+            if let Some(bad) = report.signatures.iter().position(|s| s.signature_ok == Some(false)) {
                 let why = report.signatures[bad].error.clone().unwrap_or_default();
                 self.problem(
                     Kind::Signatures,

@@ -10,7 +10,7 @@ use medfabric_types::ChannelResources;
 use medfabric_types::block::decode_block;
 use medfabric_types::lifecycle::ChaincodeRegistry;
 
-use crate::support::{json, medfabric, path, repo_root};
+use crate::support::{json, ledger_verify, medfabric, path, repo_root};
 
 fn generate(config: &str, out: &Path) -> serde_json::Value {
     let topology = repo_root().join("network-config").join(config);
@@ -55,13 +55,7 @@ fn dev_network_verifies_and_every_certificate_chains_to_its_org() {
     assert_eq!(generated["channel"], "medchannel");
 
     let artifacts = out.join("channel-artifacts");
-    let verify = medfabric(&[
-        "ledger",
-        "verify",
-        path(&artifacts),
-        "--config",
-        path(&artifacts.join("medchannel.block")),
-    ]);
+    let verify = ledger_verify(&artifacts, &artifacts.join("medchannel.block"));
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     assert_eq!(json(&verify)["blocks"], 1);
 
@@ -266,13 +260,7 @@ fn consortium_network_has_five_orgs_and_three_consenters() {
     assert_eq!(res.config.consenters.len(), 3);
     assert_eq!(generated["node_configs"].as_array().map(Vec::len), Some(3 + 5 + 5));
     let artifacts = out.join("channel-artifacts");
-    let verify = medfabric(&[
-        "ledger",
-        "verify",
-        path(&artifacts),
-        "--config",
-        path(&artifacts.join("healthchannel.block")),
-    ]);
+    let verify = ledger_verify(&artifacts, &artifacts.join("healthchannel.block"));
     assert!(verify.status.success());
     let registry = ChaincodeRegistry::from_config(&res.config).expect("definitions");
     assert_eq!(registry.get("kv").expect("kv").policy.describe(), "/Channel/Application/Endorsement");

@@ -4,16 +4,28 @@ use medfabric_proto::Message;
 use medfabric_proto::common::{Block, Envelope, Metadata};
 use medfabric_types::block;
 
-use crate::support::{fabric_testdata, json, medfabric, path};
+use crate::support::{fabric_testdata, json, ledger_verify, medfabric, path};
 
 fn blocks_dir() -> std::path::PathBuf {
     fabric_testdata().join("blocks")
 }
 
+/// A temporary copy of the Fabric chain, without the block file named `leave_out`.
+fn copy_of_chain(leave_out: Option<&str>) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for entry in std::fs::read_dir(blocks_dir()).expect("dir") {
+        let entry = entry.expect("entry");
+        if leave_out.is_none_or(|name| entry.file_name() != name) {
+            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    tmp
+}
+
 #[test]
 fn ledger_verify_accepts_the_fabric_chain() {
     let dir = blocks_dir();
-    let out = medfabric(&["ledger", "verify", path(&dir), "--config", path(&dir.join("000000.block"))]);
+    let out = ledger_verify(&dir, &dir.join("000000.block"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let summary = json(&out);
     assert_eq!(summary["blocks"], 64);
@@ -72,22 +84,12 @@ fn block_inspect_rejects_a_truncated_file() {
 
 /// Copies the Fabric chain, lets `tamper` alter one block, and returns the verdict.
 fn verify_tampered(number: usize, tamper: impl FnOnce(&mut Block)) -> serde_json::Value {
-    let tmp = tempfile::tempdir().expect("tmp");
-    for entry in std::fs::read_dir(blocks_dir()).expect("dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).expect("copy");
-    }
+    let tmp = copy_of_chain(None);
     let file = tmp.path().join(format!("{number:06}.block"));
     let mut block = block::decode_block(&std::fs::read(&file).expect("read")).expect("decode");
     tamper(&mut block);
     std::fs::write(&file, block.encode_to_vec()).expect("write");
-    let out = medfabric(&[
-        "ledger",
-        "verify",
-        path(tmp.path()),
-        "--config",
-        path(&blocks_dir().join("000000.block")),
-    ]);
+    let out = ledger_verify(tmp.path(), &blocks_dir().join("000000.block"));
     assert_eq!(out.status.code(), Some(1), "tampering with block {number} must fail verification");
     let summary = json(&out);
     assert_eq!(summary["ok"], false);
@@ -149,20 +151,8 @@ fn a_flipped_byte_in_a_header_is_caught() {
 
 #[test]
 fn a_missing_block_is_caught() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    for entry in std::fs::read_dir(blocks_dir()).expect("dir") {
-        let entry = entry.expect("entry");
-        if entry.file_name() != "000033.block" {
-            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).expect("copy");
-        }
-    }
-    let out = medfabric(&[
-        "ledger",
-        "verify",
-        path(tmp.path()),
-        "--config",
-        path(&blocks_dir().join("000000.block")),
-    ]);
+    let tmp = copy_of_chain(Some("000033.block"));
+    let out = ledger_verify(tmp.path(), &blocks_dir().join("000000.block"));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(&out)["first_problem"]["block"], 34);
 }

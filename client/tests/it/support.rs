@@ -18,6 +18,11 @@ pub fn medfabric(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_medfabric")).args(args).output().expect("runs medfabric")
 }
 
+/// `medfabric ledger verify DIR --config CONFIG`.
+pub fn ledger_verify(dir: &Path, config: &Path) -> Output {
+    medfabric(&["ledger", "verify", path(dir), "--config", path(config)])
+}
+
 pub fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(

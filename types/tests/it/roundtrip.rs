@@ -287,3 +287,32 @@ fn malformed_envelopes_get_fabrics_validation_codes() {
     let no_header = Envelope { payload: Bytes::new(), signature: Bytes::from_static(b"sig") };
     assert_eq!(code(&no_header.encode_to_vec()), TxValidationCode::BadCommonHeader);
 }
+
+/// Fabric accepts an identity once one of its signatures verifies: a bad signature
+/// before a good one from the same endorser does not shut that endorser out.
+#[test]
+fn a_bad_signature_before_a_good_one_from_the_same_endorser_still_counts() {
+    use medfabric_proto::common::Payload;
+    use medfabric_proto::protos::{ChaincodeActionPayload, Transaction as TxMessage};
+    let net = network();
+    let mut envelope = transaction(&net, &[&net.peer1, &net.peer2]);
+    let mut payload = Payload::decode(envelope.payload.as_ref()).expect("payload");
+    let mut tx = TxMessage::decode(payload.data.as_ref()).expect("tx");
+    let mut action = ChaincodeActionPayload::decode(tx.actions[0].payload.as_ref()).expect("action");
+    let endorsed = action.action.as_mut().expect("endorsed");
+    let mut forged = endorsed.endorsements[0].clone();
+    let mut sig = forged.signature.to_vec();
+    let last = sig.len() - 1;
+    sig[last] ^= 1;
+    forged.signature = sig.into();
+    endorsed.endorsements.insert(0, forged);
+    tx.actions[0].payload = action.encode_to_vec().into();
+    payload.data = tx.encode_to_vec().into();
+    envelope.payload = payload.encode_to_vec().into();
+    sign_envelope(&mut envelope, &net.client);
+
+    let b1 = block_of(&net, 1, &net.genesis, vec![envelope], &[TxValidationCode::Valid as u8]);
+    let (summary, policy) = verify(&net, &[&net.genesis, &b1]);
+    assert!(summary.ok, "{:?}", summary.first_problem);
+    assert_eq!(policy, vec![None, Some(true)]);
+}
