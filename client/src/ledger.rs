@@ -47,13 +47,14 @@ pub fn verify(dir: &Path, config_block: &Path) -> Result<LedgerSummary> {
     let mut numbered = Vec::with_capacity(files.len());
     for path in files {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let number = decode_block(&bytes).ok().map(|b| block::header(&b).number);
-        numbered.push((number.unwrap_or(u64::MAX), path, bytes, number.is_some()));
+        let decoded = decode_block(&bytes).ok();
+        let number = decoded.as_ref().map_or(u64::MAX, |b| block::header(b).number);
+        numbered.push((number, path, decoded));
     }
     numbered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    for (_, path, bytes, decodes) in &numbered {
-        if *decodes {
-            verifier.verify(bytes);
+    for (_, path, decoded) in &numbered {
+        if let Some(block) = decoded {
+            verifier.verify_block(block);
         } else {
             verifier.unreadable(&path.display().to_string(), "does not decode as a block");
         }

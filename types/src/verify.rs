@@ -419,17 +419,21 @@ impl LedgerVerifier {
 
     /// Verifies the next block of the ledger (blocks must come in order).
     pub fn verify(&mut self, bytes: &[u8]) -> Option<BlockReport> {
-        let block = match block::decode_block(bytes) {
-            Ok(block) => block,
+        match block::decode_block(bytes) {
+            Ok(block) => Some(self.verify_block(&block)),
             Err(e) => {
                 let next = self.previous.and_then(|(n, _)| n.checked_add(1));
                 self.problem(Kind::Chain, next, None, format!("block does not decode: {e}"));
-                return None;
+                None
             }
-        };
-        let (mut report, parsed) = inspect_decoded(&block, Some(&self.resources));
+        }
+    }
+
+    /// Verifies the next block, already decoded.
+    pub fn verify_block(&mut self, block: &Block) -> BlockReport {
+        let (mut report, parsed) = inspect_decoded(block, Some(&self.resources));
         let number = report.number;
-        let header = block::header(&block);
+        let header = block::header(block);
         self.summary.blocks += 1;
         if self.summary.first_block.is_none() {
             self.summary.first_block = Some(number);
@@ -485,7 +489,7 @@ impl LedgerVerifier {
                 );
             }
         }
-        let filter = block::transactions_filter(&block).to_vec();
+        let filter = block::transactions_filter(block).to_vec();
         if !filter.is_empty() && filter.len() != report.tx_count {
             self.problem(
                 Kind::Metadata,
@@ -545,7 +549,7 @@ impl LedgerVerifier {
             }
         }
         self.previous = Some((number, header_hash(header)));
-        Some(report)
+        report
     }
 
     /// Checks one transaction against the code the ledger gave it, in Fabric's order:
