@@ -30,6 +30,8 @@ pub struct Certificate {
     common_name: String,
     organizational_units: Vec<String>,
     attributes: BTreeMap<String, String>,
+    subject_dn: String,
+    issuer_dn: String,
 }
 
 impl Certificate {
@@ -92,8 +94,21 @@ impl Certificate {
             common_name,
             organizational_units,
             attributes,
+            subject_dn: go_dn_string(cert.subject()),
+            issuer_dn: go_dn_string(cert.issuer()),
             der,
         })
+    }
+
+    /// The subject name as Go's `pkix.Name.String()` prints it (RFC 2253 order, most
+    /// specific first), e.g. `CN=User1@org1.example.com,OU=client,L=San Francisco,C=US`.
+    pub fn subject_dn(&self) -> &str {
+        &self.subject_dn
+    }
+
+    /// The issuer name, printed like [`Certificate::subject_dn`].
+    pub fn issuer_dn(&self) -> &str {
+        &self.issuer_dn
     }
 
     pub fn der(&self) -> &[u8] {
@@ -243,4 +258,58 @@ pub fn pem_to_der_all(pem: &[u8]) -> Result<Vec<(String, Vec<u8>)>, MspError> {
         return Err(MspError::MalformedPem);
     }
     Ok(out)
+}
+
+/// The name as Fabric's `cid` prints it: Go rebuilds the RDN sequence from the parsed
+/// name (C, ST, L, STREET, POSTALCODE, O, OU, CN, SERIALNUMBER; several values of one
+/// type form one multi-valued RDN; other attribute types are dropped) and prints it in
+/// reverse, RDNs joined by `,`, values by `+`, with RFC 2253 escaping.
+fn go_dn_string(name: &x509_parser::x509::X509Name<'_>) -> String {
+    const ORDER: [(&str, &str); 9] = [
+        ("2.5.4.5", "SERIALNUMBER"),
+        ("2.5.4.3", "CN"),
+        ("2.5.4.11", "OU"),
+        ("2.5.4.10", "O"),
+        ("2.5.4.17", "POSTALCODE"),
+        ("2.5.4.9", "STREET"),
+        ("2.5.4.7", "L"),
+        ("2.5.4.8", "ST"),
+        ("2.5.4.6", "C"),
+    ];
+    let values = |oid: &str| -> Vec<String> {
+        name.iter_attributes()
+            .filter(|attr| attr.attr_type().to_id_string() == oid)
+            .filter_map(|attr| attr.as_str().ok().map(escape_dn_value))
+            .collect()
+    };
+    ORDER
+        .iter()
+        .filter_map(|(oid, short)| {
+            let found = values(oid);
+            // Go keeps a single CN and SERIALNUMBER (the last one parsed).
+            let found = if matches!(*short, "CN" | "SERIALNUMBER") {
+                found.into_iter().last().into_iter().collect()
+            } else {
+                found
+            };
+            (!found.is_empty())
+                .then(|| found.iter().map(|v| format!("{short}={v}")).collect::<Vec<_>>().join("+"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn escape_dn_value(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == ' ' || c == '#'))
+            || (i + 1 == chars.len() && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -25,23 +25,29 @@ pub struct SimulationResult {
     pub chaincode_id: ChaincodeId,
 }
 
+/// The `ProposalResponsePayload` bytes endorsers sign for a simulation result.
+pub fn response_payload(proposal: &SignedProposal, result: &SimulationResult) -> Bytes {
+    let action = ChaincodeAction {
+        results: result.results.clone(),
+        events: result.events.clone(),
+        response: Some(result.response.clone()),
+        chaincode_id: Some(result.chaincode_id.clone()),
+    };
+    ProposalResponsePayload {
+        proposal_hash: proposal.hash().to_vec().into(),
+        extension: action.encode_to_vec().into(),
+    }
+    .encode_to_vec()
+    .into()
+}
+
 /// Builds the `ProposalResponse` of an endorser: it signs `prp_bytes ‖ endorser`.
 pub fn endorse(
     proposal: &SignedProposal,
     result: SimulationResult,
     endorser: &SigningIdentity,
 ) -> ProposalResponse {
-    let action = ChaincodeAction {
-        results: result.results,
-        events: result.events,
-        response: Some(result.response.clone()),
-        chaincode_id: Some(result.chaincode_id),
-    };
-    let prp = ProposalResponsePayload {
-        proposal_hash: proposal.hash().to_vec().into(),
-        extension: action.encode_to_vec().into(),
-    }
-    .encode_to_vec();
+    let prp = response_payload(proposal, &result);
     let mut signed = Vec::with_capacity(prp.len() + endorser.serialized().len());
     signed.extend_from_slice(&prp);
     signed.extend_from_slice(endorser.serialized());
@@ -51,7 +57,7 @@ pub fn endorse(
         version: 1,
         timestamp: None,
         response: Some(result.response),
-        payload: prp.into(),
+        payload: prp,
         endorsement: Some(endorsement),
         interest: None,
     }

@@ -178,6 +178,27 @@ pub struct KeyPolicies {
     pending: HashMap<(String, String), Option<Bytes>>,
 }
 
+/// Where key-level endorsement policies come from while a block is validated: the
+/// policies committed before the block, and which keys earlier transactions of the same
+/// block changed (a transaction writing such a key fails its policy check, as in
+/// Fabric).
+pub trait KeyPolicySource {
+    /// The committed policy (a serialized `SignaturePolicyEnvelope`) of a key.
+    fn committed_policy(&self, namespace: &str, key: &str) -> Result<Option<Bytes>, ConvertError>;
+    /// Did an earlier transaction of the block change the key's policy?
+    fn updated_in_block(&self, namespace: &str, key: &str) -> bool;
+}
+
+impl KeyPolicySource for KeyPolicies {
+    fn committed_policy(&self, namespace: &str, key: &str) -> Result<Option<Bytes>, ConvertError> {
+        Ok(self.get(namespace, key).cloned())
+    }
+
+    fn updated_in_block(&self, namespace: &str, key: &str) -> bool {
+        KeyPolicies::updated_in_block(self, namespace, key)
+    }
+}
+
 impl KeyPolicies {
     /// The policy committed before the current block.
     pub fn get(&self, namespace: &str, key: &str) -> Option<&Bytes> {
@@ -229,7 +250,7 @@ pub fn check_endorsement(
     rwset: &TxReadWriteSet,
     endorsers: &[Arc<Identity>],
     registry: &ChaincodeRegistry,
-    key_policies: &KeyPolicies,
+    key_policies: &dyn KeyPolicySource,
     resources: &ChannelResources,
 ) -> Result<Option<String>, ConvertError> {
     let mut invoked_checked = false;
@@ -281,9 +302,9 @@ pub fn check_endorsement(
                     ns.namespace
                 )));
             }
-            match key_policies.get(&ns.namespace, key) {
+            match key_policies.committed_policy(&ns.namespace, key)? {
                 Some(envelope) => {
-                    let policy = SignaturePolicy::from_bytes(envelope)
+                    let policy = SignaturePolicy::from_bytes(&envelope)
                         .map_err(|e| ConvertError::Invalid("key-level policy", e.to_string()))?;
                     if !policy.evaluate(endorsers) {
                         return Ok(Some(format!(

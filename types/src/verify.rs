@@ -129,6 +129,12 @@ fn inspect_decoded(
     (report, parsed)
 }
 
+/// Do a block's orderer signatures satisfy the channel's BlockValidation policy? (What a
+/// peer checks before it validates a block from the ordering service.)
+pub fn block_signatures_satisfied(block: &Block, resources: &ChannelResources) -> bool {
+    check_orderer_signatures(block, Some(resources)).1 == Some(true)
+}
+
 fn check_orderer_signatures(
     block: &Block,
     resources: Option<&ChannelResources>,

@@ -1,0 +1,161 @@
+//! The built-in key-value chaincode, for tests and benchmarks.
+//!
+//! Its functions, arguments, reads, writes and response payloads are those of the Go
+//! chaincode that produced the Fabric 2.5 conformance vectors (`testdata/fabric-2.5`),
+//! so our peer can re-endorse that channel's transactions and compare read-write sets
+//! byte for byte.
+//!
+//! | function | arguments | reads | writes |
+//! |---|---|---|---|
+//! | `put` | key, value | - | key = value |
+//! | `get` | key | key | - (payload: the value) |
+//! | `del` | key | - | delete key |
+//! | `create` | key, value | key (must be absent) | key = value |
+//! | `inc` | key | key | key = n + 1 (payload: n + 1) |
+//! | `rangeput` | start, end, key, value | [start, end) | key = value (payload: keys seen) |
+//! | `bigrange` | prefix | [prefix, prefix + "~") | "count:" + prefix = keys seen |
+//! | `seed` | prefix, n, value | - | prefix + "000" … prefix + (n-1) = value |
+//! | `composite` | type, a, b, value | - | composite key (type, a, b) = value (payload: the key) |
+//! | `partial` | type, a | partial composite range (type, a) | "partial:type:a" = keys seen |
+//! | `event` | name, payload | - | "event:" + name = payload, and the event |
+//! | `sbe` | key, orgs | - | key-level policy: a peer of every listed org |
+//! | `callput` | chaincode, key, value | - | "via:" + key = value, then `put(key, value)` of chaincode |
+
+use bytes::Bytes;
+use medfabric_shim::{ChaincodeStub, ContractError, Router};
+use prost::Message;
+
+/// Most keys one `seed` call writes.
+pub const MAX_SEED: u32 = 1000;
+
+type Outcome<T> = Result<T, ContractError>;
+
+/// The key-value chaincode as a [`Router`].
+pub fn chaincode() -> Router {
+    Router::new("kv")
+        .route("put", put)
+        .route("get", get)
+        .route("del", del)
+        .route("create", create)
+        .route("inc", inc)
+        .route("rangeput", rangeput)
+        .route("bigrange", bigrange)
+        .route("seed", seed)
+        .route("composite", composite)
+        .route("partial", partial)
+        .route("event", event)
+        .route("sbe", sbe)
+        .route("callput", callput)
+}
+
+fn put(stub: &mut dyn ChaincodeStub, (key, value): (String, String)) -> Outcome<()> {
+    Ok(stub.put_state(&key, Bytes::from(value))?)
+}
+
+fn get(stub: &mut dyn ChaincodeStub, (key,): (String,)) -> Outcome<String> {
+    match stub.get_state(&key)? {
+        Some(value) => Ok(String::from_utf8_lossy(&value).into_owned()),
+        None => Err(ContractError::new(format!("key {key} does not exist"))),
+    }
+}
+
+fn del(stub: &mut dyn ChaincodeStub, (key,): (String,)) -> Outcome<()> {
+    Ok(stub.del_state(&key)?)
+}
+
+fn create(stub: &mut dyn ChaincodeStub, (key, value): (String, String)) -> Outcome<()> {
+    if stub.get_state(&key)?.is_some() {
+        return Err(ContractError::new(format!("key {key} already exists")));
+    }
+    Ok(stub.put_state(&key, Bytes::from(value))?)
+}
+
+fn inc(stub: &mut dyn ChaincodeStub, (key,): (String,)) -> Outcome<String> {
+    let current = match stub.get_state(&key)? {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| ContractError::new(format!("value of {key} is not an integer")))?,
+    };
+    let next = current.checked_add(1).ok_or_else(|| ContractError::new(format!("{key} overflows")))?;
+    stub.put_state(&key, Bytes::from(next.to_string()))?;
+    Ok(next.to_string())
+}
+
+fn rangeput(
+    stub: &mut dyn ChaincodeStub,
+    (start, end, key, value): (String, String, String, String),
+) -> Outcome<String> {
+    let seen = stub.get_state_by_range(&start, &end)?.len();
+    stub.put_state(&key, Bytes::from(value))?;
+    Ok(seen.to_string())
+}
+
+fn bigrange(stub: &mut dyn ChaincodeStub, (prefix,): (String,)) -> Outcome<String> {
+    let seen = stub.get_state_by_range(&prefix, &format!("{prefix}~"))?.len();
+    stub.put_state(&format!("count:{prefix}"), Bytes::from(seen.to_string()))?;
+    Ok(seen.to_string())
+}
+
+fn seed(stub: &mut dyn ChaincodeStub, (prefix, n, value): (String, String, String)) -> Outcome<()> {
+    let n: u32 = n.parse().map_err(|_| ContractError::new(format!("n must be a number, got {n:?}")))?;
+    if n > MAX_SEED {
+        return Err(ContractError::new(format!("n must be at most {MAX_SEED}")));
+    }
+    for i in 0..n {
+        stub.put_state(&format!("{prefix}{i:03}"), Bytes::from(value.clone()))?;
+    }
+    Ok(())
+}
+
+fn composite(
+    stub: &mut dyn ChaincodeStub,
+    (object_type, a, b, value): (String, String, String, String),
+) -> Outcome<String> {
+    let key = stub.create_composite_key(&object_type, &[&a, &b])?;
+    stub.put_state(&key, Bytes::from(value))?;
+    Ok(key)
+}
+
+fn partial(stub: &mut dyn ChaincodeStub, (object_type, a): (String, String)) -> Outcome<String> {
+    let seen = stub.get_state_by_partial_composite_key(&object_type, &[&a])?.len();
+    stub.put_state(&format!("partial:{object_type}:{a}"), Bytes::from(seen.to_string()))?;
+    Ok(seen.to_string())
+}
+
+fn event(stub: &mut dyn ChaincodeStub, (name, payload): (String, String)) -> Outcome<()> {
+    stub.put_state(&format!("event:{name}"), Bytes::from(payload.clone()))?;
+    Ok(stub.set_event(&name, Bytes::from(payload))?)
+}
+
+fn sbe(stub: &mut dyn ChaincodeStub, (key, orgs): (String, String)) -> Outcome<()> {
+    let mut orgs: Vec<&str> = orgs.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+    if orgs.is_empty() {
+        return Err(ContractError::new("sbe needs at least one MSP id"));
+    }
+    orgs.sort_unstable();
+    orgs.dedup();
+    if let Some(bad) =
+        orgs.iter().find(|o| !o.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+    {
+        return Err(ContractError::new(format!("{bad:?} is not an MSP id")));
+    }
+    let text = format!("AND({})", orgs.iter().map(|o| format!("'{o}.peer'")).collect::<Vec<_>>().join(", "));
+    let policy = medfabric_msp::parse_policy(&text)
+        .map_err(|e| ContractError::new(format!("key-level policy: {e}")))?;
+    Ok(stub.set_state_validation_parameter(&key, Bytes::from(policy.encode_to_vec()))?)
+}
+
+fn callput(
+    stub: &mut dyn ChaincodeStub,
+    (chaincode, key, value): (String, String, String),
+) -> Outcome<String> {
+    stub.put_state(&format!("via:{key}"), Bytes::from(value.clone()))?;
+    let args = [Bytes::from_static(b"put"), Bytes::from(key), Bytes::from(value)];
+    let response = stub.invoke_chaincode(&chaincode, &args, "")?;
+    if response.status >= medfabric_shim::ERROR_THRESHOLD {
+        return Err(ContractError::new(format!("{chaincode} put failed: {}", response.message)));
+    }
+    Ok(String::from_utf8_lossy(&response.payload).into_owned())
+}

@@ -1,0 +1,270 @@
+//! An in-memory ledger for unit-testing chaincode without a peer.
+//!
+//! [`MockStub`] runs chaincode through the same [`TxStub`](crate::tx) the peer uses, so
+//! reads, writes, range queries, composite keys, events, key-level policies and
+//! chaincode-to-chaincode calls behave as on a peer. Each successful invocation commits
+//! as its own block.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use medfabric_proto::protos::Response;
+use medfabric_proto::queryresult::KeyModification;
+use prost_types::Timestamp;
+
+use crate::error::ShimResult;
+use crate::stub::{Chaincode, ChaincodeStub, ERROR_THRESHOLD, KeyValue};
+use crate::tx::{StateView, TxContext, TxRecord, VALIDATION_PARAMETER, Version, VersionedValue, execute};
+
+/// Committed state and history held in memory.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState {
+    state: BTreeMap<(String, String), VersionedValue>,
+    /// Modifications per key, oldest first.
+    history: BTreeMap<(String, String), Vec<KeyModification>>,
+}
+
+impl MemoryState {
+    /// Applies a transaction's writes at `version`, as a peer commits a valid one.
+    pub fn apply(&mut self, record: &TxRecord, version: Version, tx_id: &str, timestamp: Option<Timestamp>) {
+        for (namespace, writes) in &record.writes {
+            for (key, value) in writes {
+                let id = (namespace.clone(), key.clone());
+                match value {
+                    Some(value) => {
+                        let metadata = self.state.get(&id).map(|v| v.metadata.clone()).unwrap_or_default();
+                        self.state
+                            .insert(id.clone(), VersionedValue { value: value.clone(), version, metadata });
+                    }
+                    None => {
+                        self.state.remove(&id);
+                    }
+                }
+                self.history.entry(id).or_default().push(KeyModification {
+                    tx_id: tx_id.to_owned(),
+                    value: value.clone().unwrap_or_default(),
+                    timestamp,
+                    is_delete: value.is_none(),
+                });
+            }
+        }
+        for (namespace, writes) in &record.metadata_writes {
+            for (key, entries) in writes {
+                if let Some(current) = self.state.get_mut(&(namespace.clone(), key.clone())) {
+                    current.metadata = entries
+                        .iter()
+                        .filter(|(_, v)| !v.is_empty())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    current.version = version;
+                }
+            }
+        }
+    }
+
+    pub fn value(&self, namespace: &str, key: &str) -> Option<&VersionedValue> {
+        self.state.get(&(namespace.to_owned(), key.to_owned()))
+    }
+}
+
+impl StateView for MemoryState {
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        Ok(self.value(namespace, key).cloned())
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        Ok(self
+            .state
+            .range((namespace.to_owned(), start.to_owned())..)
+            .take_while(|((ns, key), _)| ns == namespace && (end.is_empty() || key.as_str() < end))
+            .take(limit)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn history(&self, namespace: &str, key: &str) -> ShimResult<Vec<KeyModification>> {
+        Ok(self
+            .history
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .map(|h| h.iter().rev().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+/// The outcome of one mock transaction.
+#[derive(Debug, Clone)]
+pub struct MockOutcome {
+    pub tx_id: String,
+    pub response: Response,
+    /// What the transaction read and wrote (committed only when the response is a success).
+    pub record: TxRecord,
+    pub committed: bool,
+}
+
+impl MockOutcome {
+    pub fn payload_str(&self) -> String {
+        String::from_utf8_lossy(&self.response.payload).into_owned()
+    }
+}
+
+/// A channel with chaincodes and an in-memory ledger, for unit tests.
+pub struct MockStub {
+    channel_id: String,
+    state: MemoryState,
+    chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
+    creator: Bytes,
+    transient: BTreeMap<String, Bytes>,
+    timestamp: Timestamp,
+    height: u64,
+}
+
+impl std::fmt::Debug for MockStub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockStub")
+            .field("channel_id", &self.channel_id)
+            .field("chaincodes", &self.chaincodes.keys().collect::<Vec<_>>())
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockStub {
+    pub fn new(channel_id: &str) -> Self {
+        Self {
+            channel_id: channel_id.to_owned(),
+            state: MemoryState::default(),
+            chaincodes: BTreeMap::new(),
+            creator: Bytes::new(),
+            transient: BTreeMap::new(),
+            timestamp: Timestamp { seconds: 1_700_000_000, nanos: 0 },
+            height: 1,
+        }
+    }
+
+    /// Deploys `chaincode` under `name`.
+    pub fn with_chaincode(mut self, name: &str, chaincode: impl Chaincode + 'static) -> Self {
+        self.chaincodes.insert(name.to_owned(), Arc::new(chaincode));
+        self
+    }
+
+    /// The `SerializedIdentity` later transactions are submitted with.
+    pub fn set_creator(&mut self, creator: impl Into<Bytes>) {
+        self.creator = creator.into();
+    }
+
+    pub fn set_transient(&mut self, transient: BTreeMap<String, Bytes>) {
+        self.transient = transient;
+    }
+
+    /// The transaction time later transactions carry (it advances by a second per tx).
+    pub fn set_timestamp(&mut self, timestamp: Timestamp) {
+        self.timestamp = timestamp;
+    }
+
+    pub fn state(&self) -> &MemoryState {
+        &self.state
+    }
+
+    /// The committed value of `key` in chaincode `namespace`.
+    pub fn value(&self, namespace: &str, key: &str) -> Option<Bytes> {
+        self.state.value(namespace, key).map(|v| v.value.clone())
+    }
+
+    /// The key-level endorsement policy committed for `key`.
+    pub fn validation_parameter(&self, namespace: &str, key: &str) -> Option<Bytes> {
+        self.state.value(namespace, key).and_then(|v| v.metadata.get(VALIDATION_PARAMETER).cloned())
+    }
+
+    fn next_context(&mut self, args: Vec<Bytes>) -> TxContext {
+        self.timestamp.seconds += 1;
+        TxContext {
+            channel_id: self.channel_id.clone(),
+            tx_id: format!("mock-tx-{}", self.height),
+            args,
+            creator: self.creator.clone(),
+            transient: self.transient.clone(),
+            timestamp: Some(self.timestamp),
+            signed_proposal: None,
+        }
+    }
+
+    /// Submits a transaction: runs chaincode `name` with `args` and commits its writes
+    /// when it succeeds (status below 400).
+    pub fn invoke(&mut self, name: &str, args: &[&str]) -> MockOutcome {
+        self.run(name, args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect(), true, false)
+    }
+
+    /// Evaluates a transaction: runs the chaincode and commits nothing.
+    pub fn query(&mut self, name: &str, args: &[&str]) -> MockOutcome {
+        self.run(name, args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect(), false, false)
+    }
+
+    /// Runs chaincode `name`'s `init` and commits on success.
+    pub fn init(&mut self, name: &str, args: &[&str]) -> MockOutcome {
+        self.run(name, args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect(), true, true)
+    }
+
+    /// Runs `body` as the chaincode deployed under `namespace` (it need not be
+    /// registered): a way to exercise stub methods directly. Commits on success.
+    pub fn transact(
+        &mut self,
+        namespace: &str,
+        body: impl Fn(&mut dyn ChaincodeStub) -> Response + Send + Sync,
+    ) -> MockOutcome {
+        let context = self.next_context(vec![Bytes::from_static(b"transact")]);
+        let (response, record) = execute(&body, namespace, &context, &self.state, &self.chaincodes, false);
+        self.finish(context, response, record, true)
+    }
+
+    fn run(&mut self, name: &str, args: Vec<Bytes>, commit: bool, init: bool) -> MockOutcome {
+        let context = self.next_context(args);
+        let (response, record) = match self.chaincodes.get(name) {
+            Some(chaincode) => {
+                execute(chaincode.as_ref(), name, &context, &self.state, &self.chaincodes, init)
+            }
+            None => (crate::stub::error(format!("chaincode {name} not found")), TxRecord::default()),
+        };
+        self.finish(context, response, record, commit)
+    }
+
+    fn finish(
+        &mut self,
+        context: TxContext,
+        response: Response,
+        record: TxRecord,
+        commit: bool,
+    ) -> MockOutcome {
+        let committed = commit && response.status < ERROR_THRESHOLD;
+        if committed {
+            self.state.apply(&record, (self.height, 0), &context.tx_id, context.timestamp);
+            self.height += 1;
+        }
+        MockOutcome { tx_id: context.tx_id, response, record, committed }
+    }
+
+    /// All committed keys of a namespace, for assertions.
+    pub fn entries(&self, namespace: &str) -> Vec<KeyValue> {
+        self.state
+            .range(namespace, "", "", usize::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, v)| KeyValue { namespace: namespace.to_owned(), key, value: v.value })
+            .collect()
+    }
+}
+
+impl<F> Chaincode for F
+where
+    F: Fn(&mut dyn ChaincodeStub) -> Response + Send + Sync,
+{
+    fn invoke(&self, stub: &mut dyn ChaincodeStub) -> Response {
+        self(stub)
+    }
+}

@@ -1,0 +1,200 @@
+//! The endorser: `protos.Endorser/ProcessProposal`.
+//!
+//! Checks run in Fabric's order (`reference/fabric.md` §1.1): the proposal's structure
+//! (header type, epoch, nonce, creator, tx-id rule), the channel, the creator's
+//! validity in the channel's MSPs and its signature, a duplicate tx id, the Writers ACL,
+//! the chaincode definition; then the chaincode is simulated on a state snapshot. A
+//! chaincode status of 400 or more gets no endorsement. Errors answer as Fabric's peer
+//! does: malformed or unauthorised proposals as a gRPC error, the rest as a
+//! `ProposalResponse` with status 500.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use medfabric_msp::SigningIdentity;
+use medfabric_proto::protos::{self, ProposalResponse, Response};
+use medfabric_shim::{Chaincode, ERROR, ERROR_THRESHOLD};
+use medfabric_types::SignedProposal;
+use medfabric_types::endorsement::{SimulationResult, endorse};
+use medfabric_types::lifecycle::LIFECYCLE_NAMESPACE;
+
+use crate::channel::Channel;
+use crate::simulator::{Installed, context_of, interest, simulate};
+
+/// Policy a proposal's creator must satisfy (Fabric's `peer/Propose` ACL).
+pub const WRITERS_POLICY: &str = "/Channel/Application/Writers";
+
+/// Why a proposal got no endorsement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Malformed or unauthorised: Fabric answers with a gRPC error.
+    Error(String),
+    /// Fabric answers with a `ProposalResponse` carrying status 500 and this message.
+    Response(String),
+}
+
+/// The endorsing part of a peer: its channels, installed chaincodes and identity.
+pub struct Endorser {
+    channels: BTreeMap<String, Arc<Channel>>,
+    chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
+    signer: Arc<SigningIdentity>,
+}
+
+impl std::fmt::Debug for Endorser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endorser")
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("chaincodes", &self.chaincodes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Endorser {
+    pub fn new(
+        channels: BTreeMap<String, Arc<Channel>>,
+        chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
+        signer: Arc<SigningIdentity>,
+    ) -> Self {
+        Self { channels, chaincodes, signer }
+    }
+
+    pub fn channel(&self, channel_id: &str) -> Option<&Arc<Channel>> {
+        self.channels.get(channel_id)
+    }
+
+    /// Processes one signed proposal.
+    pub fn process(&self, signed: &protos::SignedProposal) -> Result<ProposalResponse, Rejection> {
+        let proposal = SignedProposal::parse(signed)
+            .map_err(|e| Rejection::Error(format!("error validating proposal: {e}")))?;
+        let channel_id = proposal.channel_id();
+        let Some(channel) = self.channels.get(channel_id) else {
+            return Err(Rejection::Response(format!("channel '{channel_id}' not found")));
+        };
+        let context = channel.context();
+        let resources = &context.resources;
+        let creator = match resources.msps.deserialize(proposal.creator()) {
+            Ok(identity) => identity,
+            Err(_) => {
+                return Err(Rejection::Error(format!(
+                    "error validating proposal: access denied: channel [{channel_id}] creator org unknown, creator is malformed"
+                )));
+            }
+        };
+        if creator.check_validity_at(now_unix()).is_err() {
+            return Err(Rejection::Error("proposal client identity expired".into()));
+        }
+        if creator.verify(&signed.proposal_bytes, &signed.signature).is_err() {
+            return Err(Rejection::Error(format!(
+                "error validating proposal: access denied: channel [{channel_id}] creator org [{}]",
+                creator.msp_id()
+            )));
+        }
+        let known = channel
+            .ledger()
+            .transaction(proposal.tx_id())
+            .map_err(|e| Rejection::Response(format!("ledger: {e}")))?;
+        if known.is_some() {
+            return Err(Rejection::Error(format!(
+                "duplicate transaction found [{}]. Creator [{}]",
+                proposal.tx_id(),
+                hex::encode(proposal.creator())
+            )));
+        }
+        let name = proposal.chaincode_id.name.clone();
+        if name == LIFECYCLE_NAMESPACE {
+            return Err(Rejection::Response(format!(
+                "chaincode {name} is not served by this peer: chaincode definitions come from the channel configuration"
+            )));
+        }
+        let writer =
+            resources.policies.evaluate(WRITERS_POLICY, std::slice::from_ref(&creator)).unwrap_or(false);
+        if !writer {
+            return Err(Rejection::Error(format!(
+                "Failed evaluating policy on signed data during check policy on channel [{channel_id}] with policy [{WRITERS_POLICY}]: [implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy requires 1 of the 'Writers' sub-policies to be satisfied]"
+            )));
+        }
+        if context.registry.get(&name).is_none() {
+            return Err(Rejection::Response(format!(
+                "make sure the chaincode {name} has been successfully defined on channel {channel_id} and try again: chaincode {name} not found"
+            )));
+        }
+        let installed = Installed { chaincodes: &self.chaincodes, registry: &context.registry };
+        let snapshot = channel.ledger().snapshot();
+        let tx_context = context_of(&proposal, Some(signed.clone()));
+        let simulated = simulate(&name, &tx_context, &snapshot, &installed)
+            .map_err(|e| Rejection::Response(format!("error in simulation: {e}")))?;
+        if simulated.response.status >= ERROR_THRESHOLD {
+            // No endorsement. Fabric returns the rw-set only for errors from 500 on.
+            let payload = if simulated.response.status >= ERROR {
+                medfabric_types::endorsement::response_payload(&proposal, &simulated_result(&simulated))
+            } else {
+                Default::default()
+            };
+            return Ok(ProposalResponse {
+                version: 0,
+                timestamp: None,
+                response: Some(simulated.response),
+                payload,
+                endorsement: None,
+                interest: None,
+            });
+        }
+        let chaincode_interest = interest(&simulated.record, &snapshot);
+        let mut response = endorse(&proposal, simulated_result(&simulated), &self.signer);
+        response.interest = Some(chaincode_interest);
+        Ok(response)
+    }
+}
+
+fn simulated_result(simulated: &crate::simulator::Simulated) -> SimulationResult {
+    SimulationResult {
+        response: simulated.response.clone(),
+        results: simulated.results.clone(),
+        events: simulated.events.clone(),
+        chaincode_id: simulated.chaincode_id.clone(),
+    }
+}
+
+/// The gRPC service over [`Endorser`].
+#[derive(Debug, Clone)]
+pub struct EndorserService {
+    endorser: Arc<Endorser>,
+}
+
+impl EndorserService {
+    pub fn new(endorser: Arc<Endorser>) -> Self {
+        Self { endorser }
+    }
+}
+
+#[tonic::async_trait]
+impl protos::endorser_server::Endorser for EndorserService {
+    async fn process_proposal(
+        &self,
+        request: tonic::Request<protos::SignedProposal>,
+    ) -> Result<tonic::Response<ProposalResponse>, tonic::Status> {
+        let endorser = self.endorser.clone();
+        let signed = request.into_inner();
+        // Simulation and signature checks are CPU work: keep them off the reactor.
+        let outcome = tokio::task::spawn_blocking(move || endorser.process(&signed))
+            .await
+            .map_err(|e| tonic::Status::internal(format!("endorser task failed: {e}")))?;
+        match outcome {
+            Ok(response) => Ok(tonic::Response::new(response)),
+            Err(Rejection::Error(message)) => Err(tonic::Status::unknown(message)),
+            Err(Rejection::Response(message)) => Ok(tonic::Response::new(ProposalResponse {
+                version: 0,
+                timestamp: None,
+                response: Some(Response { status: ERROR, message, payload: Default::default() }),
+                payload: Default::default(),
+                endorsement: None,
+                interest: None,
+            })),
+        }
+    }
+}

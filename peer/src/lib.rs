@@ -1,0 +1,16 @@
+//! The medfabric peer: a RocksDB ledger ([`ledger`]), transaction simulation over the
+//! chaincode shim ([`simulator`]), the endorser ([`endorser`]), the sans-IO block
+//! validator ([`validator`]) and the committer that ties validation to the ledger
+//! ([`channel`]). Blocks reach the committer through a [`source::BlockSource`];
+//! [`node`] runs it all as a process.
+
+pub mod channel;
+pub mod endorser;
+pub mod ledger;
+pub mod node;
+pub mod simulator;
+pub mod source;
+pub mod validator;
+
+pub use channel::{Channel, CommitError, CommitEvent};
+pub use ledger::{ChannelLedger, Store};

@@ -1,0 +1,69 @@
+//! `medfabric-peer`: runs a peer from its node config file.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use medfabric_peer::node::{Peer, PeerConfig, bind};
+use medfabric_peer::source::DirSource;
+
+/// A medfabric peer: endorser, validator, committer and ledger for one channel.
+#[derive(Debug, Parser)]
+#[command(name = "medfabric-peer", version)]
+struct Args {
+    /// Node config file written by `medfabric network generate` (nodes/<peer>.yaml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Listen on this address instead of the configured one (`127.0.0.1:0`: any port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Keep the ledger here instead of the configured data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Commit blocks from files `NNNNNN.block` in this directory, waiting for new ones
+    /// (until the ordering service's Deliver client takes this role).
+    #[arg(long)]
+    blocks_from: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut config = PeerConfig::load(&args.config)?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let peer = Peer::open(&config)?;
+    let (listener, address) = bind(args.listen.as_deref().unwrap_or(&config.listen_address)).await?;
+    // One machine-readable line on stdout tells supervisors (and tests) where we are.
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "node_id": config.node_id,
+            "endorser": address.to_string(),
+            "channel": peer.channel.channel_id(),
+            "height": peer.channel.height()?,
+        })
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let server = peer.serve(listener, config.limits.max_message_bytes, shutdown);
+    match args.blocks_from {
+        Some(dir) => {
+            let committer = peer.commit_from(DirSource::new(&dir, true));
+            tokio::select! {
+                served = server => served,
+                committed = committer => committed,
+            }
+        }
+        None => server.await,
+    }
+}

@@ -1,0 +1,640 @@
+//! Block validation, sans-IO: Fabric's v20 validator and kvledger MVCC pipeline
+//! (`reference/fabric.md` §4) over a narrow [`CommittedState`] trait.
+//!
+//! 1. Per transaction, in parallel across cores: structure, header, creator signature,
+//!    tx-id rule, proposal hash, channel, endorsement signatures, rw-set decoding.
+//! 2. In block order: duplicate tx ids in the ledger, chaincode definitions, endorsement
+//!    policies (chaincode, lifecycle and key-level policies, the latter from committed
+//!    state plus earlier transactions of the block), config transactions.
+//! 3. Duplicate tx ids inside the block (every occurrence after the first).
+//! 4. In block order: MVCC and phantom reads against committed state plus the writes of
+//!    earlier valid transactions; valid writes join the block's update.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use medfabric_msp::{Identity, SignedData, check_signature_set, counted_identities};
+use medfabric_proto::common::{Block, HeaderType};
+use medfabric_proto::kvrwset::{HashedRwSet, KvRead, KvWrite, KvrwSet, RangeQueryInfo};
+use medfabric_proto::protos::{ChaincodeEvent, TxValidationCode as Code};
+use medfabric_proto::rwset::TxReadWriteSet;
+use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Version, VersionedValue};
+use medfabric_types::config::ChannelResources;
+use medfabric_types::lifecycle::{
+    ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement,
+};
+use medfabric_types::rwset::range_query_matches;
+use medfabric_types::transaction::TransactionBody;
+use medfabric_types::{ConvertError, Transaction, block};
+use prost::Message;
+
+use crate::ledger::BlockUpdate;
+
+/// Committed state before the block being validated.
+pub trait CommittedState: StateView + Sync {
+    /// Is the tx id already in the ledger (whatever its validation code)?
+    fn contains_tx(&self, tx_id: &str) -> ShimResult<bool>;
+}
+
+/// A channel's configuration and chaincode definitions, as of the last committed block.
+#[derive(Debug)]
+pub struct ChannelContext {
+    pub resources: ChannelResources,
+    pub registry: ChaincodeRegistry,
+}
+
+/// Namespaces that only system transactions may write.
+const SYSTEM_NAMESPACES: [&str; 4] = ["lscc", "cscc", "qscc", "escc"];
+
+/// The state namespace holding a collection's hashed keys and values.
+pub fn hashed_namespace(namespace: &str, collection: &str) -> String {
+    format!("{namespace}$$h{collection}")
+}
+
+/// A fault that stops the whole block from being committed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block {number}: {why}")]
+    Rejected { number: u64, why: String },
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
+
+/// One transaction's outcome.
+#[derive(Debug, Clone)]
+pub struct TxOutcome {
+    pub tx_id: String,
+    pub code: Code,
+    pub header_type: i32,
+    pub chaincode: Option<String>,
+    /// The chaincode event of a transaction (kept whatever the code; listeners deliver
+    /// those of valid transactions only).
+    pub event: Option<ChaincodeEvent>,
+    /// Why the transaction is invalid, for logs and tools.
+    pub reason: Option<String>,
+}
+
+/// The verdict on a block and what committing it changes.
+#[derive(Debug)]
+pub struct ValidatedBlock {
+    pub number: u64,
+    pub txs: Vec<TxOutcome>,
+    pub update: BlockUpdate,
+    /// `_lifecycle` writes of valid transactions, in force from the next block on.
+    pub lifecycle_writes: Vec<KvWrite>,
+    /// A valid config transaction's new channel resources.
+    pub new_config: Option<Box<ChannelResources>>,
+}
+
+impl ValidatedBlock {
+    pub fn codes(&self) -> Vec<u8> {
+        self.txs.iter().map(|t| t.code as u8).collect()
+    }
+}
+
+/// Stage 0: data hash and orderer signatures (BlockValidation policy). The genesis
+/// block is the trust anchor and has no signatures to check.
+pub fn check_block(block: &Block, resources: &ChannelResources) -> Result<(), BlockError> {
+    let number = block::header(block).number;
+    let reject = |why: &str| BlockError::Rejected { number, why: why.to_owned() };
+    if block::data_hash(block::envelopes(block)).as_slice() != block::header(block).data_hash.as_ref() {
+        return Err(reject("data hash does not match the block's transactions"));
+    }
+    if number > 0 && !medfabric_types::verify::block_signatures_satisfied(block, resources) {
+        return Err(reject("orderer signatures do not satisfy /Channel/Orderer/BlockValidation"));
+    }
+    Ok(())
+}
+
+/// A namespace's decoded read-write set.
+struct NsSet {
+    namespace: String,
+    kv: KvrwSet,
+    collections: Vec<(String, HashedRwSet)>,
+}
+
+/// Stage 1's verdict on one transaction.
+struct Prechecked {
+    code: Code,
+    reason: Option<String>,
+    /// Set once the transaction passed Fabric's `ValidateTransaction` (for in-block
+    /// duplicate detection).
+    tx_id: Option<String>,
+    tx: Option<Transaction>,
+    endorsers: Vec<Arc<Identity>>,
+    rwset: Option<TxReadWriteSet>,
+    sets: Vec<NsSet>,
+    event: Option<ChaincodeEvent>,
+}
+
+impl Prechecked {
+    fn invalid(code: Code, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: Some(reason.into()),
+            tx_id: None,
+            tx: None,
+            endorsers: Vec::new(),
+            rwset: None,
+            sets: Vec::new(),
+            event: None,
+        }
+    }
+
+    fn fail(&mut self, code: Code, reason: impl Into<String>) {
+        self.code = code;
+        self.reason = Some(reason.into());
+    }
+}
+
+fn precheck(envelope: &[u8], channel_id: &str, resources: &ChannelResources) -> Prechecked {
+    let tx = match Transaction::parse(envelope) {
+        Ok(tx) => tx,
+        Err(e) => return Prechecked::invalid(e.code, e.error.to_string()),
+    };
+    let header = &tx.channel_header;
+    let known = matches!(
+        HeaderType::try_from(header.r#type),
+        Ok(HeaderType::EndorserTransaction | HeaderType::Config | HeaderType::ConfigUpdate)
+    );
+    if !known {
+        return Prechecked::invalid(
+            Code::BadCommonHeader,
+            format!("header type {} not allowed", header.r#type),
+        );
+    }
+    if header.epoch != 0 || tx.signature_header.nonce.is_empty() || tx.creator().is_empty() {
+        return Prechecked::invalid(Code::BadCommonHeader, "non-zero epoch, or no nonce or creator");
+    }
+    let creator = match resources.msps.deserialize(tx.creator()) {
+        Ok(identity) => identity,
+        Err(e) => return Prechecked::invalid(Code::BadCreatorSignature, format!("creator: {e}")),
+    };
+    if let Err(e) = creator.verify(&tx.payload, &tx.signature) {
+        return Prechecked::invalid(Code::BadCreatorSignature, format!("creator signature: {e}"));
+    }
+    if !tx.tx_id_matches() {
+        return Prechecked::invalid(Code::BadProposalTxid, "tx id is not hex(SHA-256(nonce || creator))");
+    }
+    if tx.proposal_hash_matches() == Some(false) {
+        return Prechecked::invalid(
+            Code::InvalidEndorserTransaction,
+            "proposal hash does not match the header",
+        );
+    }
+    if tx.channel_id() != channel_id {
+        return Prechecked::invalid(
+            Code::TargetChainNotFound,
+            format!("channel {:?} is not this one", tx.channel_id()),
+        );
+    }
+    let mut checked = Prechecked {
+        code: Code::Valid,
+        reason: None,
+        tx_id: Some(tx.tx_id().to_owned()),
+        tx: None,
+        endorsers: Vec::new(),
+        rwset: None,
+        sets: Vec::new(),
+        event: None,
+    };
+    match &tx.body {
+        TransactionBody::Endorser(etx) => {
+            let data: Vec<Vec<u8>> = etx
+                .endorsements
+                .iter()
+                .map(|e| [etx.proposal_response_payload.as_ref(), e.endorser.as_ref()].concat())
+                .collect();
+            let set: Vec<SignedData<'_>> = etx
+                .endorsements
+                .iter()
+                .zip(&data)
+                .map(|(e, data)| SignedData { data, identity: &e.endorser, signature: &e.signature })
+                .collect();
+            checked.endorsers = counted_identities(&check_signature_set(&set, &resources.msps));
+            let action_name = etx.action.chaincode_id.as_ref().map(|c| c.name.as_str());
+            if action_name != Some(etx.header_chaincode_id.name.as_str()) {
+                checked.fail(Code::InvalidOtherReason, "the action names another chaincode than the header");
+            } else {
+                match decode_rwset(etx.rwset()) {
+                    Err(why) => checked.fail(Code::BadRwset, why),
+                    Ok((rwset, sets)) => {
+                        let mut names = HashSet::new();
+                        if let Some(dup) = sets.iter().find(|s| !names.insert(s.namespace.as_str())) {
+                            checked.fail(
+                                Code::IllegalWriteset,
+                                format!("namespace {} appears twice", dup.namespace),
+                            );
+                        }
+                        checked.rwset = Some(rwset);
+                        checked.sets = sets;
+                    }
+                }
+                match etx.event() {
+                    Ok(Some(event)) if event.chaincode_id != etx.header_chaincode_id.name => {
+                        checked.fail(Code::InvalidOtherReason, "the event names another chaincode");
+                    }
+                    Ok(event) => checked.event = event,
+                    Err(e) => checked.fail(Code::InvalidOtherReason, format!("event: {e}")),
+                }
+            }
+        }
+        TransactionBody::Config(_) => {}
+        TransactionBody::Other(_) => checked.fail(Code::UnknownTxType, "a peer commits no config updates"),
+    }
+    checked.tx = Some(tx);
+    checked
+}
+
+fn decode_rwset(rwset: Result<TxReadWriteSet, ConvertError>) -> Result<(TxReadWriteSet, Vec<NsSet>), String> {
+    let rwset = rwset.map_err(|e| e.to_string())?;
+    let mut sets = Vec::with_capacity(rwset.ns_rwset.len());
+    for ns in &rwset.ns_rwset {
+        let kv = KvrwSet::decode(ns.rwset.as_ref()).map_err(|e| format!("{}: {e}", ns.namespace))?;
+        let mut collections = Vec::new();
+        for c in &ns.collection_hashed_rwset {
+            let hashed = HashedRwSet::decode(c.hashed_rwset.as_ref())
+                .map_err(|e| format!("{}/{}: {e}", ns.namespace, c.collection_name))?;
+            collections.push((c.collection_name.clone(), hashed));
+        }
+        sets.push(NsSet { namespace: ns.namespace.clone(), kv, collections });
+    }
+    Ok((rwset, sets))
+}
+
+/// Key-level policies as the policy stage sees them.
+struct PolicyView<'a> {
+    state: &'a dyn CommittedState,
+    updated: HashSet<(String, String)>,
+    /// A ledger read that failed inside the policy check (fatal for the block).
+    failure: RefCell<Option<ShimError>>,
+}
+
+impl KeyPolicySource for PolicyView<'_> {
+    fn committed_policy(&self, namespace: &str, key: &str) -> Result<Option<Bytes>, ConvertError> {
+        match self.state.get(namespace, key) {
+            Ok(value) => {
+                Ok(value
+                    .and_then(|v| v.metadata.get(VALIDATION_PARAMETER).filter(|p| !p.is_empty()).cloned()))
+            }
+            Err(e) => {
+                let why = e.to_string();
+                *self.failure.borrow_mut() = Some(e);
+                Err(ConvertError::Invalid("ledger", why))
+            }
+        }
+    }
+
+    fn updated_in_block(&self, namespace: &str, key: &str) -> bool {
+        self.updated.contains(&(namespace.to_owned(), key.to_owned()))
+    }
+}
+
+impl PolicyView<'_> {
+    /// Records the key-level policy changes of a transaction that passed its policy check.
+    fn note_updates(&mut self, sets: &[NsSet]) -> ShimResult<()> {
+        for set in sets {
+            for write in set.kv.metadata_writes.iter() {
+                self.updated.insert((set.namespace.clone(), write.key.clone()));
+            }
+            for write in set.kv.writes.iter().filter(|w| w.is_delete || w.value.is_empty()) {
+                let has_policy = self
+                    .state
+                    .get(&set.namespace, &write.key)?
+                    .is_some_and(|v| v.metadata.get(VALIDATION_PARAMETER).is_some_and(|p| !p.is_empty()));
+                if has_policy {
+                    self.updated.insert((set.namespace.clone(), write.key.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ledger(e: ShimError) -> BlockError {
+    BlockError::Ledger(e.to_string())
+}
+
+/// Validates `block` against `state` (committed state before it) and returns the codes
+/// and the update to commit. Only ledger failures are errors; invalid transactions get
+/// their code.
+pub fn validate_block(
+    block: &Block,
+    context: &ChannelContext,
+    state: &dyn CommittedState,
+) -> Result<ValidatedBlock, BlockError> {
+    let number = block::header(block).number;
+    let channel_id = context.resources.config.channel_id.as_str();
+    let envelopes = block::envelopes(block);
+
+    // Stage 1, in parallel.
+    let mut checked = precheck_all(envelopes, channel_id, &context.resources);
+
+    // Stage 2, in block order.
+    let mut policies = PolicyView { state, updated: HashSet::new(), failure: RefCell::new(None) };
+    let mut new_config = None;
+    for tx in checked.iter_mut().filter(|t| t.code == Code::Valid) {
+        let Some(parsed) = &tx.tx else { continue };
+        match &parsed.body {
+            TransactionBody::Endorser(etx) => {
+                if state.contains_tx(parsed.tx_id()).map_err(ledger)? {
+                    tx.fail(Code::DuplicateTxid, "tx id already in the ledger");
+                    continue;
+                }
+                let invoked = etx.header_chaincode_id.name.as_str();
+                if let Some((code, why)) = definition_fault(invoked, &tx.sets, &context.registry) {
+                    tx.fail(code, why);
+                    continue;
+                }
+                let Some(rwset) = &tx.rwset else { continue };
+                let verdict = check_endorsement(
+                    invoked,
+                    rwset,
+                    &tx.endorsers,
+                    &context.registry,
+                    &policies,
+                    &context.resources,
+                );
+                if let Some(e) = policies.failure.borrow_mut().take() {
+                    return Err(ledger(e));
+                }
+                match verdict {
+                    Ok(None) => policies.note_updates(&tx.sets).map_err(ledger)?,
+                    Ok(Some(why)) => tx.fail(Code::EndorsementPolicyFailure, why),
+                    Err(e) => tx.fail(Code::EndorsementPolicyFailure, e.to_string()),
+                }
+            }
+            TransactionBody::Config(envelope) => match config_update(parsed, envelope, &context.resources) {
+                Ok(resources) => new_config = Some(Box::new(resources)),
+                Err(why) => tx.fail(Code::InvalidConfigTransaction, why),
+            },
+            TransactionBody::Other(_) => {}
+        }
+    }
+
+    // Stage 3: duplicates within the block.
+    let mut seen = HashSet::new();
+    for tx in &mut checked {
+        if let Some(id) = &tx.tx_id
+            && !seen.insert(id.clone())
+        {
+            tx.fail(Code::DuplicateTxid, "tx id appears earlier in this block");
+        }
+    }
+    if new_config.is_some() && checked.iter().any(|t| is_config(t) && t.code != Code::Valid) {
+        new_config = None;
+    }
+
+    // Stage 4: MVCC and phantom reads, in block order.
+    let mut batch = Batch { state, update: BlockUpdate::default() };
+    let mut lifecycle_writes = Vec::new();
+    for (index, tx) in checked.iter_mut().enumerate() {
+        if tx.code != Code::Valid || tx.sets.is_empty() {
+            continue;
+        }
+        if let Some(conflict) = batch.conflict(&tx.sets).map_err(ledger)? {
+            tx.fail(conflict.0, conflict.1);
+            continue;
+        }
+        batch.apply(&tx.sets, (number, index as u64)).map_err(ledger)?;
+        for set in tx.sets.iter().filter(|s| s.namespace == LIFECYCLE_NAMESPACE) {
+            lifecycle_writes.extend(set.kv.writes.iter().cloned());
+        }
+    }
+
+    let txs = checked
+        .into_iter()
+        .map(|t| {
+            let parsed = t.tx.as_ref();
+            TxOutcome {
+                tx_id: parsed.map(|p| p.tx_id().to_owned()).unwrap_or_default(),
+                code: t.code,
+                header_type: parsed.map_or(-1, Transaction::header_type),
+                chaincode: parsed.and_then(|p| p.endorser()).map(|e| e.header_chaincode_id.name.clone()),
+                event: t.event,
+                reason: t.reason,
+            }
+        })
+        .collect();
+    Ok(ValidatedBlock { number, txs, update: batch.update, lifecycle_writes, new_config })
+}
+
+fn is_config(tx: &Prechecked) -> bool {
+    tx.tx.as_ref().is_some_and(|t| matches!(t.body, TransactionBody::Config(_)))
+}
+
+fn precheck_all(envelopes: &[Bytes], channel_id: &str, resources: &ChannelResources) -> Vec<Prechecked> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(envelopes.len().max(1));
+    if threads <= 1 || envelopes.len() < 4 {
+        return envelopes.iter().map(|e| precheck(e, channel_id, resources)).collect();
+    }
+    let chunk = envelopes.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = envelopes
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().map(|e| precheck(e, channel_id, resources)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
+/// INVALID_CHAINCODE for writes to (or an invocation of) an undefined chaincode;
+/// ENDORSEMENT_POLICY_FAILURE for writes to system namespaces by other chaincodes.
+fn definition_fault(invoked: &str, sets: &[NsSet], registry: &ChaincodeRegistry) -> Option<(Code, String)> {
+    if invoked != LIFECYCLE_NAMESPACE && registry.get(invoked).is_none() {
+        return Some((Code::InvalidChaincode, format!("chaincode {invoked} is not defined on the channel")));
+    }
+    for set in sets {
+        let writes = !set.kv.writes.is_empty()
+            || !set.kv.metadata_writes.is_empty()
+            || set
+                .collections
+                .iter()
+                .any(|(_, h)| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty());
+        if !writes {
+            continue;
+        }
+        let ns = set.namespace.as_str();
+        if SYSTEM_NAMESPACES.contains(&ns) || (ns == LIFECYCLE_NAMESPACE && invoked != LIFECYCLE_NAMESPACE) {
+            return Some((Code::EndorsementPolicyFailure, format!("illegal write to system namespace {ns}")));
+        }
+        if ns != LIFECYCLE_NAMESPACE && registry.get(ns).is_none() {
+            return Some((
+                Code::InvalidChaincode,
+                format!("write to namespace {ns}, which no chaincode defines"),
+            ));
+        }
+    }
+    None
+}
+
+fn config_update(
+    tx: &Transaction,
+    envelope: &medfabric_proto::common::ConfigEnvelope,
+    current: &ChannelResources,
+) -> Result<ChannelResources, String> {
+    let config = envelope.config.clone().ok_or("config transaction carries no config")?;
+    let expected = current.config.sequence + 1;
+    if config.sequence != expected {
+        return Err(format!(
+            "config sequence {} does not follow {}",
+            config.sequence, current.config.sequence
+        ));
+    }
+    ChannelResources::from_config(tx.channel_id(), config).map_err(|e| format!("config does not load: {e}"))
+}
+
+/// Committed state plus the writes of the block's earlier valid transactions.
+struct Batch<'a> {
+    state: &'a dyn CommittedState,
+    update: BlockUpdate,
+}
+
+impl Batch<'_> {
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        match self.update.state.get(&(namespace.to_owned(), key.to_owned())) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.state.get(namespace, key),
+        }
+    }
+
+    fn version(&self, namespace: &str, key: &str) -> ShimResult<Option<Version>> {
+        Ok(self.get(namespace, key)?.map(|v| v.version))
+    }
+
+    /// The live keys a recorded range query covers now.
+    fn range(&self, namespace: &str, info: &RangeQueryInfo) -> ShimResult<Vec<KvRead>> {
+        // A range whose iterator stopped early ends at (and includes) its last key.
+        let end = if info.itr_exhausted || info.end_key.is_empty() {
+            info.end_key.clone()
+        } else {
+            format!("{}\0", info.end_key)
+        };
+        let mut current: BTreeMap<String, Version> = self
+            .state
+            .range(namespace, &info.start_key, &end, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| (k, v.version))
+            .collect();
+        let from = (namespace.to_owned(), info.start_key.clone());
+        for ((ns, key), value) in self.update.state.range(from..) {
+            if ns != namespace || !(end.is_empty() || key.as_str() < end.as_str()) {
+                break;
+            }
+            match value {
+                Some(v) => current.insert(key.clone(), v.version),
+                None => current.remove(key),
+            };
+        }
+        Ok(current.into_iter().map(|(key, v)| KvRead { key, version: Some(proto_version(v)) }).collect())
+    }
+
+    fn conflict(&self, sets: &[NsSet]) -> ShimResult<Option<(Code, String)>> {
+        for set in sets {
+            let ns = &set.namespace;
+            for read in &set.kv.reads {
+                let current = self.version(ns, &read.key)?;
+                if current.map(proto_version) != read.version {
+                    return Ok(Some((
+                        Code::MvccReadConflict,
+                        format!("read of {ns}/{:?} is stale", read.key),
+                    )));
+                }
+            }
+            for info in &set.kv.range_queries_info {
+                if !range_query_matches(info, self.range(ns, info)?) {
+                    return Ok(Some((
+                        Code::PhantomReadConflict,
+                        format!("range [{:?}, {:?}) of {ns} changed", info.start_key, info.end_key),
+                    )));
+                }
+            }
+            for (collection, hashed) in &set.collections {
+                let hashed_ns = hashed_namespace(ns, collection);
+                for read in &hashed.hashed_reads {
+                    let current = self.version(&hashed_ns, &hex::encode(&read.key_hash))?;
+                    if current.map(proto_version) != read.version {
+                        return Ok(Some((
+                            Code::MvccReadConflict,
+                            format!("read of a private key of {ns}/{collection} is stale"),
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn put(&mut self, namespace: &str, key: &str, value: Option<Bytes>, version: Version) -> ShimResult<()> {
+        let id = (namespace.to_owned(), key.to_owned());
+        let entry = match value {
+            // A rewritten key keeps its metadata (its key-level policy); a delete drops it.
+            Some(value) => {
+                let metadata = self.get(namespace, key)?.map(|v| v.metadata).unwrap_or_default();
+                Some(VersionedValue { value, version, metadata })
+            }
+            None => None,
+        };
+        self.update.state.insert(id, entry);
+        Ok(())
+    }
+
+    fn put_metadata(
+        &mut self,
+        namespace: &str,
+        key: &str,
+        entries: &[medfabric_proto::kvrwset::KvMetadataEntry],
+        version: Version,
+    ) -> ShimResult<()> {
+        // Metadata of an absent key is ignored, as in Fabric.
+        if let Some(mut current) = self.get(namespace, key)? {
+            current.metadata = entries
+                .iter()
+                .filter(|e| !e.value.is_empty())
+                .map(|e| (e.name.clone(), e.value.clone()))
+                .collect();
+            current.version = version;
+            self.update.state.insert((namespace.to_owned(), key.to_owned()), Some(current));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, sets: &[NsSet], version: Version) -> ShimResult<()> {
+        for set in sets {
+            let ns = &set.namespace;
+            for write in &set.kv.writes {
+                let value = (!write.is_delete && !write.value.is_empty()).then(|| write.value.clone());
+                self.put(ns, &write.key, value, version)?;
+                self.update.history.push((ns.clone(), write.key.clone(), version.1));
+            }
+            for write in &set.kv.metadata_writes {
+                self.put_metadata(ns, &write.key, &write.entries, version)?;
+            }
+            for (collection, hashed) in &set.collections {
+                let hashed_ns = hashed_namespace(ns, collection);
+                for write in &hashed.hashed_writes {
+                    let key = hex::encode(&write.key_hash);
+                    let value = (!write.is_delete && !write.is_purge).then(|| write.value_hash.clone());
+                    self.put(&hashed_ns, &key, value.filter(|v| !v.is_empty()), version)?;
+                }
+                for write in &hashed.metadata_writes {
+                    self.put_metadata(&hashed_ns, &hex::encode(&write.key_hash), &write.entries, version)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn proto_version(v: Version) -> medfabric_proto::kvrwset::Version {
+    medfabric_proto::kvrwset::Version { block_num: v.0, tx_num: v.1 }
+}
