@@ -61,3 +61,15 @@ pub fn verify(dir: &Path, config_block: &Path) -> Result<LedgerSummary> {
     }
     Ok(verifier.finish())
 }
+
+/// Replays the block files of `dir` through our validator and committer, into a
+/// temporary ledger that is removed afterwards.
+pub fn replay(dir: &Path, config_block: &Path) -> Result<medfabric_peer::replay::ReplayReport> {
+    let config_bytes =
+        std::fs::read(config_block).with_context(|| format!("reading {}", config_block.display()))?;
+    let config =
+        decode_block(&config_bytes).with_context(|| format!("{} is not a block", config_block.display()))?;
+    let ledger = tempfile::tempdir().context("creating a temporary ledger directory")?;
+    let (report, _channel) = medfabric_peer::replay::replay(dir, &config, ledger.path())?;
+    Ok(report)
+}

@@ -77,6 +77,15 @@ enum LedgerCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Re-validate every *.block file of a directory through medfabric's validator and
+    /// committer into a fresh temporary ledger; print our codes beside the recorded ones.
+    /// Exit status 0 only with no mismatch.
+    Replay {
+        dir: PathBuf,
+        /// The channel's config block (e.g. the genesis block).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +127,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let summary = medfabric_client::ledger::verify(&dir, &config)?;
             print_json(&summary)?;
             if !summary.ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Ledger { command: LedgerCommand::Replay { dir, config } } => {
+            let report = medfabric_client::ledger::replay(&dir, &config)?;
+            print_json(&report)?;
+            if !report.ok {
                 return Ok(ExitCode::from(1));
             }
         }

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod endorser;
 pub mod ledger;
 pub mod node;
+pub mod replay;
 pub mod simulator;
 pub mod source;
 pub mod validator;

@@ -175,7 +175,9 @@ fn precheck(envelope: &[u8], channel_id: &str, resources: &ChannelResources) -> 
     if let Err(e) = creator.verify(&tx.payload, &tx.signature) {
         return Prechecked::invalid(Code::BadCreatorSignature, format!("creator signature: {e}"));
     }
-    if !tx.tx_id_matches() {
+    // Only endorser transactions follow the tx-id rule (config envelopes from the
+    // orderer carry none).
+    if tx.endorser().is_some() && !tx.tx_id_matches() {
         return Prechecked::invalid(Code::BadProposalTxid, "tx id is not hex(SHA-256(nonce || creator))");
     }
     if tx.proposal_hash_matches() == Some(false) {
@@ -193,7 +195,7 @@ fn precheck(envelope: &[u8], channel_id: &str, resources: &ChannelResources) -> 
     let mut checked = Prechecked {
         code: Code::Valid,
         reason: None,
-        tx_id: Some(tx.tx_id().to_owned()),
+        tx_id: (!tx.tx_id().is_empty()).then(|| tx.tx_id().to_owned()),
         tx: None,
         endorsers: Vec::new(),
         rwset: None,
