@@ -11,6 +11,7 @@ pub mod node;
 pub mod replay;
 pub mod simulator;
 pub mod source;
+pub mod testnet;
 pub mod validator;
 
 pub use channel::{Channel, CommitError, CommitEvent};

@@ -1,0 +1,8 @@
+//! Peer integration tests: Fabric conformance, validator cases, endorser behaviour,
+//! crash consistency of the committing process.
+
+mod conformance;
+mod crash;
+mod endorser;
+mod support;
+mod validator;
