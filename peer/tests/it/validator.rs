@@ -1,0 +1,237 @@
+//! The sans-IO validator on an in-memory state: no RocksDB involved.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use medfabric_msp::SigningIdentity;
+use medfabric_peer::ledger::BlockUpdate;
+use medfabric_peer::simulator::{Installed, context_of, simulate};
+use medfabric_peer::testnet::TestNetwork;
+use medfabric_peer::validator::{ChannelContext, CommittedState, ValidatedBlock, validate_block};
+use medfabric_proto::common::{Block, Envelope, Payload};
+use medfabric_proto::kvrwset::{KvWrite, KvrwSet};
+use medfabric_proto::protos::{ProposalResponse, TxValidationCode as Code};
+use medfabric_proto::rwset::{NsReadWriteSet, TxReadWriteSet};
+use medfabric_proto::queryresult::KeyModification;
+use medfabric_shim::{ShimResult, StateView, VersionedValue};
+use medfabric_types::endorsement::{SimulationResult, endorse};
+use medfabric_types::lifecycle::ChaincodeRegistry;
+use medfabric_types::{ChannelResources, SignedProposal};
+use prost::Message;
+
+/// Committed state held in memory.
+#[derive(Default)]
+struct MemState {
+    values: BTreeMap<(String, String), VersionedValue>,
+    txs: HashSet<String>,
+}
+
+impl StateView for MemState {
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        Ok(self.values.get(&(namespace.to_owned(), key.to_owned())).cloned())
+    }
+
+    fn range(&self, namespace: &str, start: &str, end: &str, limit: usize) -> ShimResult<Vec<(String, VersionedValue)>> {
+        Ok(self
+            .values
+            .range((namespace.to_owned(), start.to_owned())..)
+            .take_while(|((ns, k), _)| ns == namespace && (end.is_empty() || k.as_str() < end))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn history(&self, _namespace: &str, _key: &str) -> ShimResult<Vec<KeyModification>> {
+        Ok(Vec::new())
+    }
+}
+
+impl CommittedState for MemState {
+    fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
+        Ok(self.txs.contains(tx_id))
+    }
+}
+
+impl MemState {
+    fn commit(&mut self, validated: &ValidatedBlock) {
+        let BlockUpdate { state, .. } = &validated.update;
+        for (id, value) in state {
+            match value {
+                Some(v) => self.values.insert(id.clone(), v.clone()),
+                None => self.values.remove(id),
+            };
+        }
+        self.txs.extend(validated.txs.iter().map(|t| t.tx_id.clone()));
+    }
+}
+
+struct Fixture {
+    net: TestNetwork,
+    context: ChannelContext,
+    state: MemState,
+    tip: Block,
+    seq: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let net = TestNetwork::new();
+        let resources = ChannelResources::from_config_block(&net.genesis).expect("resources");
+        let registry = ChaincodeRegistry::from_config(&resources.config).expect("registry");
+        let tip = net.genesis.clone();
+        Self { net, context: ChannelContext { resources, registry }, state: MemState::default(), tip, seq: 0 }
+    }
+
+    /// Endorses `args` on `chaincode` against the current state by `endorsers`.
+    fn endorse(&mut self, chaincode: &str, args: &[&str], endorsers: &[&SigningIdentity]) -> Envelope {
+        self.seq += 1;
+        let signed = self.net.proposal(&self.net.client1, chaincode, args, self.seq);
+        let proposal = SignedProposal::parse(&signed).expect("proposal");
+        let chaincodes = TestNetwork::chaincodes();
+        let installed = Installed { chaincodes: &chaincodes, registry: &self.context.registry };
+        let simulated = simulate(chaincode, &context_of(&proposal, None), &self.state, &installed).expect("simulates");
+        assert_eq!(simulated.response.status, 200, "{}", simulated.response.message);
+        let result = SimulationResult {
+            response: simulated.response,
+            results: simulated.results,
+            events: simulated.events,
+            chaincode_id: simulated.chaincode_id,
+        };
+        let responses: Vec<ProposalResponse> = endorsers.iter().map(|e| endorse(&proposal, result.clone(), e)).collect();
+        self.net.envelope(&self.net.client1, &signed, &responses)
+    }
+
+    /// Validates a block of `envelopes` and commits its update; returns the codes.
+    fn block(&mut self, envelopes: &[Envelope]) -> Vec<Code> {
+        let block = self.net.block(&self.tip, envelopes);
+        let validated = validate_block(&block, &self.context, &self.state).expect("validates");
+        self.state.commit(&validated);
+        self.tip = block;
+        validated.txs.iter().map(|t| t.code).collect()
+    }
+
+    fn value(&self, ns: &str, key: &str) -> Option<Bytes> {
+        self.state.values.get(&(ns.to_owned(), key.to_owned())).map(|v| v.value.clone())
+    }
+}
+
+#[test]
+fn valid_writes_commit_and_policy_failures_do_not() {
+    let mut f = Fixture::new();
+    let (p1, p2) = (f.net.peer1.clone(), f.net.peer2.clone());
+    let or = f.endorse("kv", &["put", "a", "1"], &[&p1]);
+    let and_one = f.endorse("kvand", &["put", "b", "2"], &[&p1]);
+    let and_both = f.endorse("kvand", &["put", "c", "3"], &[&p1, &p2]);
+    let codes = f.block(&[or, and_one, and_both]);
+    assert_eq!(codes, [Code::Valid, Code::EndorsementPolicyFailure, Code::Valid]);
+    assert_eq!(f.value("kv", "a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(f.value("kvand", "b"), None, "an invalid transaction changes nothing");
+    assert_eq!(f.value("kvand", "c").as_deref(), Some(&b"3"[..]));
+}
+
+#[test]
+fn stale_reads_conflict_with_committed_state_and_within_a_block() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let first = f.endorse("kv", &["inc", "n"], &[&p1]);
+    assert_eq!(f.block(&[first]), [Code::Valid]);
+    // Three increments endorsed on the same state.
+    let a = f.endorse("kv", &["inc", "n"], &[&p1]);
+    let b = f.endorse("kv", &["inc", "n"], &[&p1]);
+    let c = f.endorse("kv", &["inc", "n"], &[&p1]);
+    assert_eq!(f.block(&[a, b]), [Code::Valid, Code::MvccReadConflict], "within the block");
+    assert_eq!(f.block(&[c]), [Code::MvccReadConflict], "against committed state");
+    assert_eq!(f.value("kv", "n").as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn a_key_inserted_into_a_read_range_is_a_phantom() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let seed = f.endorse("kv", &["put", "r:1", "x"], &[&p1]);
+    assert_eq!(f.block(&[seed]), [Code::Valid]);
+    let ranged = f.endorse("kv", &["rangeput", "r:", "r:~", "out", "y"], &[&p1]);
+    let insert = f.endorse("kv", &["put", "r:2", "z"], &[&p1]);
+    assert_eq!(f.block(&[insert, ranged]), [Code::Valid, Code::PhantomReadConflict]);
+    assert_eq!(f.value("kv", "out"), None);
+}
+
+#[test]
+fn duplicate_tx_ids_in_the_ledger_and_in_the_block_are_refused() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let tx = f.endorse("kv", &["put", "d", "1"], &[&p1]);
+    assert_eq!(f.block(&[tx.clone(), tx.clone()]), [Code::Valid, Code::DuplicateTxid]);
+    assert_eq!(f.block(&[tx]), [Code::DuplicateTxid]);
+}
+
+#[test]
+fn tampered_envelopes_get_fabrics_codes() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+
+    let mut bad_signature = f.endorse("kv", &["put", "s", "1"], &[&p1]);
+    let mut signature = bad_signature.signature.to_vec();
+    let last = signature.len() - 1;
+    signature[last] ^= 1;
+    bad_signature.signature = signature.into();
+
+    // Swap the invocation for another one and re-sign: the endorsed proposal hash no
+    // longer matches.
+    let honest = f.endorse("kv", &["put", "h", "1"], &[&p1]);
+    let other = f.endorse("kv", &["put", "h", "2"], &[&p1]);
+    let swapped = swap_proposal_payload(&honest, &other, &f.net.client1);
+
+    assert_eq!(f.block(&[bad_signature, swapped]), [Code::BadCreatorSignature, Code::InvalidEndorserTransaction]);
+    assert_eq!(f.value("kv", "s"), None);
+    assert_eq!(f.value("kv", "h"), None);
+}
+
+#[test]
+fn writes_to_an_undefined_chaincode_are_invalid() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    f.seq += 1;
+    let signed = f.net.proposal(&f.net.client1, "kv", &["put", "g", "1"], f.seq);
+    let proposal = SignedProposal::parse(&signed).expect("proposal");
+    let kv = KvrwSet {
+        writes: vec![KvWrite { key: "g".into(), is_delete: false, value: Bytes::from_static(b"1") }],
+        ..Default::default()
+    };
+    let rwset = TxReadWriteSet {
+        data_model: 0,
+        ns_rwset: vec![NsReadWriteSet {
+            namespace: "ghost".into(),
+            rwset: kv.encode_to_vec().into(),
+            collection_hashed_rwset: Vec::new(),
+        }],
+    };
+    let result = SimulationResult {
+        response: medfabric_shim::success(Bytes::new()),
+        results: rwset.encode_to_vec().into(),
+        events: Bytes::new(),
+        chaincode_id: medfabric_proto::protos::ChaincodeId { name: "kv".into(), version: "1.0".into(), path: String::new() },
+    };
+    let envelope = f.net.envelope(&f.net.client1, &signed, &[endorse(&proposal, result, &p1)]);
+    assert_eq!(f.block(&[envelope]), [Code::InvalidChaincode]);
+    assert_eq!(f.value("ghost", "g"), None);
+}
+
+/// `target` with the chaincode proposal payload of `donor`, re-signed by `client`.
+fn swap_proposal_payload(target: &Envelope, donor: &Envelope, client: &SigningIdentity) -> Envelope {
+    use medfabric_proto::protos::{ChaincodeActionPayload, Transaction as TxMessage};
+    let payload_of = |e: &Envelope| Payload::decode(e.payload.as_ref()).expect("payload");
+    let action_of = |p: &Payload| {
+        let tx = TxMessage::decode(p.data.as_ref()).expect("tx");
+        ChaincodeActionPayload::decode(tx.actions[0].payload.as_ref()).expect("action payload")
+    };
+    let mut payload = payload_of(target);
+    let mut tx = TxMessage::decode(payload.data.as_ref()).expect("tx");
+    let mut action = action_of(&payload);
+    action.chaincode_proposal_payload = action_of(&payload_of(donor)).chaincode_proposal_payload;
+    tx.actions[0].payload = action.encode_to_vec().into();
+    payload.data = tx.encode_to_vec().into();
+    let mut envelope = Envelope { payload: payload.encode_to_vec().into(), signature: Bytes::new() };
+    medfabric_types::endorsement::sign_envelope(&mut envelope, client);
+    envelope
+}
