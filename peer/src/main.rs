@@ -24,6 +24,9 @@ struct Args {
     /// (until the ordering service's Deliver client takes this role).
     #[arg(long)]
     blocks_from: Option<PathBuf>,
+    /// With --blocks-from: commit the blocks that are there, then exit (an import).
+    #[arg(long, requires = "blocks_from")]
+    once: bool,
 }
 
 #[tokio::main]
@@ -40,6 +43,11 @@ async fn main() -> Result<()> {
         config.data_dir = dir;
     }
     let peer = Peer::open(&config)?;
+    if let (true, Some(dir)) = (args.once, &args.blocks_from) {
+        peer.commit_from(DirSource::new(dir, false)).await?;
+        println!("{}", serde_json::json!({"event": "imported", "height": peer.channel.height()?}));
+        return Ok(());
+    }
     let (listener, address) = bind(args.listen.as_deref().unwrap_or(&config.listen_address)).await?;
     // One machine-readable line on stdout tells supervisors (and tests) where we are.
     println!(

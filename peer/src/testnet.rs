@@ -58,12 +58,30 @@ impl TestOrg {
 
     /// A fresh identity with certificate attributes.
     pub fn identity_with(&self, cn: &str, ou: &str, attributes: BTreeMap<String, String>) -> SigningIdentity {
+        let (certificate_pem, key_pem) = self.issue(cn, ou, attributes);
+        SigningIdentity::new(&self.msp_id, certificate_pem.as_bytes(), &key_pem)
+            .unwrap_or_else(|e| panic!("identity {cn}: {e}"))
+    }
+
+    /// A fresh certificate and key (PEM).
+    pub fn issue(&self, cn: &str, ou: &str, attributes: BTreeMap<String, String>) -> (String, String) {
         let now = OffsetDateTime::now_utc();
         let request = LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 30))
             .with_attributes(attributes);
         let issued = self.ca.issue(&request).unwrap_or_else(|e| panic!("issuing {cn}: {e}"));
-        SigningIdentity::new(&self.msp_id, issued.certificate_pem.as_bytes(), &issued.key_pem())
-            .unwrap_or_else(|e| panic!("identity {cn}: {e}"))
+        let key_pem = issued.key_pem();
+        (issued.certificate_pem, key_pem)
+    }
+
+    /// Writes an MSP folder (`signcerts/`, `keystore/`) for a fresh identity and
+    /// returns it loaded.
+    pub fn write_msp_dir(&self, cn: &str, ou: &str, dir: &Path) -> std::io::Result<SigningIdentity> {
+        let (certificate_pem, key_pem) = self.issue(cn, ou, BTreeMap::new());
+        std::fs::create_dir_all(dir.join("signcerts"))?;
+        std::fs::create_dir_all(dir.join("keystore"))?;
+        std::fs::write(dir.join("signcerts").join("cert.pem"), &certificate_pem)?;
+        std::fs::write(dir.join("keystore").join("key.pem"), &key_pem)?;
+        SigningIdentity::from_msp_dir(dir, &self.msp_id).map_err(std::io::Error::other)
     }
 }
 
