@@ -48,7 +48,11 @@ pub struct ReplayReport {
 
 /// Replays the block files of `dir` (`NNNNNN.block`) from `config_block` into a fresh
 /// ledger under `ledger_dir`.
-pub fn replay(dir: &Path, config_block: &Block, ledger_dir: &Path) -> anyhow::Result<(ReplayReport, Channel)> {
+pub fn replay(
+    dir: &Path,
+    config_block: &Block,
+    ledger_dir: &Path,
+) -> anyhow::Result<(ReplayReport, Channel)> {
     let store = Store::open(ledger_dir)?;
     let channel = Channel::open(&store, config_block)?;
     let mut report = ReplayReport {

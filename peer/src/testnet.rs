@@ -66,8 +66,9 @@ impl TestOrg {
     /// A fresh certificate and key (PEM).
     pub fn issue(&self, cn: &str, ou: &str, attributes: BTreeMap<String, String>) -> (String, String) {
         let now = OffsetDateTime::now_utc();
-        let request = LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 30))
-            .with_attributes(attributes);
+        let request =
+            LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 30))
+                .with_attributes(attributes);
         let issued = self.ca.issue(&request).unwrap_or_else(|e| panic!("issuing {cn}: {e}"));
         let key_pem = issued.key_pem();
         (issued.certificate_pem, key_pem)
@@ -119,7 +120,8 @@ impl Default for TestNetwork {
 
 impl TestNetwork {
     pub fn new() -> Self {
-        let (org1, org2, ord) = (TestOrg::new("Org1MSP"), TestOrg::new("Org2MSP"), TestOrg::new("OrdererMSP"));
+        let (org1, org2, ord) =
+            (TestOrg::new("Org1MSP"), TestOrg::new("Org2MSP"), TestOrg::new("OrdererMSP"));
         let definition = |name: &str, text: &str| ChaincodeDefinition {
             name: name.into(),
             version: "1.0".into(),
@@ -134,13 +136,27 @@ impl TestNetwork {
                 node_ou_msp_config("OrdererMSP", ord.ca.certificate_pem().as_bytes()),
             )],
             application_orgs: vec![
-                OrgSpec::application("Org1", node_ou_msp_config("Org1MSP", org1.ca.certificate_pem().as_bytes())),
-                OrgSpec::application("Org2", node_ou_msp_config("Org2MSP", org2.ca.certificate_pem().as_bytes())),
+                OrgSpec::application(
+                    "Org1",
+                    node_ou_msp_config("Org1MSP", org1.ca.certificate_pem().as_bytes()),
+                ),
+                OrgSpec::application(
+                    "Org2",
+                    node_ou_msp_config("Org2MSP", org2.ca.certificate_pem().as_bytes()),
+                ),
             ],
             orderer_addresses: vec!["127.0.0.1:7050".into()],
-            consenters: vec![etcdraft::Consenter { host: "127.0.0.1".into(), port: 7052, ..Default::default() }],
+            consenters: vec![etcdraft::Consenter {
+                host: "127.0.0.1".into(),
+                port: 7052,
+                ..Default::default()
+            }],
             raft_options: etcdraft::Options::default(),
-            batch_size: BatchSize { max_message_count: 500, absolute_max_bytes: 10 << 20, preferred_max_bytes: 2 << 20 },
+            batch_size: BatchSize {
+                max_message_count: 500,
+                absolute_max_bytes: 10 << 20,
+                preferred_max_bytes: 2 << 20,
+            },
             batch_timeout_ms: 200,
             chaincodes: vec![
                 definition("kv", "OR('Org1MSP.peer', 'Org2MSP.peer')"),
@@ -171,7 +187,8 @@ impl TestNetwork {
     /// Opens a peer ledger in `dir` and an endorser signing as `signer`.
     pub fn peer(&self, dir: &Path, signer: Arc<SigningIdentity>) -> (Arc<Channel>, Endorser) {
         let store = Store::open(dir).unwrap_or_else(|e| panic!("ledger at {}: {e}", dir.display()));
-        let channel = Arc::new(Channel::open(&store, &self.genesis).unwrap_or_else(|e| panic!("channel: {e}")));
+        let channel =
+            Arc::new(Channel::open(&store, &self.genesis).unwrap_or_else(|e| panic!("channel: {e}")));
         let channels = BTreeMap::from([(CHANNEL.to_owned(), channel.clone())]);
         (channel, Endorser::new(channels, Self::chaincodes(), signer))
     }

@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn composite_keys_round_trip() {
         let key = create_composite_key("asset", &["red", "001"]).expect("key");
-        assert_eq!(key, "\0asset\0red\0001\0");
+        assert_eq!(key, "\u{0}asset\u{0}red\u{0}001\u{0}");
         assert_eq!(
             split_composite_key(&key).expect("split"),
             ("asset".into(), vec!["red".into(), "001".into()])

@@ -121,7 +121,10 @@ fn our_kv_chaincode_reproduces_fabrics_read_write_sets() {
                 ..Default::default()
             };
             let ours = simulate(name, &tx_context, &snapshot, &installed).expect("simulates");
-            let call = format!("block {number} tx {index}: {name} {:?}", args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>());
+            let call = format!(
+                "block {number} tx {index}: {name} {:?}",
+                args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>()
+            );
             assert_eq!(ours.response, etx.action.response.clone().expect("response"), "{call}: response");
             assert_eq!(ours.results, etx.action.results, "{call}: read-write set");
             assert_eq!(ours.events, etx.action.events, "{call}: event");

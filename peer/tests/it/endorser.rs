@@ -31,19 +31,21 @@ async fn start_peer(net: &TestNetwork, signer: Arc<SigningIdentity>) -> TestPeer
     let address: SocketAddr = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
     let service = EndorserServer::new(EndorserService::new(Arc::new(endorser)));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            }),
-    );
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("endpoint");
     let client = EndorserClient::new(endpoint.connect().await.expect("connect"));
     TestPeer { channel, client, _stop: stop, _dir: dir }
 }
 
-async fn propose(peer: &mut TestPeer, signed: &protos::SignedProposal) -> Result<ProposalResponse, tonic::Status> {
+async fn propose(
+    peer: &mut TestPeer,
+    signed: &protos::SignedProposal,
+) -> Result<ProposalResponse, tonic::Status> {
     peer.client.process_proposal(signed.clone()).await.map(tonic::Response::into_inner)
 }
 
@@ -85,7 +87,10 @@ async fn two_peers_endorse_identically_and_the_transaction_commits() {
         peer2.channel.ledger().state_hash().expect("hash")
     );
     let snapshot = peer1.channel.ledger().snapshot();
-    assert_eq!(snapshot.get_value("kvand", "k").expect("read").map(|v| v.value), Some(Bytes::from_static(b"v")));
+    assert_eq!(
+        snapshot.get_value("kvand", "k").expect("read").map(|v| v.value),
+        Some(Bytes::from_static(b"v"))
+    );
 
     // The same proposal again is a replayed tx id.
     drop(snapshot);
@@ -99,7 +104,10 @@ async fn bad_proposals_get_clear_errors_and_change_nothing() {
     let mut peer = start_peer(&net, net.peer1.clone()).await;
 
     // Malformed bytes.
-    let garbage = protos::SignedProposal { proposal_bytes: Bytes::from_static(b"\x0a\xff\xff"), signature: Bytes::from_static(b"x") };
+    let garbage = protos::SignedProposal {
+        proposal_bytes: Bytes::from_static(b"\x0a\xff\xff"),
+        signature: Bytes::from_static(b"x"),
+    };
     let err = propose(&mut peer, &garbage).await.expect_err("malformed");
     assert!(err.message().starts_with("error validating proposal:"), "{}", err.message());
 
@@ -116,15 +124,23 @@ async fn bad_proposals_get_clear_errors_and_change_nothing() {
     sig[last] ^= 1;
     bad_signature.signature = sig.into();
     let err = propose(&mut peer, &bad_signature).await.expect_err("bad signature");
-    assert!(err.message().contains("access denied: channel [testchannel] creator org [Org1MSP]"), "{}", err.message());
+    assert!(
+        err.message().contains("access denied: channel [testchannel] creator org [Org1MSP]"),
+        "{}",
+        err.message()
+    );
 
     // A creator outside the channel's MSPs.
     let stranger = medfabric_peer::testnet::TestOrg::new("Org1MSP").identity("mallory", "client");
-    let err = propose(&mut peer, &net.proposal(&stranger, "kv", &["put", "a", "1"], 3)).await.expect_err("stranger");
+    let err = propose(&mut peer, &net.proposal(&stranger, "kv", &["put", "a", "1"], 3))
+        .await
+        .expect_err("stranger");
     assert!(err.message().contains("creator org unknown, creator is malformed"), "{}", err.message());
 
     // A member that is not a Writer (a peer identity).
-    let err = propose(&mut peer, &net.proposal(&net.peer2, "kv", &["put", "a", "1"], 4)).await.expect_err("not writer");
+    let err = propose(&mut peer, &net.proposal(&net.peer2, "kv", &["put", "a", "1"], 4))
+        .await
+        .expect_err("not writer");
     assert!(err.message().contains("/Channel/Application/Writers"), "{}", err.message());
 
     // Unknown channel and chaincode: a response with status 500.
@@ -135,14 +151,18 @@ async fn bad_proposals_get_clear_errors_and_change_nothing() {
     let r = response.response.expect("response");
     assert_eq!((r.status, r.message.as_str()), (500, "channel 'nochannel' not found"));
     assert!(response.endorsement.is_none());
-    let response = propose(&mut peer, &net.proposal(&net.client1, "nosuchcc", &["put", "a", "1"], 5)).await.expect("answered");
+    let response = propose(&mut peer, &net.proposal(&net.client1, "nosuchcc", &["put", "a", "1"], 5))
+        .await
+        .expect("answered");
     let r = response.response.expect("response");
     assert_eq!(r.status, 500);
     assert!(r.message.contains("chaincode nosuchcc not found"), "{}", r.message);
     assert!(response.endorsement.is_none());
 
     // A chaincode error: no endorsement.
-    let response = propose(&mut peer, &net.proposal(&net.client1, "kv", &["get", "missing"], 6)).await.expect("answered");
+    let response = propose(&mut peer, &net.proposal(&net.client1, "kv", &["get", "missing"], 6))
+        .await
+        .expect("answered");
     assert_eq!(response.response.as_ref().map(|r| r.status), Some(500));
     assert!(response.endorsement.is_none());
 
@@ -150,7 +170,11 @@ async fn bad_proposals_get_clear_errors_and_change_nothing() {
 }
 
 /// `signed` with its channel header's tx id replaced, re-signed by `creator`.
-fn with_tx_id(signed: &protos::SignedProposal, tx_id: &str, creator: &SigningIdentity) -> protos::SignedProposal {
+fn with_tx_id(
+    signed: &protos::SignedProposal,
+    tx_id: &str,
+    creator: &SigningIdentity,
+) -> protos::SignedProposal {
     let mut proposal = Proposal::decode(signed.proposal_bytes.as_ref()).expect("proposal");
     let mut header = Header::decode(proposal.header.as_ref()).expect("header");
     let mut channel_header = ChannelHeader::decode(header.channel_header.as_ref()).expect("channel header");

@@ -11,8 +11,8 @@ use medfabric_peer::validator::{ChannelContext, CommittedState, ValidatedBlock, 
 use medfabric_proto::common::{Block, Envelope, Payload};
 use medfabric_proto::kvrwset::{KvWrite, KvrwSet};
 use medfabric_proto::protos::{ProposalResponse, TxValidationCode as Code};
-use medfabric_proto::rwset::{NsReadWriteSet, TxReadWriteSet};
 use medfabric_proto::queryresult::KeyModification;
+use medfabric_proto::rwset::{NsReadWriteSet, TxReadWriteSet};
 use medfabric_shim::{ShimResult, StateView, VersionedValue};
 use medfabric_types::endorsement::{SimulationResult, endorse};
 use medfabric_types::lifecycle::ChaincodeRegistry;
@@ -31,7 +31,13 @@ impl StateView for MemState {
         Ok(self.values.get(&(namespace.to_owned(), key.to_owned())).cloned())
     }
 
-    fn range(&self, namespace: &str, start: &str, end: &str, limit: usize) -> ShimResult<Vec<(String, VersionedValue)>> {
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
         Ok(self
             .values
             .range((namespace.to_owned(), start.to_owned())..)
@@ -89,7 +95,8 @@ impl Fixture {
         let proposal = SignedProposal::parse(&signed).expect("proposal");
         let chaincodes = TestNetwork::chaincodes();
         let installed = Installed { chaincodes: &chaincodes, registry: &self.context.registry };
-        let simulated = simulate(chaincode, &context_of(&proposal, None), &self.state, &installed).expect("simulates");
+        let simulated =
+            simulate(chaincode, &context_of(&proposal, None), &self.state, &installed).expect("simulates");
         assert_eq!(simulated.response.status, 200, "{}", simulated.response.message);
         let result = SimulationResult {
             response: simulated.response,
@@ -97,7 +104,8 @@ impl Fixture {
             events: simulated.events,
             chaincode_id: simulated.chaincode_id,
         };
-        let responses: Vec<ProposalResponse> = endorsers.iter().map(|e| endorse(&proposal, result.clone(), e)).collect();
+        let responses: Vec<ProposalResponse> =
+            endorsers.iter().map(|e| endorse(&proposal, result.clone(), e)).collect();
         self.net.envelope(&self.net.client1, &signed, &responses)
     }
 
@@ -182,7 +190,10 @@ fn tampered_envelopes_get_fabrics_codes() {
     let other = f.endorse("kv", &["put", "h", "2"], &[&p1]);
     let swapped = swap_proposal_payload(&honest, &other, &f.net.client1);
 
-    assert_eq!(f.block(&[bad_signature, swapped]), [Code::BadCreatorSignature, Code::InvalidEndorserTransaction]);
+    assert_eq!(
+        f.block(&[bad_signature, swapped]),
+        [Code::BadCreatorSignature, Code::InvalidEndorserTransaction]
+    );
     assert_eq!(f.value("kv", "s"), None);
     assert_eq!(f.value("kv", "h"), None);
 }
@@ -210,7 +221,11 @@ fn writes_to_an_undefined_chaincode_are_invalid() {
         response: medfabric_shim::success(Bytes::new()),
         results: rwset.encode_to_vec().into(),
         events: Bytes::new(),
-        chaincode_id: medfabric_proto::protos::ChaincodeId { name: "kv".into(), version: "1.0".into(), path: String::new() },
+        chaincode_id: medfabric_proto::protos::ChaincodeId {
+            name: "kv".into(),
+            version: "1.0".into(),
+            path: String::new(),
+        },
     };
     let envelope = f.net.envelope(&f.net.client1, &signed, &[endorse(&proposal, result, &p1)]);
     assert_eq!(f.block(&[envelope]), [Code::InvalidChaincode]);
