@@ -64,3 +64,18 @@ fn manifest_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::current_dir().expect("current directory"))
 }
+
+/// Names print as Go's `pkix.Name.String()` does (what Fabric's `cid.GetID` embeds).
+#[test]
+fn certificate_names_print_as_go_does() {
+    let pem = std::fs::read(identities().join(
+        "peerOrganizations/org1.example.com/users/User1@org1.example.com/msp/signcerts/User1@org1.example.com-cert.pem",
+    ))
+    .expect("User1 certificate");
+    let cert = medfabric_msp::Certificate::from_pem(&pem).expect("parses");
+    assert_eq!(cert.subject_dn(), "CN=User1@org1.example.com,OU=client,L=San Francisco,ST=California,C=US");
+    assert_eq!(
+        cert.issuer_dn(),
+        "CN=ca.org1.example.com,O=org1.example.com,L=San Francisco,ST=California,C=US"
+    );
+}
