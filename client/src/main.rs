@@ -96,6 +96,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Peer commit throughput: blocks of endorsed kv writes through the validator and
+    /// the RocksDB committer (validation and commit tx/s, share of signature checks).
+    Commit {
+        #[arg(long, default_value_t = 20)]
+        blocks: u64,
+        #[arg(long, default_value_t = 500)]
+        txs_per_block: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -136,6 +144,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !report.ok {
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::Bench { command: BenchCommand::Commit { blocks, txs_per_block } } => {
+            print_json(&medfabric_client::bench::commit(blocks.max(1), txs_per_block.max(1))?)?;
         }
         Command::Bench { command: BenchCommand::Msp { seconds } } => {
             let result = medfabric_client::bench::msp(Duration::from_secs_f64(seconds.max(0.1)))?;

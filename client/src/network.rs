@@ -346,7 +346,8 @@ pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generat
 }
 
 /// What `generate` owns inside an output directory.
-const GENERATED: [&str; 4] = ["organizations", "channel-artifacts", "nodes", "network.yaml"];
+// `data` holds the nodes' ledgers, which belong to the genesis block being replaced.
+const GENERATED: [&str; 5] = ["organizations", "channel-artifacts", "nodes", "network.yaml", "data"];
 
 fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
     if out.exists() {

@@ -21,6 +21,9 @@ pub struct CommitEvent {
     pub channel_id: String,
     pub number: u64,
     pub txs: Vec<TxOutcome>,
+    /// Time spent validating the block (all stages) and writing it (one synced batch).
+    pub validate_time: std::time::Duration,
+    pub write_time: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,15 +120,19 @@ impl Channel {
         if number != height {
             return Err(BlockError::Rejected { number, why: format!("expected block {height}") }.into());
         }
+        let started = std::time::Instant::now();
         check_block(block, &context.resources)?;
         let validated = {
             let snapshot = self.ledger.snapshot();
             validate_block(block, &context, &snapshot)?
         };
+        let validate_time = started.elapsed();
+        let written = std::time::Instant::now();
         let mut committed = block.clone();
         set_transactions_filter(&mut committed, &validated.codes());
         let is_config = validated.new_config.is_some();
         let _: Savepoint = self.ledger.commit(&committed, &validated.update, is_config)?;
+        let write_time = written.elapsed();
 
         // What changed takes effect for the next block and for new proposals.
         if is_config || !validated.lifecycle_writes.is_empty() {
@@ -148,6 +155,8 @@ impl Channel {
             channel_id: self.ledger.channel_id().to_owned(),
             number,
             txs: validated.txs,
+            validate_time,
+            write_time,
         });
         // No listener is fine.
         let _ = self.events.send(event.clone());

@@ -18,7 +18,11 @@ fn text(v: Option<Bytes>) -> Option<String> {
     v.map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-fn ok(stub: &mut MockStub, ns: &str, body: impl Fn(&mut dyn ChaincodeStub) -> Result<Bytes, ShimError> + Send + Sync) -> String {
+fn ok(
+    stub: &mut MockStub,
+    ns: &str,
+    body: impl Fn(&mut dyn ChaincodeStub) -> Result<Bytes, ShimError> + Send + Sync,
+) -> String {
     let outcome = stub.transact(ns, move |s: &mut dyn ChaincodeStub| match body(s) {
         Ok(payload) => success(payload),
         Err(e) => error(e.to_string()),
@@ -27,7 +31,11 @@ fn ok(stub: &mut MockStub, ns: &str, body: impl Fn(&mut dyn ChaincodeStub) -> Re
     outcome.payload_str()
 }
 
-fn err(stub: &mut MockStub, ns: &str, body: impl Fn(&mut dyn ChaincodeStub) -> Result<Bytes, ShimError> + Send + Sync) -> String {
+fn err(
+    stub: &mut MockStub,
+    ns: &str,
+    body: impl Fn(&mut dyn ChaincodeStub) -> Result<Bytes, ShimError> + Send + Sync,
+) -> String {
     let outcome = stub.transact(ns, move |s: &mut dyn ChaincodeStub| match body(s) {
         Ok(_) => success(Bytes::new()),
         Err(e) => error(e.to_string()),
@@ -61,7 +69,10 @@ fn state_reads_writes_deletes_and_read_your_writes() {
     assert_eq!(reads["missing"], None);
     assert_eq!(outcome.record.writes["cc"]["b"], None);
     assert_eq!((stub.value("cc", "a"), stub.value("cc", "b")), (None, None));
-    assert_eq!(err(&mut stub, "cc", |s| s.put_state("", b("x")).map(|_| Bytes::new())), "key must not be an empty string");
+    assert_eq!(
+        err(&mut stub, "cc", |s| s.put_state("", b("x")).map(|_| Bytes::new())),
+        "key must not be an empty string"
+    );
     assert_eq!(stub.value("other", "a"), None, "namespaces are separate");
 }
 
@@ -90,9 +101,11 @@ fn range_queries_exclude_composite_keys_and_are_recorded() {
     let outcome = stub.transact("cc", |s: &mut dyn ChaincodeStub| {
         s.put_state("bb", b("new")).expect("write");
         s.del_state("c").expect("delete");
-        let keys: Vec<String> = s.get_state_by_range("b", "d").expect("range").into_iter().map(|kv| kv.key).collect();
+        let keys: Vec<String> =
+            s.get_state_by_range("b", "d").expect("range").into_iter().map(|kv| kv.key).collect();
         assert_eq!(keys, ["b", "bb"], "own writes and deletes show");
-        let all: Vec<String> = s.get_state_by_range("", "").expect("all").into_iter().map(|kv| kv.key).collect();
+        let all: Vec<String> =
+            s.get_state_by_range("", "").expect("all").into_iter().map(|kv| kv.key).collect();
         assert_eq!(all, ["a", "b", "bb", "d"], "no composite keys");
         assert!(s.get_state_by_range("\u{0}t", "").is_err());
         success(Bytes::new())
@@ -156,7 +169,10 @@ fn composite_keys_and_partial_key_queries() {
         assert_eq!((page.len(), meta.bookmark.is_empty()), (2, false));
         Ok(Bytes::new())
     });
-    assert_eq!(create_composite_key("a", &["x\u{0}"]).expect_err("U+0000").to_string().contains("U+0000"), true);
+    assert_eq!(
+        create_composite_key("a", &["x\u{0}"]).expect_err("U+0000").to_string().contains("U+0000"),
+        true
+    );
 }
 
 #[test]
@@ -178,12 +194,14 @@ fn history_lists_committed_modifications_newest_first() {
 
 #[test]
 fn events_key_policies_and_chaincode_calls() {
-    let callee = Router::new("callee")
-        .route("put", |s: &mut dyn ChaincodeStub, (k, v): (String, String)| -> Result<String, ContractError> {
+    let callee = Router::new("callee").route(
+        "put",
+        |s: &mut dyn ChaincodeStub, (k, v): (String, String)| -> Result<String, ContractError> {
             s.put_state(&k, b(&v))?;
             s.set_event("ignored", b("callee events do not reach the transaction"))?;
             Ok(format!("stored {k}"))
-        });
+        },
+    );
     let mut stub = MockStub::new("ch").with_chaincode("callee", callee);
     let outcome = stub.transact("caller", |s: &mut dyn ChaincodeStub| {
         s.put_state("k", b("v")).expect("write");
@@ -240,9 +258,13 @@ fn proposal_context_and_client_identity() {
         ("hf.EnrollmentID".to_owned(), "dr-who".to_owned()),
     ]);
     let issued = ca
-        .issue(&LeafRequest::enrollment("dr-who", "client", Validity::days_from(now, 1)).with_attributes(attributes))
+        .issue(
+            &LeafRequest::enrollment("dr-who", "client", Validity::days_from(now, 1))
+                .with_attributes(attributes),
+        )
         .expect("issue");
-    let creator = SerializedIdentity { mspid: "HospitalMSP".into(), id_bytes: issued.certificate_pem.clone().into() };
+    let creator =
+        SerializedIdentity { mspid: "HospitalMSP".into(), id_bytes: issued.certificate_pem.clone().into() };
     let router = Router::new("ctx").route("whoami", |s: &mut dyn ChaincodeStub, (suffix,): (String,)| {
         let id = s.client_identity()?;
         id.assert_attribute_value("role", "provider")?;
@@ -257,7 +279,8 @@ fn proposal_context_and_client_identity() {
         assert!(s.tx_timestamp().is_some());
         assert!(s.signed_proposal().is_none(), "the mock has no signed proposal");
         assert_eq!(s.transient().get("secret"), Some(&b("s3cret")));
-        let expected_id = format!("x509::{}::{}", id.certificate().subject_dn(), id.certificate().issuer_dn());
+        let expected_id =
+            format!("x509::{}::{}", id.certificate().subject_dn(), id.certificate().issuer_dn());
         assert!(expected_id.starts_with("x509::CN=dr-who,OU=client,"), "{expected_id}");
         assert!(!id.id().is_empty());
         Ok::<_, ContractError>(format!("{}@{}{suffix}", id.enrollment_id(), id.msp_id()))
