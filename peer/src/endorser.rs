@@ -1,8 +1,8 @@
 //! The endorser: `protos.Endorser/ProcessProposal`.
 //!
 //! Checks run in Fabric's order (`reference/fabric.md` §1.1): the proposal's structure
-//! (header type, epoch, nonce, creator, tx-id rule), the channel, the creator's
-//! validity in the channel's MSPs and its signature, a duplicate tx id, the Writers ACL,
+//! (header type, epoch, nonce, creator), the channel, the creator's validity in the
+//! channel's MSPs and its signature, the tx-id rule, a duplicate tx id, the Writers ACL,
 //! the chaincode definition; then the chaincode is simulated on a state snapshot. A
 //! chaincode status of 400 or more gets no endorsement. Errors answer as Fabric's peer
 //! does: malformed or unauthorised proposals as a gRPC error, the rest as a
@@ -69,8 +69,9 @@ impl Endorser {
 
     /// Processes one signed proposal.
     pub fn process(&self, signed: &protos::SignedProposal) -> Result<ProposalResponse, Rejection> {
-        let proposal = SignedProposal::parse(signed)
-            .map_err(|e| Rejection::Error(format!("error validating proposal: {e}")))?;
+        let invalid =
+            |e: medfabric_types::ConvertError| Rejection::Error(format!("error validating proposal: {e}"));
+        let proposal = SignedProposal::parse_structure(signed).map_err(invalid)?;
         let channel_id = proposal.channel_id();
         let Some(channel) = self.channels.get(channel_id) else {
             return Err(Rejection::Response(format!("channel '{channel_id}' not found")));
@@ -94,6 +95,7 @@ impl Endorser {
                 creator.msp_id()
             )));
         }
+        proposal.check_tx_id().map_err(invalid)?;
         let known = channel
             .ledger()
             .transaction(proposal.tx_id())

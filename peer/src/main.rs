@@ -60,8 +60,13 @@ async fn main() -> Result<()> {
             "height": peer.channel.height()?,
         })
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGINT or SIGTERM stop the server; committed blocks are already durable.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
     let server = peer.serve(listener, config.limits.max_message_bytes, shutdown);
     match args.blocks_from {

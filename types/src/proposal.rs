@@ -129,7 +129,17 @@ pub struct SignedProposal {
 }
 
 impl SignedProposal {
+    /// Parses and checks a proposal, the tx-id rule included.
     pub fn parse(signed: &protos::SignedProposal) -> Result<Self, ConvertError> {
+        let proposal = Self::parse_structure(signed)?;
+        proposal.check_tx_id()?;
+        Ok(proposal)
+    }
+
+    /// Parses and checks a proposal's structure, leaving the tx-id rule to
+    /// [`SignedProposal::check_tx_id`]: Fabric's endorser checks the creator and its
+    /// signature in between.
+    pub fn parse_structure(signed: &protos::SignedProposal) -> Result<Self, ConvertError> {
         if signed.proposal_bytes.is_empty() {
             return Err(ConvertError::Missing("SignedProposal.proposal_bytes"));
         }
@@ -157,13 +167,6 @@ impl SignedProposal {
         }
         if signature_header.creator.is_empty() {
             return Err(ConvertError::Missing("SignatureHeader.creator"));
-        }
-        let expected = compute_tx_id(&signature_header.nonce, &signature_header.creator);
-        if channel_header.tx_id != expected {
-            return Err(ConvertError::Invalid(
-                "ChannelHeader.tx_id",
-                format!("incorrectly computed txid: got {:?}, expected {expected}", channel_header.tx_id),
-            ));
         }
         let extension: ChaincodeHeaderExtension =
             decode("ChaincodeHeaderExtension", &channel_header.extension)?;
@@ -194,6 +197,18 @@ impl SignedProposal {
             transient_map: payload.transient_map,
             payload_without_transient,
         })
+    }
+
+    /// The tx-id rule: `tx_id == hex(SHA-256(nonce ‖ creator))`.
+    pub fn check_tx_id(&self) -> Result<(), ConvertError> {
+        let expected = compute_tx_id(&self.signature_header.nonce, &self.signature_header.creator);
+        if self.channel_header.tx_id != expected {
+            return Err(ConvertError::Invalid(
+                "ChannelHeader.tx_id",
+                format!("incorrectly computed txid '{}' -- expected '{expected}'", self.channel_header.tx_id),
+            ));
+        }
+        Ok(())
     }
 
     pub fn tx_id(&self) -> &str {

@@ -198,3 +198,46 @@ fn relabelled_validation_codes_are_caught() {
         assert_eq!(summary["transactions_ok"], false);
     }
 }
+
+#[test]
+fn ledger_replay_reproduces_fabrics_codes() {
+    let dir = blocks_dir();
+    let out = medfabric(&["ledger", "replay", &path(&dir), "--config", &path(&dir.join("000000.block"))]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let report = json(&out);
+    assert_eq!(report["height"], 64);
+    assert_eq!(report["mismatches"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        report["blocks"][20]["codes"],
+        serde_json::json!(["VALID", "MVCC_READ_CONFLICT", "MVCC_READ_CONFLICT"])
+    );
+    assert_eq!(report["blocks"][20]["codes"], report["blocks"][20]["recorded"]);
+    assert_eq!(report["state_hash"].as_str().map(str::len), Some(64));
+}
+
+/// A relabelled TRANSACTIONS_FILTER (not covered by the orderer's signature) shows up as
+/// a mismatch, and the exit status says so.
+#[test]
+fn ledger_replay_reports_relabelled_codes() {
+    let tmp = copy_of_chain(None);
+    let file = tmp.path().join("000021.block");
+    let mut b = block::decode_block(&std::fs::read(&file).expect("read")).expect("decode");
+    let slot = &mut b.metadata.as_mut().expect("metadata").metadata[block::TRANSACTIONS_FILTER];
+    *slot = vec![0u8, 0, 0].into();
+    std::fs::write(&file, b.encode_to_vec()).expect("write");
+    let out = medfabric(&[
+        "ledger",
+        "replay",
+        &path(tmp.path()),
+        "--config",
+        &path(&blocks_dir().join("000000.block")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let mismatches = report["mismatches"].as_array().expect("list");
+    assert_eq!(mismatches.len(), 2, "{mismatches:?}");
+    assert_eq!(mismatches[0]["block"], 21);
+    assert_eq!(mismatches[0]["ours"], "MVCC_READ_CONFLICT");
+    assert_eq!(mismatches[0]["recorded"], "VALID");
+    assert_eq!(report["height"], 64, "the replay goes on after a mismatch");
+}

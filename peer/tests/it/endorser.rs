@@ -116,6 +116,10 @@ async fn bad_proposals_get_clear_errors_and_change_nothing() {
     let wrong_id = with_tx_id(&signed, &"0".repeat(64), &net.client1);
     let err = propose(&mut peer, &wrong_id).await.expect_err("wrong tx id");
     assert!(err.message().contains("incorrectly computed txid"), "{}", err.message());
+    // The creator's signature is checked before the tx-id rule, as in Fabric.
+    let wrong_id_and_signature = with_tx_id(&signed, &"0".repeat(64), &net.client2);
+    let err = propose(&mut peer, &wrong_id_and_signature).await.expect_err("bad signature first");
+    assert!(err.message().contains("access denied"), "{}", err.message());
 
     // A signature that does not verify.
     let mut bad_signature = net.proposal(&net.client1, "kv", &["put", "a", "1"], 2);
