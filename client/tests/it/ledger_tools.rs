@@ -202,7 +202,7 @@ fn relabelled_validation_codes_are_caught() {
 #[test]
 fn ledger_replay_reproduces_fabrics_codes() {
     let dir = blocks_dir();
-    let out = medfabric(&["ledger", "replay", &path(&dir), "--config", &path(&dir.join("000000.block"))]);
+    let out = medfabric(&["ledger", "replay", path(&dir), "--config", path(&dir.join("000000.block"))]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let report = json(&out);
     assert_eq!(report["height"], 64);
@@ -228,9 +228,9 @@ fn ledger_replay_reports_relabelled_codes() {
     let out = medfabric(&[
         "ledger",
         "replay",
-        &path(tmp.path()),
+        path(tmp.path()),
         "--config",
-        &path(&blocks_dir().join("000000.block")),
+        path(&blocks_dir().join("000000.block")),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
