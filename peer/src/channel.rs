@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use medfabric_proto::common::Block;
+use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::KvWrite;
 use medfabric_proto::protos::TxValidationCode as Code;
 use medfabric_shim::ShimResult;
@@ -110,8 +110,19 @@ impl Channel {
         self.ledger.height()
     }
 
+    /// The context and a state snapshot that belong together: no commit falls between
+    /// reading one and taking the other.
+    pub fn view(&self) -> (Arc<ChannelContext>, Snapshot<'_>) {
+        let guard = self.context.read().unwrap_or_else(|p| p.into_inner());
+        let context = guard.clone();
+        let snapshot = self.ledger.snapshot();
+        drop(guard);
+        (context, snapshot)
+    }
+
     /// Validates and commits the next block. A block that fails stage 0 (data hash,
-    /// orderer signatures, chaining) is rejected whole and changes nothing.
+    /// orderer signatures, chaining), or whose config cannot be applied, is rejected
+    /// whole and changes nothing.
     pub fn commit(&self, block: &Block) -> Result<Arc<CommitEvent>, CommitError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let context = self.context();
@@ -122,35 +133,38 @@ impl Channel {
         }
         let started = std::time::Instant::now();
         check_block(block, &context.resources)?;
-        let validated = {
+        let (validated, next) = {
             let snapshot = self.ledger.snapshot();
-            validate_block(block, &context, &snapshot)?
+            let mut validated = validate_block(block, &context, &snapshot)?;
+            // The context after this block is built before anything is written: a block
+            // whose effects cannot be loaded is not committed.
+            let next = match (validated.new_config.take(), validated.lifecycle_writes.is_empty()) {
+                (None, true) => None,
+                (config, _) => {
+                    let resources = config.map_or_else(|| context.resources.clone(), |r| Arc::new(*r));
+                    let registry = registry_for(&resources, &snapshot, &validated.lifecycle_writes)
+                        .map_err(|e| BlockError::Rejected { number, why: e.to_string() })?;
+                    Some(ChannelContext { resources, registry })
+                }
+            };
+            (validated, next)
         };
         let validate_time = started.elapsed();
         let written = std::time::Instant::now();
         let mut committed = block.clone();
         set_transactions_filter(&mut committed, &validated.codes());
-        let is_config = validated.new_config.is_some();
-        let _: Savepoint = self.ledger.commit(&committed, &validated.update, is_config)?;
-        let write_time = written.elapsed();
-
-        // What changed takes effect for the next block and for new proposals.
-        if is_config || !validated.lifecycle_writes.is_empty() {
-            let next = match validated.new_config {
-                Some(resources) => {
-                    let mut registry = context.registry.clone();
-                    registry
-                        .update_from_config(&resources.config)
-                        .map_err(|e| CommitError::Config(format!("block {number}: {e}")))?;
-                    registry
-                        .apply_lifecycle_writes(&validated.lifecycle_writes)
-                        .map_err(|e| CommitError::Config(e.to_string()))?;
-                    ChannelContext { resources: *resources, registry }
-                }
-                None => load_context(&self.ledger)?,
-            };
-            *self.context.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        // The validator refuses blocks whose config it cannot apply: a config
+        // transaction here is valid and alone in its block.
+        let is_config = validated.txs.iter().any(|t| t.header_type == HeaderType::Config as i32);
+        {
+            // Endorsers see the new state and the new context together (see `view`).
+            let mut slot = self.context.write().unwrap_or_else(|p| p.into_inner());
+            let _: Savepoint = self.ledger.commit(&committed, &validated.update, is_config)?;
+            if let Some(next) = next {
+                *slot = Arc::new(next);
+            }
         }
+        let write_time = written.elapsed();
         let event = Arc::new(CommitEvent {
             channel_id: self.ledger.channel_id().to_owned(),
             number,
@@ -164,6 +178,28 @@ impl Channel {
     }
 }
 
+/// Chaincode definitions: the config's, then those committed in `_lifecycle` (in
+/// `state`), then this block's `_lifecycle` writes.
+fn registry_for(
+    resources: &ChannelResources,
+    state: &Snapshot<'_>,
+    block_writes: &[KvWrite],
+) -> Result<ChaincodeRegistry, CommitError> {
+    let mut registry = ChaincodeRegistry::from_config(&resources.config)
+        .map_err(|e| CommitError::Config(format!("chaincode definitions: {e}")))?;
+    let committed: Vec<KvWrite> = state
+        .scan(LIFECYCLE_NAMESPACE, "", usize::MAX, |_| true)?
+        .into_iter()
+        .map(|(key, value)| KvWrite { key, is_delete: false, value: value.value })
+        .collect();
+    for writes in [committed.as_slice(), block_writes] {
+        registry
+            .apply_lifecycle_writes(writes)
+            .map_err(|e| CommitError::Config(format!("_lifecycle state: {e}")))?;
+    }
+    Ok(registry)
+}
+
 /// The channel context from the ledger: the last config block, then chaincode
 /// definitions from that config and from committed `_lifecycle` state.
 fn load_context(ledger: &ChannelLedger) -> Result<ChannelContext, CommitError> {
@@ -173,15 +209,6 @@ fn load_context(ledger: &ChannelLedger) -> Result<ChannelContext, CommitError> {
         .ok_or_else(|| LedgerError::Corrupt(format!("config block {} missing", savepoint.last_config)))?;
     let resources = ChannelResources::from_config_block(&config_block)
         .map_err(|e| CommitError::Config(format!("config block {}: {e}", savepoint.last_config)))?;
-    let mut registry = ChaincodeRegistry::from_config(&resources.config)
-        .map_err(|e| CommitError::Config(format!("chaincode definitions: {e}")))?;
-    let writes: Vec<KvWrite> = ledger
-        .state_entries_of(LIFECYCLE_NAMESPACE)?
-        .into_iter()
-        .map(|(key, value)| KvWrite { key, is_delete: false, value: value.value })
-        .collect();
-    registry
-        .apply_lifecycle_writes(&writes)
-        .map_err(|e| CommitError::Config(format!("_lifecycle state: {e}")))?;
-    Ok(ChannelContext { resources, registry })
+    let registry = registry_for(&resources, &ledger.snapshot(), &[])?;
+    Ok(ChannelContext { resources: Arc::new(resources), registry })
 }

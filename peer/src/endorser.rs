@@ -76,7 +76,7 @@ impl Endorser {
         let Some(channel) = self.channels.get(channel_id) else {
             return Err(Rejection::Response(format!("channel '{channel_id}' not found")));
         };
-        let context = channel.context();
+        let (context, snapshot) = channel.view();
         let resources = &context.resources;
         let creator = match resources.msps.deserialize(proposal.creator()) {
             Ok(identity) => identity,
@@ -126,7 +126,6 @@ impl Endorser {
             )));
         }
         let installed = Installed { chaincodes: &self.chaincodes, registry: &context.registry };
-        let snapshot = channel.ledger().snapshot();
         let tx_context = context_of(&proposal, Some(signed.clone()));
         let simulated = simulate(&name, &tx_context, &snapshot, &installed)
             .map_err(|e| Rejection::Response(format!("error in simulation: {e}")))?;
@@ -162,15 +161,24 @@ fn simulated_result(simulated: &crate::simulator::Simulated) -> SimulationResult
     }
 }
 
-/// The gRPC service over [`Endorser`].
+/// Proposals processed at once by default (Fabric's
+/// `peer.limits.concurrency.endorserService`).
+pub const DEFAULT_CONCURRENCY: usize = 2500;
+
+/// The gRPC service over [`Endorser`], with a bound on proposals in progress.
 #[derive(Debug, Clone)]
 pub struct EndorserService {
     endorser: Arc<Endorser>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl EndorserService {
     pub fn new(endorser: Arc<Endorser>) -> Self {
-        Self { endorser }
+        Self::with_concurrency(endorser, DEFAULT_CONCURRENCY)
+    }
+
+    pub fn with_concurrency(endorser: Arc<Endorser>, limit: usize) -> Self {
+        Self { endorser, permits: Arc::new(tokio::sync::Semaphore::new(limit.max(1))) }
     }
 }
 
@@ -180,12 +188,18 @@ impl protos::endorser_server::Endorser for EndorserService {
         &self,
         request: tonic::Request<protos::SignedProposal>,
     ) -> Result<tonic::Response<ProposalResponse>, tonic::Status> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err(tonic::Status::resource_exhausted("too many proposals in progress; retry later"));
+        };
         let endorser = self.endorser.clone();
         let signed = request.into_inner();
         // Simulation and signature checks are CPU work: keep them off the reactor.
-        let outcome = tokio::task::spawn_blocking(move || endorser.process(&signed))
-            .await
-            .map_err(|e| tonic::Status::internal(format!("endorser task failed: {e}")))?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            endorser.process(&signed)
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(format!("endorser task failed: {e}")))?;
         match outcome {
             Ok(response) => Ok(tonic::Response::new(response)),
             Err(Rejection::Error(message)) => Err(tonic::Status::unknown(message)),

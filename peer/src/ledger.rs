@@ -138,48 +138,52 @@ fn u64_at(bytes: &[u8], at: usize) -> LedgerResult<u64> {
         .ok_or_else(|| LedgerError::Corrupt("truncated number".into()))
 }
 
-/// `version ‖ metadata ‖ value`: block u64, tx u64, entry count u16, then per entry
-/// name length u16, name, value length u32, value; the rest is the value.
+/// `version ‖ metadata ‖ value`: block u64, tx u64, entry count u32, then per entry
+/// name length u32, name, value length u32, value; the rest is the value.
 pub fn encode_value(value: &VersionedValue) -> Vec<u8> {
-    let mut out = Vec::with_capacity(18 + value.value.len());
+    let mut out = Vec::with_capacity(20 + value.value.len());
     out.extend_from_slice(&value.version.0.to_be_bytes());
     out.extend_from_slice(&value.version.1.to_be_bytes());
-    let count = u16::try_from(value.metadata.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&count.to_be_bytes());
-    for (name, entry) in value.metadata.iter().take(usize::from(count)) {
-        let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&name_len.to_be_bytes());
-        out.extend_from_slice(&name.as_bytes()[..usize::from(name_len)]);
-        out.extend_from_slice(&u32::try_from(entry.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&len32(value.metadata.len()));
+    for (name, entry) in &value.metadata {
+        out.extend_from_slice(&len32(name.len()));
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&len32(entry.len()));
         out.extend_from_slice(entry);
     }
     out.extend_from_slice(&value.value);
     out
 }
 
+/// A length as u32 big-endian; values and names are bounded far below 4 GiB by the
+/// message size limits.
+fn len32(len: usize) -> [u8; 4] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
+}
+
 pub fn decode_value(bytes: &[u8]) -> LedgerResult<VersionedValue> {
     let corrupt = || LedgerError::Corrupt("state value".into());
+    let u32_at = |at: usize| -> LedgerResult<usize> {
+        let raw: [u8; 4] = bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+        Ok(u32::from_be_bytes(raw) as usize)
+    };
     let version = (u64_at(bytes, 0)?, u64_at(bytes, 8)?);
-    let count = u16::from_be_bytes(bytes.get(16..18).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
-    let mut at = 18;
+    let count = u32_at(16)?;
+    let mut at = 20;
     let mut metadata = BTreeMap::new();
     for _ in 0..count {
-        let name_len = usize::from(u16::from_be_bytes(
-            bytes.get(at..at + 2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?,
-        ));
-        at += 2;
-        let name =
-            std::str::from_utf8(bytes.get(at..at + name_len).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+        let name_len = u32_at(at)?;
+        at += 4;
+        let name = bytes.get(at..at + name_len).ok_or_else(corrupt)?;
         at += name_len;
-        let len =
-            u32::from_be_bytes(bytes.get(at..at + 4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?)
-                as usize;
+        let len = u32_at(at)?;
         at += 4;
         let entry = bytes.get(at..at + len).ok_or_else(corrupt)?;
         at += len;
-        metadata.insert(name.to_owned(), Bytes::copy_from_slice(entry));
+        metadata.insert(String::from_utf8_lossy(name).into_owned(), Bytes::copy_from_slice(entry));
     }
-    Ok(VersionedValue { value: Bytes::copy_from_slice(&bytes[at..]), version, metadata })
+    let value = bytes.get(at..).ok_or_else(corrupt)?;
+    Ok(VersionedValue { value: Bytes::copy_from_slice(value), version, metadata })
 }
 
 impl ChannelLedger {

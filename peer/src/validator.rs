@@ -41,7 +41,7 @@ pub trait CommittedState: StateView + Sync {
 /// A channel's configuration and chaincode definitions, as of the last committed block.
 #[derive(Debug)]
 pub struct ChannelContext {
-    pub resources: ChannelResources,
+    pub resources: Arc<ChannelResources>,
     pub registry: ChaincodeRegistry,
 }
 
@@ -333,6 +333,16 @@ pub fn validate_block(
 
     // Stage 1, in parallel.
     let mut checked = precheck_all(envelopes, channel_id, &context.resources);
+    if let Some(config) = checked.iter().find(|t| is_config(t)) {
+        if envelopes.len() != 1 {
+            let why = "a config transaction must be alone in its block".to_owned();
+            return Err(BlockError::Rejected { number, why });
+        }
+        if config.code != Code::Valid {
+            let why = format!("config transaction: {}", config.reason.clone().unwrap_or_default());
+            return Err(BlockError::Rejected { number, why });
+        }
+    }
 
     // Stage 2, in block order.
     let mut policies = PolicyView { state, updated: HashSet::new(), failure: RefCell::new(None) };
@@ -348,6 +358,20 @@ pub fn validate_block(
                 let invoked = etx.header_chaincode_id.name.as_str();
                 if let Some((code, why)) = definition_fault(invoked, &tx.sets, &context.registry) {
                     tx.fail(code, why);
+                    continue;
+                }
+                // Definitions from the channel config carry no `_lifecycle` Sequence key
+                // for the endorsement to read, so an upgrade is caught by version here.
+                let endorsed_version = etx.action.chaincode_id.as_ref().map_or("", |c| c.version.as_str());
+                if let Some(definition) = context.registry.get(invoked)
+                    && !definition.from_lifecycle
+                    && endorsed_version != definition.version
+                {
+                    let why = format!(
+                        "endorsed for {invoked} version {endorsed_version:?}, the channel defines {:?}",
+                        definition.version
+                    );
+                    tx.fail(Code::InvalidChaincode, why);
                     continue;
                 }
                 let Some(rwset) = &tx.rwset else { continue };
@@ -368,25 +392,25 @@ pub fn validate_block(
                     Err(e) => tx.fail(Code::EndorsementPolicyFailure, e.to_string()),
                 }
             }
+            // A config the peer cannot apply stops the block, as in Fabric: committing
+            // it as invalid would leave this peer on the old config.
             TransactionBody::Config(envelope) => match config_update(parsed, envelope, &context.resources) {
                 Ok(resources) => new_config = Some(Box::new(resources)),
-                Err(why) => tx.fail(Code::InvalidConfigTransaction, why),
+                Err(why) => return Err(BlockError::Rejected { number, why }),
             },
             TransactionBody::Other(_) => {}
         }
     }
 
     // Stage 3: duplicates within the block.
+    // Only transactions still valid take part, as in Fabric's `markTXIdDuplicates`.
     let mut seen = HashSet::new();
-    for tx in &mut checked {
+    for tx in checked.iter_mut().filter(|t| t.code == Code::Valid) {
         if let Some(id) = &tx.tx_id
             && !seen.insert(id.clone())
         {
             tx.fail(Code::DuplicateTxid, "tx id appears earlier in this block");
         }
-    }
-    if new_config.is_some() && checked.iter().any(|t| is_config(t) && t.code != Code::Valid) {
-        new_config = None;
     }
 
     // Stage 4: MVCC and phantom reads, in block order.
@@ -425,6 +449,7 @@ pub fn validate_block(
 
 fn is_config(tx: &Prechecked) -> bool {
     tx.tx.as_ref().is_some_and(|t| matches!(t.body, TransactionBody::Config(_)))
+        || tx.code == Code::InvalidConfigTransaction
 }
 
 fn precheck_all(envelopes: &[Bytes], channel_id: &str, resources: &ChannelResources) -> Vec<Prechecked> {
@@ -544,6 +569,14 @@ impl Batch<'_> {
         for set in sets {
             let ns = &set.namespace;
             for read in &set.kv.reads {
+                // As in Fabric, a key an earlier transaction of the block changed may not
+                // be read at all (whatever version the read claims).
+                if self.update.state.contains_key(&(ns.clone(), read.key.clone())) {
+                    return Ok(Some((
+                        Code::MvccReadConflict,
+                        format!("{ns}/{:?} was changed earlier in this block", read.key),
+                    )));
+                }
                 let current = self.version(ns, &read.key)?;
                 if current.map(proto_version) != read.version {
                     return Ok(Some((
@@ -563,8 +596,9 @@ impl Batch<'_> {
             for (collection, hashed) in &set.collections {
                 let hashed_ns = hashed_namespace(ns, collection);
                 for read in &hashed.hashed_reads {
-                    let current = self.version(&hashed_ns, &hex::encode(&read.key_hash))?;
-                    if current.map(proto_version) != read.version {
+                    let key = hex::encode(&read.key_hash);
+                    let changed = self.update.state.contains_key(&(hashed_ns.clone(), key.clone()));
+                    if changed || self.version(&hashed_ns, &key)?.map(proto_version) != read.version {
                         return Ok(Some((
                             Code::MvccReadConflict,
                             format!("read of a private key of {ns}/{collection} is stale"),

@@ -75,6 +75,8 @@ pub struct Definition {
     pub version: String,
     pub sequence: i64,
     pub policy: EndorsementPolicy,
+    /// Defined by Fabric's `_lifecycle` transactions (rather than the channel config).
+    pub from_lifecycle: bool,
 }
 
 /// The chaincode definitions in force on a channel.
@@ -104,6 +106,7 @@ impl ChaincodeRegistry {
                     version: def.version.clone(),
                     sequence: def.sequence,
                     policy: EndorsementPolicy::from_application_policy(policy)?,
+                    from_lifecycle: false,
                 },
             );
         }
@@ -159,8 +162,10 @@ impl ChaincodeRegistry {
             let version = fields.version.or_else(|| existing.map(|d| d.version.clone()));
             let policy = fields.policy.or_else(|| existing.map(|d| d.policy.clone()));
             if let (Some(version), Some(policy)) = (version, policy) {
-                self.definitions
-                    .insert(name.to_owned(), Definition { name: name.to_owned(), version, sequence, policy });
+                self.definitions.insert(
+                    name.to_owned(),
+                    Definition { name: name.to_owned(), version, sequence, policy, from_lifecycle: true },
+                );
             }
         }
         Ok(())
@@ -278,7 +283,11 @@ pub fn check_endorsement(
                 }
             }
             for collection in collection_writes {
-                let Some(msp_id) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) else { continue };
+                let Some(msp_id) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) else {
+                    return Ok(Some(format!(
+                        "illegal write to collection {collection} of {LIFECYCLE_NAMESPACE}"
+                    )));
+                };
                 let org = resources.config.application_orgs.iter().find(|o| o.msp_id == msp_id);
                 let Some(org) = org else {
                     return Ok(Some(format!("implicit collection of unknown org {msp_id}")));

@@ -62,12 +62,19 @@ pub fn summarize_range(results: impl IntoIterator<Item = KvRead>, max_degree: u3
     if !pending.is_empty() {
         hash_pending(&mut pending, &mut tree, &mut max_level);
     }
-    // Carry what is left at lower levels up to the top level.
+    // Fabric's merkleTree.done(): carry what is left at lower levels up to the top (a
+    // lone hash moves up unchanged, several are combined), then fold the top level once
+    // more if it holds more than `max_degree` hashes.
     let min_level = tree.keys().next().copied().unwrap_or(max_level);
     for level in min_level..max_level {
-        if let Some(hashes) = tree.remove(&level).filter(|h| !h.is_empty()) {
-            tree.entry(level + 1).or_default().push(combined_hash(&hashes));
-        }
+        let Some(hashes) = tree.remove(&level).filter(|h| !h.is_empty()) else { continue };
+        let carried = if hashes.len() == 1 { hashes[0] } else { combined_hash(&hashes) };
+        tree.entry(level + 1).or_default().push(carried);
+    }
+    if tree.get(&max_level).is_some_and(|top| top.len() > max_degree) {
+        let top = tree.remove(&max_level).unwrap_or_default();
+        max_level += 1;
+        tree.insert(max_level, vec![combined_hash(&top)]);
     }
     RangeReads::Merkle(QueryReadsMerkleSummary {
         max_degree: max_degree as u32,
@@ -114,6 +121,36 @@ mod tests {
                 version: Some(Version { block_num: 1, tx_num: i as u64 }),
             })
             .collect()
+    }
+
+    fn leaf(reads: &[KvRead]) -> [u8; 32] {
+        Sha256::digest(QueryReads { kv_reads: reads.to_vec() }.encode_to_vec()).into()
+    }
+
+    /// Fabric's `merkleTree.done()`: a lone lower-level hash moves up unchanged, and a top
+    /// level holding more than `max_degree` hashes is folded once more.
+    #[test]
+    fn leftover_hashes_are_carried_and_the_top_level_folded_as_in_fabric() {
+        let all = reads(5);
+        let (l1, l2, l3) = (leaf(&all[0..2]), leaf(&all[2..4]), leaf(&all[4..5]));
+        let a = combined_hash(&[l1, l2]);
+        let top = combined_hash(&[a, l3]);
+        let expected = QueryReadsMerkleSummary {
+            max_degree: 1,
+            max_level: 3,
+            max_level_hashes: vec![top.to_vec().into()],
+        };
+        assert_eq!(summarize_range(all, 1), RangeReads::Merkle(expected));
+
+        let all = reads(10);
+        let (l1, l2, l3, l4) = (leaf(&all[0..3]), leaf(&all[3..6]), leaf(&all[6..9]), leaf(&all[9..10]));
+        let a = combined_hash(&[l1, l2, l3]);
+        let expected = QueryReadsMerkleSummary {
+            max_degree: 2,
+            max_level: 2,
+            max_level_hashes: vec![a.to_vec().into(), l4.to_vec().into()],
+        };
+        assert_eq!(summarize_range(all, 2), RangeReads::Merkle(expected));
     }
 
     #[test]

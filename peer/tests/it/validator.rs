@@ -85,14 +85,30 @@ impl Fixture {
         let resources = ChannelResources::from_config_block(&net.genesis).expect("resources");
         let registry = ChaincodeRegistry::from_config(&resources.config).expect("registry");
         let tip = net.genesis.clone();
-        Self { net, context: ChannelContext { resources, registry }, state: MemState::default(), tip, seq: 0 }
+        Self {
+            net,
+            context: ChannelContext { resources: std::sync::Arc::new(resources), registry },
+            state: MemState::default(),
+            tip,
+            seq: 0,
+        }
     }
 
     /// Endorses `args` on `chaincode` against the current state by `endorsers`.
     fn endorse(&mut self, chaincode: &str, args: &[&str], endorsers: &[&SigningIdentity]) -> Envelope {
         self.seq += 1;
         let signed = self.net.proposal(&self.net.client1, chaincode, args, self.seq);
-        let proposal = SignedProposal::parse(&signed).expect("proposal");
+        self.endorse_signed(&signed, endorsers)
+    }
+
+    fn endorse_signed(
+        &self,
+        signed: &medfabric_proto::protos::SignedProposal,
+        endorsers: &[&SigningIdentity],
+    ) -> Envelope {
+        let chaincode = SignedProposal::parse(signed).expect("proposal").chaincode_id.name;
+        let chaincode = chaincode.as_str();
+        let proposal = SignedProposal::parse(signed).expect("proposal");
         let chaincodes = TestNetwork::chaincodes();
         let installed = Installed { chaincodes: &chaincodes, registry: &self.context.registry };
         let simulated =
@@ -106,7 +122,7 @@ impl Fixture {
         };
         let responses: Vec<ProposalResponse> =
             endorsers.iter().map(|e| endorse(&proposal, result.clone(), e)).collect();
-        self.net.envelope(&self.net.client1, &signed, &responses)
+        self.net.envelope(&self.net.client1, signed, &responses)
     }
 
     /// Validates a block of `envelopes` and commits its update; returns the codes.
@@ -198,38 +214,125 @@ fn tampered_envelopes_get_fabrics_codes() {
     assert_eq!(f.value("kv", "h"), None);
 }
 
-#[test]
-fn writes_to_an_undefined_chaincode_are_invalid() {
-    let mut f = Fixture::new();
-    let p1 = f.net.peer1.clone();
+/// An envelope for `chaincode` (version `version`) whose endorsed rw-set is `rwset`,
+/// whatever a chaincode would have produced: what a dishonest client could assemble.
+fn handmade(
+    f: &mut Fixture,
+    chaincode: &str,
+    version: &str,
+    rwset: TxReadWriteSet,
+    endorser: &SigningIdentity,
+) -> Envelope {
     f.seq += 1;
-    let signed = f.net.proposal(&f.net.client1, "kv", &["put", "g", "1"], f.seq);
+    let signed = f.net.proposal(&f.net.client1, chaincode, &["put", "g", "1"], f.seq);
     let proposal = SignedProposal::parse(&signed).expect("proposal");
-    let kv = KvrwSet {
-        writes: vec![KvWrite { key: "g".into(), is_delete: false, value: Bytes::from_static(b"1") }],
-        ..Default::default()
-    };
-    let rwset = TxReadWriteSet {
-        data_model: 0,
-        ns_rwset: vec![NsReadWriteSet {
-            namespace: "ghost".into(),
-            rwset: kv.encode_to_vec().into(),
-            collection_hashed_rwset: Vec::new(),
-        }],
-    };
     let result = SimulationResult {
         response: medfabric_shim::success(Bytes::new()),
         results: rwset.encode_to_vec().into(),
         events: Bytes::new(),
         chaincode_id: medfabric_proto::protos::ChaincodeId {
-            name: "kv".into(),
-            version: "1.0".into(),
+            name: chaincode.into(),
+            version: version.into(),
             path: String::new(),
         },
     };
-    let envelope = f.net.envelope(&f.net.client1, &signed, &[endorse(&proposal, result, &p1)]);
+    f.net.envelope(&f.net.client1, &signed, &[endorse(&proposal, result, endorser)])
+}
+
+fn write_set(namespace: &str, key: &str) -> TxReadWriteSet {
+    let kv = KvrwSet {
+        writes: vec![KvWrite { key: key.into(), is_delete: false, value: Bytes::from_static(b"1") }],
+        ..Default::default()
+    };
+    TxReadWriteSet {
+        data_model: 0,
+        ns_rwset: vec![NsReadWriteSet {
+            namespace: namespace.into(),
+            rwset: kv.encode_to_vec().into(),
+            collection_hashed_rwset: Vec::new(),
+        }],
+    }
+}
+
+#[test]
+fn writes_to_an_undefined_chaincode_are_invalid() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let envelope = handmade(&mut f, "kv", "1.0", write_set("ghost", "g"), &p1);
     assert_eq!(f.block(&[envelope]), [Code::InvalidChaincode]);
     assert_eq!(f.value("ghost", "g"), None);
+}
+
+#[test]
+fn a_transaction_endorsed_for_another_chaincode_version_is_invalid() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let envelope = handmade(&mut f, "kv", "0.9", write_set("kv", "g"), &p1);
+    assert_eq!(f.block(&[envelope]), [Code::InvalidChaincode]);
+    assert_eq!(f.value("kv", "g"), None);
+}
+
+/// Hashed writes into a `_lifecycle` collection that is no org's implicit collection
+/// satisfy no policy: nobody may write there.
+#[test]
+fn lifecycle_writes_outside_implicit_collections_fail_their_policy() {
+    use medfabric_proto::kvrwset::{HashedRwSet, KvWriteHash};
+    use medfabric_proto::rwset::CollectionHashedReadWriteSet;
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let hashed = HashedRwSet {
+        hashed_writes: vec![KvWriteHash {
+            key_hash: Bytes::from_static(&[1; 32]),
+            value_hash: Bytes::from_static(&[2; 32]),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rwset = TxReadWriteSet {
+        data_model: 0,
+        ns_rwset: vec![NsReadWriteSet {
+            namespace: "_lifecycle".into(),
+            rwset: KvrwSet::default().encode_to_vec().into(),
+            collection_hashed_rwset: vec![CollectionHashedReadWriteSet {
+                collection_name: "x".into(),
+                hashed_rwset: hashed.encode_to_vec().into(),
+                pvt_rwset_hash: Bytes::new(),
+            }],
+        }],
+    };
+    let envelope = handmade(&mut f, "_lifecycle", "syscc", rwset, &p1);
+    assert_eq!(f.block(&[envelope]), [Code::EndorsementPolicyFailure]);
+    assert!(f.state.values.is_empty());
+}
+
+/// As in Fabric, a key written earlier in the block may not be read, even when the
+/// earlier write was a delete of a key that did not exist.
+#[test]
+fn a_key_changed_earlier_in_the_block_cannot_be_read() {
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let delete = f.endorse("kv", &["del", "z"], &[&p1]);
+    let create = f.endorse("kv", &["create", "z", "v"], &[&p1]);
+    assert_eq!(f.block(&[delete, create]), [Code::Valid, Code::MvccReadConflict]);
+    assert_eq!(f.value("kv", "z"), None);
+}
+
+/// Only transactions still valid claim a tx id within a block: a resubmission with
+/// enough endorsements after an under-endorsed copy is valid (Fabric's
+/// `markTXIdDuplicates` over valid transactions).
+#[test]
+fn an_invalid_copy_does_not_claim_its_tx_id() {
+    let mut f = Fixture::new();
+    let (p1, p2) = (f.net.peer1.clone(), f.net.peer2.clone());
+    f.seq += 1;
+    let signed = f.net.proposal(&f.net.client1, "kvand", &["put", "dup", "1"], f.seq);
+    let under = f.endorse_signed(&signed, &[&p1]);
+    let enough = f.endorse_signed(&signed, &[&p1, &p2]);
+    assert_eq!(
+        f.block(&[under, enough.clone(), enough]),
+        [Code::EndorsementPolicyFailure, Code::Valid, Code::DuplicateTxid]
+    );
+    assert_eq!(f.value("kvand", "dup").as_deref(), Some(&b"1"[..]));
 }
 
 /// `target` with the chaincode proposal payload of `donor`, re-signed by `client`.
