@@ -45,6 +45,9 @@ pub mod medfabric {
     pub mod config {
         tonic::include_proto!("medfabric.config");
     }
+    pub mod orderer {
+        tonic::include_proto!("medfabric.orderer");
+    }
 }
 
 pub use prost::Message;

@@ -1,0 +1,597 @@
+//! An ordering node: admission checks, the leader's block cutter, forwarding from
+//! followers, and the Broadcast, Deliver, Cluster and operations services.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use medfabric_msp::SigningIdentity;
+use medfabric_proto::common::{Block, Envelope, HeaderType, Status};
+use medfabric_proto::medfabric::orderer::cluster_client::ClusterClient;
+use medfabric_proto::medfabric::orderer::cluster_server::{Cluster, ClusterServer};
+use medfabric_proto::medfabric::orderer::{RaftMessage, SubmitRequest, SubmitResponse};
+use medfabric_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
+use medfabric_proto::orderer::{BroadcastResponse, DeliverResponse, SeekInfo, deliver_response, seek_info, seek_position};
+use medfabric_types::block::decode_block;
+use medfabric_types::config::ChannelResources;
+use medfabric_types::{Transaction, TransactionBody};
+use prost::Message;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::{Stream, StreamExt};
+
+use crate::cutter::{BatchLimits, BlockCutter, Pending};
+use crate::raft::{self, BlockMachine, OrderError, OrdererStore, Raft};
+
+/// The node config file of an orderer (from `medfabric network generate`). Relative
+/// paths are relative to the file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrdererConfig {
+    pub node_id: String,
+    pub consenter_id: u64,
+    pub msp_id: String,
+    pub msp_dir: PathBuf,
+    pub listen_address: String,
+    pub cluster_listen_address: String,
+    #[serde(default)]
+    pub operations_address: Option<String>,
+    pub data_dir: PathBuf,
+    pub genesis_block: PathBuf,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Consenter id → cluster address, overriding the channel config's consenters.
+    #[serde(default)]
+    pub cluster_peers: BTreeMap<u64, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_message_bytes: 100 * 1024 * 1024 }
+    }
+}
+
+impl OrdererConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: Self = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.msp_dir, &mut config.data_dir, &mut config.genesis_block] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Why an envelope is refused, with the status Fabric's orderer gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: Status,
+    pub info: String,
+}
+
+impl Refusal {
+    fn new(status: Status, info: impl Into<String>) -> Self {
+        Self { status, info: info.into() }
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), Refusal>>;
+
+struct Submission {
+    envelope: Bytes,
+    is_config: bool,
+    reply: Reply,
+}
+
+/// A running ordering node.
+pub struct Orderer {
+    id: u64,
+    channel_id: String,
+    store: OrdererStore,
+    raft: Raft,
+    resources: Arc<RwLock<Arc<ChannelResources>>>,
+    sequencer: mpsc::Sender<Submission>,
+}
+
+impl std::fmt::Debug for Orderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orderer").field("id", &self.id).field("channel_id", &self.channel_id).finish()
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn limits_of(resources: &ChannelResources) -> BatchLimits {
+    let batch = &resources.config.batch;
+    BatchLimits {
+        max_message_count: batch.max_message_count,
+        preferred_max_bytes: batch.preferred_max_bytes,
+        absolute_max_bytes: batch.absolute_max_bytes,
+        batch_timeout_ms: batch.timeout_ms,
+    }
+}
+
+/// Bound on envelopes waiting for the leader's cutter.
+const SEQUENCER_QUEUE: usize = 10_000;
+
+impl Orderer {
+    /// Opens the store and starts Raft and the sequencer. The cluster's members are the
+    /// channel config's consenters (ids from 1, in config order) unless the node config
+    /// overrides their addresses.
+    pub async fn start(config: &OrdererConfig) -> Result<Arc<Self>> {
+        let genesis_bytes = std::fs::read(&config.genesis_block)
+            .with_context(|| format!("reading {}", config.genesis_block.display()))?;
+        let genesis = decode_block(&genesis_bytes)?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = OrdererStore::open(&config.data_dir.join("raft"), &genesis)?;
+        let tip = store.tip()?.context("chain tip")?;
+        let config_block = store.block(tip.last_config)?.context("last config block")?;
+        let resources = Arc::new(ChannelResources::from_config_block(&config_block)?);
+        let channel_id = resources.config.channel_id.clone();
+        let mut members: BTreeMap<u64, String> = resources
+            .config
+            .consenters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u64 + 1, format!("{}:{}", c.host, c.port)))
+            .collect();
+        members.extend(config.cluster_peers.clone());
+        if !members.contains_key(&config.consenter_id) {
+            bail!("consenter {} is not among the channel's consenters {:?}", config.consenter_id, members);
+        }
+        let signer = Arc::new(
+            SigningIdentity::from_msp_dir(&config.msp_dir, &config.msp_id)
+                .with_context(|| format!("loading {}", config.msp_dir.display()))?,
+        );
+        let shared = Arc::new(RwLock::new(resources.clone()));
+        let on_config = {
+            let shared = shared.clone();
+            Arc::new(move |block: &Block| match ChannelResources::from_config_block(block) {
+                Ok(next) => *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next),
+                Err(e) => tracing::error!("config block does not load: {e}"),
+            })
+        };
+        let machine = BlockMachine::new(store.clone(), signer, on_config);
+        let raft = raft::start(config.consenter_id, members, store.clone(), machine).await?;
+        let (sequencer, queue) = mpsc::channel(SEQUENCER_QUEUE);
+        let orderer = Arc::new(Self { id: config.consenter_id, channel_id, store, raft, resources: shared, sequencer });
+        tokio::spawn(run_sequencer(orderer.clone(), queue, limits_of(&resources)));
+        Ok(orderer)
+    }
+
+    pub fn store(&self) -> &OrdererStore {
+        &self.store
+    }
+
+    pub fn resources(&self) -> Arc<ChannelResources> {
+        self.resources.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Leader id, term, and whether this node leads.
+    pub fn raft_status(&self) -> (Option<u64>, u64, bool) {
+        raft::status(&self.raft)
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// Broadcast's admission checks: size, structure, channel, creator validity and
+    /// signature, and the channel's Writers (orderer Admins for a config).
+    pub fn admit(&self, envelope: &Envelope) -> Result<bool, Refusal> {
+        let resources = self.resources();
+        let size = envelope.encoded_len();
+        let max = resources.config.batch.absolute_max_bytes as usize;
+        if size > max {
+            return Err(Refusal::new(
+                Status::BadRequest,
+                format!("message payload is {size} bytes and exceeds maximum allowed {max} bytes"),
+            ));
+        }
+        let tx = Transaction::from_envelope(envelope.clone())
+            .map_err(|e| Refusal::new(Status::BadRequest, format!("bad envelope: {}", e.error)))?;
+        if tx.channel_id() != self.channel_id {
+            return Err(Refusal::new(Status::NotFound, format!("channel {} not found", tx.channel_id())));
+        }
+        let is_config = match (HeaderType::try_from(tx.header_type()), &tx.body) {
+            (Ok(HeaderType::EndorserTransaction), _) => false,
+            (Ok(HeaderType::Config), TransactionBody::Config(config)) => {
+                let sequence = config.config.as_ref().map_or(0, |c| c.sequence);
+                if sequence != resources.config.sequence + 1 {
+                    return Err(Refusal::new(
+                        Status::BadRequest,
+                        format!("config sequence {sequence} does not follow {}", resources.config.sequence),
+                    ));
+                }
+                true
+            }
+            (Ok(HeaderType::ConfigUpdate), _) => {
+                return Err(Refusal::new(
+                    Status::BadRequest,
+                    "CONFIG_UPDATE is not processed by this orderer yet; submit the signed CONFIG envelope",
+                ));
+            }
+            _ => {
+                return Err(Refusal::new(Status::BadRequest, format!("header type {} not accepted", tx.header_type())));
+            }
+        };
+        let creator = resources
+            .msps
+            .deserialize_at(tx.creator(), now_unix())
+            .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
+        creator
+            .verify(&tx.payload, &tx.signature)
+            .map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
+        let policy = if is_config { "/Channel/Orderer/Admins" } else { "/Channel/Writers" };
+        if !resources.policies.evaluate(policy, std::slice::from_ref(&creator)).unwrap_or(false) {
+            return Err(Refusal::new(
+                Status::Forbidden,
+                format!("the creator does not satisfy {policy}: permission denied"),
+            ));
+        }
+        Ok(is_config)
+    }
+
+    /// Orders an admitted envelope: on the leader through its cutter, on a follower by
+    /// forwarding to the leader. Returns once the envelope is in a committed block.
+    pub async fn submit(&self, envelope: Bytes, is_config: bool) -> Result<(), Refusal> {
+        match raft::leader(&self.raft) {
+            Some((leader, _)) if leader == self.id => {
+                let (reply, answer) = oneshot::channel();
+                self.sequencer
+                    .try_send(Submission { envelope, is_config, reply })
+                    .map_err(|_| Refusal::new(Status::ServiceUnavailable, "the ordering queue is full"))?;
+                answer.await.unwrap_or_else(|_| Err(Refusal::new(Status::ServiceUnavailable, "ordering stopped")))
+            }
+            Some((_, address)) => {
+                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                    .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
+                    .connect_timeout(Duration::from_secs(2));
+                let mut client = ClusterClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
+                    .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE);
+                let request = SubmitRequest { channel_id: self.channel_id.clone(), envelope };
+                let answer = client
+                    .submit(request)
+                    .await
+                    .map_err(|e| Refusal::new(Status::ServiceUnavailable, format!("leader unreachable: {}", e.message())))?
+                    .into_inner();
+                match Status::try_from(answer.status) {
+                    Ok(Status::Success) => Ok(()),
+                    Ok(status) => Err(Refusal::new(status, answer.info)),
+                    Err(_) => Err(Refusal::new(Status::ServiceUnavailable, answer.info)),
+                }
+            }
+            None => Err(Refusal::new(Status::ServiceUnavailable, "no Raft leader")),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        raft::leader(&self.raft).is_some_and(|(leader, _)| leader == self.id)
+    }
+}
+
+/// The leader's cutter: batches submissions and orders each batch through Raft.
+async fn run_sequencer(orderer: Arc<Orderer>, mut queue: mpsc::Receiver<Submission>, limits: BatchLimits) {
+    let start = Instant::now();
+    let now_ms = move || start.elapsed().as_millis() as u64;
+    let mut cutter: BlockCutter<Reply> = BlockCutter::new(limits);
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    // One batch at a time keeps blocks in the order they were cut.
+    let (batches, mut to_order) = mpsc::channel::<Vec<Pending<Reply>>>(64);
+    let raft_orderer = orderer.clone();
+    tokio::spawn(async move {
+        while let Some(batch) = to_order.recv().await {
+            let envelopes: Vec<Bytes> = batch.iter().map(|p| p.envelope.clone()).collect();
+            let outcome = raft::order(&raft_orderer.raft, &envelopes).await;
+            for pending in batch {
+                let answer = match &outcome {
+                    Ok(_) => Ok(()),
+                    Err(OrderError::NotLeader(_)) => {
+                        Err(Refusal::new(Status::ServiceUnavailable, "leadership changed; resubmit"))
+                    }
+                    Err(OrderError::Failed(why)) => Err(Refusal::new(Status::ServiceUnavailable, why.clone())),
+                };
+                let _ = pending.ticket.send(answer);
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            submission = queue.recv() => {
+                let Some(Submission { envelope, is_config, reply }) = submission else { return };
+                cutter.set_limits(limits_of(&orderer.resources()));
+                for batch in cutter.ordered(Pending { envelope, ticket: reply }, is_config, now_ms()) {
+                    if batches.send(batch).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                if !orderer.is_leader() {
+                    for pending in cutter.drain() {
+                        let _ = pending.ticket.send(Err(Refusal::new(Status::ServiceUnavailable, "no longer the leader; resubmit")));
+                    }
+                    continue;
+                }
+                if let Some(batch) = cutter.tick(now_ms())
+                    && batches.send(batch).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+// ---- services ----------------------------------------------------------------------------
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+/// Envelopes in flight per Broadcast stream.
+const BROADCAST_WINDOW: usize = 1024;
+
+/// `orderer.AtomicBroadcast`.
+#[derive(Debug, Clone)]
+pub struct BroadcastService {
+    orderer: Arc<Orderer>,
+}
+
+impl BroadcastService {
+    pub fn new(orderer: Arc<Orderer>) -> Self {
+        Self { orderer }
+    }
+}
+
+fn broadcast_answer(outcome: Result<(), Refusal>) -> BroadcastResponse {
+    match outcome {
+        Ok(()) => BroadcastResponse { status: Status::Success as i32, info: String::new() },
+        Err(refusal) => BroadcastResponse { status: refusal.status as i32, info: refusal.info },
+    }
+}
+
+#[tonic::async_trait]
+impl AtomicBroadcast for BroadcastService {
+    type BroadcastStream = ResponseStream<BroadcastResponse>;
+    type DeliverStream = ResponseStream<DeliverResponse>;
+
+    async fn broadcast(
+        &self,
+        request: tonic::Request<tonic::Streaming<Envelope>>,
+    ) -> Result<tonic::Response<Self::BroadcastStream>, tonic::Status> {
+        let mut incoming = request.into_inner();
+        let orderer = self.orderer.clone();
+        // Answers go out in the order envelopes came in, each once it is decided.
+        let (pending_tx, mut pending_rx) = mpsc::channel::<oneshot::Receiver<BroadcastResponse>>(BROADCAST_WINDOW);
+        let (out_tx, out_rx) = mpsc::channel(BROADCAST_WINDOW);
+        tokio::spawn(async move {
+            while let Some(next) = incoming.next().await {
+                let Ok(envelope) = next else { break };
+                let (answer_tx, answer_rx) = oneshot::channel();
+                if pending_tx.send(answer_rx).await.is_err() {
+                    break;
+                }
+                let orderer = orderer.clone();
+                tokio::spawn(async move {
+                    let outcome = match orderer.admit(&envelope) {
+                        Ok(is_config) => orderer.submit(envelope.encode_to_vec().into(), is_config).await,
+                        Err(refusal) => Err(refusal),
+                    };
+                    let _ = answer_tx.send(broadcast_answer(outcome));
+                });
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(answer) = pending_rx.recv().await {
+                let response = answer.await.unwrap_or_else(|_| broadcast_answer(Err(Refusal::new(Status::InternalServerError, "dropped"))));
+                if out_tx.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn deliver(
+        &self,
+        request: tonic::Request<tonic::Streaming<Envelope>>,
+    ) -> Result<tonic::Response<Self::DeliverStream>, tonic::Status> {
+        let mut incoming = request.into_inner();
+        let orderer = self.orderer.clone();
+        let (out_tx, out_rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(next) = incoming.next().await {
+                let Ok(envelope) = next else { break };
+                let status = match deliver_blocks(&orderer, &envelope, &out_tx).await {
+                    Ok(()) => Status::Success,
+                    Err(refusal) => {
+                        tracing::debug!("deliver refused: {}", refusal.info);
+                        refusal.status
+                    }
+                };
+                let done = DeliverResponse { r#type: Some(deliver_response::Type::Status(status as i32)) };
+                if out_tx.send(Ok(done)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+/// Serves one seek request: checks it, then streams the blocks it asks for.
+async fn deliver_blocks(
+    orderer: &Orderer,
+    envelope: &Envelope,
+    out: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
+) -> Result<(), Refusal> {
+    let resources = orderer.resources();
+    let tx = Transaction::from_envelope(envelope.clone())
+        .map_err(|e| Refusal::new(Status::BadRequest, format!("bad envelope: {}", e.error)))?;
+    if tx.channel_id() != orderer.channel_id {
+        return Err(Refusal::new(Status::NotFound, format!("channel {} not found", tx.channel_id())));
+    }
+    if tx.header_type() != HeaderType::DeliverSeekInfo as i32 {
+        return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
+    }
+    let creator = resources
+        .msps
+        .deserialize_at(tx.creator(), now_unix())
+        .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
+    creator.verify(&tx.payload, &tx.signature).map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
+    if !resources.policies.evaluate("/Channel/Readers", std::slice::from_ref(&creator)).unwrap_or(false) {
+        return Err(Refusal::new(Status::Forbidden, "the creator does not satisfy /Channel/Readers"));
+    }
+    let TransactionBody::Other(data) = &tx.body else {
+        return Err(Refusal::new(Status::BadRequest, "no SeekInfo"));
+    };
+    let seek = SeekInfo::decode(data.as_ref()).map_err(|e| Refusal::new(Status::BadRequest, format!("SeekInfo: {e}")))?;
+    let height = orderer.store.height();
+    let position = |p: &Option<medfabric_proto::orderer::SeekPosition>, default: u64| -> Result<u64, Refusal> {
+        Ok(match p.as_ref().and_then(|p| p.r#type.as_ref()) {
+            Some(seek_position::Type::Oldest(_)) => 0,
+            Some(seek_position::Type::Newest(_)) => height.saturating_sub(1),
+            Some(seek_position::Type::Specified(s)) => s.number,
+            Some(seek_position::Type::NextCommit(_)) => height,
+            None => default,
+        })
+    };
+    let start = position(&seek.start, height.saturating_sub(1))?;
+    let stop = match seek.stop.as_ref().and_then(|p| p.r#type.as_ref()) {
+        Some(seek_position::Type::Specified(s)) => s.number,
+        None => u64::MAX,
+        _ => position(&seek.stop, u64::MAX)?,
+    };
+    if start > stop {
+        return Err(Refusal::new(Status::BadRequest, format!("start {start} is after stop {stop}")));
+    }
+    let fail_if_not_ready = seek.behavior == seek_info::SeekBehavior::FailIfNotReady as i32;
+    let mut heights = orderer.store.watch_height();
+    for number in start..=stop {
+        loop {
+            if number < *heights.borrow_and_update() {
+                break;
+            }
+            if fail_if_not_ready {
+                return Err(Refusal::new(Status::NotFound, format!("block {number} is not there yet")));
+            }
+            if heights.changed().await.is_err() {
+                return Err(Refusal::new(Status::ServiceUnavailable, "orderer stopping"));
+            }
+        }
+        let block = orderer
+            .store
+            .block(number)
+            .map_err(|e| Refusal::new(Status::InternalServerError, e.to_string()))?
+            .ok_or_else(|| Refusal::new(Status::NotFound, format!("block {number} missing")))?;
+        let message = DeliverResponse { r#type: Some(deliver_response::Type::Block(block)) };
+        if out.send(Ok(message)).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// `medfabric.orderer.Cluster`: Raft messages and envelopes forwarded by followers.
+#[derive(Debug, Clone)]
+pub struct ClusterService {
+    orderer: Arc<Orderer>,
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn raft(&self, request: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        raft::handle_raft_message(&self.orderer.raft, request.into_inner())
+            .await
+            .map(tonic::Response::new)
+            .map_err(tonic::Status::invalid_argument)
+    }
+
+    async fn submit(&self, request: tonic::Request<SubmitRequest>) -> Result<tonic::Response<SubmitResponse>, tonic::Status> {
+        let request = request.into_inner();
+        if request.channel_id != self.orderer.channel_id {
+            return Ok(tonic::Response::new(SubmitResponse { status: Status::NotFound as i32, info: "unknown channel".into() }));
+        }
+        let envelope = Envelope::decode(request.envelope.as_ref())
+            .map_err(|e| tonic::Status::invalid_argument(format!("envelope: {e}")))?;
+        // The leader checks forwarded envelopes again: it trusts no one's admission.
+        let outcome = match self.orderer.admit(&envelope) {
+            Ok(is_config) if self.orderer.is_leader() => self.orderer.submit(request.envelope, is_config).await,
+            Ok(_) => Err(Refusal::new(Status::ServiceUnavailable, "not the leader")),
+            Err(refusal) => Err(refusal),
+        };
+        let answer = broadcast_answer(outcome);
+        Ok(tonic::Response::new(SubmitResponse { status: answer.status, info: answer.info }))
+    }
+}
+
+/// Serves the client services on `listener`, the cluster service on `cluster`, and
+/// operations HTTP (`/healthz`) on `operations`, until `shutdown` resolves.
+pub async fn serve(
+    orderer: Arc<Orderer>,
+    listener: tokio::net::TcpListener,
+    cluster: tokio::net::TcpListener,
+    operations: Option<tokio::net::TcpListener>,
+    max_message_bytes: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let client = tonic::transport::Server::builder()
+        .add_service(
+            AtomicBroadcastServer::new(BroadcastService::new(orderer.clone()))
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
+    let cluster = tonic::transport::Server::builder()
+        .add_service(
+            ClusterServer::new(ClusterService { orderer: orderer.clone() })
+                .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
+                .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(cluster), stopped(stop_rx.clone()));
+    let operations = async {
+        let Some(listener) = operations else { return Ok(()) };
+        let health = orderer.clone();
+        let app = axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(move || {
+                let orderer = health.clone();
+                async move {
+                    let (leader, term, _) = orderer.raft_status();
+                    let body = serde_json::json!({"status": if leader.is_some() { "OK" } else { "no Raft leader" }, "leader": leader, "term": term, "height": orderer.store().height()});
+                    let code = if leader.is_some() { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+                    (code, axum::Json(body))
+                }
+            }),
+        );
+        axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).await
+    };
+    let (client, cluster, operations) = tokio::join!(client, cluster, operations);
+    client?;
+    cluster?;
+    operations?;
+    orderer.shutdown().await;
+    Ok(())
+}
