@@ -100,7 +100,12 @@ mod tests {
     use super::*;
 
     fn limits() -> BatchLimits {
-        BatchLimits { max_message_count: 3, preferred_max_bytes: 100, absolute_max_bytes: 1000, batch_timeout_ms: 50 }
+        BatchLimits {
+            max_message_count: 3,
+            preferred_max_bytes: 100,
+            absolute_max_bytes: 1000,
+            batch_timeout_ms: 50,
+        }
     }
 
     fn msg(size: usize, ticket: u32) -> Pending<u32> {

@@ -28,7 +28,8 @@ struct Args {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -37,7 +38,8 @@ async fn main() -> Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
-    let listener = tokio::net::TcpListener::bind(args.listen.as_deref().unwrap_or(&config.listen_address)).await?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen.as_deref().unwrap_or(&config.listen_address)).await?;
     // The cluster address is the one the other consenters know: it is not overridden.
     let cluster = tokio::net::TcpListener::bind(&config.cluster_listen_address).await?;
     let operations_address = args.operations_listen.or(config.operations_address.clone());

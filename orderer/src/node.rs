@@ -15,7 +15,9 @@ use medfabric_proto::medfabric::orderer::cluster_client::ClusterClient;
 use medfabric_proto::medfabric::orderer::cluster_server::{Cluster, ClusterServer};
 use medfabric_proto::medfabric::orderer::{RaftMessage, SubmitRequest, SubmitResponse};
 use medfabric_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
-use medfabric_proto::orderer::{BroadcastResponse, DeliverResponse, SeekInfo, deliver_response, seek_info, seek_position};
+use medfabric_proto::orderer::{
+    BroadcastResponse, DeliverResponse, SeekInfo, deliver_response, seek_info, seek_position,
+};
 use medfabric_types::block::decode_block;
 use medfabric_types::config::ChannelResources;
 use medfabric_types::{Transaction, TransactionBody};
@@ -63,7 +65,8 @@ impl Default for Limits {
 impl OrdererConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: Self = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut config: Self =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut config.msp_dir, &mut config.data_dir, &mut config.genesis_block] {
             if p.is_relative() {
@@ -168,7 +171,8 @@ impl Orderer {
         let machine = BlockMachine::new(store.clone(), signer, on_config);
         let raft = raft::start(config.consenter_id, members, store.clone(), machine).await?;
         let (sequencer, queue) = mpsc::channel(SEQUENCER_QUEUE);
-        let orderer = Arc::new(Self { id: config.consenter_id, channel_id, store, raft, resources: shared, sequencer });
+        let orderer =
+            Arc::new(Self { id: config.consenter_id, channel_id, store, raft, resources: shared, sequencer });
         tokio::spawn(run_sequencer(orderer.clone(), queue, limits_of(&resources)));
         Ok(orderer)
     }
@@ -226,7 +230,10 @@ impl Orderer {
                 ));
             }
             _ => {
-                return Err(Refusal::new(Status::BadRequest, format!("header type {} not accepted", tx.header_type())));
+                return Err(Refusal::new(
+                    Status::BadRequest,
+                    format!("header type {} not accepted", tx.header_type()),
+                ));
             }
         };
         let creator = resources
@@ -247,41 +254,60 @@ impl Orderer {
     }
 
     /// Orders an admitted envelope: on the leader through its cutter, on a follower by
-    /// forwarding to the leader. Returns once the envelope is in a committed block.
-    pub async fn submit(&self, envelope: Bytes, is_config: bool) -> Result<(), Refusal> {
+    /// forwarding to the leader. The envelope is queued before this returns (so one
+    /// stream's envelopes keep their order on the leader); the future resolves once it is
+    /// in a committed block.
+    pub fn submit(
+        self: &Arc<Self>,
+        envelope: Bytes,
+        is_config: bool,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), Refusal>> + Send>> {
         match raft::leader(&self.raft) {
             Some((leader, _)) if leader == self.id => {
                 let (reply, answer) = oneshot::channel();
-                self.sequencer
-                    .try_send(Submission { envelope, is_config, reply })
-                    .map_err(|_| Refusal::new(Status::ServiceUnavailable, "the ordering queue is full"))?;
-                answer.await.unwrap_or_else(|_| Err(Refusal::new(Status::ServiceUnavailable, "ordering stopped")))
+                if self.sequencer.try_send(Submission { envelope, is_config, reply }).is_err() {
+                    return Box::pin(async {
+                        Err(Refusal::new(Status::ServiceUnavailable, "the ordering queue is full"))
+                    });
+                }
+                Box::pin(async move {
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Err(Refusal::new(Status::ServiceUnavailable, "ordering stopped")))
+                })
             }
             Some((_, address)) => {
-                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-                    .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
-                    .connect_timeout(Duration::from_secs(2));
-                let mut client = ClusterClient::new(endpoint.connect_lazy())
-                    .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
-                    .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE);
-                let request = SubmitRequest { channel_id: self.channel_id.clone(), envelope };
-                let answer = client
-                    .submit(request)
-                    .await
-                    .map_err(|e| Refusal::new(Status::ServiceUnavailable, format!("leader unreachable: {}", e.message())))?
-                    .into_inner();
-                match Status::try_from(answer.status) {
-                    Ok(Status::Success) => Ok(()),
-                    Ok(status) => Err(Refusal::new(status, answer.info)),
-                    Err(_) => Err(Refusal::new(Status::ServiceUnavailable, answer.info)),
-                }
+                let channel_id = self.channel_id.clone();
+                Box::pin(forward(address, channel_id, envelope))
             }
-            None => Err(Refusal::new(Status::ServiceUnavailable, "no Raft leader")),
+            None => Box::pin(async { Err(Refusal::new(Status::ServiceUnavailable, "no Raft leader")) }),
         }
     }
 
     fn is_leader(&self) -> bool {
         raft::leader(&self.raft).is_some_and(|(leader, _)| leader == self.id)
+    }
+}
+
+/// Sends an envelope to the leader's cluster service and waits for its verdict.
+async fn forward(address: String, channel_id: String, envelope: Bytes) -> Result<(), Refusal> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
+        .connect_timeout(Duration::from_secs(2));
+    let mut client = ClusterClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
+        .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE);
+    let answer = client
+        .submit(SubmitRequest { channel_id, envelope })
+        .await
+        .map_err(|e| {
+            Refusal::new(Status::ServiceUnavailable, format!("leader unreachable: {}", e.message()))
+        })?
+        .into_inner();
+    match Status::try_from(answer.status) {
+        Ok(Status::Success) => Ok(()),
+        Ok(status) => Err(Refusal::new(status, answer.info)),
+        Err(_) => Err(Refusal::new(Status::ServiceUnavailable, answer.info)),
     }
 }
 
@@ -304,7 +330,9 @@ async fn run_sequencer(orderer: Arc<Orderer>, mut queue: mpsc::Receiver<Submissi
                     Err(OrderError::NotLeader(_)) => {
                         Err(Refusal::new(Status::ServiceUnavailable, "leadership changed; resubmit"))
                     }
-                    Err(OrderError::Failed(why)) => Err(Refusal::new(Status::ServiceUnavailable, why.clone())),
+                    Err(OrderError::Failed(why)) => {
+                        Err(Refusal::new(Status::ServiceUnavailable, why.clone()))
+                    }
                 };
                 let _ = pending.ticket.send(answer);
             }
@@ -376,7 +404,8 @@ impl AtomicBroadcast for BroadcastService {
         let mut incoming = request.into_inner();
         let orderer = self.orderer.clone();
         // Answers go out in the order envelopes came in, each once it is decided.
-        let (pending_tx, mut pending_rx) = mpsc::channel::<oneshot::Receiver<BroadcastResponse>>(BROADCAST_WINDOW);
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<oneshot::Receiver<BroadcastResponse>>(BROADCAST_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(BROADCAST_WINDOW);
         tokio::spawn(async move {
             while let Some(next) = incoming.next().await {
@@ -385,10 +414,15 @@ impl AtomicBroadcast for BroadcastService {
                 if pending_tx.send(answer_rx).await.is_err() {
                     break;
                 }
-                let orderer = orderer.clone();
+                // Admission and queueing happen here, in stream order; the wait for
+                // the block happens in its own task.
+                let ordered = match orderer.admit(&envelope) {
+                    Ok(is_config) => Ok(orderer.submit(envelope.encode_to_vec().into(), is_config)),
+                    Err(refusal) => Err(refusal),
+                };
                 tokio::spawn(async move {
-                    let outcome = match orderer.admit(&envelope) {
-                        Ok(is_config) => orderer.submit(envelope.encode_to_vec().into(), is_config).await,
+                    let outcome = match ordered {
+                        Ok(waiting) => waiting.await,
                         Err(refusal) => Err(refusal),
                     };
                     let _ = answer_tx.send(broadcast_answer(outcome));
@@ -397,7 +431,9 @@ impl AtomicBroadcast for BroadcastService {
         });
         tokio::spawn(async move {
             while let Some(answer) = pending_rx.recv().await {
-                let response = answer.await.unwrap_or_else(|_| broadcast_answer(Err(Refusal::new(Status::InternalServerError, "dropped"))));
+                let response = answer.await.unwrap_or_else(|_| {
+                    broadcast_answer(Err(Refusal::new(Status::InternalServerError, "dropped")))
+                });
                 if out_tx.send(Ok(response)).await.is_err() {
                     break;
                 }
@@ -452,24 +488,28 @@ async fn deliver_blocks(
         .msps
         .deserialize_at(tx.creator(), now_unix())
         .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
-    creator.verify(&tx.payload, &tx.signature).map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
+    creator
+        .verify(&tx.payload, &tx.signature)
+        .map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
     if !resources.policies.evaluate("/Channel/Readers", std::slice::from_ref(&creator)).unwrap_or(false) {
         return Err(Refusal::new(Status::Forbidden, "the creator does not satisfy /Channel/Readers"));
     }
     let TransactionBody::Other(data) = &tx.body else {
         return Err(Refusal::new(Status::BadRequest, "no SeekInfo"));
     };
-    let seek = SeekInfo::decode(data.as_ref()).map_err(|e| Refusal::new(Status::BadRequest, format!("SeekInfo: {e}")))?;
+    let seek = SeekInfo::decode(data.as_ref())
+        .map_err(|e| Refusal::new(Status::BadRequest, format!("SeekInfo: {e}")))?;
     let height = orderer.store.height();
-    let position = |p: &Option<medfabric_proto::orderer::SeekPosition>, default: u64| -> Result<u64, Refusal> {
-        Ok(match p.as_ref().and_then(|p| p.r#type.as_ref()) {
-            Some(seek_position::Type::Oldest(_)) => 0,
-            Some(seek_position::Type::Newest(_)) => height.saturating_sub(1),
-            Some(seek_position::Type::Specified(s)) => s.number,
-            Some(seek_position::Type::NextCommit(_)) => height,
-            None => default,
-        })
-    };
+    let position =
+        |p: &Option<medfabric_proto::orderer::SeekPosition>, default: u64| -> Result<u64, Refusal> {
+            Ok(match p.as_ref().and_then(|p| p.r#type.as_ref()) {
+                Some(seek_position::Type::Oldest(_)) => 0,
+                Some(seek_position::Type::Newest(_)) => height.saturating_sub(1),
+                Some(seek_position::Type::Specified(s)) => s.number,
+                Some(seek_position::Type::NextCommit(_)) => height,
+                None => default,
+            })
+        };
     let start = position(&seek.start, height.saturating_sub(1))?;
     let stop = match seek.stop.as_ref().and_then(|p| p.r#type.as_ref()) {
         Some(seek_position::Type::Specified(s)) => s.number,
@@ -514,23 +554,34 @@ pub struct ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn raft(&self, request: tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    async fn raft(
+        &self,
+        request: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
         raft::handle_raft_message(&self.orderer.raft, request.into_inner())
             .await
             .map(tonic::Response::new)
             .map_err(tonic::Status::invalid_argument)
     }
 
-    async fn submit(&self, request: tonic::Request<SubmitRequest>) -> Result<tonic::Response<SubmitResponse>, tonic::Status> {
+    async fn submit(
+        &self,
+        request: tonic::Request<SubmitRequest>,
+    ) -> Result<tonic::Response<SubmitResponse>, tonic::Status> {
         let request = request.into_inner();
         if request.channel_id != self.orderer.channel_id {
-            return Ok(tonic::Response::new(SubmitResponse { status: Status::NotFound as i32, info: "unknown channel".into() }));
+            return Ok(tonic::Response::new(SubmitResponse {
+                status: Status::NotFound as i32,
+                info: "unknown channel".into(),
+            }));
         }
         let envelope = Envelope::decode(request.envelope.as_ref())
             .map_err(|e| tonic::Status::invalid_argument(format!("envelope: {e}")))?;
         // The leader checks forwarded envelopes again: it trusts no one's admission.
         let outcome = match self.orderer.admit(&envelope) {
-            Ok(is_config) if self.orderer.is_leader() => self.orderer.submit(request.envelope, is_config).await,
+            Ok(is_config) if self.orderer.is_leader() => {
+                self.orderer.submit(request.envelope, is_config).await
+            }
             Ok(_) => Err(Refusal::new(Status::ServiceUnavailable, "not the leader")),
             Err(refusal) => Err(refusal),
         };

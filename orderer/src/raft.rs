@@ -25,16 +25,18 @@ use medfabric_types::block::{self, decode_block};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership, Vote,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership, Vote,
 };
 use prost::Message;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -165,7 +167,9 @@ impl OrdererStore {
     }
 
     pub fn block(&self, number: u64) -> anyhow::Result<Option<Block>> {
-        let Some(bytes) = self.db.get_cf(cf(&self.db, CF_BLOCKS), number.to_be_bytes())? else { return Ok(None) };
+        let Some(bytes) = self.db.get_cf(cf(&self.db, CF_BLOCKS), number.to_be_bytes())? else {
+            return Ok(None);
+        };
         Ok(Some(decode_block(&bytes)?))
     }
 
@@ -205,7 +209,8 @@ impl RaftLogReader<TypeConfig> for OrdererStore {
         let log = cf(&self.db, CF_LOG);
         for item in self.db.iterator_cf(log, IteratorMode::From(&start.to_be_bytes(), Direction::Forward)) {
             let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|e| StorageIOError::read_logs(&e))?);
+            let index =
+                u64::from_be_bytes(key.as_ref().try_into().map_err(|e| StorageIOError::read_logs(&e))?);
             if !range.contains(&index) {
                 break;
             }
@@ -238,7 +243,9 @@ impl RaftLogStorage<TypeConfig> for OrdererStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), SError> {
         let _guard = self.log_lock.lock().await;
-        self.db.put_cf_opt(cf(&self.db, CF_RAFT), b"vote", json(vote), &synced()).map_err(|e| StorageIOError::write_vote(&e))?;
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT), b"vote", json(vote), &synced())
+            .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
@@ -314,7 +321,11 @@ impl Debug for BlockMachine {
 }
 
 impl BlockMachine {
-    pub fn new(store: OrdererStore, signer: Arc<SigningIdentity>, on_config: Arc<dyn Fn(&Block) + Send + Sync>) -> Self {
+    pub fn new(
+        store: OrdererStore,
+        signer: Arc<SigningIdentity>,
+        on_config: Arc<dyn Fn(&Block) + Send + Sync>,
+    ) -> Self {
         Self { store, signer, on_config, snapshot: Arc::default() }
     }
 }
@@ -332,7 +343,9 @@ fn is_config_envelope(envelope: &[u8]) -> bool {
 impl RaftStateMachine<TypeConfig> for BlockMachine {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SError> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SError> {
         let applied = self.store.applied()?;
         Ok((applied.last_applied, applied.membership))
     }
@@ -344,7 +357,11 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
     {
         let db = self.store.db.clone();
         let mut applied = self.store.applied()?;
-        let mut tip = self.store.tip().map_err(|e| StorageIOError::read_state_machine(AnyError::error(e)))?.ok_or_else(|| {
+        let mut tip = self
+            .store
+            .tip()
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e)))?
+            .ok_or_else(|| {
             SError::from(StorageIOError::read_state_machine(AnyError::error("no chain tip")))
         })?;
         let mut batch = WriteBatch::default();
@@ -356,7 +373,9 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
             let mut response = OrderResponse::default();
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Membership(m) => applied.membership = StoredMembership::new(Some(entry.log_id), m),
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m)
+                }
                 EntryPayload::Normal(request) => {
                     // An envelope whose tx id is already ordered is not ordered again:
                     // a client retrying after a lost answer cannot duplicate it.
@@ -364,7 +383,8 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                     for text in &request.envelopes {
                         let Ok(envelope) = hex::decode(text) else { continue };
                         if let Some(tx_id) = tx_id_of(&envelope) {
-                            let known = db.get_cf(cf(&db, CF_TXIDS), tx_id.as_bytes()).map_err(|e| io(&e))?.is_some();
+                            let known =
+                                db.get_cf(cf(&db, CF_TXIDS), tx_id.as_bytes()).map_err(|e| io(&e))?.is_some();
                             if known || !seen_in_batch.insert(tx_id.clone()) {
                                 continue;
                             }
@@ -379,8 +399,14 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                         if is_config {
                             tip.last_config = tip.height;
                         }
-                        let consenter = BlockMetadata { raft_index: entry.log_id.index, ..Default::default() };
-                        block::sign_block(&mut next, &self.signer, tip.last_config, consenter.encode_to_vec().into());
+                        let consenter =
+                            BlockMetadata { raft_index: entry.log_id.index, ..Default::default() };
+                        block::sign_block(
+                            &mut next,
+                            &self.signer,
+                            tip.last_config,
+                            consenter.encode_to_vec().into(),
+                        );
                         batch.put_cf(cf(&db, CF_BLOCKS), tip.height.to_be_bytes(), next.encode_to_vec());
                         response.block = Some(tip.height);
                         tip.height += 1;
@@ -420,18 +446,22 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
         let db = self.store.db.clone();
         let mut batch = WriteBatch::default();
         for (number, hex_block) in data.blocks.iter().enumerate() {
-            let bytes = hex::decode(hex_block).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+            let bytes = hex::decode(hex_block)
+                .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
             batch.put_cf(cf(&db, CF_BLOCKS), (number as u64).to_be_bytes(), bytes);
         }
         for tx_id in &data.tx_ids {
             batch.put_cf(cf(&db, CF_TXIDS), tx_id.as_bytes(), []);
         }
-        let applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        let applied =
+            AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
         batch.put_cf(cf(&db, CF_CHAIN), b"tip", json(&data.tip));
         batch.put_cf(cf(&db, CF_CHAIN), b"applied", json(&applied));
-        db.write_opt(batch, &synced()).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        db.write_opt(batch, &synced())
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.store.height.send_replace(data.tip.height);
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), snapshot.into_inner()));
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((meta.clone(), snapshot.into_inner()));
         Ok(())
     }
 
@@ -452,7 +482,9 @@ struct ChainSnapshot {
 impl RaftSnapshotBuilder<TypeConfig> for BlockMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SError> {
         let db = self.store.db.clone();
-        let read = |e: &dyn std::fmt::Display| SError::from(StorageIOError::read_state_machine(AnyError::error(e.to_string())));
+        let read = |e: &dyn std::fmt::Display| {
+            SError::from(StorageIOError::read_state_machine(AnyError::error(e.to_string())))
+        };
         // A consistent view: the tip, applied state and blocks of one snapshot.
         let view = db.snapshot();
         let tip: ChainTip = view
@@ -461,11 +493,18 @@ impl RaftSnapshotBuilder<TypeConfig> for BlockMachine {
             .map(|b| from_json(&b))
             .transpose()?
             .ok_or_else(|| read(&"no chain tip"))?;
-        let applied: AppliedState =
-            view.get_cf(cf(&db, CF_CHAIN), b"applied").map_err(|e| read(&e))?.map(|b| from_json(&b)).transpose()?.unwrap_or_default();
+        let applied: AppliedState = view
+            .get_cf(cf(&db, CF_CHAIN), b"applied")
+            .map_err(|e| read(&e))?
+            .map(|b| from_json(&b))
+            .transpose()?
+            .unwrap_or_default();
         let mut blocks = Vec::new();
         for number in 0..tip.height {
-            let bytes = view.get_cf(cf(&db, CF_BLOCKS), number.to_be_bytes()).map_err(|e| read(&e))?.ok_or_else(|| read(&"missing block"))?;
+            let bytes = view
+                .get_cf(cf(&db, CF_BLOCKS), number.to_be_bytes())
+                .map_err(|e| read(&e))?
+                .ok_or_else(|| read(&"missing block"))?;
             blocks.push(hex::encode(bytes));
         }
         let mut tx_ids = Vec::new();
@@ -514,13 +553,18 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 impl Connection {
-    async fn call<Req: Serialize, Resp: for<'a> Deserialize<'a>, E: std::error::Error + for<'a> Deserialize<'a>>(
+    async fn call<
+        Req: Serialize,
+        Resp: for<'a> Deserialize<'a>,
+        E: std::error::Error + for<'a> Deserialize<'a>,
+    >(
         &mut self,
         kind: &str,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
-        let mut message = tonic::Request::new(RaftMessage { kind: kind.to_owned(), payload: json(request).into() });
+        let mut message =
+            tonic::Request::new(RaftMessage { kind: kind.to_owned(), payload: json(request).into() });
         message.set_timeout(option.hard_ttl());
         let reply = self.client.raft(message).await.map_err(|status| match status.code() {
             tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
@@ -545,7 +589,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>>
+    {
         self.call("install_snapshot", &rpc, &option).await
     }
 

@@ -1,0 +1,5 @@
+//! Ordering-service tests with `medfabric-orderer` processes on loopback.
+
+mod cluster;
+mod single;
+mod support;

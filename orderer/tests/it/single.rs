@@ -1,0 +1,135 @@
+//! One consenter: ordering, Deliver, offline verification of our blocks, rejections.
+
+use medfabric_proto::common::{Envelope, Status};
+use medfabric_types::block;
+use medfabric_types::deliver::Seek;
+use medfabric_types::verify::LedgerVerifier;
+use prost::Message;
+
+use crate::support::{Cluster, broadcast, deliver, status, transaction, tx_id, wait_for_leader};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_consenter_orders_delivers_and_its_blocks_verify() {
+    let cluster = Cluster::new(1, 10, 100);
+    let orderer = cluster.start(0);
+    wait_for_leader(&orderer).await;
+    let envelopes: Vec<Envelope> =
+        (0..35).map(|i| transaction(&cluster.client, &cluster.peer, &format!("k{i}"), i)).collect();
+    let ids: Vec<String> = envelopes.iter().map(tx_id).collect();
+    let answers = broadcast(&orderer, envelopes).await;
+    assert!(answers.iter().all(|a| status(a) == Status::Success), "{answers:?}");
+
+    let (blocks, end) = deliver(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false).await;
+    assert_eq!(end, Status::Success);
+    assert!(blocks.len() >= 5, "35 envelopes in blocks of at most 10: {} blocks", blocks.len());
+    let ordered: Vec<String> = blocks[1..]
+        .iter()
+        .flat_map(|b| {
+            block::envelopes(b)
+                .iter()
+                .map(|e| tx_id(&Envelope::decode(e.as_ref()).expect("envelope")))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(ordered, ids, "every acknowledged envelope once, in submission order");
+    assert!(blocks[1..].iter().all(|b| block::envelopes(b).len() <= 10));
+
+    // The chain passes the auditors' offline verification.
+    let mut verifier = LedgerVerifier::new(&cluster.genesis).expect("verifier");
+    for b in &blocks {
+        verifier.verify_block(b);
+    }
+    let summary = verifier.finish();
+    assert!(summary.ok, "{:?}", summary.first_problem);
+    assert!(summary.signatures_ok && summary.chain_ok);
+
+    // A seek past the end fails when not waiting, and waits when asked.
+    let next = blocks.len() as u64;
+    let (none, end) =
+        deliver(&orderer.broadcast, &cluster.client, Seek::Number(next), Seek::Number(next), false).await;
+    assert!(none.is_empty());
+    assert_eq!(end, Status::NotFound);
+    let waiter = {
+        let client = cluster.client.clone();
+        let address = orderer.broadcast.clone();
+        tokio::spawn(
+            async move { deliver(&address, &client, Seek::Number(next), Seek::Number(next), true).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let late = broadcast(&orderer, vec![transaction(&cluster.client, &cluster.peer, "late", 100)]).await;
+    assert_eq!(status(&late[0]), Status::Success);
+    let (waited, end) = waiter.await.expect("waiter");
+    assert_eq!((waited.len(), end), (1, Status::Success));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_envelopes_get_fabrics_statuses_and_are_not_ordered() {
+    let cluster = Cluster::new(1, 10, 100);
+    let orderer = cluster.start(0);
+    wait_for_leader(&orderer).await;
+    let good = transaction(&cluster.client, &cluster.peer, "good", 1);
+
+    let mut bad_signature = transaction(&cluster.client, &cluster.peer, "badsig", 2);
+    let mut sig = bad_signature.signature.to_vec();
+    let last = sig.len() - 1;
+    sig[last] ^= 1;
+    bad_signature.signature = sig.into();
+    // A member that is not a Writer: a peer identity signs as the client.
+    let non_writer = transaction(&cluster.peer, &cluster.peer, "peer", 3);
+    let stranger = transaction(&cluster.stranger, &cluster.peer, "stranger", 4);
+    let oversize = transaction(&cluster.client, &cluster.peer, &"x".repeat(70 * 1024), 5);
+    let malformed = Envelope {
+        payload: bytes::Bytes::from_static(b"\xff\xff\xff"),
+        signature: bytes::Bytes::from_static(b"s"),
+    };
+    let other_channel = {
+        let signed = medfabric_types::ProposalBuilder::new("nochannel", "kv")
+            .arg("put")
+            .sign(&cluster.client, medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 });
+        let proposal = medfabric_types::SignedProposal::parse(&signed).expect("proposal");
+        let result = medfabric_types::endorsement::SimulationResult {
+            response: medfabric_proto::protos::Response { status: 200, ..Default::default() },
+            results: Default::default(),
+            events: Default::default(),
+            chaincode_id: medfabric_proto::protos::ChaincodeId { name: "kv".into(), ..Default::default() },
+        };
+        let mut e = medfabric_types::endorsement::assemble_transaction(
+            &proposal,
+            &[medfabric_types::endorsement::endorse(&proposal, result, &cluster.peer)],
+        )
+        .expect("assemble");
+        medfabric_types::endorsement::sign_envelope(&mut e, &cluster.client);
+        e
+    };
+    let answers = broadcast(
+        &orderer,
+        vec![bad_signature, non_writer, stranger, oversize, malformed, other_channel, good],
+    )
+    .await;
+    let statuses: Vec<Status> = answers.iter().map(status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Status::Forbidden,
+            Status::Forbidden,
+            Status::Forbidden,
+            Status::BadRequest,
+            Status::BadRequest,
+            Status::NotFound,
+            Status::Success
+        ],
+        "{answers:?}"
+    );
+    assert!(answers[3].info.contains("exceeds maximum allowed"), "{}", answers[3].info);
+
+    let (blocks, _) = deliver(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false).await;
+    let ordered: usize = blocks[1..].iter().map(|b| block::envelopes(b).len()).sum();
+    assert_eq!(ordered, 1, "only the good envelope was ordered");
+
+    // Deliver to a creator outside the channel.
+    let (refused, end) =
+        deliver(&orderer.broadcast, &cluster.stranger, Seek::Oldest, Seek::Newest, false).await;
+    assert!(refused.is_empty());
+    assert_eq!(end, Status::Forbidden);
+}
