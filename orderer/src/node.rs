@@ -169,7 +169,8 @@ impl Orderer {
             })
         };
         let machine = BlockMachine::new(store.clone(), signer, on_config);
-        let raft = raft::start(config.consenter_id, members, store.clone(), machine).await?;
+        let transport: Arc<dyn raft::Transport> = Arc::new(raft::GrpcTransport::default());
+        let raft = raft::start(config.consenter_id, members, store.clone(), machine, transport).await?;
         let (sequencer, queue) = mpsc::channel(SEQUENCER_QUEUE);
         let orderer =
             Arc::new(Self { id: config.consenter_id, channel_id, store, raft, resources: shared, sequencer });
@@ -191,7 +192,7 @@ impl Orderer {
     }
 
     pub async fn shutdown(&self) {
-        let _ = self.raft.shutdown().await;
+        raft::stop(&self.raft).await;
     }
 
     /// Broadcast's admission checks: size, structure, channel, creator validity and

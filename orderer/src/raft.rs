@@ -525,32 +525,111 @@ impl RaftSnapshotBuilder<TypeConfig> for BlockMachine {
 
 // ---- network ----------------------------------------------------------------------------
 
-/// Connects consenters over our `medfabric.orderer.Cluster` gRPC service.
-#[derive(Debug, Clone, Default)]
-pub struct Network;
+/// Why a cluster message did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The target cannot be reached (Raft backs off before retrying).
+    Unreachable(String),
+    /// The message was lost or failed (Raft retries).
+    Failed(String),
+}
 
-#[derive(Debug, Clone)]
-pub struct Connection {
-    target: u64,
-    client: ClusterClient<tonic::transport::Channel>,
+/// Carries Raft messages between consenters: gRPC between processes ([`GrpcTransport`]),
+/// or an in-memory network with faults in simulations.
+pub trait Transport: Send + Sync + 'static {
+    fn send(
+        &self,
+        from: u64,
+        target: u64,
+        address: &str,
+        message: RaftMessage,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RaftMessage, TransportError>> + Send>>;
 }
 
 /// Largest cluster message (entries and snapshot chunks).
 pub const MAX_CLUSTER_MESSAGE: usize = 256 << 20;
 
-impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = Connection;
+/// Our `medfabric.orderer.Cluster` gRPC service as the transport.
+#[derive(Debug, Default)]
+pub struct GrpcTransport {
+    clients: Mutex<BTreeMap<String, ClusterClient<tonic::transport::Channel>>>,
+}
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
-            .unwrap_or_else(|_| tonic::transport::Endpoint::from_static("http://0.0.0.0:1"))
+impl GrpcTransport {
+    fn client(&self, address: &str) -> Result<ClusterClient<tonic::transport::Channel>, TransportError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(address) {
+            return Ok(client.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?
             .connect_timeout(Duration::from_secs(1));
         let client = ClusterClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_CLUSTER_MESSAGE)
             .max_encoding_message_size(MAX_CLUSTER_MESSAGE);
-        Connection { target, client }
+        clients.insert(address.to_owned(), client.clone());
+        Ok(client)
     }
 }
+
+impl Transport for GrpcTransport {
+    fn send(
+        &self,
+        _from: u64,
+        _target: u64,
+        address: &str,
+        message: RaftMessage,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RaftMessage, TransportError>> + Send>>
+    {
+        let client = self.client(address);
+        Box::pin(async move {
+            let mut client = client?;
+            let mut request = tonic::Request::new(message);
+            request.set_timeout(timeout);
+            client.raft(request).await.map(tonic::Response::into_inner).map_err(|status| {
+                match status.code() {
+                    tonic::Code::Unavailable => TransportError::Unreachable(status.message().to_owned()),
+                    _ => TransportError::Failed(status.message().to_owned()),
+                }
+            })
+        })
+    }
+}
+
+/// openraft's view of the transport, for one consenter.
+#[derive(Clone)]
+pub struct Network {
+    id: u64,
+    transport: Arc<dyn Transport>,
+}
+
+pub struct Connection {
+    from: u64,
+    target: u64,
+    address: String,
+    transport: Arc<dyn Transport>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
+        Connection { from: self.id, target, address: node.addr.clone(), transport: self.transport.clone() }
+    }
+}
+
+#[derive(Debug)]
+struct TransportFailure(String);
+
+impl std::fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransportFailure {}
 
 impl Connection {
     async fn call<
@@ -563,19 +642,22 @@ impl Connection {
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
-        let mut message =
-            tonic::Request::new(RaftMessage { kind: kind.to_owned(), payload: json(request).into() });
-        message.set_timeout(option.hard_ttl());
-        let reply = self.client.raft(message).await.map_err(|status| match status.code() {
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
-            _ => RPCError::Network(NetworkError::new(&status)),
-        })?;
-        let result: Result<Resp, RaftError<u64, E>> = serde_json::from_slice(&reply.into_inner().payload)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let message = RaftMessage { kind: kind.to_owned(), payload: json(request).into() };
+        let reply = self
+            .transport
+            .send(self.from, self.target, &self.address, message, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                TransportError::Unreachable(why) => {
+                    RPCError::Unreachable(Unreachable::new(&TransportFailure(why)))
+                }
+                TransportError::Failed(why) => RPCError::Network(NetworkError::new(&TransportFailure(why))),
+            })?;
+        let result: Result<Resp, RaftError<u64, E>> =
+            serde_json::from_slice(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
-
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
@@ -645,9 +727,10 @@ pub async fn start(
     members: BTreeMap<u64, String>,
     store: OrdererStore,
     machine: BlockMachine,
+    transport: Arc<dyn Transport>,
 ) -> anyhow::Result<Raft> {
     let fresh = store.is_fresh()?;
-    let raft = Raft::new(id, config()?, Network, store, machine).await?;
+    let raft = Raft::new(id, config()?, Network { id, transport }, store, machine).await?;
     if fresh && id == members.keys().next().copied().unwrap_or(id) {
         let nodes: BTreeMap<u64, BasicNode> =
             members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
@@ -666,6 +749,11 @@ pub fn leader(raft: &Raft) -> Option<(u64, String)> {
     let leader = metrics.current_leader?;
     let node = metrics.membership_config.membership().get_node(&leader)?.addr.clone();
     Some((leader, node))
+}
+
+/// Stops this consenter's Raft instance (its storage stays as it is).
+pub async fn stop(raft: &Raft) {
+    let _ = raft.shutdown().await;
 }
 
 /// Raft leader id and term, for metrics and health.

@@ -65,7 +65,8 @@ impl Org {
 
 /// A channel with `n` consenters, an application org and its identities.
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
+    /// Holds the configs, MSP folders and data directories while the cluster lives.
+    _dir: tempfile::TempDir,
     pub genesis: Block,
     pub configs: Vec<PathBuf>,
     pub client: SigningIdentity,
@@ -146,7 +147,7 @@ impl Cluster {
             client: org1.identity("alice", "client"),
             peer: org1.identity("peer0", "peer"),
             stranger: other.identity("eve", "client"),
-            dir,
+            _dir: dir,
         }
     }
 
