@@ -104,6 +104,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         txs_per_block: usize,
     },
+    /// Ordering throughput and latency: broadcast → block delivered, with 1 or 3+
+    /// in-process consenters (gRPC on loopback, Raft on RocksDB).
+    Order {
+        #[arg(long, default_value_t = 1)]
+        consenters: usize,
+        #[arg(long, default_value_t = 20000)]
+        envelopes: usize,
+        #[arg(long, default_value_t = 8)]
+        streams: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -147,6 +157,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { command: BenchCommand::Commit { blocks, txs_per_block } } => {
             print_json(&medfabric_client::bench::commit(blocks.max(1), txs_per_block.max(1))?)?;
+        }
+        Command::Bench { command: BenchCommand::Order { consenters, envelopes, streams } } => {
+            print_json(&medfabric_client::bench::order(consenters, envelopes, streams)?)?;
         }
         Command::Bench { command: BenchCommand::Msp { seconds } } => {
             let result = medfabric_client::bench::msp(Duration::from_secs_f64(seconds.max(0.1)))?;

@@ -106,6 +106,8 @@ pub struct Orderer {
     raft: Raft,
     resources: Arc<RwLock<Arc<ChannelResources>>>,
     sequencer: mpsc::Sender<Submission>,
+    /// One connection per leader address for forwarded envelopes.
+    forwarders: std::sync::Mutex<BTreeMap<String, ClusterClient<tonic::transport::Channel>>>,
 }
 
 impl std::fmt::Debug for Orderer {
@@ -172,8 +174,15 @@ impl Orderer {
         let transport: Arc<dyn raft::Transport> = Arc::new(raft::GrpcTransport::default());
         let raft = raft::start(config.consenter_id, members, store.clone(), machine, transport).await?;
         let (sequencer, queue) = mpsc::channel(SEQUENCER_QUEUE);
-        let orderer =
-            Arc::new(Self { id: config.consenter_id, channel_id, store, raft, resources: shared, sequencer });
+        let orderer = Arc::new(Self {
+            id: config.consenter_id,
+            channel_id,
+            store,
+            raft,
+            resources: shared,
+            sequencer,
+            forwarders: Default::default(),
+        });
         tokio::spawn(run_sequencer(orderer.clone(), queue, limits_of(&resources)));
         Ok(orderer)
     }
@@ -277,12 +286,27 @@ impl Orderer {
                         .unwrap_or_else(|_| Err(Refusal::new(Status::ServiceUnavailable, "ordering stopped")))
                 })
             }
-            Some((_, address)) => {
-                let channel_id = self.channel_id.clone();
-                Box::pin(forward(address, channel_id, envelope))
-            }
+            Some((_, address)) => match self.forwarder(&address) {
+                Ok(client) => Box::pin(forward(client, address, self.channel_id.clone(), envelope)),
+                Err(refusal) => Box::pin(async move { Err(refusal) }),
+            },
             None => Box::pin(async { Err(Refusal::new(Status::ServiceUnavailable, "no Raft leader")) }),
         }
+    }
+
+    fn forwarder(&self, address: &str) -> Result<ClusterClient<tonic::transport::Channel>, Refusal> {
+        let mut forwarders = self.forwarders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = forwarders.get(address) {
+            return Ok(client.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
+            .connect_timeout(Duration::from_secs(2));
+        let client = ClusterClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
+            .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE);
+        forwarders.insert(address.to_owned(), client.clone());
+        Ok(client)
     }
 
     fn is_leader(&self) -> bool {
@@ -291,18 +315,20 @@ impl Orderer {
 }
 
 /// Sends an envelope to the leader's cluster service and waits for its verdict.
-async fn forward(address: String, channel_id: String, envelope: Bytes) -> Result<(), Refusal> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
-        .connect_timeout(Duration::from_secs(2));
-    let mut client = ClusterClient::new(endpoint.connect_lazy())
-        .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
-        .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE);
+async fn forward(
+    mut client: ClusterClient<tonic::transport::Channel>,
+    address: String,
+    channel_id: String,
+    envelope: Bytes,
+) -> Result<(), Refusal> {
     let answer = client
         .submit(SubmitRequest { channel_id, envelope })
         .await
         .map_err(|e| {
-            Refusal::new(Status::ServiceUnavailable, format!("leader unreachable: {}", e.message()))
+            Refusal::new(
+                Status::ServiceUnavailable,
+                format!("leader at {address} unreachable: {}", e.message()),
+            )
         })?
         .into_inner();
     match Status::try_from(answer.status) {

@@ -7,6 +7,9 @@
 //! consenter signs its own copy's metadata and stores it with the applied log id in one
 //! synced RocksDB batch. Every log append and vote is synced before it is acknowledged.
 
+// openraft's traits return `StorageError`, a large type; our helpers return it too.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -304,6 +307,9 @@ impl RaftLogStorage<TypeConfig> for OrdererStore {
 
 // ---- state machine: batches become blocks --------------------------------------------
 
+/// The last snapshot built or installed: its meta and data.
+type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
+
 /// Applies ordered batches: builds, signs and stores the next blocks.
 #[derive(Clone)]
 pub struct BlockMachine {
@@ -311,7 +317,7 @@ pub struct BlockMachine {
     signer: Arc<SigningIdentity>,
     /// Called with each new config block, after it is stored.
     on_config: Arc<dyn Fn(&Block) + Send + Sync>,
-    snapshot: Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>,
+    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl Debug for BlockMachine {
