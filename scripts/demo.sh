@@ -33,6 +33,20 @@ cat "$data/peer0.hospital.out"
 kill "$peer_pid" 2>/dev/null || true
 wait "$peer_pid" 2>/dev/null || true
 
+step "Starting orderer0 (Raft on RocksDB, Broadcast/Deliver on a free port), then stopping it"
+"$CARGO_TARGET_DIR/debug/medfabric-orderer" --config "$data/nodes/orderer0.orderer.medfabric.local.yaml" \
+  --listen 127.0.0.1:0 --operations-listen 127.0.0.1:0 \
+  >"$data/orderer0.out" 2>"$data/orderer0.log" &
+orderer_pid=$!
+for _ in $(seq 100); do
+  grep -q '"ready"' "$data/orderer0.out" 2>/dev/null && break
+  kill -0 "$orderer_pid" 2>/dev/null || break
+  sleep 0.1
+done
+cat "$data/orderer0.out"
+kill "$orderer_pid" 2>/dev/null || true
+wait "$orderer_pid" 2>/dev/null || true
+
 if [ -d "$MEDFABRIC_TESTDATA/blocks" ]; then
   blocks="$MEDFABRIC_TESTDATA/blocks"
   step "Verifying a real Fabric 2.5 ledger offline (64 blocks): hashes, signatures, policies"
