@@ -132,6 +132,9 @@ fn limits_of(resources: &ChannelResources) -> BatchLimits {
 
 /// Bound on envelopes waiting for the leader's cutter.
 const SEQUENCER_QUEUE: usize = 10_000;
+/// How long a batch (or a forwarded envelope) may wait for Raft before the client is
+/// told to resubmit; resubmitting is safe, an ordered tx id is not ordered again.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Orderer {
     /// Opens the store and starts Raft and the sequencer. The cluster's members are the
@@ -222,6 +225,11 @@ impl Orderer {
             return Err(Refusal::new(Status::NotFound, format!("channel {} not found", tx.channel_id())));
         }
         let is_config = match (HeaderType::try_from(tx.header_type()), &tx.body) {
+            // The tx id must follow from nonce and creator: nobody can claim (and so
+            // pre-empt) another client's tx id.
+            (Ok(HeaderType::EndorserTransaction), _) if !tx.tx_id_matches() => {
+                return Err(Refusal::new(Status::BadRequest, "tx id is not hex(SHA-256(nonce || creator))"));
+            }
             (Ok(HeaderType::EndorserTransaction), _) => false,
             (Ok(HeaderType::Config), TransactionBody::Config(config)) => {
                 let sequence = config.config.as_ref().map_or(0, |c| c.sequence);
@@ -321,8 +329,10 @@ async fn forward(
     channel_id: String,
     envelope: Bytes,
 ) -> Result<(), Refusal> {
+    let mut request = tonic::Request::new(SubmitRequest { channel_id, envelope });
+    request.set_timeout(ORDER_TIMEOUT);
     let answer = client
-        .submit(SubmitRequest { channel_id, envelope })
+        .submit(request)
         .await
         .map_err(|e| {
             Refusal::new(
@@ -350,10 +360,19 @@ async fn run_sequencer(orderer: Arc<Orderer>, mut queue: mpsc::Receiver<Submissi
     tokio::spawn(async move {
         while let Some(batch) = to_order.recv().await {
             let envelopes: Vec<Bytes> = batch.iter().map(|p| p.envelope.clone()).collect();
-            let outcome = raft::order(&raft_orderer.raft, &envelopes).await;
+            let outcome = match tokio::time::timeout(
+                ORDER_TIMEOUT,
+                raft::order(&raft_orderer.raft, &envelopes),
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(OrderError::Failed("not ordered in time (no quorum?); resubmit".into())),
+            };
             for pending in batch {
                 let answer = match &outcome {
                     Ok(_) => Ok(()),
+                    Err(OrderError::Refused(why)) => Err(Refusal::new(Status::BadRequest, why.clone())),
                     Err(OrderError::NotLeader(_)) => {
                         Err(Refusal::new(Status::ServiceUnavailable, "leadership changed; resubmit"))
                     }
@@ -537,12 +556,13 @@ async fn deliver_blocks(
                 None => default,
             })
         };
-    let start = position(&seek.start, height.saturating_sub(1))?;
-    let stop = match seek.stop.as_ref().and_then(|p| p.r#type.as_ref()) {
-        Some(seek_position::Type::Specified(s)) => s.number,
-        None => u64::MAX,
-        _ => position(&seek.stop, u64::MAX)?,
-    };
+    if seek.start.as_ref().and_then(|p| p.r#type.as_ref()).is_none()
+        || seek.stop.as_ref().and_then(|p| p.r#type.as_ref()).is_none()
+    {
+        return Err(Refusal::new(Status::BadRequest, "SeekInfo needs a start and a stop position"));
+    }
+    let start = position(&seek.start, 0)?;
+    let stop = position(&seek.stop, u64::MAX)?;
     if start > stop {
         return Err(Refusal::new(Status::BadRequest, format!("start {start} is after stop {stop}")));
     }
@@ -556,8 +576,14 @@ async fn deliver_blocks(
             if fail_if_not_ready {
                 return Err(Refusal::new(Status::NotFound, format!("block {number} is not there yet")));
             }
-            if heights.changed().await.is_err() {
-                return Err(Refusal::new(Status::ServiceUnavailable, "orderer stopping"));
+            tokio::select! {
+                changed = heights.changed() => {
+                    if changed.is_err() {
+                        return Err(Refusal::new(Status::ServiceUnavailable, "orderer stopping"));
+                    }
+                }
+                // The client went away: stop waiting for it.
+                _ = out.closed() => return Ok(()),
             }
         }
         let block = orderer

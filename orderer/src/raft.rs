@@ -54,6 +54,9 @@ pub struct OrderRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrderResponse {
     pub block: Option<u64>,
+    /// Why a CONFIG envelope was not ordered (stale sequence, or it does not load).
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 openraft::declare_raft_types!(
@@ -93,6 +96,9 @@ pub struct ChainTip {
     pub height: u64,
     pub last_hash: String,
     pub last_config: u64,
+    /// Sequence of the config in force: a CONFIG envelope must carry the next one.
+    #[serde(default)]
+    pub config_sequence: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -140,10 +146,13 @@ impl OrdererStore {
         match store.tip()? {
             Some(tip) => store.height.send_replace(tip.height),
             None => {
+                let config_sequence =
+                    block::envelopes(genesis).first().and_then(|e| config_of(e)).map_or(0, |c| c.sequence);
                 let tip = ChainTip {
                     height: 1,
                     last_hash: hex::encode(block::header_hash(block::header(genesis))),
                     last_config: 0,
+                    config_sequence,
                 };
                 let mut batch = WriteBatch::default();
                 batch.put_cf(cf(&store.db, CF_BLOCKS), 0u64.to_be_bytes(), genesis.encode_to_vec());
@@ -342,8 +351,13 @@ fn tx_id_of(envelope: &[u8]) -> Option<String> {
         .then(|| tx.tx_id().to_owned())
 }
 
-fn is_config_envelope(envelope: &[u8]) -> bool {
-    Transaction::parse(envelope).is_ok_and(|tx| tx.header_type() == HeaderType::Config as i32)
+/// The config a CONFIG envelope carries.
+fn config_of(envelope: &[u8]) -> Option<medfabric_proto::common::Config> {
+    let tx = Transaction::parse(envelope).ok()?;
+    match tx.body {
+        medfabric_types::TransactionBody::Config(config) => config.config,
+        _ => None,
+    }
 }
 
 impl RaftStateMachine<TypeConfig> for BlockMachine {
@@ -398,9 +412,33 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                         }
                         envelopes.push(envelope.into());
                     }
+                    // A config must be the next one and must load, checked here (in log
+                    // order) because two envelopes may have passed admission with the
+                    // same sequence.
+                    let config = if envelopes.len() == 1 { config_of(&envelopes[0]) } else { None };
+                    if let Some(config) = &config {
+                        let channel = Transaction::parse(&envelopes[0])
+                            .map(|t| t.channel_id().to_owned())
+                            .unwrap_or_default();
+                        if config.sequence != tip.config_sequence + 1 {
+                            response.refused = Some(format!(
+                                "config sequence {} does not follow {}",
+                                config.sequence, tip.config_sequence
+                            ));
+                            envelopes.clear();
+                        } else if let Err(e) =
+                            medfabric_types::ChannelResources::from_config(&channel, config.clone())
+                        {
+                            response.refused = Some(format!("config does not load: {e}"));
+                            envelopes.clear();
+                        }
+                    }
                     if !envelopes.is_empty() {
                         let previous = hex::decode(&tip.last_hash).unwrap_or_default();
-                        let is_config = envelopes.len() == 1 && is_config_envelope(&envelopes[0]);
+                        let is_config = config.is_some();
+                        if let Some(config) = &config {
+                            tip.config_sequence = config.sequence;
+                        }
                         let mut next = block::new_block(tip.height, &previous, envelopes);
                         if is_config {
                             tip.last_config = tip.height;
@@ -555,6 +593,8 @@ pub trait Transport: Send + Sync + 'static {
 
 /// Largest cluster message (entries and snapshot chunks).
 pub const MAX_CLUSTER_MESSAGE: usize = 256 << 20;
+/// Append-entries messages above this size are split (one entry always goes alone).
+const APPEND_BUDGET: usize = 32 << 20;
 
 /// Our `medfabric.orderer.Cluster` gRPC service as the transport.
 #[derive(Debug, Default)]
@@ -670,6 +710,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        // Ask openraft for fewer entries per message when a message would be too big.
+        let entries = rpc.entries.len() as u64;
+        if entries > 1 {
+            let size: usize = rpc.entries.iter().map(|e| json(e).len()).sum();
+            if size > APPEND_BUDGET {
+                return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(
+                    (entries / 2).max(1),
+                )));
+            }
+        }
         self.call("append_entries", &rpc, &option).await
     }
 
@@ -715,11 +765,12 @@ pub async fn handle_raft_message(raft: &Raft, message: RaftMessage) -> Result<Ra
 pub fn config() -> anyhow::Result<Arc<openraft::Config>> {
     let config = openraft::Config {
         cluster_name: "medfabric".into(),
-        heartbeat_interval: 150,
-        election_timeout_min: 600,
-        election_timeout_max: 1200,
+        // openraft 0.9 gives an append-entries message `heartbeat_interval` to complete.
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
         install_snapshot_timeout: 5000,
-        max_payload_entries: 64,
+        max_payload_entries: 16,
         snapshot_policy: openraft::SnapshotPolicy::Never,
         ..Default::default()
     };
@@ -773,7 +824,10 @@ pub fn status(raft: &Raft) -> (Option<u64>, u64, bool) {
 pub async fn order(raft: &Raft, envelopes: &[Bytes]) -> Result<Option<u64>, OrderError> {
     let request = OrderRequest { envelopes: envelopes.iter().map(hex::encode).collect() };
     match raft.client_write(request).await {
-        Ok(response) => Ok(response.data.block),
+        Ok(response) => match response.data.refused {
+            Some(why) => Err(OrderError::Refused(why)),
+            None => Ok(response.data.block),
+        },
         Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f))) => {
             Err(OrderError::NotLeader(f.leader_id))
         }
@@ -784,5 +838,7 @@ pub async fn order(raft: &Raft, envelopes: &[Bytes]) -> Result<Option<u64>, Orde
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderError {
     NotLeader(Option<u64>),
+    /// The batch was ordered but its config was not applied.
+    Refused(String),
     Failed(String),
 }

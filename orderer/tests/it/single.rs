@@ -6,7 +6,9 @@ use medfabric_types::deliver::Seek;
 use medfabric_types::verify::LedgerVerifier;
 use prost::Message;
 
-use crate::support::{Cluster, broadcast, deliver, status, transaction, tx_id, wait_for_leader};
+use crate::support::{
+    Cluster, broadcast, config_envelope, deliver, status, transaction, tx_id, wait_for_leader,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_consenter_orders_delivers_and_its_blocks_verify() {
@@ -132,4 +134,42 @@ async fn bad_envelopes_get_fabrics_statuses_and_are_not_ordered() {
         deliver(&orderer.broadcast, &cluster.stranger, Seek::Oldest, Seek::Newest, false).await;
     assert!(refused.is_empty());
     assert_eq!(end, Status::Forbidden);
+}
+
+/// A config envelope is cut into its own block and becomes the last config; a second
+/// one with the same sequence is refused when it reaches the chain, and a client's is
+/// refused at the door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_envelopes_get_blocks_of_their_own_once_per_sequence() {
+    let cluster = Cluster::new(1, 10, 100);
+    let orderer = cluster.start(0);
+    wait_for_leader(&orderer).await;
+    let before = transaction(&cluster.client, &cluster.peer, "before", 1);
+    let config = config_envelope(&cluster.genesis, &cluster.orderer_admin, 1);
+    let again = config_envelope(&cluster.genesis, &cluster.orderer_admin, 1);
+    let by_client = config_envelope(&cluster.genesis, &cluster.client, 1);
+    let answers = broadcast(&orderer, vec![before, config, again, by_client]).await;
+    let statuses: Vec<Status> = answers.iter().map(status).collect();
+    assert_eq!(
+        statuses,
+        [Status::Success, Status::Success, Status::BadRequest, Status::Forbidden],
+        "{answers:?}"
+    );
+    assert!(answers[2].info.contains("does not follow"), "{}", answers[2].info);
+
+    let (blocks, _) = deliver(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false).await;
+    let config_block = blocks.iter().position(|b| {
+        block::envelopes(b).len() == 1
+            && medfabric_types::Transaction::parse(&block::envelopes(b)[0])
+                .is_ok_and(|t| t.header_type() == 1)
+            && block::header(b).number > 0
+    });
+    let config_block = config_block.expect("a config block") as u64;
+    assert_eq!(block::last_config_index(&blocks[config_block as usize]).expect("last config"), config_block);
+    let mut verifier = LedgerVerifier::new(&cluster.genesis).expect("verifier");
+    for b in &blocks {
+        verifier.verify_block(b);
+    }
+    let summary = verifier.finish();
+    assert!(summary.ok, "{:?}", summary.first_problem);
 }

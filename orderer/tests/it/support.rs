@@ -15,6 +15,7 @@ use medfabric_proto::orderer::BatchSize;
 use medfabric_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use medfabric_proto::orderer::{BroadcastResponse, deliver_response};
 use medfabric_proto::protos::{ChaincodeId, Response};
+use medfabric_types::block;
 use medfabric_types::deliver::{Seek, seek_envelope};
 use medfabric_types::endorsement::{SimulationResult, assemble_transaction, endorse, sign_envelope};
 use medfabric_types::{ChannelSpec, OrgSpec, ProposalBuilder, SignedProposal};
@@ -72,6 +73,7 @@ pub struct Cluster {
     pub client: SigningIdentity,
     pub peer: SigningIdentity,
     pub stranger: SigningIdentity,
+    pub orderer_admin: SigningIdentity,
 }
 
 /// Ports for consenters' cluster listeners: bound to `:0` by the OS, then released for
@@ -147,6 +149,7 @@ impl Cluster {
             client: org1.identity("alice", "client"),
             peer: org1.identity("peer0", "peer"),
             stranger: other.identity("eve", "client"),
+            orderer_admin: ord.identity("Admin", "admin"),
             _dir: dir,
         }
     }
@@ -314,4 +317,36 @@ pub async fn wait_for_leader(process: &OrdererProcess) {
 
 pub fn status(answer: &BroadcastResponse) -> Status {
     Status::try_from(answer.status).unwrap_or(Status::Unknown)
+}
+
+/// A CONFIG envelope carrying the genesis config at `sequence`, signed by `signer`.
+pub fn config_envelope(genesis: &Block, signer: &SigningIdentity, sequence: u64) -> Envelope {
+    use medfabric_proto::common::{
+        ChannelHeader, ConfigEnvelope, Header, HeaderType, Payload, SignatureHeader,
+    };
+    let tx = medfabric_types::Transaction::parse(&block::envelopes(genesis)[0]).expect("genesis tx");
+    let medfabric_types::TransactionBody::Config(config) = tx.body else { panic!("genesis holds a config") };
+    let mut config = config.config.clone().expect("config");
+    config.sequence = sequence;
+    let nonce = medfabric_types::new_nonce();
+    let channel_header = ChannelHeader {
+        r#type: HeaderType::Config as i32,
+        channel_id: CHANNEL.into(),
+        timestamp: Some(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
+        ..Default::default()
+    };
+    let payload = Payload {
+        header: Some(Header {
+            channel_header: channel_header.encode_to_vec().into(),
+            signature_header: SignatureHeader {
+                creator: signer.serialized().clone(),
+                nonce: nonce.to_vec().into(),
+            }
+            .encode_to_vec()
+            .into(),
+        }),
+        data: ConfigEnvelope { config: Some(config), last_update: None }.encode_to_vec().into(),
+    };
+    let payload: Bytes = payload.encode_to_vec().into();
+    Envelope { signature: signer.sign(&payload).into(), payload }
 }
