@@ -271,15 +271,16 @@ impl Orderer {
         Ok(is_config)
     }
 
-    /// Orders an admitted envelope: on the leader through its cutter, on a follower by
-    /// forwarding to the leader. The envelope is queued before this returns (so one
-    /// stream's envelopes keep their order on the leader); the future resolves once it is
-    /// in a committed block.
+    /// Orders an admitted envelope: on the leader through its cutter, on a follower
+    /// through `forwarder`, the stream's ordered link to the leader. The envelope is
+    /// queued before this returns, so one stream's envelopes keep their order; the
+    /// future resolves once it is in a committed block.
     pub fn submit(
         self: &Arc<Self>,
         envelope: Bytes,
         is_config: bool,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<(), Refusal>> + Send>> {
+        forwarder: &mut Option<Forwarder>,
+    ) -> Answer<Result<(), Refusal>> {
         match raft::leader(&self.raft) {
             Some((leader, _)) if leader == self.id => {
                 let (reply, answer) = oneshot::channel();
@@ -294,10 +295,20 @@ impl Orderer {
                         .unwrap_or_else(|_| Err(Refusal::new(Status::ServiceUnavailable, "ordering stopped")))
                 })
             }
-            Some((_, address)) => match self.forwarder(&address) {
-                Ok(client) => Box::pin(forward(client, address, self.channel_id.clone(), envelope)),
-                Err(refusal) => Box::pin(async move { Err(refusal) }),
-            },
+            Some((_, address)) => {
+                if forwarder.as_ref().is_none_or(|f| f.address != address || f.requests.is_closed()) {
+                    match self.forwarder(&address) {
+                        Ok(client) => *forwarder = Some(Forwarder::open(client, address)),
+                        Err(refusal) => return Box::pin(async move { Err(refusal) }),
+                    }
+                }
+                match forwarder.as_ref() {
+                    Some(link) => link.send(SubmitRequest { channel_id: self.channel_id.clone(), envelope }),
+                    None => Box::pin(async {
+                        Err(Refusal::new(Status::ServiceUnavailable, "no link to the leader"))
+                    }),
+                }
+            }
             None => Box::pin(async { Err(Refusal::new(Status::ServiceUnavailable, "no Raft leader")) }),
         }
     }
@@ -322,29 +333,81 @@ impl Orderer {
     }
 }
 
-/// Sends an envelope to the leader's cluster service and waits for its verdict.
-async fn forward(
-    mut client: ClusterClient<tonic::transport::Channel>,
+/// A Broadcast stream's ordered link to the leader: envelopes go out on one
+/// `SubmitStream` in order and verdicts come back in order.
+pub struct Forwarder {
     address: String,
-    channel_id: String,
-    envelope: Bytes,
-) -> Result<(), Refusal> {
-    let mut request = tonic::Request::new(SubmitRequest { channel_id, envelope });
-    request.set_timeout(ORDER_TIMEOUT);
-    let answer = client
-        .submit(request)
-        .await
-        .map_err(|e| {
-            Refusal::new(
-                Status::ServiceUnavailable,
-                format!("leader at {address} unreachable: {}", e.message()),
-            )
-        })?
-        .into_inner();
-    match Status::try_from(answer.status) {
-        Ok(Status::Success) => Ok(()),
-        Ok(status) => Err(Refusal::new(status, answer.info)),
-        Err(_) => Err(Refusal::new(Status::ServiceUnavailable, answer.info)),
+    requests: mpsc::Sender<(SubmitRequest, oneshot::Sender<Result<(), Refusal>>)>,
+}
+
+impl Forwarder {
+    fn open(mut client: ClusterClient<tonic::transport::Channel>, address: String) -> Self {
+        let (requests, mut queue) =
+            mpsc::channel::<(SubmitRequest, oneshot::Sender<Result<(), Refusal>>)>(BROADCAST_WINDOW);
+        let (outgoing_tx, outgoing_rx) = mpsc::channel::<SubmitRequest>(BROADCAST_WINDOW);
+        let (waiters_tx, mut waiters_rx) =
+            mpsc::channel::<oneshot::Sender<Result<(), Refusal>>>(BROADCAST_WINDOW);
+        let leader = address.clone();
+        tokio::spawn(async move {
+            // Requests and their waiters enter the two queues in the same order.
+            let feeder = tokio::spawn(async move {
+                while let Some((request, waiter)) = queue.recv().await {
+                    if waiters_tx.send(waiter).await.is_err() || outgoing_tx.send(request).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let unavailable = |why: String| Err(Refusal::new(Status::ServiceUnavailable, why));
+            match client.submit_stream(ReceiverStream::new(outgoing_rx)).await {
+                Ok(answers) => {
+                    let mut answers = answers.into_inner();
+                    while let Some(waiter) = waiters_rx.recv().await {
+                        let verdict = match tokio::time::timeout(ORDER_TIMEOUT, answers.message()).await {
+                            Ok(Ok(Some(answer))) => match Status::try_from(answer.status) {
+                                Ok(Status::Success) => Ok(()),
+                                Ok(status) => Err(Refusal::new(status, answer.info)),
+                                Err(_) => unavailable(answer.info),
+                            },
+                            Ok(Ok(None)) => unavailable(format!("leader at {leader} closed the stream")),
+                            Ok(Err(e)) => unavailable(format!("leader at {leader}: {}", e.message())),
+                            Err(_) => unavailable("not ordered in time; resubmit".into()),
+                        };
+                        let failed = verdict.is_err();
+                        let _ = waiter.send(verdict);
+                        if failed {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    while let Some(waiter) = waiters_rx.recv().await {
+                        let _ = waiter
+                            .send(unavailable(format!("leader at {leader} unreachable: {}", e.message())));
+                    }
+                }
+            }
+            // Whatever is still queued is answered: the link is gone.
+            waiters_rx.close();
+            while let Some(waiter) = waiters_rx.recv().await {
+                let _ = waiter.send(unavailable("the link to the leader broke; resubmit".into()));
+            }
+            feeder.abort();
+        });
+        Self { address, requests }
+    }
+
+    fn send(&self, request: SubmitRequest) -> Answer<Result<(), Refusal>> {
+        let (waiter, verdict) = oneshot::channel();
+        if self.requests.try_send((request, waiter)).is_err() {
+            return Box::pin(async {
+                Err(Refusal::new(Status::ServiceUnavailable, "forwarding queue full; resubmit"))
+            });
+        }
+        Box::pin(async move {
+            verdict.await.unwrap_or_else(|_| {
+                Err(Refusal::new(Status::ServiceUnavailable, "the link to the leader broke"))
+            })
+        })
     }
 }
 
@@ -419,6 +482,45 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + S
 /// Envelopes in flight per Broadcast stream.
 const BROADCAST_WINDOW: usize = 1024;
 
+type Answer<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Runs `start` on each incoming item in stream order (admission and queueing happen
+/// there), and sends the answers back in the same order as each resolves.
+fn in_order<In, T>(
+    mut incoming: tonic::Streaming<In>,
+    mut start: impl FnMut(In) -> Answer<T> + Send + 'static,
+) -> ReceiverStream<Result<T, tonic::Status>>
+where
+    In: Send + 'static,
+    T: Send + 'static,
+{
+    let (pending_tx, mut pending_rx) = mpsc::channel::<Answer<T>>(BROADCAST_WINDOW);
+    let (out_tx, out_rx) = mpsc::channel(BROADCAST_WINDOW);
+    tokio::spawn(async move {
+        while let Some(Ok(item)) = incoming.next().await {
+            // Each answer starts working at once; only its delivery waits its turn.
+            let (done_tx, done_rx) = oneshot::channel();
+            let answer = start(item);
+            tokio::spawn(async move {
+                let _ = done_tx.send(answer.await);
+            });
+            let waiting: Answer<T> =
+                Box::pin(async move { done_rx.await.expect("answer task ends with a value") });
+            if pending_tx.send(waiting).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(answer) = pending_rx.recv().await {
+            if out_tx.send(Ok(answer.await)).await.is_err() {
+                break;
+            }
+        }
+    });
+    ReceiverStream::new(out_rx)
+}
+
 /// `orderer.AtomicBroadcast`.
 #[derive(Debug, Clone)]
 pub struct BroadcastService {
@@ -447,45 +549,21 @@ impl AtomicBroadcast for BroadcastService {
         &self,
         request: tonic::Request<tonic::Streaming<Envelope>>,
     ) -> Result<tonic::Response<Self::BroadcastStream>, tonic::Status> {
-        let mut incoming = request.into_inner();
         let orderer = self.orderer.clone();
-        // Answers go out in the order envelopes came in, each once it is decided.
-        let (pending_tx, mut pending_rx) =
-            mpsc::channel::<oneshot::Receiver<BroadcastResponse>>(BROADCAST_WINDOW);
-        let (out_tx, out_rx) = mpsc::channel(BROADCAST_WINDOW);
-        tokio::spawn(async move {
-            while let Some(next) = incoming.next().await {
-                let Ok(envelope) = next else { break };
-                let (answer_tx, answer_rx) = oneshot::channel();
-                if pending_tx.send(answer_rx).await.is_err() {
-                    break;
-                }
-                // Admission and queueing happen here, in stream order; the wait for
-                // the block happens in its own task.
-                let ordered = match orderer.admit(&envelope) {
-                    Ok(is_config) => Ok(orderer.submit(envelope.encode_to_vec().into(), is_config)),
-                    Err(refusal) => Err(refusal),
+        // Envelopes this stream sends through a follower go to the leader over one
+        // ordered stream, so the stream's order holds wherever it enters.
+        let mut forwarder: Option<Forwarder> = None;
+        let answers =
+            in_order(request.into_inner(), move |envelope: Envelope| -> Answer<BroadcastResponse> {
+                let outcome = match orderer.admit(&envelope) {
+                    Ok(is_config) => {
+                        orderer.submit(envelope.encode_to_vec().into(), is_config, &mut forwarder)
+                    }
+                    Err(refusal) => Box::pin(std::future::ready(Err(refusal))),
                 };
-                tokio::spawn(async move {
-                    let outcome = match ordered {
-                        Ok(waiting) => waiting.await,
-                        Err(refusal) => Err(refusal),
-                    };
-                    let _ = answer_tx.send(broadcast_answer(outcome));
-                });
-            }
-        });
-        tokio::spawn(async move {
-            while let Some(answer) = pending_rx.recv().await {
-                let response = answer.await.unwrap_or_else(|_| {
-                    broadcast_answer(Err(Refusal::new(Status::InternalServerError, "dropped")))
-                });
-                if out_tx.send(Ok(response)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(out_rx))))
+                Box::pin(async move { broadcast_answer(outcome.await) })
+            });
+        Ok(tonic::Response::new(Box::pin(answers)))
     }
 
     async fn deliver(
@@ -605,8 +683,47 @@ pub struct ClusterService {
     orderer: Arc<Orderer>,
 }
 
+impl ClusterService {
+    /// The leader's verdict on one forwarded envelope (queued before this returns).
+    fn accept(&self, request: SubmitRequest) -> Answer<SubmitResponse> {
+        let refuse = |status: Status, info: String| -> Answer<SubmitResponse> {
+            Box::pin(std::future::ready(SubmitResponse { status: status as i32, info }))
+        };
+        if request.channel_id != self.orderer.channel_id {
+            return refuse(Status::NotFound, "unknown channel".into());
+        }
+        let envelope = match Envelope::decode(request.envelope.as_ref()) {
+            Ok(envelope) => envelope,
+            Err(e) => return refuse(Status::BadRequest, format!("envelope: {e}")),
+        };
+        // The leader checks forwarded envelopes again: it trusts no one's admission.
+        let outcome = match self.orderer.admit(&envelope) {
+            Ok(is_config) if self.orderer.is_leader() => {
+                self.orderer.submit(request.envelope, is_config, &mut None)
+            }
+            Ok(_) => return refuse(Status::ServiceUnavailable, "not the leader".into()),
+            Err(refusal) => return refuse(refusal.status, refusal.info),
+        };
+        Box::pin(async move {
+            let answer = broadcast_answer(outcome.await);
+            SubmitResponse { status: answer.status, info: answer.info }
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    type SubmitStreamStream = ResponseStream<SubmitResponse>;
+
+    async fn submit_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<SubmitRequest>>,
+    ) -> Result<tonic::Response<Self::SubmitStreamStream>, tonic::Status> {
+        let service = self.clone();
+        let answers = in_order(request.into_inner(), move |request: SubmitRequest| service.accept(request));
+        Ok(tonic::Response::new(Box::pin(answers)))
+    }
+
     async fn raft(
         &self,
         request: tonic::Request<RaftMessage>,
@@ -621,25 +738,7 @@ impl Cluster for ClusterService {
         &self,
         request: tonic::Request<SubmitRequest>,
     ) -> Result<tonic::Response<SubmitResponse>, tonic::Status> {
-        let request = request.into_inner();
-        if request.channel_id != self.orderer.channel_id {
-            return Ok(tonic::Response::new(SubmitResponse {
-                status: Status::NotFound as i32,
-                info: "unknown channel".into(),
-            }));
-        }
-        let envelope = Envelope::decode(request.envelope.as_ref())
-            .map_err(|e| tonic::Status::invalid_argument(format!("envelope: {e}")))?;
-        // The leader checks forwarded envelopes again: it trusts no one's admission.
-        let outcome = match self.orderer.admit(&envelope) {
-            Ok(is_config) if self.orderer.is_leader() => {
-                self.orderer.submit(request.envelope, is_config).await
-            }
-            Ok(_) => Err(Refusal::new(Status::ServiceUnavailable, "not the leader")),
-            Err(refusal) => Err(refusal),
-        };
-        let answer = broadcast_answer(outcome);
-        Ok(tonic::Response::new(SubmitResponse { status: answer.status, info: answer.info }))
+        Ok(tonic::Response::new(self.accept(request.into_inner()).await))
     }
 }
 

@@ -61,12 +61,14 @@ async fn three_consenters_hold_identical_chains() {
     }
     // Each client talks to a different consenter: followers forward to the leader.
     let mut sent = Vec::new();
+    let mut streams = Vec::new();
     let mut tasks = Vec::new();
     for (n, node) in nodes.iter().enumerate() {
         let envelopes: Vec<Envelope> = (0..20)
             .map(|i| transaction(&cluster.client, &cluster.peer, &format!("n{n}k{i}"), (n * 100 + i) as u64))
             .collect();
         sent.extend(envelopes.iter().map(tx_id));
+        streams.push(envelopes.iter().map(tx_id).collect::<Vec<_>>());
         tasks.push(broadcast(node, envelopes));
     }
     for answers in futures_join(tasks).await {
@@ -83,6 +85,15 @@ async fn three_consenters_hold_identical_chains() {
     }
     assert_same_chain(&chains);
     let mut ordered = tx_ids(&chains[0]);
+    // Each stream's envelopes keep their order, whichever consenter the stream entered.
+    for stream in &streams {
+        let positions: Vec<usize> =
+            stream.iter().filter_map(|id| ordered.iter().position(|o| o == id)).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "a stream's envelopes were reordered: {positions:?}"
+        );
+    }
     ordered.sort();
     sent.sort();
     assert_eq!(ordered, sent, "every acknowledged envelope exactly once");
