@@ -19,33 +19,30 @@ force=()
 step "Verifying the generated channel's genesis block"
 "$medfabric" ledger verify "$data/channel-artifacts" --config "$data/channel-artifacts/medchannel.block"
 
+# Starts a node (name, then its command line) with its output under $data, waits for
+# its JSON ready line, prints it, and stops the node.
+start_and_stop() {
+  local name=$1
+  shift
+  "$@" >"$data/$name.out" 2>"$data/$name.log" &
+  local pid=$!
+  for _ in $(seq 100); do
+    grep -q '"ready"' "$data/$name.out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$data/$name.out"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
 step "Starting peer0.hospital (RocksDB ledger from the genesis block, endorser on a free port), then stopping it"
-peer_config="$data/nodes/peer0.hospital.medfabric.local.yaml"
-"$CARGO_TARGET_DIR/debug/medfabric-peer" --config "$peer_config" --listen 127.0.0.1:0 \
-  >"$data/peer0.hospital.out" 2>"$data/peer0.hospital.log" &
-peer_pid=$!
-for _ in $(seq 100); do
-  grep -q '"ready"' "$data/peer0.hospital.out" 2>/dev/null && break
-  kill -0 "$peer_pid" 2>/dev/null || break
-  sleep 0.1
-done
-cat "$data/peer0.hospital.out"
-kill "$peer_pid" 2>/dev/null || true
-wait "$peer_pid" 2>/dev/null || true
+start_and_stop peer0.hospital "$CARGO_TARGET_DIR/debug/medfabric-peer" \
+  --config "$data/nodes/peer0.hospital.medfabric.local.yaml" --listen 127.0.0.1:0
 
 step "Starting orderer0 (Raft on RocksDB, Broadcast/Deliver on a free port), then stopping it"
-"$CARGO_TARGET_DIR/debug/medfabric-orderer" --config "$data/nodes/orderer0.orderer.medfabric.local.yaml" \
-  --listen 127.0.0.1:0 --operations-listen 127.0.0.1:0 \
-  >"$data/orderer0.out" 2>"$data/orderer0.log" &
-orderer_pid=$!
-for _ in $(seq 100); do
-  grep -q '"ready"' "$data/orderer0.out" 2>/dev/null && break
-  kill -0 "$orderer_pid" 2>/dev/null || break
-  sleep 0.1
-done
-cat "$data/orderer0.out"
-kill "$orderer_pid" 2>/dev/null || true
-wait "$orderer_pid" 2>/dev/null || true
+start_and_stop orderer0 "$CARGO_TARGET_DIR/debug/medfabric-orderer" \
+  --config "$data/nodes/orderer0.orderer.medfabric.local.yaml" --listen 127.0.0.1:0 --operations-listen 127.0.0.1:0
 
 if [ -d "$MEDFABRIC_TESTDATA/blocks" ]; then
   blocks="$MEDFABRIC_TESTDATA/blocks"

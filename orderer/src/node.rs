@@ -45,35 +45,18 @@ pub struct OrdererConfig {
     pub data_dir: PathBuf,
     pub genesis_block: PathBuf,
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: medfabric_types::node_config::Limits,
     /// Consenter id → cluster address, overriding the channel config's consenters.
     #[serde(default)]
     pub cluster_peers: BTreeMap<u64, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Limits {
-    pub max_message_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { max_message_bytes: 100 * 1024 * 1024 }
-    }
-}
-
 impl OrdererConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: Self =
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.msp_dir, &mut config.data_dir, &mut config.genesis_block] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        Ok(config)
+        medfabric_types::node_config::load(path, |c: &mut Self| {
+            vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block]
+        })
+        .map_err(anyhow::Error::msg)
     }
 }
 
@@ -254,20 +237,7 @@ impl Orderer {
                 ));
             }
         };
-        let creator = resources
-            .msps
-            .deserialize_at(tx.creator(), now_unix())
-            .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
-        creator
-            .verify(&tx.payload, &tx.signature)
-            .map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
-        let policy = if is_config { "/Channel/Orderer/Admins" } else { "/Channel/Writers" };
-        if !resources.policies.evaluate(policy, std::slice::from_ref(&creator)).unwrap_or(false) {
-            return Err(Refusal::new(
-                Status::Forbidden,
-                format!("the creator does not satisfy {policy}: permission denied"),
-            ));
-        }
+        authorize(&resources, &tx, if is_config { "/Channel/Orderer/Admins" } else { "/Channel/Writers" })?;
         Ok(is_config)
     }
 
@@ -331,6 +301,25 @@ impl Orderer {
     fn is_leader(&self) -> bool {
         raft::leader(&self.raft).is_some_and(|(leader, _)| leader == self.id)
     }
+}
+
+/// The creator is valid (and not expired) in the channel's MSPs, signed the envelope,
+/// and satisfies `policy`; otherwise FORBIDDEN.
+fn authorize(resources: &ChannelResources, tx: &Transaction, policy: &str) -> Result<(), Refusal> {
+    let creator = resources
+        .msps
+        .deserialize_at(tx.creator(), now_unix())
+        .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
+    creator
+        .verify(&tx.payload, &tx.signature)
+        .map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
+    if !resources.policies.evaluate(policy, std::slice::from_ref(&creator)).unwrap_or(false) {
+        return Err(Refusal::new(
+            Status::Forbidden,
+            format!("the creator does not satisfy {policy}: permission denied"),
+        ));
+    }
+    Ok(())
 }
 
 /// A Broadcast stream's ordered link to the leader: envelopes go out on one
@@ -608,16 +597,7 @@ async fn deliver_blocks(
     if tx.header_type() != HeaderType::DeliverSeekInfo as i32 {
         return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
     }
-    let creator = resources
-        .msps
-        .deserialize_at(tx.creator(), now_unix())
-        .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
-    creator
-        .verify(&tx.payload, &tx.signature)
-        .map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
-    if !resources.policies.evaluate("/Channel/Readers", std::slice::from_ref(&creator)).unwrap_or(false) {
-        return Err(Refusal::new(Status::Forbidden, "the creator does not satisfy /Channel/Readers"));
-    }
+    authorize(&resources, &tx, "/Channel/Readers")?;
     let TransactionBody::Other(data) = &tx.body else {
         return Err(Refusal::new(Status::BadRequest, "no SeekInfo"));
     };

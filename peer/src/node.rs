@@ -31,36 +31,19 @@ pub struct PeerConfig {
     pub channel: String,
     pub genesis_block: PathBuf,
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: medfabric_types::node_config::Limits,
     /// Chaincode definition name → built-in implementation (default: each built-in under
     /// its own name).
     #[serde(default)]
     pub chaincodes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Limits {
-    pub max_message_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { max_message_bytes: 100 * 1024 * 1024 }
-    }
-}
-
 impl PeerConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: Self =
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.msp_dir, &mut config.data_dir, &mut config.genesis_block] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        Ok(config)
+        medfabric_types::node_config::load(path, |c: &mut Self| {
+            vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block]
+        })
+        .map_err(anyhow::Error::msg)
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use medfabric_msp::{Identity, SignedData, check_signature_set, counted_identities};
+use medfabric_msp::{Identity, counted_identities};
 use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::{HashedRwSet, KvRead, KvWrite, KvrwSet, RangeQueryInfo};
 use medfabric_proto::protos::{ChaincodeEvent, TxValidationCode as Code};
@@ -204,18 +204,7 @@ fn precheck(envelope: &[u8], channel_id: &str, resources: &ChannelResources) -> 
     };
     match &tx.body {
         TransactionBody::Endorser(etx) => {
-            let data: Vec<Vec<u8>> = etx
-                .endorsements
-                .iter()
-                .map(|e| [etx.proposal_response_payload.as_ref(), e.endorser.as_ref()].concat())
-                .collect();
-            let set: Vec<SignedData<'_>> = etx
-                .endorsements
-                .iter()
-                .zip(&data)
-                .map(|(e, data)| SignedData { data, identity: &e.endorser, signature: &e.signature })
-                .collect();
-            checked.endorsers = counted_identities(&check_signature_set(&set, &resources.msps));
+            checked.endorsers = counted_identities(&etx.endorsement_checks(&resources.msps));
             let action_name = etx.action.chaincode_id.as_ref().map(|c| c.name.as_str());
             if action_name != Some(etx.header_chaincode_id.name.as_str()) {
                 checked.fail(Code::InvalidOtherReason, "the action names another chaincode than the header");

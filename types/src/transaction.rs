@@ -185,6 +185,28 @@ fn parse_endorser(channel_header: &ChannelHeader, data: &Bytes) -> Result<Endors
 }
 
 impl EndorserTransaction {
+    /// Fabric's check of the endorsements: each endorser's signature over
+    /// `proposal_response_payload ‖ endorser`, as a signature set (repeated signers
+    /// skipped once accepted). `counted_identities` of the result is a policy's input.
+    pub fn endorsement_checks(&self, msps: &medfabric_msp::MspManager) -> Vec<medfabric_msp::SignatureCheck> {
+        let data: Vec<Vec<u8>> = self
+            .endorsements
+            .iter()
+            .map(|e| [self.proposal_response_payload.as_ref(), e.endorser.as_ref()].concat())
+            .collect();
+        let set: Vec<medfabric_msp::SignedData<'_>> = self
+            .endorsements
+            .iter()
+            .zip(&data)
+            .map(|(e, data)| medfabric_msp::SignedData {
+                data,
+                identity: &e.endorser,
+                signature: &e.signature,
+            })
+            .collect();
+        medfabric_msp::check_signature_set(&set, msps)
+    }
+
     /// The read-write set the endorsers produced.
     pub fn rwset(&self) -> Result<TxReadWriteSet, ConvertError> {
         decode("TxReadWriteSet", &self.action.results)

@@ -280,18 +280,7 @@ fn inspect_tx(
     // each identity counted once.
     let mut endorsers = Vec::new();
     if let Some(endorser_tx) = tx.endorser() {
-        let data: Vec<Vec<u8>> = endorser_tx
-            .endorsements
-            .iter()
-            .map(|e| [endorser_tx.proposal_response_payload.as_ref(), e.endorser.as_ref()].concat())
-            .collect();
-        let set: Vec<SignedData<'_>> = endorser_tx
-            .endorsements
-            .iter()
-            .zip(&data)
-            .map(|(e, data)| SignedData { data, identity: &e.endorser, signature: &e.signature })
-            .collect();
-        let checks = check_signature_set(&set, &resources.msps);
+        let checks = endorser_tx.endorsement_checks(&resources.msps);
         report.endorsements = checks
             .iter()
             .map(|check| {

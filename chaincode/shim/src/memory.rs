@@ -63,6 +63,20 @@ impl MemoryState {
         }
     }
 
+    /// Sets (or with `None` removes) a key directly, as a committer applying a block
+    /// update does.
+    pub fn set(&mut self, namespace: &str, key: &str, value: Option<VersionedValue>) {
+        let id = (namespace.to_owned(), key.to_owned());
+        match value {
+            Some(value) => self.state.insert(id, value),
+            None => self.state.remove(&id),
+        };
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
     pub fn value(&self, namespace: &str, key: &str) -> Option<&VersionedValue> {
         self.state.get(&(namespace.to_owned(), key.to_owned()))
     }

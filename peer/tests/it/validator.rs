@@ -1,10 +1,9 @@
 //! The sans-IO validator on an in-memory state: no RocksDB involved.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use medfabric_msp::SigningIdentity;
-use medfabric_peer::ledger::BlockUpdate;
 use medfabric_peer::simulator::{Installed, context_of, simulate};
 use medfabric_peer::testnet::TestNetwork;
 use medfabric_peer::validator::{ChannelContext, CommittedState, ValidatedBlock, validate_block};
@@ -13,22 +12,22 @@ use medfabric_proto::kvrwset::{KvWrite, KvrwSet};
 use medfabric_proto::protos::{ProposalResponse, TxValidationCode as Code};
 use medfabric_proto::queryresult::KeyModification;
 use medfabric_proto::rwset::{NsReadWriteSet, TxReadWriteSet};
-use medfabric_shim::{ShimResult, StateView, VersionedValue};
+use medfabric_shim::{MemoryState, ShimResult, StateView, VersionedValue};
 use medfabric_types::endorsement::{SimulationResult, endorse};
 use medfabric_types::lifecycle::ChaincodeRegistry;
 use medfabric_types::{ChannelResources, SignedProposal};
 use prost::Message;
 
-/// Committed state held in memory.
+/// Committed state held in memory, with the tx ids of committed blocks.
 #[derive(Default)]
 struct MemState {
-    values: BTreeMap<(String, String), VersionedValue>,
+    state: MemoryState,
     txs: HashSet<String>,
 }
 
 impl StateView for MemState {
     fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
-        Ok(self.values.get(&(namespace.to_owned(), key.to_owned())).cloned())
+        self.state.get(namespace, key)
     }
 
     fn range(
@@ -38,17 +37,11 @@ impl StateView for MemState {
         end: &str,
         limit: usize,
     ) -> ShimResult<Vec<(String, VersionedValue)>> {
-        Ok(self
-            .values
-            .range((namespace.to_owned(), start.to_owned())..)
-            .take_while(|((ns, k), _)| ns == namespace && (end.is_empty() || k.as_str() < end))
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+        self.state.range(namespace, start, end, limit)
     }
 
-    fn history(&self, _namespace: &str, _key: &str) -> ShimResult<Vec<KeyModification>> {
-        Ok(Vec::new())
+    fn history(&self, namespace: &str, key: &str) -> ShimResult<Vec<KeyModification>> {
+        self.state.history(namespace, key)
     }
 }
 
@@ -60,12 +53,8 @@ impl CommittedState for MemState {
 
 impl MemState {
     fn commit(&mut self, validated: &ValidatedBlock) {
-        let BlockUpdate { state, .. } = &validated.update;
-        for (id, value) in state {
-            match value {
-                Some(v) => self.values.insert(id.clone(), v.clone()),
-                None => self.values.remove(id),
-            };
+        for ((namespace, key), value) in &validated.update.state {
+            self.state.set(namespace, key, value.clone());
         }
         self.txs.extend(validated.txs.iter().map(|t| t.tx_id.clone()));
     }
@@ -135,7 +124,7 @@ impl Fixture {
     }
 
     fn value(&self, ns: &str, key: &str) -> Option<Bytes> {
-        self.state.values.get(&(ns.to_owned(), key.to_owned())).map(|v| v.value.clone())
+        self.state.state.value(ns, key).map(|v| v.value.clone())
     }
 }
 
@@ -302,7 +291,7 @@ fn lifecycle_writes_outside_implicit_collections_fail_their_policy() {
     };
     let envelope = handmade(&mut f, "_lifecycle", "syscc", rwset, &p1);
     assert_eq!(f.block(&[envelope]), [Code::EndorsementPolicyFailure]);
-    assert!(f.state.values.is_empty());
+    assert!(f.state.state.is_empty());
 }
 
 /// As in Fabric, a key written earlier in the block may not be read, even when the
