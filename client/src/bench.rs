@@ -235,14 +235,9 @@ async fn order_async(consenters: usize, envelopes: usize, streams: usize) -> Res
         addresses.push(listener.local_addr()?.to_string());
         let cluster = tokio::net::TcpListener::bind(&config.cluster_listen_address).await?;
         let orderer = Orderer::start(&config).await?;
-        tokio::spawn(serve(
-            orderer,
-            listener,
-            cluster,
-            None,
-            config.limits.max_message_bytes,
-            std::future::pending(),
-        ));
+        tokio::spawn(async move {
+            serve(orderer, listener, cluster, None, &config.limits, std::future::pending()).await
+        });
     }
     let org = out.join("organizations/peerOrganizations/hospital.bench.local");
     let client =

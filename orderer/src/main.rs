@@ -67,5 +67,5 @@ async fn main() -> Result<()> {
             _ = terminate.recv() => {}
         }
     };
-    serve(orderer, listener, cluster, operations, config.limits.max_message_bytes, shutdown).await
+    serve(orderer, listener, cluster, operations, &config.limits, shutdown).await
 }

@@ -729,7 +729,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     cluster: tokio::net::TcpListener,
     operations: Option<tokio::net::TcpListener>,
-    max_message_bytes: usize,
+    limits: &medfabric_types::node_config::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -741,10 +741,11 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let client = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
         .add_service(
             AtomicBroadcastServer::new(BroadcastService::new(orderer.clone()))
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_message_bytes),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
     let cluster = tonic::transport::Server::builder()

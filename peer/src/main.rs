@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
             _ = terminate.recv() => {}
         }
     };
-    let server = peer.serve(listener, config.limits.max_message_bytes, shutdown);
+    let server = peer.serve(listener, &config.limits, shutdown);
     match args.blocks_from {
         Some(dir) => {
             let committer = peer.commit_from(DirSource::new(&dir, true));

@@ -104,13 +104,14 @@ impl Peer {
     pub async fn serve(
         &self,
         listener: TcpListener,
-        max_message_bytes: usize,
+        limits: &medfabric_types::node_config::Limits,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let service = EndorserServer::new(EndorserService::new(self.endorser.clone()))
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes);
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
         tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await

@@ -8,14 +8,17 @@ use serde::de::DeserializeOwned;
 
 /// Limits a node enforces on its gRPC links.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     pub max_message_bytes: usize,
+    /// HTTP/2 streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
-    /// Fabric's 100 MiB.
+    /// Fabric's 100 MiB messages and 2500 concurrent requests.
     fn default() -> Self {
-        Self { max_message_bytes: 100 * 1024 * 1024 }
+        Self { max_message_bytes: 100 * 1024 * 1024, max_concurrent_streams: 2500 }
     }
 }
 
