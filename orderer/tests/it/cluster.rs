@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use medfabric_proto::common::{Block, Envelope, Status};
 use medfabric_types::block;
 use medfabric_types::deliver::Seek;
-use prost::Message;
 
 use crate::support::{
-    Cluster, OrdererProcess, broadcast, deliver, status, transaction, tx_id, wait_for_leader,
+    Cluster, OrdererProcess, broadcast, deliver, status, transaction, tx_id, tx_ids, wait_for_leader,
 };
 
 /// Every block of an orderer, waiting until it has at least `height` of them.
@@ -18,18 +17,6 @@ async fn chain(process: &OrdererProcess, cluster: &Cluster, height: u64) -> Vec<
         deliver(&process.broadcast, &cluster.client, Seek::Oldest, Seek::Number(height - 1), true).await;
     assert_eq!(end, Status::Success);
     blocks
-}
-
-fn tx_ids(blocks: &[Block]) -> Vec<String> {
-    blocks[1..]
-        .iter()
-        .flat_map(|b| {
-            block::envelopes(b)
-                .iter()
-                .map(|e| tx_id(&Envelope::decode(e.as_ref()).expect("envelope")))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// Same numbers, previous hashes, data hashes and envelopes at every height; an

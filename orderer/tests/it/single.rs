@@ -4,10 +4,9 @@ use medfabric_proto::common::{Envelope, Status};
 use medfabric_types::block;
 use medfabric_types::deliver::Seek;
 use medfabric_types::verify::LedgerVerifier;
-use prost::Message;
 
 use crate::support::{
-    Cluster, broadcast, config_envelope, deliver, status, transaction, tx_id, wait_for_leader,
+    Cluster, broadcast, config_envelope, deliver, status, transaction, tx_id, tx_ids, wait_for_leader,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,15 +23,7 @@ async fn a_single_consenter_orders_delivers_and_its_blocks_verify() {
     let (blocks, end) = deliver(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false).await;
     assert_eq!(end, Status::Success);
     assert!(blocks.len() >= 5, "35 envelopes in blocks of at most 10: {} blocks", blocks.len());
-    let ordered: Vec<String> = blocks[1..]
-        .iter()
-        .flat_map(|b| {
-            block::envelopes(b)
-                .iter()
-                .map(|e| tx_id(&Envelope::decode(e.as_ref()).expect("envelope")))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let ordered = tx_ids(&blocks);
     assert_eq!(ordered, ids, "every acknowledged envelope once, in submission order");
     assert!(blocks[1..].iter().all(|b| block::envelopes(b).len() <= 10));
 

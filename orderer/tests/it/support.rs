@@ -249,6 +249,19 @@ pub fn transaction(client: &SigningIdentity, endorser: &SigningIdentity, key: &s
     envelope
 }
 
+/// The tx ids of every envelope after the genesis block, in chain order.
+pub fn tx_ids(blocks: &[Block]) -> Vec<String> {
+    blocks[1..]
+        .iter()
+        .flat_map(|b| {
+            block::envelopes(b)
+                .iter()
+                .map(|e| tx_id(&Envelope::decode(e.as_ref()).expect("envelope")))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 pub fn tx_id(envelope: &Envelope) -> String {
     medfabric_types::Transaction::from_envelope(envelope.clone()).expect("parses").tx_id().to_owned()
 }
