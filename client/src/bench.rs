@@ -230,13 +230,15 @@ async fn order_async(consenters: usize, envelopes: usize, streams: usize) -> Res
         .iter()
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("orderer")))
     {
-        let config = OrdererConfig::load(config_path)?;
+        let mut config = OrdererConfig::load(config_path)?;
+        // Ordering alone: plaintext links, so the figure is Raft and the block cutter.
+        config.tls = None;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         addresses.push(listener.local_addr()?.to_string());
         let cluster = tokio::net::TcpListener::bind(&config.cluster_listen_address).await?;
         let orderer = Orderer::start(&config).await?;
         tokio::spawn(async move {
-            serve(orderer, listener, cluster, None, &config.limits, std::future::pending()).await
+            serve(orderer, listener, cluster, None, &config, std::future::pending()).await
         });
     }
     let org = out.join("organizations/peerOrganizations/hospital.bench.local");

@@ -4,5 +4,10 @@
 //! block files offline; [`bench`] holds micro-benchmarks.
 
 pub mod bench;
+pub mod connect;
+pub mod demo;
 pub mod ledger;
+pub mod load;
 pub mod network;
+pub mod sdk;
+pub mod up;

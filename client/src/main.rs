@@ -35,11 +35,98 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
-    /// Benchmarks.
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
+    /// Submit a transaction (endorse, sign, order, wait for the commit).
+    Invoke(CallArgs),
+    /// Evaluate a chaincode function on a peer (nothing is ordered).
+    Query(CallArgs),
+    /// Follow chaincode events or blocks on a peer.
+    Events(EventsArgs),
+    /// Load a running network (N transactions at concurrency C) and report committed
+    /// tps, latency percentiles, validation codes and CPU per node; or a micro-benchmark.
+    Bench(BenchArgs),
+    /// Bring the dev network up and run a short scenario through the gateway.
+    Demo {
+        /// Topology of the network to start when it is not generated yet.
+        #[arg(long, default_value = "network-config/dev.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "medfabric-data")]
+        data: PathBuf,
+        /// Stop the network when the scenario is done.
+        #[arg(long)]
+        down: bool,
     },
+}
+
+/// Which network and identity a client command uses.
+#[derive(clap::Args)]
+struct Who {
+    /// The network directory (from `network up`).
+    #[arg(long, default_value = "medfabric-data")]
+    data: PathBuf,
+    /// The user to act as: `name` or `name@MSPID` (see `network status`).
+    #[arg(long = "as", default_value = "drhouse")]
+    user: String,
+    /// The peer to connect to (default: the first peer of the user's organization).
+    #[arg(long)]
+    peer: Option<String>,
+    /// Channel (default: the network's).
+    #[arg(long)]
+    channel: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    chaincode: String,
+    function: String,
+    args: Vec<String>,
+    #[command(flatten)]
+    who: Who,
+    /// Endorse on exactly these organizations (comma-separated MSP ids).
+    #[arg(long, value_delimiter = ',')]
+    endorsing_orgs: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct EventsArgs {
+    /// Follow this chaincode's events (else: blocks).
+    #[arg(long)]
+    chaincode: Option<String>,
+    /// Start at this block (default: the next commit).
+    #[arg(long)]
+    start: Option<u64>,
+    /// Stop after this many events (or blocks).
+    #[arg(long)]
+    count: Option<usize>,
+    #[command(flatten)]
+    who: Who,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    micro: Option<BenchCommand>,
+    #[arg(long, default_value = "kv")]
+    chaincode: String,
+    #[arg(long, default_value = "put")]
+    function: String,
+    /// An argument template (repeat for each): `{i}` is the transaction index, `{w}` the
+    /// worker, `{run}` a random tag of this run.
+    #[arg(long = "arg", default_values_t = ["bench:{run}:{i}".to_string(), "value-{i}".to_string()])]
+    args: Vec<String>,
+    /// Transactions.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    transactions: usize,
+    /// Transactions in flight at once.
+    #[arg(short = 'c', long, default_value_t = 16)]
+    concurrency: usize,
+    #[command(flatten)]
+    who: Who,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +141,31 @@ enum NetworkCommand {
         /// Replace a network previously generated into --out.
         #[arg(long)]
         force: bool,
+    },
+    /// Start every orderer and peer of a network as its own process (generating it first,
+    /// on free loopback ports, if DATA has no network), and wait until all are healthy.
+    Up {
+        /// Topology file.
+        #[arg(default_value = "network-config/dev.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "medfabric-data")]
+        data: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the network's processes.
+    Down {
+        #[arg(long, default_value = "medfabric-data")]
+        data: PathBuf,
+    },
+    /// Each node's pid, addresses, data directory and health; each user's MSP folder and
+    /// TLS files.
+    Status {
+        #[arg(long, default_value = "medfabric-data")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,11 +243,87 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    use medfabric_client::{demo, load, up};
     match cli.command {
         Command::Network { command: NetworkCommand::Generate { config, out, force } } => {
             let generated = medfabric_client::network::generate(&config, &out, force)?;
             print_json(&generated)?;
+        }
+        Command::Network { command: NetworkCommand::Up { config, data, json } } => {
+            let status = up::up(&config, &data)?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print!("{}", up::describe(&status));
+                println!("(`medfabric network status --data {} --json` for scripts)", data.display());
+            }
+        }
+        Command::Network { command: NetworkCommand::Down { data } } => {
+            let stopped = up::down(&data)?;
+            println!("stopped {} node(s): {}", stopped.len(), stopped.join(", "));
+        }
+        Command::Network { command: NetworkCommand::Status { data, json } } => {
+            let status = up::status(&data)?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print!("{}", up::describe(&status));
+            }
+        }
+        Command::Invoke(call) => return runtime()?.block_on(call_chaincode(call, true)),
+        Command::Query(call) => return runtime()?.block_on(call_chaincode(call, false)),
+        Command::Events(args) => runtime()?.block_on(events(args))?,
+        Command::Demo { config, data, down } => {
+            let outcome = runtime()?.block_on(demo::run(&config, &data));
+            if down {
+                up::down(&data)?;
+            }
+            outcome?;
+        }
+        Command::Bench(BenchArgs {
+            micro: None,
+            chaincode,
+            function,
+            args,
+            transactions,
+            concurrency,
+            who,
+            json,
+        }) => {
+            let status = up::status(&who.data)?;
+            let spec = load::LoadSpec {
+                chaincode,
+                function,
+                args,
+                transactions,
+                concurrency,
+                user: who.user,
+                peer: who.peer,
+            };
+            let report = runtime()?.block_on(load::run(&status, &spec, !json))?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", load::describe(&report));
+            }
+        }
+        Command::Bench(BenchArgs { micro: Some(BenchCommand::Commit { blocks, txs_per_block }), .. }) => {
+            print_json(&medfabric_client::bench::commit(blocks.max(1), txs_per_block.max(1))?)?;
+        }
+        Command::Bench(BenchArgs {
+            micro: Some(BenchCommand::Order { consenters, envelopes, streams }),
+            ..
+        }) => {
+            print_json(&medfabric_client::bench::order(consenters, envelopes, streams)?)?;
+        }
+        Command::Bench(BenchArgs { micro: Some(BenchCommand::Msp { seconds }), .. }) => {
+            let result = medfabric_client::bench::msp(Duration::from_secs_f64(seconds.max(0.1)))?;
+            print_json(&result)?;
         }
         Command::Block { command: BlockCommand::Inspect { file, config } } => {
             let report = medfabric_client::ledger::inspect(&file, config.as_deref())?;
@@ -155,16 +343,108 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Bench { command: BenchCommand::Commit { blocks, txs_per_block } } => {
-            print_json(&medfabric_client::bench::commit(blocks.max(1), txs_per_block.max(1))?)?;
-        }
-        Command::Bench { command: BenchCommand::Order { consenters, envelopes, streams } } => {
-            print_json(&medfabric_client::bench::order(consenters, envelopes, streams)?)?;
-        }
-        Command::Bench { command: BenchCommand::Msp { seconds } } => {
-            let result = medfabric_client::bench::msp(Duration::from_secs_f64(seconds.max(0.1)))?;
-            print_json(&result)?;
-        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `invoke` and `query`.
+async fn call_chaincode(call: CallArgs, submit: bool) -> Result<ExitCode> {
+    use medfabric_client::sdk::{ClientError, code_name};
+    let (gateway, status) =
+        medfabric_client::connect::connect(&call.who.data, &call.who.user, call.who.peer.as_deref())?;
+    let channel = call.who.channel.clone().unwrap_or(status.channel);
+    let contract = gateway.network(&channel).contract(&call.chaincode);
+    let orgs: Vec<&str> = call.endorsing_orgs.iter().map(String::as_str).collect();
+    let proposal = contract
+        .proposal_builder(&call.function, &call.args)
+        .endorsing_organizations(&orgs)
+        .signed(gateway.signer());
+    let tx_id = proposal.tx_id().to_owned();
+    let outcome: Result<(bytes::Bytes, Option<medfabric_client::sdk::CommitStatus>), ClientError> = async {
+        if !submit {
+            return Ok((proposal.evaluate().await?, None));
+        }
+        let transaction = proposal.endorse().await?;
+        let result = transaction.result.clone();
+        let status = transaction.submit().await?.status().await?;
+        Ok((result, Some(status)))
+    }
+    .await;
+    match outcome {
+        Ok((result, commit)) => {
+            let valid = commit.as_ref().is_none_or(|c| c.is_valid());
+            if call.json {
+                print_json(&serde_json::json!({
+                    "tx_id": tx_id,
+                    "result": String::from_utf8_lossy(&result),
+                    "result_hex": hex::encode(&result),
+                    "block": commit.as_ref().map(|c| c.block_number),
+                    "code": commit.as_ref().map(|c| code_name(c.code)),
+                }))?;
+            } else {
+                println!("{}", String::from_utf8_lossy(&result));
+                if let Some(c) = &commit {
+                    eprintln!("tx {tx_id}: {} in block {}", code_name(c.code), c.block_number);
+                }
+            }
+            Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `events`: chaincode events or blocks, one JSON line each.
+async fn events(args: EventsArgs) -> Result<()> {
+    use medfabric_client::sdk::Start;
+    use tokio_stream::StreamExt;
+    let (gateway, status) =
+        medfabric_client::connect::connect(&args.who.data, &args.who.user, args.who.peer.as_deref())?;
+    let network = gateway.network(&args.who.channel.clone().unwrap_or(status.channel));
+    let start = args.start.map_or(Start::NextCommit, Start::Block);
+    let limit = args.count.unwrap_or(usize::MAX);
+    let mut seen = 0;
+    match &args.chaincode {
+        Some(chaincode) => {
+            let mut stream = network.chaincode_events(chaincode, start).await?;
+            while seen < limit {
+                let Some(batch) = stream.next().await else { break };
+                let batch = batch?;
+                for event in batch.events {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "block": batch.block_number,
+                            "tx_id": event.tx_id,
+                            "chaincode": event.chaincode_id,
+                            "event": event.event_name,
+                            "payload": String::from_utf8_lossy(&event.payload),
+                        })
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        None => {
+            let mut stream = network.block_events(start).await?;
+            while seen < limit {
+                let Some(block) = stream.next().await else { break };
+                let block = block?;
+                let header = medfabric_types::block::header(&block);
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "block": header.number,
+                        "transactions": medfabric_types::block::envelopes(&block).len(),
+                        "codes": medfabric_types::block::transactions_filter(&block),
+                        "data_hash": hex::encode(&header.data_hash),
+                    })
+                );
+                seen += 1;
+            }
+        }
+    }
+    Ok(())
 }

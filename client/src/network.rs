@@ -127,6 +127,9 @@ pub struct ChaincodeEntry {
     pub endorsement_policy: String,
     #[serde(default)]
     pub init_required: bool,
+    /// The built-in chaincode the peers run for this definition (default: its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<String>,
 }
 
 impl Topology {
@@ -222,10 +225,15 @@ pub struct Generated {
 /// Generates a network into `out`. An existing, non-empty `out` is refused unless
 /// `force`, which replaces only what a previous generation wrote.
 pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generated> {
-    let topology = Topology::load(topology_path)?;
+    generate_topology(&Topology::load(topology_path)?, out, force)
+}
+
+/// Generates a network from a checked topology (see [`generate`]).
+pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result<Generated> {
+    topology.check()?;
     prepare_out_dir(out, force)?;
     let now = OffsetDateTime::now_utc();
-    std::fs::write(out.join("network.yaml"), serde_yaml::to_string(&topology)?)?;
+    std::fs::write(out.join("network.yaml"), serde_yaml::to_string(topology)?)?;
 
     // Orderer organization.
     let orderer_org_dir = out.join("organizations/ordererOrganizations").join(&topology.orderer.domain);
@@ -330,7 +338,7 @@ pub fn generate(topology_path: &Path, out: &Path, force: bool) -> Result<Generat
     let genesis_path = artifacts.join(format!("{}.block", topology.channel));
     std::fs::write(&genesis_path, genesis.encode_to_vec())?;
 
-    let node_configs = write_node_configs(&topology, out)?;
+    let node_configs = write_node_configs(topology, out)?;
     Ok(Generated {
         out: out.to_path_buf(),
         channel: topology.channel.clone(),
@@ -519,6 +527,16 @@ struct TlsFiles {
     cert_file: String,
     key_file: String,
     ca_file: String,
+    /// The TLS CAs of every organization: servers and clients this node trusts.
+    root_ca_files: Vec<String>,
+    client_auth_required: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerEntry {
+    msp_id: String,
+    address: String,
+    cert_file: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -541,6 +559,10 @@ struct PeerNodeConfig {
     channel: String,
     genesis_block: String,
     orderer_endpoints: Vec<String>,
+    /// Every other peer of the network, for the gateway's endorsement plans.
+    peers: Vec<PeerEntry>,
+    /// Chaincode definition → built-in implementation.
+    chaincodes: BTreeMap<String, String>,
     limits: Limits,
 }
 
@@ -583,11 +605,13 @@ fn limits() -> Limits {
     Limits { max_message_bytes: MAX_MESSAGE_BYTES, max_concurrent_streams: 2500, max_connections: 1024 }
 }
 
-fn tls_files(node_dir: &str, kind: &str) -> TlsFiles {
+fn tls_files(node_dir: &str, kind: &str, root_ca_files: &[String]) -> TlsFiles {
     TlsFiles {
         cert_file: format!("{node_dir}/tls/{kind}.crt"),
         key_file: format!("{node_dir}/tls/{kind}.key"),
         ca_file: format!("{node_dir}/tls/ca.crt"),
+        root_ca_files: root_ca_files.to_vec(),
+        client_auth_required: false,
     }
 }
 
@@ -597,6 +621,34 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     let genesis = format!("../channel-artifacts/{}.block", topology.channel);
     let orderer_endpoints: Vec<String> =
         topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+    // Every organization's TLS CA, relative to nodes/.
+    let tls_cas: Vec<String> = std::iter::once(("ordererOrganizations", &topology.orderer.domain))
+        .chain(topology.organizations.iter().map(|o| ("peerOrganizations", &o.domain)))
+        .map(|(kind, domain)| format!("../organizations/{kind}/{domain}/tlsca/tlsca.{domain}-cert.pem"))
+        .collect();
+    let all_peers: Vec<(String, PeerEntry)> = topology
+        .organizations
+        .iter()
+        .flat_map(|org| {
+            org.peers.iter().map(move |peer| {
+                let fqdn = format!("{}.{}", peer.name, org.domain);
+                let entry = PeerEntry {
+                    msp_id: org.msp_id.clone(),
+                    address: format!("{}:{}", peer.host, peer.port),
+                    cert_file: format!(
+                        "../organizations/peerOrganizations/{}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem",
+                        org.domain
+                    ),
+                };
+                (fqdn, entry)
+            })
+        })
+        .collect();
+    let chaincodes: BTreeMap<String, String> = topology
+        .chaincodes
+        .iter()
+        .map(|cc| (cc.name.clone(), cc.implementation.clone().unwrap_or_else(|| cc.name.clone())))
+        .collect();
     let mut written = Vec::new();
     // `secret` files (the CA's, with its bootstrap password) are readable by the owner only.
     let mut emit = |name: &str, yaml: String, secret: bool| -> Result<()> {
@@ -621,7 +673,7 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                 consenter_id: index as u64 + 1,
                 msp_id: topology.orderer.msp_id.clone(),
                 msp_dir: format!("{node_dir}/msp"),
-                tls: tls_files(&node_dir, "server"),
+                tls: tls_files(&node_dir, "server", &tls_cas),
                 listen_address: format!("{}:{}", orderer.host, orderer.port),
                 cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
                 operations_address: format!("{}:{}", orderer.host, orderer.operations_port),
@@ -643,13 +695,23 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                     node_id: fqdn.clone(),
                     msp_id: org.msp_id.clone(),
                     msp_dir: format!("{node_dir}/msp"),
-                    tls: tls_files(&node_dir, "server"),
+                    tls: tls_files(&node_dir, "server", &tls_cas),
                     listen_address: format!("{}:{}", peer.host, peer.port),
                     operations_address: format!("{}:{}", peer.host, peer.operations_port),
                     data_dir: format!("../data/{fqdn}"),
                     channel: topology.channel.clone(),
                     genesis_block: genesis.clone(),
                     orderer_endpoints: orderer_endpoints.clone(),
+                    peers: all_peers
+                        .iter()
+                        .filter(|(name, _)| *name != fqdn)
+                        .map(|(_, p)| PeerEntry {
+                            msp_id: p.msp_id.clone(),
+                            address: p.address.clone(),
+                            cert_file: p.cert_file.clone(),
+                        })
+                        .collect(),
+                    chaincodes: chaincodes.clone(),
                     limits: limits(),
                 })?,
                 false,

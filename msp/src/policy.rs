@@ -553,6 +553,34 @@ impl PolicyTree {
         }
     }
 
+    /// Why the policy at `path` is not satisfied by `identities`, in Fabric's words
+    /// (`implicit policy evaluation failed - 0 sub-policies were satisfied, but this
+    /// policy requires 1 of the 'Writers' sub-policies to be satisfied`).
+    pub fn failure_message(&self, path: &str, identities: &[Arc<Identity>]) -> String {
+        match self.policies.get(path) {
+            None => format!("policy {path} not found"),
+            Some(TreePolicy::Signature(_)) => "signature set did not satisfy policy".to_owned(),
+            Some(TreePolicy::ImplicitMeta { sub_policy, rule }) => {
+                let group = path.rsplit_once('/').map_or("", |(g, _)| g);
+                let children = self.children.get(group).map(Vec::as_slice).unwrap_or(&[]);
+                let threshold = match rule {
+                    _ if children.is_empty() => 0,
+                    implicit_meta_policy::Rule::Any => 1,
+                    implicit_meta_policy::Rule::All => children.len(),
+                    implicit_meta_policy::Rule::Majority => children.len() / 2 + 1,
+                };
+                let satisfied = children
+                    .iter()
+                    .map(|child| format!("{child}/{sub_policy}"))
+                    .filter(|sub| self.evaluate(sub, identities).unwrap_or(false))
+                    .count();
+                format!(
+                    "implicit policy evaluation failed - {satisfied} sub-policies were satisfied, but this policy requires {threshold} of the '{sub_policy}' sub-policies to be satisfied"
+                )
+            }
+        }
+    }
+
     /// Deserializes, de-duplicates and verifies `signed`, then evaluates `path`.
     pub fn evaluate_signed(
         &self,

@@ -67,5 +67,5 @@ async fn main() -> Result<()> {
             _ = terminate.recv() => {}
         }
     };
-    serve(orderer, listener, cluster, operations, &config.limits, shutdown).await
+    serve(orderer, listener, cluster, operations, &config, shutdown).await
 }

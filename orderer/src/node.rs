@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -15,9 +15,7 @@ use medfabric_proto::medfabric::orderer::cluster_client::ClusterClient;
 use medfabric_proto::medfabric::orderer::cluster_server::{Cluster, ClusterServer};
 use medfabric_proto::medfabric::orderer::{RaftMessage, SubmitRequest, SubmitResponse};
 use medfabric_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
-use medfabric_proto::orderer::{
-    BroadcastResponse, DeliverResponse, SeekInfo, deliver_response, seek_info, seek_position,
-};
+use medfabric_proto::orderer::{BroadcastResponse, DeliverResponse, deliver_response};
 use medfabric_types::block::decode_block;
 use medfabric_types::config::ChannelResources;
 use medfabric_types::{Transaction, TransactionBody};
@@ -29,6 +27,9 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::cutter::{BatchLimits, BlockCutter, Pending};
 use crate::raft::{self, BlockMachine, OrderError, OrdererStore, Raft};
+
+pub use medfabric_node::deliver::Refusal;
+use medfabric_node::tls::TlsConfig;
 
 /// The node config file of an orderer (from `medfabric network generate`). Relative
 /// paths are relative to the file.
@@ -49,27 +50,21 @@ pub struct OrdererConfig {
     /// Consenter id → cluster address, overriding the channel config's consenters.
     #[serde(default)]
     pub cluster_peers: BTreeMap<u64, String>,
+    /// TLS for the client links; the cluster links always require mutual TLS when set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl OrdererConfig {
     pub fn load(path: &Path) -> Result<Self> {
         medfabric_types::node_config::load(path, |c: &mut Self| {
-            vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block]
+            let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
+            if let Some(tls) = &mut c.tls {
+                paths.extend(tls.paths_mut());
+            }
+            paths
         })
         .map_err(anyhow::Error::msg)
-    }
-}
-
-/// Why an envelope is refused, with the status Fabric's orderer gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: Status,
-    pub info: String,
-}
-
-impl Refusal {
-    fn new(status: Status, info: impl Into<String>) -> Self {
-        Self { status, info: info.into() }
     }
 }
 
@@ -89,6 +84,9 @@ pub struct Orderer {
     raft: Raft,
     resources: Arc<RwLock<Arc<ChannelResources>>>,
     sequencer: mpsc::Sender<Submission>,
+    /// The client side of cluster links (mutual TLS), when the node has TLS material.
+    cluster_tls: Option<medfabric_node::tls::ClientTls>,
+    pub metrics: OrdererMetrics,
     /// One connection per leader address for forwarded envelopes.
     forwarders: std::sync::Mutex<BTreeMap<String, ClusterClient<tonic::transport::Channel>>>,
 }
@@ -97,10 +95,6 @@ impl std::fmt::Debug for Orderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Orderer").field("id", &self.id).field("channel_id", &self.channel_id).finish()
     }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn limits_of(resources: &ChannelResources) -> BatchLimits {
@@ -157,7 +151,8 @@ impl Orderer {
             })
         };
         let machine = BlockMachine::new(store.clone(), signer, on_config);
-        let transport: Arc<dyn raft::Transport> = Arc::new(raft::GrpcTransport::default());
+        let cluster_tls = config.tls.as_ref().map(|t| t.client()).transpose()?;
+        let transport: Arc<dyn raft::Transport> = Arc::new(raft::GrpcTransport::new(cluster_tls.clone()));
         let raft = raft::start(config.consenter_id, members, store.clone(), machine, transport).await?;
         let (sequencer, queue) = mpsc::channel(SEQUENCER_QUEUE);
         let orderer = Arc::new(Self {
@@ -167,6 +162,8 @@ impl Orderer {
             raft,
             resources: shared,
             sequencer,
+            cluster_tls,
+            metrics: OrdererMetrics::new(),
             forwarders: Default::default(),
         });
         tokio::spawn(run_sequencer(orderer.clone(), queue, limits_of(&resources)));
@@ -288,7 +285,7 @@ impl Orderer {
         if let Some(client) = forwarders.get(address) {
             return Ok(client.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = medfabric_node::tls::endpoint(address, self.cluster_tls.as_ref())
             .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
             .connect_timeout(Duration::from_secs(2));
         let client = ClusterClient::new(endpoint.connect_lazy())
@@ -303,23 +300,10 @@ impl Orderer {
     }
 }
 
-/// The creator is valid (and not expired) in the channel's MSPs, signed the envelope,
-/// and satisfies `policy`; otherwise FORBIDDEN.
+/// The envelope's creator satisfies `policy` (see [`medfabric_node::deliver::authorize`]).
 fn authorize(resources: &ChannelResources, tx: &Transaction, policy: &str) -> Result<(), Refusal> {
-    let creator = resources
-        .msps
-        .deserialize_at(tx.creator(), now_unix())
-        .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
-    creator
-        .verify(&tx.payload, &tx.signature)
-        .map_err(|e| Refusal::new(Status::Forbidden, format!("signature: {e}")))?;
-    if !resources.policies.evaluate(policy, std::slice::from_ref(&creator)).unwrap_or(false) {
-        return Err(Refusal::new(
-            Status::Forbidden,
-            format!("the creator does not satisfy {policy}: permission denied"),
-        ));
-    }
-    Ok(())
+    medfabric_node::deliver::authorize(resources, tx.creator(), &tx.payload, &tx.signature, policy)
+        .map(|_| ())
 }
 
 /// A Broadcast stream's ordered link to the leader: envelopes go out on one
@@ -550,7 +534,13 @@ impl AtomicBroadcast for BroadcastService {
                     }
                     Err(refusal) => Box::pin(std::future::ready(Err(refusal))),
                 };
-                Box::pin(async move { broadcast_answer(outcome.await) })
+                let metrics = orderer.metrics.clone();
+                Box::pin(async move {
+                    let answer = broadcast_answer(outcome.await);
+                    let status = Status::try_from(answer.status).map_or("UNKNOWN", |s| s.as_str_name());
+                    metrics.broadcast_processed.with_label_values(&[status]).inc();
+                    answer
+                })
             });
         Ok(tonic::Response::new(Box::pin(answers)))
     }
@@ -582,79 +572,24 @@ impl AtomicBroadcast for BroadcastService {
     }
 }
 
-/// Serves one seek request: checks it, then streams the blocks it asks for.
+/// Serves one seek request: checks it (channel Readers), then streams the blocks it
+/// asks for.
 async fn deliver_blocks(
     orderer: &Orderer,
     envelope: &Envelope,
     out: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
 ) -> Result<(), Refusal> {
-    let resources = orderer.resources();
-    let tx = Transaction::from_envelope(envelope.clone())
-        .map_err(|e| Refusal::new(Status::BadRequest, format!("bad envelope: {}", e.error)))?;
-    if tx.channel_id() != orderer.channel_id {
-        return Err(Refusal::new(Status::NotFound, format!("channel {} not found", tx.channel_id())));
-    }
-    if tx.header_type() != HeaderType::DeliverSeekInfo as i32 {
-        return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
-    }
-    authorize(&resources, &tx, "/Channel/Readers")?;
-    let TransactionBody::Other(data) = &tx.body else {
-        return Err(Refusal::new(Status::BadRequest, "no SeekInfo"));
-    };
-    let seek = SeekInfo::decode(data.as_ref())
-        .map_err(|e| Refusal::new(Status::BadRequest, format!("SeekInfo: {e}")))?;
-    let height = orderer.store.height();
-    let position =
-        |p: &Option<medfabric_proto::orderer::SeekPosition>, default: u64| -> Result<u64, Refusal> {
-            Ok(match p.as_ref().and_then(|p| p.r#type.as_ref()) {
-                Some(seek_position::Type::Oldest(_)) => 0,
-                Some(seek_position::Type::Newest(_)) => height.saturating_sub(1),
-                Some(seek_position::Type::Specified(s)) => s.number,
-                Some(seek_position::Type::NextCommit(_)) => height,
-                None => default,
-            })
-        };
-    if seek.start.as_ref().and_then(|p| p.r#type.as_ref()).is_none()
-        || seek.stop.as_ref().and_then(|p| p.r#type.as_ref()).is_none()
-    {
-        return Err(Refusal::new(Status::BadRequest, "SeekInfo needs a start and a stop position"));
-    }
-    let start = position(&seek.start, 0)?;
-    let stop = position(&seek.stop, u64::MAX)?;
-    if start > stop {
-        return Err(Refusal::new(Status::BadRequest, format!("start {start} is after stop {stop}")));
-    }
-    let fail_if_not_ready = seek.behavior == seek_info::SeekBehavior::FailIfNotReady as i32;
-    let mut heights = orderer.store.watch_height();
-    for number in start..=stop {
-        loop {
-            if number < *heights.borrow_and_update() {
-                break;
-            }
-            if fail_if_not_ready {
-                return Err(Refusal::new(Status::NotFound, format!("block {number} is not there yet")));
-            }
-            tokio::select! {
-                changed = heights.changed() => {
-                    if changed.is_err() {
-                        return Err(Refusal::new(Status::ServiceUnavailable, "orderer stopping"));
-                    }
-                }
-                // The client went away: stop waiting for it.
-                _ = out.closed() => return Ok(()),
-            }
-        }
-        let block = orderer
-            .store
-            .block(number)
-            .map_err(|e| Refusal::new(Status::InternalServerError, e.to_string()))?
-            .ok_or_else(|| Refusal::new(Status::NotFound, format!("block {number} missing")))?;
-        let message = DeliverResponse { r#type: Some(deliver_response::Type::Block(block)) };
-        if out.send(Ok(message)).await.is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
+    use medfabric_node::deliver::{check_seek_request, seek_range, stream_blocks};
+    let request = check_seek_request(envelope, &orderer.resources(), "/Channel/Readers")?;
+    let range = seek_range(&request.seek, orderer.store.height())?;
+    orderer.metrics.deliver_streams_opened.inc();
+    let sent = orderer.metrics.deliver_blocks_sent.clone();
+    let fetch = |number| orderer.store.block(number).map_err(|e| e.to_string());
+    stream_blocks(range, orderer.store.watch_height(), fetch, out, |block| {
+        sent.inc();
+        Some(DeliverResponse { r#type: Some(deliver_response::Type::Block(block)) })
+    })
+    .await
 }
 
 /// `medfabric.orderer.Cluster`: Raft messages and envelopes forwarded by followers.
@@ -722,16 +657,82 @@ impl Cluster for ClusterService {
     }
 }
 
+/// The orderer's Prometheus metrics (Fabric's names where Fabric has one).
+#[derive(Debug, Clone)]
+pub struct OrdererMetrics {
+    pub registry: prometheus::Registry,
+    pub broadcast_processed: prometheus::IntCounterVec,
+    pub deliver_streams_opened: prometheus::IntCounter,
+    pub deliver_blocks_sent: prometheus::IntCounter,
+    pub is_leader: prometheus::IntGauge,
+    pub term: prometheus::IntGauge,
+    pub leader_id: prometheus::IntGauge,
+    pub committed_block_number: prometheus::IntGauge,
+    pub cluster_size: prometheus::IntGauge,
+}
+
+impl OrdererMetrics {
+    fn new() -> Self {
+        use medfabric_node::ops::register;
+        use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+        let registry = prometheus::Registry::new();
+        let gauge = |name: &str, help: &str| {
+            IntGauge::new(name, help).map(|g| register(&registry, g)).expect("valid metric")
+        };
+        Self {
+            broadcast_processed: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("broadcast_processed_count", "Envelopes answered by Broadcast, by status"),
+                    &["status"],
+                )
+                .expect("valid metric"),
+            ),
+            deliver_streams_opened: register(
+                &registry,
+                IntCounter::new("deliver_streams_opened", "Deliver seek requests accepted")
+                    .expect("valid metric"),
+            ),
+            deliver_blocks_sent: register(
+                &registry,
+                IntCounter::new("deliver_blocks_sent", "Blocks sent by Deliver").expect("valid metric"),
+            ),
+            is_leader: gauge("consensus_etcdraft_is_leader", "1 when this consenter leads the Raft cluster"),
+            term: gauge("consensus_raft_term", "The current Raft term"),
+            leader_id: gauge("consensus_raft_leader_id", "The Raft leader's consenter id (0: none)"),
+            committed_block_number: gauge(
+                "consensus_etcdraft_committed_block_number",
+                "The number of the last block written",
+            ),
+            cluster_size: gauge("consensus_etcdraft_cluster_size", "Consenters in the Raft cluster"),
+            registry,
+        }
+    }
+
+    /// Refreshes the Raft and chain gauges.
+    fn refresh(&self, orderer: &Orderer) {
+        let (leader, term, leads) = orderer.raft_status();
+        self.is_leader.set(i64::from(leads));
+        self.term.set(i64::try_from(term).unwrap_or(i64::MAX));
+        self.leader_id.set(leader.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)));
+        self.committed_block_number.set(i64::try_from(orderer.store.height()).unwrap_or(i64::MAX) - 1);
+        self.cluster_size.set(orderer.resources().config.consenters.len() as i64);
+    }
+}
+
 /// Serves the client services on `listener`, the cluster service on `cluster`, and
-/// operations HTTP (`/healthz`) on `operations`, until `shutdown` resolves.
+/// operations HTTP (`/healthz`, `/metrics`) on `operations`, until `shutdown` resolves.
+/// With `tls`, client links use TLS (client certificates optional unless required) and
+/// cluster links mutual TLS.
 pub async fn serve(
     orderer: Arc<Orderer>,
     listener: tokio::net::TcpListener,
     cluster: tokio::net::TcpListener,
     operations: Option<tokio::net::TcpListener>,
-    limits: &medfabric_types::node_config::Limits,
+    config: &OrdererConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let limits = &config.limits;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -740,15 +741,24 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let client = tonic::transport::Server::builder()
-        .max_concurrent_streams(limits.max_concurrent_streams)
+    let mut client_server =
+        tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
+    let mut cluster_server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        client_server = client_server.tls_config(tls.server()?).context("TLS server configuration")?;
+        let mut cluster_tls = tls.clone();
+        cluster_tls.client_auth_required = true;
+        cluster_server =
+            cluster_server.tls_config(cluster_tls.server()?).context("TLS cluster configuration")?;
+    }
+    let client = client_server
         .add_service(
             AtomicBroadcastServer::new(BroadcastService::new(orderer.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
-    let cluster = tonic::transport::Server::builder()
+    let cluster = cluster_server
         .add_service(
             ClusterServer::new(ClusterService { orderer: orderer.clone() })
                 .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
@@ -758,23 +768,40 @@ pub async fn serve(
     let operations = async {
         let Some(listener) = operations else { return Ok(()) };
         let health = orderer.clone();
-        let app = axum::Router::new().route(
-            "/healthz",
-            axum::routing::get(move || {
-                let orderer = health.clone();
-                async move {
-                    let (leader, term, _) = orderer.raft_status();
-                    let body = serde_json::json!({"status": if leader.is_some() { "OK" } else { "no Raft leader" }, "leader": leader, "term": term, "height": orderer.store().height()});
-                    let code = if leader.is_some() { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-                    (code, axum::Json(body))
+        let health: medfabric_node::ops::HealthFn = Arc::new(move || {
+            let (leader, term, _) = health.raft_status();
+            health.metrics.refresh(&health);
+            let failed = match leader {
+                Some(_) => Vec::new(),
+                None => vec![medfabric_node::ops::FailedCheck {
+                    component: "raft".into(),
+                    reason: "no Raft leader".into(),
+                }],
+            };
+            (failed, serde_json::json!({"leader": leader, "term": term, "height": health.store().height()}))
+        });
+        let refresher = orderer.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                refresher.metrics.refresh(&refresher);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
                 }
-            }),
-        );
-        axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone())).await
+            }
+        });
+        medfabric_node::ops::serve(
+            listener,
+            health,
+            orderer.metrics.registry.clone(),
+            stopped(stop_rx.clone()),
+        )
+        .await
     };
     let (client, cluster, operations) = tokio::join!(client, cluster, operations);
-    client?;
-    cluster?;
+    client.context("gRPC server")?;
+    cluster.context("cluster gRPC server")?;
     operations?;
     orderer.shutdown().await;
     Ok(())

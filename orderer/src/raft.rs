@@ -596,19 +596,25 @@ pub const MAX_CLUSTER_MESSAGE: usize = 256 << 20;
 /// Append-entries messages above this size are split (one entry always goes alone).
 const APPEND_BUDGET: usize = 32 << 20;
 
-/// Our `medfabric.orderer.Cluster` gRPC service as the transport.
+/// Our `medfabric.orderer.Cluster` gRPC service as the transport (mutual TLS when the
+/// node has TLS material).
 #[derive(Debug, Default)]
 pub struct GrpcTransport {
+    tls: Option<medfabric_node::tls::ClientTls>,
     clients: Mutex<BTreeMap<String, ClusterClient<tonic::transport::Channel>>>,
 }
 
 impl GrpcTransport {
+    pub fn new(tls: Option<medfabric_node::tls::ClientTls>) -> Self {
+        Self { tls, clients: Mutex::default() }
+    }
+
     fn client(&self, address: &str) -> Result<ClusterClient<tonic::transport::Channel>, TransportError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = medfabric_node::tls::endpoint(address, self.tls.as_ref())
             .map_err(|e| TransportError::Unreachable(e.to_string()))?
             .connect_timeout(Duration::from_secs(1));
         let client = ClusterClient::new(endpoint.connect_lazy())

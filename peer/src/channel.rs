@@ -10,7 +10,7 @@ use medfabric_shim::ShimResult;
 use medfabric_types::block::{self, set_transactions_filter};
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{ChaincodeRegistry, LIFECYCLE_NAMESPACE};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::ledger::{ChannelLedger, LedgerError, Savepoint, Snapshot, Store};
 use crate::validator::{BlockError, ChannelContext, CommittedState, TxOutcome, check_block, validate_block};
@@ -45,6 +45,8 @@ pub struct Channel {
     /// One commit at a time.
     commit_lock: Mutex<()>,
     events: broadcast::Sender<Arc<CommitEvent>>,
+    /// The ledger height, for Deliver streams and event streams waiting for blocks.
+    heights: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -86,7 +88,14 @@ impl Channel {
         }
         let context = load_context(&ledger)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Self { ledger, context: RwLock::new(Arc::new(context)), commit_lock: Mutex::new(()), events })
+        let heights = watch::Sender::new(ledger.height()?);
+        Ok(Self {
+            ledger,
+            context: RwLock::new(Arc::new(context)),
+            commit_lock: Mutex::new(()),
+            events,
+            heights,
+        })
     }
 
     pub fn channel_id(&self) -> &str {
@@ -104,6 +113,11 @@ impl Channel {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
         self.events.subscribe()
+    }
+
+    /// The ledger height now and after each commit.
+    pub fn watch_height(&self) -> watch::Receiver<u64> {
+        self.heights.subscribe()
     }
 
     pub fn height(&self) -> Result<u64, LedgerError> {
@@ -174,6 +188,7 @@ impl Channel {
         });
         // No listener is fine.
         let _ = self.events.send(event.clone());
+        self.heights.send_replace(number + 1);
         Ok(event)
     }
 }

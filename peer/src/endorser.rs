@@ -67,6 +67,15 @@ impl Endorser {
         self.channels.get(channel_id)
     }
 
+    pub fn channels(&self) -> &BTreeMap<String, Arc<Channel>> {
+        &self.channels
+    }
+
+    /// This peer's serialized signing identity.
+    pub fn identity(&self) -> &bytes::Bytes {
+        self.signer.serialized()
+    }
+
     /// Processes one signed proposal.
     pub fn process(&self, signed: &protos::SignedProposal) -> Result<ProposalResponse, Rejection> {
         let invalid =
@@ -170,6 +179,7 @@ pub const DEFAULT_CONCURRENCY: usize = 2500;
 pub struct EndorserService {
     endorser: Arc<Endorser>,
     permits: Arc<tokio::sync::Semaphore>,
+    metrics: Option<Arc<crate::metrics::PeerMetrics>>,
 }
 
 impl EndorserService {
@@ -178,7 +188,12 @@ impl EndorserService {
     }
 
     pub fn with_concurrency(endorser: Arc<Endorser>, limit: usize) -> Self {
-        Self { endorser, permits: Arc::new(tokio::sync::Semaphore::new(limit.max(1))) }
+        Self { endorser, permits: Arc::new(tokio::sync::Semaphore::new(limit.max(1))), metrics: None }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::PeerMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -193,10 +208,16 @@ impl protos::endorser_server::Endorser for EndorserService {
         };
         let endorser = self.endorser.clone();
         let signed = request.into_inner();
+        let metrics = self.metrics.clone();
         // Simulation and signature checks are CPU work: keep them off the reactor.
         let outcome = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            endorser.process(&signed)
+            let started = std::time::Instant::now();
+            let outcome = endorser.process(&signed);
+            if let Some(metrics) = metrics {
+                metrics.proposal(started.elapsed(), matches!(&outcome, Ok(r) if r.endorsement.is_some()));
+            }
+            outcome
         })
         .await
         .map_err(|e| tonic::Status::internal(format!("endorser task failed: {e}")))?;

@@ -5,8 +5,12 @@
 //! [`node`] runs it all as a process.
 
 pub mod channel;
+pub mod deliver;
 pub mod endorser;
+pub mod gateway;
+pub mod intake;
 pub mod ledger;
+pub mod metrics;
 pub mod node;
 pub mod replay;
 pub mod simulator;

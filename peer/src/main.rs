@@ -20,8 +20,11 @@ struct Args {
     /// Keep the ledger here instead of the configured data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Commit blocks from files `NNNNNN.block` in this directory, waiting for new ones
-    /// (until the ordering service's Deliver client takes this role).
+    /// Operations HTTP (`/healthz`, `/metrics`) on this address instead of the configured one.
+    #[arg(long)]
+    operations_listen: Option<String>,
+    /// Commit blocks from files `NNNNNN.block` in this directory, waiting for new ones,
+    /// instead of pulling them from the ordering service.
     #[arg(long)]
     blocks_from: Option<PathBuf>,
     /// With --blocks-from: commit the blocks that are there, then exit (an import).
@@ -49,13 +52,25 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let (listener, address) = bind(args.listen.as_deref().unwrap_or(&config.listen_address)).await?;
+    let operations_address = args.operations_listen.or(config.operations_address.clone());
+    let operations = match &operations_address {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    // The address others know us by: the configured external one, else where we listen.
+    let advertised = match (&config.external_address, &args.listen) {
+        (Some(external), None) => external.clone(),
+        _ => address.to_string(),
+    };
     // One machine-readable line on stdout tells supervisors (and tests) where we are.
     println!(
         "{}",
         serde_json::json!({
             "event": "ready",
             "node_id": config.node_id,
-            "endorser": address.to_string(),
+            "address": address.to_string(),
+            "operations": operations.as_ref().map(|(_, a)| a.to_string()),
+            "tls": config.tls.is_some(),
             "channel": peer.channel.channel_id(),
             "height": peer.channel.height()?,
         })
@@ -68,7 +83,7 @@ async fn main() -> Result<()> {
             _ = terminate.recv() => {}
         }
     };
-    let server = peer.serve(listener, &config.limits, shutdown);
+    let server = peer.serve(&config, listener, &advertised, operations.map(|(l, _)| l), shutdown);
     match args.blocks_from {
         Some(dir) => {
             let committer = peer.commit_from(DirSource::new(&dir, true));
@@ -77,6 +92,12 @@ async fn main() -> Result<()> {
                 committed = committer => committed,
             }
         }
-        None => server.await,
+        None => {
+            let committer = peer.commit_from(peer.orderer_source(&config)?);
+            tokio::select! {
+                served = server => served,
+                committed = committer => committed,
+            }
+        }
     }
 }

@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use medfabric_msp::SigningIdentity;
+use medfabric_node::tls::TlsConfig;
+use medfabric_proto::gateway::gateway_server::GatewayServer;
+use medfabric_proto::protos::deliver_server::DeliverServer;
 use medfabric_proto::protos::endorser_server::EndorserServer;
 use medfabric_shim::Chaincode;
 use medfabric_types::block::decode_block;
@@ -16,8 +20,12 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::channel::Channel;
+use crate::deliver::DeliverService;
 use crate::endorser::{Endorser, EndorserService};
+use crate::gateway::{Gateway, GatewayOptions, GatewayService, RemotePeer};
+use crate::intake::OrdererSource;
 use crate::ledger::Store;
+use crate::metrics::PeerMetrics;
 use crate::source::BlockSource;
 
 /// The node config file of a peer. Relative paths are relative to the file.
@@ -27,9 +35,24 @@ pub struct PeerConfig {
     pub msp_id: String,
     pub msp_dir: PathBuf,
     pub listen_address: String,
+    /// The address other nodes and clients use (default: the listen address).
+    #[serde(default)]
+    pub external_address: Option<String>,
+    #[serde(default)]
+    pub operations_address: Option<String>,
     pub data_dir: PathBuf,
     pub channel: String,
     pub genesis_block: PathBuf,
+    /// The ordering service's client addresses (Broadcast and Deliver).
+    #[serde(default)]
+    pub orderer_endpoints: Vec<String>,
+    /// The network's other peers, for the gateway's endorsement plans.
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub limits: medfabric_types::node_config::Limits,
     /// Chaincode definition name → built-in implementation (default: each built-in under
@@ -38,10 +61,44 @@ pub struct PeerConfig {
     pub chaincodes: BTreeMap<String, String>,
 }
 
+/// Another peer of the network.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PeerEntry {
+    pub msp_id: String,
+    pub address: String,
+    /// Its signing certificate (PEM).
+    pub cert_file: PathBuf,
+}
+
+/// The `gateway` section of a peer config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GatewaySection {
+    pub concurrency_limit: usize,
+    pub endorsement_timeout_ms: u64,
+    pub broadcast_timeout_ms: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        let defaults = GatewayOptions::default();
+        Self {
+            concurrency_limit: defaults.concurrency_limit,
+            endorsement_timeout_ms: defaults.endorsement_timeout.as_millis() as u64,
+            broadcast_timeout_ms: defaults.broadcast_timeout.as_millis() as u64,
+        }
+    }
+}
+
 impl PeerConfig {
     pub fn load(path: &Path) -> Result<Self> {
         medfabric_types::node_config::load(path, |c: &mut Self| {
-            vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block]
+            let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
+            paths.extend(c.peers.iter_mut().map(|p| &mut p.cert_file));
+            if let Some(tls) = &mut c.tls {
+                paths.extend(tls.paths_mut());
+            }
+            paths
         })
         .map_err(anyhow::Error::msg)
     }
@@ -62,7 +119,9 @@ fn installed_chaincodes(config: &PeerConfig) -> Result<BTreeMap<String, Arc<dyn 
     let mut installed = BTreeMap::new();
     for (name, implementation) in &config.chaincodes {
         let Some(chaincode) = builtins.get(implementation) else {
-            bail!("chaincode {name}: no built-in chaincode {implementation:?}");
+            // As a Fabric peer without the package: proposals for it fail, nothing else.
+            tracing::warn!("chaincode {name}: no built-in chaincode {implementation:?}; not installed");
+            continue;
         };
         installed.insert(name.clone(), chaincode.clone());
     }
@@ -74,6 +133,8 @@ fn installed_chaincodes(config: &PeerConfig) -> Result<BTreeMap<String, Arc<dyn 
 pub struct Peer {
     pub channel: Arc<Channel>,
     pub endorser: Arc<Endorser>,
+    pub signer: Arc<SigningIdentity>,
+    pub metrics: Arc<PeerMetrics>,
 }
 
 impl Peer {
@@ -93,29 +154,108 @@ impl Peer {
                 config.channel
             );
         }
-        let signer = SigningIdentity::from_msp_dir(&config.msp_dir, &config.msp_id)
-            .with_context(|| format!("loading the peer identity from {}", config.msp_dir.display()))?;
+        let signer = Arc::new(
+            SigningIdentity::from_msp_dir(&config.msp_dir, &config.msp_id)
+                .with_context(|| format!("loading the peer identity from {}", config.msp_dir.display()))?,
+        );
         let channels = BTreeMap::from([(channel.channel_id().to_owned(), channel.clone())]);
-        let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, Arc::new(signer)));
-        Ok(Self { channel, endorser })
+        let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
+        let metrics = Arc::new(PeerMetrics::new());
+        metrics.height.set(i64::try_from(channel.height()?).unwrap_or(i64::MAX));
+        Ok(Self { channel, endorser, signer, metrics })
     }
 
-    /// Serves the Endorser service on `listener` until `shutdown` resolves.
+    /// Serves Endorser, Gateway and Deliver on `listener` (TLS when configured) and
+    /// operations HTTP on `operations`, until `shutdown` resolves. `address` is the
+    /// address others reach this peer at (named in gateway error details).
     pub async fn serve(
         &self,
+        config: &PeerConfig,
         listener: TcpListener,
-        limits: &medfabric_types::node_config::Limits,
+        address: &str,
+        operations: Option<TcpListener>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let service = EndorserServer::new(EndorserService::new(self.endorser.clone()))
+        let limits = &config.limits;
+        let client_tls = config.tls.as_ref().map(TlsConfig::client).transpose()?;
+        let remotes = config
+            .peers
+            .iter()
+            .filter(|p| p.address != address)
+            .map(|p| RemotePeer::from_cert_file(&p.msp_id, &p.address, &p.cert_file))
+            .collect::<Result<Vec<_>>>()?;
+        let options = GatewayOptions {
+            concurrency_limit: config.gateway.concurrency_limit,
+            endorsement_timeout: Duration::from_millis(config.gateway.endorsement_timeout_ms),
+            broadcast_timeout: Duration::from_millis(config.gateway.broadcast_timeout_ms),
+            max_message_bytes: limits.max_message_bytes,
+        };
+        let gateway = Arc::new(Gateway::new(
+            self.endorser.clone(),
+            &config.msp_id,
+            address,
+            remotes,
+            config.orderer_endpoints.clone(),
+            client_tls,
+            options,
+            self.metrics.clone(),
+        )?);
+        let endorser = EndorserServer::new(
+            EndorserService::new(self.endorser.clone()).with_metrics(self.metrics.clone()),
+        )
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+        let gateway = GatewayServer::new(GatewayService::new(gateway))
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
-        tonic::transport::Server::builder()
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        let deliver =
+            DeliverServer::new(DeliverService::new(self.endorser.channels().clone(), self.metrics.clone()))
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_message_bytes);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut server =
+            tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
+        if let Some(tls) = &config.tls {
+            server = server.tls_config(tls.server()?).context("TLS server configuration")?;
+        }
+        let grpc = server
+            .add_service(endorser)
+            .add_service(gateway)
+            .add_service(deliver)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
+        let operations = async {
+            let Some(listener) = operations else { return Ok(()) };
+            let channel = self.channel.clone();
+            let health: medfabric_node::ops::HealthFn = Arc::new(move || match channel.height() {
+                Ok(height) => {
+                    (Vec::new(), serde_json::json!({"channel": channel.channel_id(), "height": height}))
+                }
+                Err(e) => (
+                    vec![medfabric_node::ops::FailedCheck {
+                        component: "ledger".into(),
+                        reason: e.to_string(),
+                    }],
+                    serde_json::Value::Null,
+                ),
+            });
+            medfabric_node::ops::serve(
+                listener,
+                health,
+                self.metrics.registry.clone(),
+                stopped(stop_rx.clone()),
+            )
             .await
-            .context("gRPC server")
+        };
+        let (grpc, operations) = tokio::join!(grpc, operations);
+        grpc.context("gRPC server")?;
+        operations
     }
 
     /// Commits blocks from `source` until it ends. A block that cannot be committed
@@ -128,9 +268,21 @@ impl Peer {
             };
             let channel = self.channel.clone();
             let event = tokio::task::spawn_blocking(move || channel.commit(&block)).await??;
+            self.metrics.committed(&event);
             let valid = event.txs.iter().filter(|t| t.code as i32 == 0).count();
-            tracing::info!(block = event.number, txs = event.txs.len(), valid, "committed block");
+            tracing::debug!(block = event.number, txs = event.txs.len(), valid, "committed block");
         }
+    }
+
+    /// The ordering service as this peer's block source.
+    pub fn orderer_source(&self, config: &PeerConfig) -> Result<OrdererSource> {
+        Ok(OrdererSource::new(
+            &config.channel,
+            config.orderer_endpoints.clone(),
+            config.tls.as_ref().map(TlsConfig::client).transpose()?,
+            self.signer.clone(),
+            config.limits.max_message_bytes,
+        ))
     }
 }
 

@@ -65,8 +65,15 @@ impl ProposalBuilder {
     /// Signs with `signer`; `timestamp` is the client's clock (it becomes the
     /// transaction's timestamp, which chaincode sees).
     pub fn sign(self, signer: &SigningIdentity, timestamp: Timestamp) -> protos::SignedProposal {
+        let mut proposal = self.build(signer.serialized().clone(), timestamp);
+        proposal.signature = signer.sign(&proposal.proposal_bytes).into();
+        proposal
+    }
+
+    /// The proposal of `creator` (a serialized identity), unsigned: for signing
+    /// elsewhere (an HSM, a wallet), over `SHA-256(proposal_bytes)`.
+    pub fn build(self, creator: Bytes, timestamp: Timestamp) -> protos::SignedProposal {
         let nonce = new_nonce();
-        let creator = signer.serialized().clone();
         let tx_id = compute_tx_id(&nonce, &creator);
         let chaincode_id = ChaincodeId { name: self.chaincode.clone(), ..Default::default() };
         let channel_header = ChannelHeader {
@@ -105,9 +112,7 @@ impl ProposalBuilder {
             .into(),
             extension: Bytes::new(),
         };
-        let proposal_bytes = proposal.encode_to_vec();
-        let signature = signer.sign(&proposal_bytes);
-        protos::SignedProposal { proposal_bytes: proposal_bytes.into(), signature: signature.into() }
+        protos::SignedProposal { proposal_bytes: proposal.encode_to_vec().into(), signature: Bytes::new() }
     }
 }
 

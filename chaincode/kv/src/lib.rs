@@ -55,7 +55,7 @@ fn put(stub: &mut dyn ChaincodeStub, (key, value): (String, String)) -> Outcome<
 fn get(stub: &mut dyn ChaincodeStub, (key,): (String,)) -> Outcome<String> {
     match stub.get_state(&key)? {
         Some(value) => Ok(String::from_utf8_lossy(&value).into_owned()),
-        None => Err(ContractError::new(format!("key {key} does not exist"))),
+        None => Err(ContractError::new(format!("not found: {key}"))),
     }
 }
 
@@ -65,7 +65,7 @@ fn del(stub: &mut dyn ChaincodeStub, (key,): (String,)) -> Outcome<()> {
 
 fn create(stub: &mut dyn ChaincodeStub, (key, value): (String, String)) -> Outcome<()> {
     if stub.get_state(&key)?.is_some() {
-        return Err(ContractError::new(format!("key {key} already exists")));
+        return Err(ContractError::new(format!("key exists: {key}")));
     }
     Ok(stub.put_state(&key, Bytes::from(value))?)
 }

@@ -119,10 +119,8 @@ impl Chaincode for Router {
         let function = String::from_utf8_lossy(function);
         match self.handlers.get(function.as_ref()) {
             Some(handler) => handler(stub, params),
-            None => failure(ContractError::new(format!(
-                "function {function:?} not found in contract {}",
-                self.name
-            ))),
+            // Fabric's contract API words it the same way.
+            None => failure(ContractError::new(format!("unknown function {function:?}"))),
         }
     }
 }

@@ -290,7 +290,7 @@ fn proposal_context_and_client_identity() {
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
     assert_eq!(outcome.payload_str(), "dr-who@HospitalMSP!");
     let outcome = stub.invoke("ctx", &["nope"]);
-    assert!(outcome.response.message.contains("not found in contract ctx"));
+    assert!(outcome.response.message.contains("unknown function"));
     let outcome = stub.invoke("ctx", &["whoami"]);
     assert!(outcome.response.message.contains("bad arguments"), "{}", outcome.response.message);
 }
