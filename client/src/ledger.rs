@@ -73,3 +73,39 @@ pub fn replay(dir: &Path, config_block: &Path) -> Result<medfabric_peer::replay:
     let (report, _channel) = medfabric_peer::replay::replay(dir, &config, ledger.path())?;
     Ok(report)
 }
+
+/// A peer ledger at a glance: height, last block hash and the world-state hash.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct LedgerState {
+    pub channel: String,
+    pub height: u64,
+    pub state_hash: String,
+}
+
+/// Reads a peer's ledger (its `data_dir/ledger`, read-only: the peer may be running).
+pub fn state(ledger_dir: &Path, channel: &str) -> Result<LedgerState> {
+    let store = medfabric_peer::Store::open_read_only(ledger_dir)
+        .with_context(|| format!("opening {}", ledger_dir.display()))?;
+    let ledger = store.channel(channel)?;
+    Ok(LedgerState {
+        channel: channel.to_owned(),
+        height: ledger.height()?,
+        state_hash: hex::encode(ledger.state_hash()?),
+    })
+}
+
+/// Writes a peer's blocks (with the validation codes it recorded) as `NNNNNN.block`
+/// files into `out`, for `ledger verify` and offline audit. Returns the block count.
+pub fn export(ledger_dir: &Path, channel: &str, out: &Path) -> Result<u64> {
+    use prost::Message;
+    let store = medfabric_peer::Store::open_read_only(ledger_dir)
+        .with_context(|| format!("opening {}", ledger_dir.display()))?;
+    let ledger = store.channel(channel)?;
+    std::fs::create_dir_all(out)?;
+    let height = ledger.height()?;
+    for number in 0..height {
+        let block = ledger.block(number)?.with_context(|| format!("block {number} missing"))?;
+        std::fs::write(out.join(format!("{number:06}.block")), block.encode_to_vec())?;
+    }
+    Ok(height)
+}

@@ -189,6 +189,22 @@ enum LedgerCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Write a peer's blocks as NNNNNN.block files (the peer may be running).
+    Export {
+        /// The peer's ledger directory (`<data_dir>/ledger`).
+        ledger: PathBuf,
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A peer ledger's height and world-state hash (the peer may be running).
+    State {
+        /// The peer's ledger directory (`<data_dir>/ledger`).
+        ledger: PathBuf,
+        #[arg(long)]
+        channel: String,
+    },
     /// Re-validate every *.block file of a directory through medfabric's validator and
     /// committer into a fresh temporary ledger; print our codes beside the recorded ones.
     /// Exit status 0 only with no mismatch.
@@ -335,6 +351,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !summary.ok {
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::Ledger { command: LedgerCommand::Export { ledger, channel, out } } => {
+            let blocks = medfabric_client::ledger::export(&ledger, &channel, &out)?;
+            print_json(&serde_json::json!({"blocks": blocks, "out": out}))?;
+        }
+        Command::Ledger { command: LedgerCommand::State { ledger, channel } } => {
+            print_json(&medfabric_client::ledger::state(&ledger, &channel)?)?;
         }
         Command::Ledger { command: LedgerCommand::Replay { dir, config } } => {
             let report = medfabric_client::ledger::replay(&dir, &config)?;

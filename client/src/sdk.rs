@@ -390,7 +390,13 @@ pub struct Proposal {
 
 impl Proposal {
     fn new(network: Network, signed: protos::SignedProposal, endorsing_orgs: Vec<String>) -> Self {
-        let tx_id = medfabric_types::SignedProposal::parse_structure(&signed)
+        // The tx id is in the proposal bytes; an unsigned proposal (offline signing)
+        // has one too, so parse with a stand-in signature.
+        let mut probe = signed.clone();
+        if probe.signature.is_empty() {
+            probe.signature = Bytes::from_static(&[0]);
+        }
+        let tx_id = medfabric_types::SignedProposal::parse_structure(&probe)
             .map(|p| p.tx_id().to_owned())
             .unwrap_or_default();
         Self { network, signed, tx_id, endorsing_orgs }

@@ -147,12 +147,15 @@ fn with_free_ports(mut topology: Topology) -> Result<Topology> {
     Ok(topology)
 }
 
-/// The node binaries: beside this executable, or in `MEDFABRIC_BIN_DIR`.
-fn binary(name: &str) -> Result<PathBuf> {
-    let dir = match std::env::var_os("MEDFABRIC_BIN_DIR") {
+/// Where the node binaries are: `MEDFABRIC_BIN_DIR`, else beside this executable.
+pub fn default_bin_dir() -> Result<PathBuf> {
+    Ok(match std::env::var_os("MEDFABRIC_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => std::env::current_exe()?.parent().context("executable directory")?.to_owned(),
-    };
+    })
+}
+
+fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
     if !path.exists() {
         bail!(
@@ -309,8 +312,8 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
 }
 
 /// Starts one node's process, detached in its own process group, output to its log.
-fn spawn(data: &Path, config: &Path, node: &NodeFile) -> Result<u32> {
-    let program = binary(if node.kind == "peer" { "medfabric-peer" } else { "medfabric-orderer" })?;
+fn spawn(data: &Path, config: &Path, node: &NodeFile, bin_dir: &Path) -> Result<std::process::Child> {
+    let program = binary(bin_dir, if node.kind == "peer" { "medfabric-peer" } else { "medfabric-orderer" })?;
     std::fs::create_dir_all(data.join("logs"))?;
     std::fs::create_dir_all(data.join("run"))?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file(data, &node.node_id))?;
@@ -318,18 +321,19 @@ fn spawn(data: &Path, config: &Path, node: &NodeFile) -> Result<u32> {
     command.arg("--config").arg(config).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command.spawn().with_context(|| format!("starting {}", node.node_id))?;
-    let pid = child.id();
-    std::fs::write(pid_file(data, &node.node_id), format!("{pid}\n"))?;
-    // The child is not waited for: it outlives this command. Its exit status is
-    // collected by init once we exit.
-    drop(child);
-    Ok(pid)
+    std::fs::write(pid_file(data, &node.node_id), format!("{}\n", child.id()))?;
+    Ok(child)
 }
 
 /// `network up`: generates the network into `data` if it is not there (free ports),
 /// starts every node not already running (orderers first), waits until all are
 /// healthy, and returns their status.
 pub fn up(topology_path: &Path, data: &Path) -> Result<NetworkStatus> {
+    up_with_binaries(topology_path, data, &default_bin_dir()?)
+}
+
+/// [`up`] with the node binaries taken from `bin_dir`.
+pub fn up_with_binaries(topology_path: &Path, data: &Path, bin_dir: &Path) -> Result<NetworkStatus> {
     let data = absolute(data)?;
     if !data.join("network.yaml").exists() {
         let topology = with_free_ports(Topology::load(topology_path)?)?;
@@ -339,23 +343,27 @@ pub fn up(topology_path: &Path, data: &Path) -> Result<NetworkStatus> {
     nodes.retain(|(_, n)| n.kind == "peer" || n.kind == "orderer");
     // Orderers first: peers pull their blocks from them.
     nodes.sort_by_key(|(_, n)| n.kind != "orderer");
-    let mut started = Vec::new();
+    // The processes started here, watched until healthy. They outlive this command
+    // (their own process group); once we exit, init reaps them.
+    let mut started: Vec<(String, std::process::Child)> = Vec::new();
     for (config, node) in &nodes {
         if running_pid(&data, &node.node_id, config).is_none() {
-            spawn(&data, config, node)?;
-            started.push(node.node_id.clone());
+            started.push((node.node_id.clone(), spawn(&data, config, node, bin_dir)?));
         }
     }
     let deadline = Instant::now() + HEALTH_TIMEOUT;
     loop {
-        let status = status(&data)?;
-        if let Some(dead) = status.nodes.iter().find(|n| !n.running) {
-            let log = std::fs::read_to_string(&dead.log_file).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            let _ = down(&data);
-            bail!("{} exited during start-up; its log ends:\n{}", dead.name, tail.join("\n"));
+        for (name, child) in &mut started {
+            if let Some(exit) = child.try_wait()? {
+                let log = std::fs::read_to_string(log_file(&data, name)).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let name = name.clone();
+                let _ = down(&data);
+                bail!("{name} exited during start-up ({exit}); its log ends:\n{}", tail.join("\n"));
+            }
         }
+        let status = status(&data)?;
         if status.nodes.iter().all(|n| n.health == "OK") {
             return Ok(status);
         }

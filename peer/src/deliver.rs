@@ -16,6 +16,7 @@ use medfabric_proto::protos::{
 };
 use medfabric_types::Transaction;
 use medfabric_types::block;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -103,13 +104,16 @@ impl DeliverService {
     }
 
     fn serve(&self, request: tonic::Request<tonic::Streaming<Envelope>>, kind: Kind) -> ResponseStream {
+        // The TLS binding: SHA-256 of the client's TLS certificate, when it sent one.
+        let client_cert_hash: Option<[u8; 32]> =
+            request.peer_certs().and_then(|certs| certs.first().map(|c| Sha256::digest(c.as_ref()).into()));
         let mut incoming = request.into_inner();
         let service = self.clone();
         let (out, out_rx) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Some(next) = incoming.next().await {
                 let Ok(envelope) = next else { break };
-                let status = match service.deliver(&envelope, kind, &out).await {
+                let status = match service.deliver(&envelope, kind, client_cert_hash, &out).await {
                     Ok(()) => Status::Success,
                     Err(refusal) => {
                         tracing::debug!("deliver refused: {}", refusal.info);
@@ -129,6 +133,7 @@ impl DeliverService {
         &self,
         envelope: &Envelope,
         kind: Kind,
+        client_cert_hash: Option<[u8; 32]>,
         out: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
     ) -> Result<(), Refusal> {
         let channel_id = Transaction::from_envelope(envelope.clone())
@@ -140,6 +145,19 @@ impl DeliverService {
         let request = check_seek_request(envelope, &channel.context().resources, READERS_POLICY)?;
         if request.tx.header_type() != HeaderType::DeliverSeekInfo as i32 {
             return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
+        }
+        // A request bound to a TLS certificate must come over a connection made with it.
+        let claimed = &request.tx.channel_header.tls_cert_hash;
+        if !claimed.is_empty() && client_cert_hash.is_none_or(|actual| actual.as_slice() != claimed.as_ref())
+        {
+            return Err(Refusal::new(
+                Status::Forbidden,
+                format!(
+                    "claimed TLS cert hash is {} but actual TLS cert hash is {}",
+                    hex::encode(claimed),
+                    client_cert_hash.map(hex::encode).unwrap_or_default()
+                ),
+            ));
         }
         let height =
             channel.height().map_err(|e| Refusal::new(Status::InternalServerError, e.to_string()))?;

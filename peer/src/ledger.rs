@@ -80,6 +80,14 @@ impl Store {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Opens an existing ledger for reading only; a running peer may hold it (exports,
+    /// audits, comparisons of peers).
+    pub fn open_read_only(path: &Path) -> LedgerResult<Self> {
+        let options = Options::default();
+        let db = DB::open_cf_for_read_only(&options, path, COLUMN_FAMILIES, false)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
     /// The ledger of one channel in this database.
     pub fn channel(&self, channel_id: &str) -> LedgerResult<ChannelLedger> {
         if channel_id.is_empty() || channel_id.contains('\0') {

@@ -175,5 +175,5 @@ async fn ordering_survives_the_loss_of_the_leader() {
 
 fn leader_of(node: &OrdererProcess) -> Option<u64> {
     let (_, body) = node.health();
-    serde_json::from_str::<serde_json::Value>(&body).ok()?["leader"].as_u64()
+    serde_json::from_str::<serde_json::Value>(&body).ok()?["details"]["leader"].as_u64()
 }

@@ -6,7 +6,8 @@ use medfabric_types::deliver::Seek;
 use medfabric_types::verify::LedgerVerifier;
 
 use crate::support::{
-    Cluster, broadcast, config_envelope, deliver, status, transaction, tx_id, tx_ids, wait_for_leader,
+    Cluster, broadcast, config_envelope, deliver, deliver_at, status, transaction, tx_id, tx_ids,
+    wait_for_leader,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +126,14 @@ async fn bad_envelopes_get_fabrics_statuses_and_are_not_ordered() {
         deliver(&orderer.broadcast, &cluster.stranger, Seek::Oldest, Seek::Newest, false).await;
     assert!(refused.is_empty());
     assert_eq!(end, Status::Forbidden);
+
+    // A seek request stamped an hour ago (a replay) is refused.
+    let an_hour_ago =
+        medfabric_proto::Timestamp::from(std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+    let (refused, end) =
+        deliver_at(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false, an_hour_ago).await;
+    assert!(refused.is_empty());
+    assert_eq!(end, Status::BadRequest);
 }
 
 /// A config envelope is cut into its own block and becomes the last config; a second

@@ -290,15 +290,22 @@ pub async fn deliver(
     stop: Seek,
     wait: bool,
 ) -> (Vec<Block>, Status) {
+    let now = medfabric_proto::Timestamp::from(std::time::SystemTime::now());
+    deliver_at(address, signer, start, stop, wait, now).await
+}
+
+/// [`deliver`] with the request stamped `timestamp` (Deliver refuses one more than 15
+/// minutes from its clock).
+pub async fn deliver_at(
+    address: &str,
+    signer: &SigningIdentity,
+    start: Seek,
+    stop: Seek,
+    wait: bool,
+    timestamp: medfabric_proto::Timestamp,
+) -> (Vec<Block>, Status) {
     let mut client = client_at(address).await;
-    let seek = seek_envelope(
-        CHANNEL,
-        signer,
-        start,
-        stop,
-        wait,
-        medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 },
-    );
+    let seek = seek_envelope(CHANNEL, signer, start, stop, wait, timestamp);
     let mut stream = client.deliver(tokio_stream::iter(vec![seek])).await.expect("deliver").into_inner();
     let mut blocks = Vec::new();
     loop {
