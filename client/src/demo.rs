@@ -118,8 +118,7 @@ async fn read_eventually(contract: &crate::sdk::Contract, key: &str) -> Result<b
     loop {
         match contract.evaluate("get", &[key]).await {
             Ok(value) => return Ok(value),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => return Err(e.into()),
