@@ -522,22 +522,29 @@ impl PolicyTree {
         })
     }
 
+    /// The child groups an implicit-meta policy at `path` counts, and how many of their
+    /// sub-policies must be satisfied. Every child group counts; one that lacks the
+    /// sub-policy rejects (Fabric gives it a reject policy). Only a group with no children
+    /// passes vacuously.
+    fn implicit_meta(&self, path: &str, rule: implicit_meta_policy::Rule) -> (&[String], usize) {
+        let group = path.rsplit_once('/').map_or("", |(g, _)| g);
+        let children = self.children.get(group).map(Vec::as_slice).unwrap_or(&[]);
+        let threshold = match rule {
+            _ if children.is_empty() => 0,
+            implicit_meta_policy::Rule::Any => 1,
+            implicit_meta_policy::Rule::All => children.len(),
+            implicit_meta_policy::Rule::Majority => children.len() / 2 + 1,
+        };
+        (children, threshold)
+    }
+
     /// Evaluates the policy at `path` over already-validated identities.
     pub fn evaluate(&self, path: &str, identities: &[Arc<Identity>]) -> Result<bool, PolicyError> {
         let policy = self.policies.get(path).ok_or_else(|| PolicyError::NotFound(path.into()))?;
         match policy {
             TreePolicy::Signature(p) => Ok(p.evaluate(identities)),
             TreePolicy::ImplicitMeta { sub_policy, rule } => {
-                // Every child group counts; one that lacks the sub-policy rejects (Fabric
-                // gives it a reject policy). Only a group with no children passes vacuously.
-                let group = path.rsplit_once('/').map_or("", |(g, _)| g);
-                let children = self.children.get(group).map(Vec::as_slice).unwrap_or(&[]);
-                let threshold = match rule {
-                    _ if children.is_empty() => 0,
-                    implicit_meta_policy::Rule::Any => 1,
-                    implicit_meta_policy::Rule::All => children.len(),
-                    implicit_meta_policy::Rule::Majority => children.len() / 2 + 1,
-                };
+                let (children, threshold) = self.implicit_meta(path, *rule);
                 let mut satisfied = 0;
                 for child in children {
                     let sub = format!("{child}/{sub_policy}");
@@ -561,14 +568,7 @@ impl PolicyTree {
             None => format!("policy {path} not found"),
             Some(TreePolicy::Signature(_)) => "signature set did not satisfy policy".to_owned(),
             Some(TreePolicy::ImplicitMeta { sub_policy, rule }) => {
-                let group = path.rsplit_once('/').map_or("", |(g, _)| g);
-                let children = self.children.get(group).map(Vec::as_slice).unwrap_or(&[]);
-                let threshold = match rule {
-                    _ if children.is_empty() => 0,
-                    implicit_meta_policy::Rule::Any => 1,
-                    implicit_meta_policy::Rule::All => children.len(),
-                    implicit_meta_policy::Rule::Majority => children.len() / 2 + 1,
-                };
+                let (children, threshold) = self.implicit_meta(path, *rule);
                 let satisfied = children
                     .iter()
                     .map(|child| format!("{child}/{sub_policy}"))

@@ -30,8 +30,34 @@ pub fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Why a creator is refused: not a valid (unexpired) identity of the channel, or — in
+/// Fabric's words — the policy is not satisfied (a bad signature counts as no signer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    Creator(String),
+    Policy(String),
+}
+
 /// The creator is valid (and not expired) in the channel's MSPs, signed `payload`, and
-/// satisfies `policy`; otherwise FORBIDDEN, with Fabric's policy message.
+/// satisfies `policy`.
+pub fn check_creator(
+    resources: &ChannelResources,
+    creator: &[u8],
+    payload: &[u8],
+    signature: &[u8],
+    policy: &str,
+) -> Result<Arc<Identity>, Denial> {
+    let creator =
+        resources.msps.deserialize_at(creator, now_unix()).map_err(|e| Denial::Creator(e.to_string()))?;
+    let signed = creator.verify(payload, signature).is_ok();
+    let identities = if signed { vec![creator.clone()] } else { Vec::new() };
+    if !signed || !resources.policies.evaluate(policy, &identities).unwrap_or(false) {
+        return Err(Denial::Policy(resources.policies.failure_message(policy, &identities)));
+    }
+    Ok(creator)
+}
+
+/// [`check_creator`] as a Deliver or Broadcast answer: FORBIDDEN, with Fabric's message.
 pub fn authorize(
     resources: &ChannelResources,
     creator: &[u8],
@@ -39,19 +65,10 @@ pub fn authorize(
     signature: &[u8],
     policy: &str,
 ) -> Result<Arc<Identity>, Refusal> {
-    let creator = resources
-        .msps
-        .deserialize_at(creator, now_unix())
-        .map_err(|e| Refusal::new(Status::Forbidden, format!("creator: {e}")))?;
-    let signed = creator.verify(payload, signature).is_ok();
-    let identities = if signed { vec![creator.clone()] } else { Vec::new() };
-    if !signed || !resources.policies.evaluate(policy, &identities).unwrap_or(false) {
-        return Err(Refusal::new(
-            Status::Forbidden,
-            format!("{}: permission denied", resources.policies.failure_message(policy, &identities)),
-        ));
-    }
-    Ok(creator)
+    check_creator(resources, creator, payload, signature, policy).map_err(|denial| match denial {
+        Denial::Creator(why) => Refusal::new(Status::Forbidden, format!("creator: {why}")),
+        Denial::Policy(why) => Refusal::new(Status::Forbidden, format!("{why}: permission denied")),
+    })
 }
 
 /// How far a request's timestamp may be from the server's clock (Fabric's 15 minutes).

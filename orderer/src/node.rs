@@ -733,14 +733,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let limits = &config.limits;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = medfabric_node::ops::Stop::new(shutdown);
     let mut client_server =
         tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
     let mut cluster_server = tonic::transport::Server::builder();
@@ -757,14 +750,14 @@ pub async fn serve(
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped());
     let cluster = cluster_server
         .add_service(
             ClusterServer::new(ClusterService { orderer: orderer.clone() })
                 .max_decoding_message_size(raft::MAX_CLUSTER_MESSAGE)
                 .max_encoding_message_size(raft::MAX_CLUSTER_MESSAGE),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(cluster), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(TcpListenerStream::new(cluster), stop.stopped());
     let operations = async {
         let Some(listener) = operations else { return Ok(()) };
         let health = orderer.clone();
@@ -781,23 +774,18 @@ pub async fn serve(
             (failed, serde_json::json!({"leader": leader, "term": term, "height": health.store().height()}))
         });
         let refresher = orderer.clone();
-        let mut stop = stop_rx.clone();
+        let stopped = stop.stopped();
         tokio::spawn(async move {
+            tokio::pin!(stopped);
             loop {
                 refresher.metrics.refresh(&refresher);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.wait_for(|s| *s) => break,
+                    _ = &mut stopped => break,
                 }
             }
         });
-        medfabric_node::ops::serve(
-            listener,
-            health,
-            orderer.metrics.registry.clone(),
-            stopped(stop_rx.clone()),
-        )
-        .await
+        medfabric_node::ops::serve(listener, health, orderer.metrics.registry.clone(), stop.stopped()).await
     };
     let (client, cluster, operations) = tokio::join!(client, cluster, operations);
     client.context("gRPC server")?;

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use medfabric_msp::SigningIdentity;
+use medfabric_node::deliver::now_unix;
 use medfabric_proto::protos::{self, ProposalResponse, Response};
 use medfabric_shim::{Chaincode, ERROR, ERROR_THRESHOLD};
 use medfabric_types::SignedProposal;
@@ -48,10 +48,6 @@ impl std::fmt::Debug for Endorser {
             .field("chaincodes", &self.chaincodes.keys().collect::<Vec<_>>())
             .finish()
     }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Endorser {

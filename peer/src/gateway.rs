@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use medfabric_msp::{Identity, SignaturePolicy};
-use medfabric_node::deliver::{Refusal, SeekRange, now_unix, position, stream_blocks};
+use medfabric_node::deliver::{Denial, Refusal, SeekRange, check_creator, position, stream_blocks};
 use medfabric_node::tls::{ClientTls, lazy_channel};
 use medfabric_proto::common::{Envelope, Status};
 use medfabric_proto::gateway::{
@@ -528,18 +528,13 @@ impl Gateway {
         signature: &[u8],
     ) -> Result<(), tonic::Status> {
         let resources = channel.context().resources.clone();
-        let denied = |why: String| {
+        check_creator(&resources, identity, request, signature, READERS_POLICY).map_err(|denial| {
+            let (Denial::Creator(why) | Denial::Policy(why)) = denial;
             tonic::Status::permission_denied(format!(
                 "Failed evaluating policy on signed data during check policy on channel [{}] with policy [{READERS_POLICY}]: [{why}]",
                 channel.channel_id()
             ))
-        };
-        let creator =
-            resources.msps.deserialize_at(identity, now_unix()).map_err(|e| denied(e.to_string()))?;
-        let identities = if creator.verify(request, signature).is_ok() { vec![creator] } else { Vec::new() };
-        if !resources.policies.evaluate(READERS_POLICY, &identities).unwrap_or(false) {
-            return Err(denied(resources.policies.failure_message(READERS_POLICY, &identities)));
-        }
+        })?;
         Ok(())
     }
 

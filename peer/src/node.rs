@@ -212,14 +212,7 @@ impl Peer {
             DeliverServer::new(DeliverService::new(self.endorser.channels().clone(), self.metrics.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let stop = medfabric_node::ops::Stop::new(shutdown);
         let mut server =
             tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
         if let Some(tls) = &config.tls {
@@ -229,7 +222,7 @@ impl Peer {
             .add_service(endorser)
             .add_service(gateway)
             .add_service(deliver)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped());
         let operations = async {
             let Some(listener) = operations else { return Ok(()) };
             let channel = self.channel.clone();
@@ -245,13 +238,7 @@ impl Peer {
                     serde_json::Value::Null,
                 ),
             });
-            medfabric_node::ops::serve(
-                listener,
-                health,
-                self.metrics.registry.clone(),
-                stopped(stop_rx.clone()),
-            )
-            .await
+            medfabric_node::ops::serve(listener, health, self.metrics.registry.clone(), stop.stopped()).await
         };
         let (grpc, operations) = tokio::join!(grpc, operations);
         grpc.context("gRPC server")?;
