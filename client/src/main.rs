@@ -84,6 +84,10 @@ struct CallArgs {
     /// Endorse on exactly these organizations (comma-separated MSP ids).
     #[arg(long, value_delimiter = ',')]
     endorsing_orgs: Vec<String>,
+    /// Transient data `KEY=VALUE` (repeatable): passed to the chaincode, never written
+    /// to a block — how private data values reach the endorsers.
+    #[arg(long = "transient", value_name = "KEY=VALUE")]
+    transient: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -378,10 +382,14 @@ async fn call_chaincode(call: CallArgs, submit: bool) -> Result<ExitCode> {
     let channel = call.who.channel.clone().unwrap_or(status.channel);
     let contract = gateway.network(&channel).contract(&call.chaincode);
     let orgs: Vec<&str> = call.endorsing_orgs.iter().map(String::as_str).collect();
-    let proposal = contract
-        .proposal_builder(&call.function, &call.args)
-        .endorsing_organizations(&orgs)
-        .signed(gateway.signer());
+    let mut draft = contract.proposal_builder(&call.function, &call.args).endorsing_organizations(&orgs);
+    for entry in &call.transient {
+        let Some((key, value)) = entry.split_once('=') else {
+            anyhow::bail!("--transient takes KEY=VALUE, got {entry:?}");
+        };
+        draft = draft.transient(key, value.as_bytes().to_vec());
+    }
+    let proposal = draft.signed(gateway.signer());
     let tx_id = proposal.tx_id().to_owned();
     let outcome: Result<(bytes::Bytes, Option<medfabric_client::sdk::CommitStatus>), ClientError> = async {
         if !submit {

@@ -130,6 +130,78 @@ pub struct ChaincodeEntry {
     /// The built-in chaincode the peers run for this definition (default: its name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implementation: Option<String>,
+    /// Private data collections (each organization also has its implicit collection
+    /// `_implicit_org_<MSPID>` without configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<CollectionEntry>,
+}
+
+/// A private data collection of a chaincode (Fabric's collection config JSON, in YAML).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionEntry {
+    pub name: String,
+    /// Member organizations, in the policy language: `OR('A.member', 'B.member')`.
+    pub policy: String,
+    #[serde(default)]
+    pub required_peer_count: i32,
+    #[serde(default = "one")]
+    pub maximum_peer_count: i32,
+    /// Blocks the data lives after the block that wrote it; 0: forever.
+    #[serde(default)]
+    pub block_to_live: u64,
+    #[serde(default)]
+    pub member_only_read: bool,
+    #[serde(default)]
+    pub member_only_write: bool,
+    /// Overrides the chaincode's policy for writes to the collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement_policy: Option<String>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn collection_package(
+    collections: &[CollectionEntry],
+) -> Result<Option<medfabric_proto::protos::CollectionConfigPackage>> {
+    use medfabric_proto::protos::{
+        CollectionConfig, CollectionConfigPackage, CollectionPolicyConfig, StaticCollectionConfig,
+        collection_config, collection_policy_config,
+    };
+    if collections.is_empty() {
+        return Ok(None);
+    }
+    let config = collections
+        .iter()
+        .map(|c| {
+            let members = medfabric_msp::parse_policy(&c.policy)
+                .with_context(|| format!("collection {}: member policy", c.name))?;
+            let endorsement_policy = c
+                .endorsement_policy
+                .as_deref()
+                .map(application_policy)
+                .transpose()
+                .with_context(|| format!("collection {}: endorsement policy", c.name))?;
+            let config = StaticCollectionConfig {
+                name: c.name.clone(),
+                member_orgs_policy: Some(CollectionPolicyConfig {
+                    payload: Some(collection_policy_config::Payload::SignaturePolicy(members)),
+                }),
+                required_peer_count: c.required_peer_count,
+                maximum_peer_count: c.maximum_peer_count,
+                block_to_live: c.block_to_live,
+                member_only_read: c.member_only_read,
+                member_only_write: c.member_only_write,
+                endorsement_policy,
+            };
+            medfabric_types::lifecycle::Collection::from_static(&config)
+                .map_err(|e| anyhow::anyhow!("collection {}: {e}", c.name))?;
+            Ok(CollectionConfig { payload: Some(collection_config::Payload::StaticCollectionConfig(config)) })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(CollectionConfigPackage { config }))
 }
 
 impl Topology {
@@ -191,6 +263,7 @@ impl Topology {
         }
         for cc in &self.chaincodes {
             application_policy(&cc.endorsement_policy).with_context(|| format!("chaincode {}", cc.name))?;
+            collection_package(&cc.collections).with_context(|| format!("chaincode {}", cc.name))?;
         }
         let b = &self.orderer.batch;
         if b.max_message_count == 0
@@ -326,7 +399,7 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
                     sequence: cc.sequence,
                     endorsement_policy: Some(application_policy(&cc.endorsement_policy)?),
                     init_required: cc.init_required,
-                    collections: None,
+                    collections: collection_package(&cc.collections)?,
                 })
             })
             .collect::<Result<_>>()?,
@@ -564,6 +637,17 @@ struct PeerNodeConfig {
     /// Chaincode definition → built-in implementation.
     chaincodes: BTreeMap<String, String>,
     limits: Limits,
+    private_data: PrivateDataConfig,
+}
+
+/// The peers' `private_data` section: Fabric's defaults, except reconciliation every
+/// 5 s instead of every minute.
+#[derive(Debug, Serialize)]
+struct PrivateDataConfig {
+    transient_retention_blocks: u64,
+    pull_timeout_ms: u64,
+    reconcile_interval_ms: u64,
+    reconcile_batch_size: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -713,6 +797,12 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                         .collect(),
                     chaincodes: chaincodes.clone(),
                     limits: limits(),
+                    private_data: PrivateDataConfig {
+                        transient_retention_blocks: 1000,
+                        pull_timeout_ms: 3000,
+                        reconcile_interval_ms: 5000,
+                        reconcile_batch_size: 10,
+                    },
                 })?,
                 false,
             )?;

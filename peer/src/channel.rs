@@ -1,7 +1,13 @@
 //! A channel on this peer: its ledger, its configuration and chaincode definitions, and
 //! the committer that validates and commits blocks and tells listeners about them.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use medfabric_msp::Identity;
+use medfabric_types::lifecycle::Collection;
 
 use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::KvWrite;
@@ -13,6 +19,7 @@ use medfabric_types::lifecycle::{ChaincodeRegistry, LIFECYCLE_NAMESPACE};
 use tokio::sync::{broadcast, watch};
 
 use crate::ledger::{ChannelLedger, LedgerError, Savepoint, Snapshot, Store};
+use crate::pvtdata::{self, CollectionView, Missing, PvtKey};
 use crate::validator::{BlockError, ChannelContext, CommittedState, TxOutcome, check_block, validate_block};
 
 /// What listeners hear after each commit.
@@ -47,6 +54,30 @@ pub struct Channel {
     events: broadcast::Sender<Arc<CommitEvent>>,
     /// The ledger height, for Deliver streams and event streams waiting for blocks.
     heights: watch::Sender<u64>,
+    /// This peer's serialized identity: decides which collections it holds.
+    member: RwLock<Option<Bytes>>,
+    /// Blocks the transient store keeps unclaimed private data.
+    transient_retention: AtomicU64,
+}
+
+/// Fabric's default `transientstoreMaxBlockRetention` before 3.0.
+pub const DEFAULT_TRANSIENT_RETENTION: u64 = 1000;
+
+/// A channel's collections and whether an identity's organization is a member of each.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub context: Arc<ChannelContext>,
+    pub member: Option<Arc<Identity>>,
+}
+
+impl CollectionView for Membership {
+    fn collection(&self, namespace: &str, collection: &str) -> Option<Collection> {
+        self.context.registry.get(namespace)?.collection(collection, &self.context.resources)
+    }
+
+    fn eligible(&self, collection: &Collection) -> bool {
+        self.member.as_ref().is_some_and(|m| collection.is_member(m))
+    }
 }
 
 impl std::fmt::Debug for Channel {
@@ -95,7 +126,75 @@ impl Channel {
             commit_lock: Mutex::new(()),
             events,
             heights,
+            member: RwLock::new(None),
+            transient_retention: AtomicU64::new(DEFAULT_TRANSIENT_RETENTION),
         })
+    }
+
+    /// Names this peer (its serialized signing identity): it holds the private data of
+    /// the collections its organization is a member of.
+    pub fn set_member_identity(&self, identity: Bytes) {
+        *self.member.write().unwrap_or_else(|p| p.into_inner()) = Some(identity);
+    }
+
+    pub fn set_transient_retention(&self, blocks: u64) {
+        self.transient_retention.store(blocks, Ordering::Relaxed);
+    }
+
+    /// Collections as of now, and this peer's membership.
+    pub fn membership(&self) -> Membership {
+        let context = self.context();
+        let member = self.member.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let member = member.and_then(|m| context.resources.msps.deserialize(&m).ok());
+        Membership { context, member }
+    }
+
+    /// Private data of `block` this peer is eligible for and does not have in its
+    /// transient store (to pull from other peers before committing).
+    pub fn private_needs(&self, block: &Block) -> Result<Vec<Missing>, CommitError> {
+        let membership = self.membership();
+        let number = block::header(block).number;
+        let mut needs = Vec::new();
+        for (index, envelope) in block::envelopes(block).iter().enumerate() {
+            let Ok(tx) = medfabric_types::Transaction::parse(envelope) else { continue };
+            let Some(Ok(rwset)) = tx.endorser().map(|e| e.rwset()) else { continue };
+            for ns in &rwset.ns_rwset {
+                for set in ns.collection_hashed_rwset.iter().filter(|c| !c.pvt_rwset_hash.is_empty()) {
+                    let Some(collection) = membership.collection(&ns.namespace, &set.collection_name) else {
+                        continue;
+                    };
+                    if !membership.eligible(&collection) {
+                        continue;
+                    }
+                    let held = pvtdata::transient_collection(
+                        &self.ledger,
+                        tx.tx_id(),
+                        &ns.namespace,
+                        &set.collection_name,
+                        &set.pvt_rwset_hash,
+                    )?;
+                    if held.is_none() {
+                        needs.push(Missing {
+                            key: PvtKey {
+                                block: number,
+                                tx: index as u64,
+                                namespace: ns.namespace.clone(),
+                                collection: set.collection_name.clone(),
+                            },
+                            tx_id: tx.tx_id().to_owned(),
+                            hash: set.pvt_rwset_hash.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(needs)
+    }
+
+    /// Stores private data fetched for already committed blocks (reconciliation).
+    pub fn store_reconciled(&self, fetched: &[(Missing, Bytes)]) -> Result<usize, CommitError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(pvtdata::store_reconciled(&self.ledger, fetched)?)
     }
 
     pub fn channel_id(&self) -> &str {
@@ -138,6 +237,17 @@ impl Channel {
     /// orderer signatures, chaining), or whose config cannot be applied, is rejected
     /// whole and changes nothing.
     pub fn commit(&self, block: &Block) -> Result<Arc<CommitEvent>, CommitError> {
+        self.commit_with(block, &BTreeMap::new())
+    }
+
+    /// Commits the next block with private data fetched from other peers (`supplied`,
+    /// by transaction and collection; checked against the block's hashes) besides what
+    /// the transient store holds.
+    pub fn commit_with(
+        &self,
+        block: &Block,
+        supplied: &BTreeMap<PvtKey, Bytes>,
+    ) -> Result<Arc<CommitEvent>, CommitError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let context = self.context();
         let number = block::header(block).number;
@@ -146,10 +256,36 @@ impl Channel {
             return Err(BlockError::Rejected { number, why: format!("expected block {height}") }.into());
         }
         let started = std::time::Instant::now();
+        let compact_after;
         check_block(block, &context.resources)?;
         let (validated, next) = {
             let snapshot = self.ledger.snapshot();
             let mut validated = validate_block(block, &context, &snapshot)?;
+            let membership = self.membership();
+            let tx_ids: BTreeSet<&str> =
+                validated.txs.iter().map(|t| t.tx_id.as_str()).filter(|t| !t.is_empty()).collect();
+            let private = pvtdata::plan_commit(
+                &snapshot,
+                number,
+                &validated.private,
+                &tx_ids,
+                &membership,
+                supplied,
+                &validated.update.state,
+                self.transient_retention.load(Ordering::Relaxed),
+            )?;
+            for id in private.expired_hashes.iter().cloned() {
+                validated.update.state.insert(id, None);
+            }
+            compact_after = private.removed_data();
+            if private.missing > 0 {
+                tracing::warn!(
+                    block = number,
+                    missing = private.missing,
+                    "private data missing; will reconcile"
+                );
+            }
+            validated.update.private = private.ops;
             // The context after this block is built before anything is written: a block
             // whose effects cannot be loaded is not committed.
             let next = match (validated.new_config.take(), validated.lifecycle_writes.is_empty()) {
@@ -179,6 +315,15 @@ impl Channel {
             }
         }
         let write_time = written.elapsed();
+        if compact_after {
+            // Purged and expired values leave the files too, off the commit path.
+            let ledger = self.ledger.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = pvtdata::compact(&ledger) {
+                    tracing::warn!("compacting private data: {e}");
+                }
+            });
+        }
         let event = Arc::new(CommitEvent {
             channel_id: self.ledger.channel_id().to_owned(),
             number,

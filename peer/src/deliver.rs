@@ -23,6 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::channel::Channel;
 use crate::metrics::PeerMetrics;
+use crate::pvtdata::CollectionView;
+use medfabric_proto::rwset::{CollectionPvtReadWriteSet, NsPvtReadWriteSet, TxPvtReadWriteSet};
 
 /// The policy a Deliver client must satisfy.
 pub const READERS_POLICY: &str = "/Channel/Application/Readers";
@@ -165,20 +167,67 @@ impl DeliverService {
         self.metrics.deliver_streams_opened.inc();
         let sent = self.metrics.deliver_blocks_sent.clone();
         let fetch = |number| channel.ledger().block(number).map_err(|e| e.to_string());
+        let requester = channel.context().resources.msps.deserialize(request.tx.creator()).ok();
         stream_blocks(range, channel.watch_height(), fetch, out, |block| {
             sent.inc();
             let r#type = match kind {
                 Kind::Full => deliver_response::Type::Block(block),
                 Kind::Filtered => deliver_response::Type::FilteredBlock(filtered_block(&channel_id, &block)),
-                Kind::WithPrivateData => deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
-                    block: Some(block),
-                    private_data_map: Default::default(),
-                }),
+                Kind::WithPrivateData => {
+                    let number = block.header.as_ref().map_or(0, |h| h.number);
+                    let private_data_map = requester
+                        .as_ref()
+                        .map(|who| private_data_for(channel, number, who))
+                        .unwrap_or_default();
+                    deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
+                        block: Some(block),
+                        private_data_map,
+                    })
+                }
             };
             Some(DeliverResponse { r#type: Some(r#type) })
         })
         .await
     }
+}
+
+/// The private data of block `number` held here, for the collections `requester`'s
+/// organization is a member of, by transaction position.
+pub fn private_data_for(
+    channel: &Channel,
+    number: u64,
+    requester: &Arc<medfabric_msp::Identity>,
+) -> BTreeMap<u64, TxPvtReadWriteSet> {
+    let membership = channel.membership();
+    let stored = match crate::pvtdata::block_private_data(channel.ledger(), number) {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(block = number, "reading private data: {e}");
+            return BTreeMap::new();
+        }
+    };
+    let mut map: BTreeMap<u64, TxPvtReadWriteSet> = BTreeMap::new();
+    for (at, rwset) in stored {
+        let eligible =
+            membership.collection(&at.namespace, &at.collection).is_some_and(|c| c.is_member(requester));
+        if !eligible {
+            continue;
+        }
+        let tx = map.entry(at.tx).or_insert_with(|| TxPvtReadWriteSet {
+            data_model: medfabric_proto::rwset::tx_read_write_set::DataModel::Kv as i32,
+            ns_pvt_rwset: Vec::new(),
+        });
+        if tx.ns_pvt_rwset.last().is_none_or(|ns| ns.namespace != at.namespace) {
+            tx.ns_pvt_rwset.push(NsPvtReadWriteSet {
+                namespace: at.namespace.clone(),
+                collection_pvt_rwset: Vec::new(),
+            });
+        }
+        if let Some(ns) = tx.ns_pvt_rwset.last_mut() {
+            ns.collection_pvt_rwset.push(CollectionPvtReadWriteSet { collection_name: at.collection, rwset });
+        }
+    }
+    map
 }
 
 type ResponseStream =

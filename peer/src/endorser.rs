@@ -19,8 +19,11 @@ use medfabric_types::SignedProposal;
 use medfabric_types::endorsement::{SimulationResult, endorse};
 use medfabric_types::lifecycle::LIFECYCLE_NAMESPACE;
 
+use medfabric_proto::rwset::TxPvtReadWriteSet;
+
 use crate::channel::Channel;
-use crate::simulator::{Installed, context_of, interest, simulate};
+use crate::pvtnet::{PrivatePeers, eligible_part};
+use crate::simulator::{ChannelCollections, Installed, context_of, interest, simulate};
 
 /// Policy a proposal's creator must satisfy (Fabric's `peer/Propose` ACL).
 pub const WRITERS_POLICY: &str = "/Channel/Application/Writers";
@@ -39,6 +42,16 @@ pub struct Endorser {
     channels: BTreeMap<String, Arc<Channel>>,
     chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
     signer: Arc<SigningIdentity>,
+    /// Other peers, to push private data to (unset: none are known).
+    private_peers: std::sync::OnceLock<Arc<PrivatePeers>>,
+}
+
+/// A simulated transaction's private write sets, to keep and disseminate.
+#[derive(Debug)]
+pub struct PrivateResult {
+    pub channel: Arc<Channel>,
+    pub tx_id: String,
+    pub rwset: TxPvtReadWriteSet,
 }
 
 impl std::fmt::Debug for Endorser {
@@ -56,7 +69,54 @@ impl Endorser {
         chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
         signer: Arc<SigningIdentity>,
     ) -> Self {
-        Self { channels, chaincodes, signer }
+        Self { channels, chaincodes, signer, private_peers: std::sync::OnceLock::new() }
+    }
+
+    /// The peers private data is pushed to (set once, when the peer starts serving).
+    pub fn set_private_peers(&self, peers: Arc<PrivatePeers>) {
+        let _ = self.private_peers.set(peers);
+    }
+
+    /// Processes a proposal completely: simulation and, for private writes, keeping
+    /// them in the transient store and pushing them to member peers. A failed push
+    /// (fewer peers than a collection requires) is a status-500 response, as in Fabric.
+    pub async fn endorse(
+        self: &Arc<Self>,
+        signed: protos::SignedProposal,
+    ) -> Result<ProposalResponse, Rejection> {
+        let endorser = self.clone();
+        let (response, private) = tokio::task::spawn_blocking(move || endorser.simulate_proposal(&signed))
+            .await
+            .map_err(|e| Rejection::Error(format!("endorser task failed: {e}")))??;
+        let Some(private) = private else { return Ok(response) };
+        let membership = private.channel.membership();
+        self.keep_private(&private)?;
+        if let Some(peers) = self.private_peers.get() {
+            peers
+                .disseminate(private.channel.channel_id(), &private.tx_id, &private.rwset, &membership)
+                .await
+                .map_err(|e| {
+                    Rejection::Response(format!(
+                        "error in simulation: failed to distribute private data: {e}"
+                    ))
+                })?;
+        } else if private_needs_peers(&private, &membership) {
+            return Err(Rejection::Response(
+                "error in simulation: failed to distribute private data: no other peers are known".into(),
+            ));
+        }
+        Ok(response)
+    }
+
+    /// Keeps the collections this peer may hold in its transient store.
+    fn keep_private(&self, private: &PrivateResult) -> Result<(), Rejection> {
+        let membership = private.channel.membership();
+        if let Some(part) = eligible_part(&private.rwset, &membership) {
+            let height = private.channel.height().map_err(|e| Rejection::Response(format!("ledger: {e}")))?;
+            crate::pvtdata::transient_put(private.channel.ledger(), &private.tx_id, height, &part)
+                .map_err(|e| Rejection::Response(format!("transient store: {e}")))?;
+        }
+        Ok(())
     }
 
     pub fn channel(&self, channel_id: &str) -> Option<&Arc<Channel>> {
@@ -72,8 +132,22 @@ impl Endorser {
         self.signer.serialized()
     }
 
-    /// Processes one signed proposal.
+    /// Processes one signed proposal without pushing private data to other peers
+    /// (private writes are kept in this peer's transient store only).
     pub fn process(&self, signed: &protos::SignedProposal) -> Result<ProposalResponse, Rejection> {
+        let (response, private) = self.simulate_proposal(signed)?;
+        if let Some(private) = private {
+            self.keep_private(&private)?;
+        }
+        Ok(response)
+    }
+
+    /// Checks and simulates one signed proposal; returns the response and, when the
+    /// transaction wrote private data, its private write sets.
+    pub fn simulate_proposal(
+        &self,
+        signed: &protos::SignedProposal,
+    ) -> Result<(ProposalResponse, Option<PrivateResult>), Rejection> {
         let invalid =
             |e: medfabric_types::ConvertError| Rejection::Error(format!("error validating proposal: {e}"));
         let proposal = SignedProposal::parse_structure(signed).map_err(invalid)?;
@@ -131,7 +205,9 @@ impl Endorser {
             )));
         }
         let installed = Installed { chaincodes: &self.chaincodes, registry: &context.registry };
-        let tx_context = context_of(&proposal, Some(signed.clone()));
+        let mut tx_context = context_of(&proposal, Some(signed.clone()));
+        tx_context.collections =
+            Some(Arc::new(ChannelCollections { context: context.clone(), creator: creator.clone() }));
         let simulated = simulate(&name, &tx_context, &snapshot, &installed)
             .map_err(|e| Rejection::Response(format!("error in simulation: {e}")))?;
         if simulated.response.status >= ERROR_THRESHOLD {
@@ -141,20 +217,38 @@ impl Endorser {
             } else {
                 Default::default()
             };
-            return Ok(ProposalResponse {
+            let response = ProposalResponse {
                 version: 0,
                 timestamp: None,
                 response: Some(simulated.response),
                 payload,
                 endorsement: None,
                 interest: None,
-            });
+            };
+            return Ok((response, None));
         }
-        let chaincode_interest = interest(&simulated.record, &snapshot);
+        let chaincode_interest = interest(&simulated.record, &snapshot, &context);
         let mut response = endorse(&proposal, simulated_result(&simulated), &self.signer);
         response.interest = Some(chaincode_interest);
-        Ok(response)
+        let private = simulated.private.map(|rwset| PrivateResult {
+            channel: channel.clone(),
+            tx_id: proposal.tx_id().to_owned(),
+            rwset,
+        });
+        Ok((response, private))
     }
+}
+
+/// Does a collection of the write set require pushes to other peers?
+fn private_needs_peers(private: &PrivateResult, membership: &crate::channel::Membership) -> bool {
+    use crate::pvtdata::CollectionView;
+    private.rwset.ns_pvt_rwset.iter().any(|ns| {
+        ns.collection_pvt_rwset.iter().any(|c| {
+            membership
+                .collection(&ns.namespace, &c.collection_name)
+                .is_some_and(|c| c.required_peer_count > 0)
+        })
+    })
 }
 
 fn simulated_result(simulated: &crate::simulator::Simulated) -> SimulationResult {
@@ -202,21 +296,13 @@ impl protos::endorser_server::Endorser for EndorserService {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return Err(tonic::Status::resource_exhausted("too many proposals in progress; retry later"));
         };
-        let endorser = self.endorser.clone();
         let signed = request.into_inner();
-        let metrics = self.metrics.clone();
-        // Simulation and signature checks are CPU work: keep them off the reactor.
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let started = std::time::Instant::now();
-            let outcome = endorser.process(&signed);
-            if let Some(metrics) = metrics {
-                metrics.proposal(started.elapsed(), matches!(&outcome, Ok(r) if r.endorsement.is_some()));
-            }
-            outcome
-        })
-        .await
-        .map_err(|e| tonic::Status::internal(format!("endorser task failed: {e}")))?;
+        let started = std::time::Instant::now();
+        let outcome = self.endorser.endorse(signed).await;
+        drop(permit);
+        if let Some(metrics) = &self.metrics {
+            metrics.proposal(started.elapsed(), matches!(&outcome, Ok(r) if r.endorsement.is_some()));
+        }
         match outcome {
             Ok(response) => Ok(tonic::Response::new(response)),
             Err(Rejection::Error(message)) => Err(tonic::Status::unknown(message)),

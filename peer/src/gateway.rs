@@ -32,7 +32,7 @@ use medfabric_proto::protos::endorser_client::EndorserClient;
 use medfabric_proto::protos::{self, ChaincodeInterest, ProposalResponse};
 use medfabric_types::SignedProposal;
 use medfabric_types::endorsement::assemble_transaction;
-use medfabric_types::lifecycle::{Definition, LIFECYCLE_NAMESPACE};
+use medfabric_types::lifecycle::{Collection, Definition, EndorsementPolicy, LIFECYCLE_NAMESPACE};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -261,21 +261,13 @@ impl Gateway {
         let (msp_id, address) = self.target_name(target);
         let outcome = match target {
             Target::Local => {
-                let endorser = self.endorser.clone();
-                let signed = signed.clone();
                 let started = Instant::now();
-                let metrics = self.metrics.clone();
-                match tokio::task::spawn_blocking(move || {
-                    let result = endorser.process(&signed);
-                    metrics.proposal(started.elapsed(), matches!(&result, Ok(r) if r.endorsement.is_some()));
-                    result
-                })
-                .await
-                {
-                    Ok(Ok(response)) => Ok(response),
-                    Ok(Err(Rejection::Error(message))) => Err(Failure::Refused(message)),
-                    Ok(Err(Rejection::Response(message))) => Err(Failure::Chaincode(500, message)),
-                    Err(e) => Err(Failure::Refused(format!("endorser task failed: {e}"))),
+                let result = self.endorser.endorse(signed.clone()).await;
+                self.metrics.proposal(started.elapsed(), matches!(&result, Ok(r) if r.endorsement.is_some()));
+                match result {
+                    Ok(response) => Ok(response),
+                    Err(Rejection::Error(message)) => Err(Failure::Refused(message)),
+                    Err(Rejection::Response(message)) => Err(Failure::Chaincode(500, message)),
                 }
             }
             Target::Remote(i) => {
@@ -326,11 +318,21 @@ impl Gateway {
 
     /// The fewest organizations besides ours whose peers, with this one, satisfy every
     /// policy the interest names: each chaincode's endorsement policy (unless only
-    /// key-level policies apply to it) and each key-level policy.
-    fn plan(&self, context: &ChannelContext, interest: &ChaincodeInterest) -> Result<Vec<String>, String> {
+    /// key-level or collection policies apply to it), each key-level policy and the
+    /// policy of each collection named. Endorsers that must read private data — and,
+    /// when the proposal carries transient data, every endorser — come only from member
+    /// organizations of the collections named, so private inputs reach no one else.
+    fn plan(
+        &self,
+        context: &ChannelContext,
+        interest: &ChaincodeInterest,
+        has_transient: bool,
+    ) -> Result<Vec<String>, String> {
         let resources = &context.resources;
         let mut definitions: Vec<&Definition> = Vec::new();
         let mut key_policies: Vec<SignaturePolicy> = Vec::new();
+        let mut collection_policies: Vec<EndorsementPolicy> = Vec::new();
+        let mut member_of: Vec<Collection> = Vec::new();
         for call in interest.chaincodes.iter().filter(|c| c.name != LIFECYCLE_NAMESPACE) {
             let definition = context.registry.get(&call.name).ok_or_else(|| {
                 format!(
@@ -344,6 +346,15 @@ impl Gateway {
             for policy in &call.key_policies {
                 key_policies.push(SignaturePolicy::from_envelope(policy).map_err(|e| e.to_string())?);
             }
+            for name in &call.collection_names {
+                let collection = definition
+                    .collection(name, resources)
+                    .ok_or_else(|| format!("collection {name} is not defined for chaincode {}", call.name))?;
+                collection_policies.extend(collection.endorsement_policy.clone());
+                if has_transient || !call.no_private_reads {
+                    member_of.push(collection);
+                }
+            }
         }
         let identity_of = |serialized: &[u8]| resources.msps.deserialize(serialized).ok();
         let own = identity_of(&self.identity).ok_or("this peer's identity is not valid on the channel")?;
@@ -352,6 +363,7 @@ impl Gateway {
             if remote.msp_id != self.msp_id
                 && !others.iter().any(|(m, _)| *m == remote.msp_id)
                 && let Some(identity) = identity_of(&remote.identity)
+                && member_of.iter().all(|c| c.is_member(&identity))
             {
                 others.push((remote.msp_id.as_str(), identity));
             }
@@ -360,6 +372,7 @@ impl Gateway {
         let satisfied = |identities: &[Arc<Identity>]| -> bool {
             definitions.iter().all(|d| d.policy.evaluate(identities, resources).unwrap_or(false))
                 && key_policies.iter().all(|p| p.evaluate(identities))
+                && collection_policies.iter().all(|p| p.evaluate(identities, resources).unwrap_or(false))
         };
         let mut subsets: Vec<u32> = (0..1u32 << others.len()).collect();
         subsets.sort_by_key(|s| (s.count_ones(), *s));
@@ -467,7 +480,8 @@ impl Gateway {
                 Ok(response) => response.interest.clone().unwrap_or_default(),
                 Err(_) => return Err(endorse_failed(&[first.detail()])),
             };
-            let extra = self.plan(&channel.context(), &interest).map_err(no_plan)?;
+            let has_transient = !proposal.transient_map.is_empty();
+            let extra = self.plan(&channel.context(), &interest, has_transient).map_err(no_plan)?;
             let calls = extra.iter().map(|org| {
                 let targets = orgs.get(org.as_str()).cloned().unwrap_or_default();
                 let signed = &signed;

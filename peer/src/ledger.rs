@@ -9,6 +9,8 @@
 //! | `state` | namespace `\0` key | version, key metadata, value ([`encode_value`]) |
 //! | `history` | namespace `\0` len(key) key block tx | — (values are read back from the block) |
 //! | `meta` | `height`, `last_hash`, `last_config` | savepoint of the last committed block |
+//! | `pvt` | private state, private data store and its indexes ([`crate::pvtdata`]) | |
+//! | `transient` | private write sets between endorsement and commit ([`crate::pvtdata`]) | |
 //!
 //! A block is committed with one synced `WriteBatch` holding all of the above, so a
 //! crash leaves the ledger at the previous block or the new one, never in between.
@@ -35,11 +37,19 @@ const CF_TXID: &str = "txid";
 const CF_STATE: &str = "state";
 const CF_HISTORY: &str = "history";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 6] = [CF_BLOCKS, CF_BLOCK_HASH, CF_TXID, CF_STATE, CF_HISTORY, CF_META];
+pub(crate) const CF_PVT: &str = "pvt";
+pub(crate) const CF_TRANSIENT: &str = "transient";
+const COLUMN_FAMILIES: [&str; 8] =
+    [CF_BLOCKS, CF_BLOCK_HASH, CF_TXID, CF_STATE, CF_HISTORY, CF_META, CF_PVT, CF_TRANSIENT];
 
 const META_HEIGHT: &[u8] = b"height";
 const META_LAST_HASH: &[u8] = b"last_hash";
 const META_LAST_CONFIG: &[u8] = b"last_config";
+
+/// Every column family of a peer's database.
+pub(crate) fn column_families() -> &'static [&'static str] {
+    &COLUMN_FAMILIES
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -73,7 +83,14 @@ impl Store {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let families = COLUMN_FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
-            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // Private data is stored uncompressed, so a byte scan of the files proves
+            // where it is and is not.
+            let private = [CF_PVT, CF_TRANSIENT].contains(name);
+            cf.set_compression_type(if private {
+                rocksdb::DBCompressionType::None
+            } else {
+                rocksdb::DBCompressionType::Lz4
+            });
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = DB::open_cf_descriptors(&options, path, families)?;
@@ -109,6 +126,17 @@ pub struct BlockUpdate {
     pub state: BTreeMap<(String, String), Option<VersionedValue>>,
     /// Keys written by valid transactions: `(namespace, key, tx position)`.
     pub history: Vec<(String, String, u64)>,
+    /// Private data changes: raw writes to the `pvt` and `transient` families
+    /// (`crate::pvtdata` owns their layout).
+    pub private: Vec<RawOp>,
+}
+
+/// A put (`Some`) or delete (`None`) in one column family, keys already prefixed.
+#[derive(Debug, Clone)]
+pub struct RawOp {
+    pub family: &'static str,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
 }
 
 /// Where the ledger stands: the next block number and the last header hash.
@@ -122,7 +150,7 @@ pub struct Savepoint {
 /// One channel's ledger.
 #[derive(Clone)]
 pub struct ChannelLedger {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     channel_id: String,
     prefix: Vec<u8>,
 }
@@ -133,12 +161,12 @@ impl std::fmt::Debug for ChannelLedger {
     }
 }
 
-fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
     // Every family is created at open; a missing one is a programming error.
     db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} exists"))
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> LedgerResult<u64> {
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> LedgerResult<u64> {
     bytes
         .get(at..at + 8)
         .and_then(|b| b.try_into().ok())
@@ -199,7 +227,7 @@ impl ChannelLedger {
         &self.channel_id
     }
 
-    fn key(&self, parts: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn key(&self, parts: &[&[u8]]) -> Vec<u8> {
         let mut key = self.prefix.clone();
         for part in parts {
             key.extend_from_slice(part);
@@ -207,7 +235,11 @@ impl ChannelLedger {
         key
     }
 
-    fn state_key(&self, namespace: &str, key: &str) -> Vec<u8> {
+    pub(crate) fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    pub(crate) fn state_key(&self, namespace: &str, key: &str) -> Vec<u8> {
         self.key(&[namespace.as_bytes(), b"\0", key.as_bytes()])
     }
 
@@ -296,6 +328,13 @@ impl ChannelLedger {
             id.extend_from_slice(&tx.to_be_bytes());
             batch.put_cf(history_cf, id, []);
         }
+        for op in &update.private {
+            let family = cf(&self.db, op.family);
+            match &op.value {
+                Some(value) => batch.put_cf(family, &op.key, value),
+                None => batch.delete_cf(family, &op.key),
+            }
+        }
         let last_config = if is_config { number } else { savepoint.map_or(0, |s| s.last_config) };
         let meta = cf(&self.db, CF_META);
         batch.put_cf(meta, self.key(&[META_HEIGHT]), (number + 1).to_be_bytes());
@@ -383,8 +422,8 @@ fn envelope_tx_id(envelope: &[u8]) -> Option<String> {
 
 /// Committed state at one moment: reads never see half a block.
 pub struct Snapshot<'a> {
-    ledger: &'a ChannelLedger,
-    snapshot: rocksdb::SnapshotWithThreadMode<'a, DB>,
+    pub(crate) ledger: &'a ChannelLedger,
+    pub(crate) snapshot: rocksdb::SnapshotWithThreadMode<'a, DB>,
 }
 
 impl std::fmt::Debug for Snapshot<'_> {
@@ -522,5 +561,35 @@ impl StateView for Snapshot<'_> {
 
     fn history(&self, namespace: &str, key: &str) -> ShimResult<Vec<KeyModification>> {
         self.key_history(namespace, key).map_err(ledger_error)
+    }
+
+    fn private_hash(
+        &self,
+        namespace: &str,
+        collection: &str,
+        key_hash: &[u8],
+    ) -> ShimResult<Option<VersionedValue>> {
+        let hashed = medfabric_types::lifecycle::hashed_namespace(namespace, collection);
+        self.get_value(&hashed, &hex::encode(key_hash)).map_err(ledger_error)
+    }
+
+    fn private_get(
+        &self,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> ShimResult<Option<VersionedValue>> {
+        crate::pvtdata::private_value(self, namespace, collection, key).map_err(ledger_error)
+    }
+
+    fn private_range(
+        &self,
+        namespace: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        crate::pvtdata::private_range(self, namespace, collection, start, end, limit).map_err(ledger_error)
     }
 }

@@ -12,6 +12,8 @@ pub mod intake;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod pvtdata;
+pub mod pvtnet;
 pub mod replay;
 pub mod simulator;
 pub mod source;

@@ -26,7 +26,10 @@ use crate::gateway::{Gateway, GatewayOptions, GatewayService, RemotePeer};
 use crate::intake::OrdererSource;
 use crate::ledger::Store;
 use crate::metrics::PeerMetrics;
+use crate::pvtdata::PvtKey;
+use crate::pvtnet::{PeerInfo, PrivateDataService, PrivatePeers, reconcile};
 use crate::source::BlockSource;
+use medfabric_proto::medfabric::pvt::private_data_server::PrivateDataServer;
 
 /// The node config file of a peer. Relative paths are relative to the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +62,39 @@ pub struct PeerConfig {
     /// its own name).
     #[serde(default)]
     pub chaincodes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub private_data: PrivateDataSection,
+}
+
+/// The `private_data` section of a peer config (Fabric's `peer.gossip.pvtData` and
+/// `ledger.pvtdataStore` settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PrivateDataSection {
+    /// Blocks the transient store keeps private data whose transaction has not
+    /// committed (Fabric's `transientstoreMaxBlockRetention`).
+    pub transient_retention_blocks: u64,
+    /// How long to wait for a push to one peer.
+    pub push_timeout_ms: u64,
+    /// How long a commit waits for missing private data from other peers (Fabric's
+    /// `pullRetryThreshold`) before committing without it.
+    pub pull_timeout_ms: u64,
+    /// How often missing private data is fetched again (`reconcileSleepInterval`).
+    pub reconcile_interval_ms: u64,
+    /// Entries fetched per reconciliation pass (`reconcileBatchSize`).
+    pub reconcile_batch_size: usize,
+}
+
+impl Default for PrivateDataSection {
+    fn default() -> Self {
+        Self {
+            transient_retention_blocks: crate::channel::DEFAULT_TRANSIENT_RETENTION,
+            push_timeout_ms: 3_000,
+            pull_timeout_ms: 5_000,
+            reconcile_interval_ms: 60_000,
+            reconcile_batch_size: 10,
+        }
+    }
 }
 
 /// Another peer of the network.
@@ -135,6 +171,9 @@ pub struct Peer {
     pub endorser: Arc<Endorser>,
     pub signer: Arc<SigningIdentity>,
     pub metrics: Arc<PeerMetrics>,
+    /// The other peers, for private data (none when the config names no peers).
+    pub private_peers: Option<Arc<PrivatePeers>>,
+    pub private_data: PrivateDataSection,
 }
 
 impl Peer {
@@ -159,10 +198,39 @@ impl Peer {
                 .with_context(|| format!("loading the peer identity from {}", config.msp_dir.display()))?,
         );
         let channels = BTreeMap::from([(channel.channel_id().to_owned(), channel.clone())]);
+        channel.set_member_identity(signer.serialized().clone());
+        channel.set_transient_retention(config.private_data.transient_retention_blocks);
         let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
         let metrics = Arc::new(PeerMetrics::new());
         metrics.height.set(i64::try_from(channel.height()?).unwrap_or(i64::MAX));
-        Ok(Self { channel, endorser, signer, metrics })
+        let others: Vec<PeerInfo> = config
+            .peers
+            .iter()
+            .map(|p| {
+                let remote = RemotePeer::from_cert_file(&p.msp_id, &p.address, &p.cert_file)?;
+                Ok((remote.msp_id, remote.address, remote.identity))
+            })
+            .collect::<Result<Vec<PeerInfo>>>()?
+            .into_iter()
+            .filter(|(_, _, identity)| identity != signer.serialized())
+            .collect();
+        let private_peers = if others.is_empty() {
+            None
+        } else {
+            let tls = config.tls.as_ref().map(TlsConfig::client).transpose()?;
+            let timeout = Duration::from_millis(config.private_data.push_timeout_ms);
+            let peers = Arc::new(PrivatePeers::new(&others, tls.as_ref(), signer.clone(), timeout)?);
+            endorser.set_private_peers(peers.clone());
+            Some(peers)
+        };
+        Ok(Self {
+            channel,
+            endorser,
+            signer,
+            metrics,
+            private_peers,
+            private_data: config.private_data.clone(),
+        })
     }
 
     /// Serves Endorser, Gateway and Deliver on `listener` (TLS when configured) and
@@ -212,7 +280,24 @@ impl Peer {
             DeliverServer::new(DeliverService::new(self.endorser.channels().clone(), self.metrics.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes);
+        let private = PrivateDataServer::new(PrivateDataService::new(self.endorser.channels().clone()))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
         let stop = medfabric_node::ops::Stop::new(shutdown);
+        let reconciler = {
+            let stopped = stop.stopped();
+            let peers = self.private_peers.clone();
+            let channel = self.channel.clone();
+            let interval = Duration::from_millis(self.private_data.reconcile_interval_ms.max(100));
+            let batch = self.private_data.reconcile_batch_size.max(1);
+            async move {
+                let Some(peers) = peers else { return };
+                tokio::select! {
+                    _ = reconcile(channel, peers, interval, batch) => {}
+                    _ = stopped => {}
+                }
+            }
+        };
         let mut server =
             tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
         if let Some(tls) = &config.tls {
@@ -222,6 +307,7 @@ impl Peer {
             .add_service(endorser)
             .add_service(gateway)
             .add_service(deliver)
+            .add_service(private)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped());
         let operations = async {
             let Some(listener) = operations else { return Ok(()) };
@@ -240,7 +326,7 @@ impl Peer {
             });
             medfabric_node::ops::serve(listener, health, self.metrics.registry.clone(), stop.stopped()).await
         };
-        let (grpc, operations) = tokio::join!(grpc, operations);
+        let (grpc, operations, ()) = tokio::join!(grpc, operations, reconciler);
         grpc.context("gRPC server")?;
         operations
     }
@@ -253,12 +339,30 @@ impl Peer {
             let Some(block) = source.next_block(next).await.map_err(anyhow::Error::msg)? else {
                 return Ok(());
             };
+            let supplied = self.pull_private(&block).await?;
             let channel = self.channel.clone();
-            let event = tokio::task::spawn_blocking(move || channel.commit(&block)).await??;
+            let event = tokio::task::spawn_blocking(move || channel.commit_with(&block, &supplied)).await??;
             self.metrics.committed(&event);
             let valid = event.txs.iter().filter(|t| t.code as i32 == 0).count();
             tracing::debug!(block = event.number, txs = event.txs.len(), valid, "committed block");
         }
+    }
+
+    /// Private data of `block` this peer should hold and its transient store lacks,
+    /// fetched from other member peers within the pull timeout.
+    async fn pull_private(
+        &self,
+        block: &medfabric_proto::common::Block,
+    ) -> Result<BTreeMap<PvtKey, bytes::Bytes>> {
+        let Some(peers) = &self.private_peers else { return Ok(BTreeMap::new()) };
+        let needs = self.channel.private_needs(block)?;
+        if needs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let membership = self.channel.membership();
+        let timeout = Duration::from_millis(self.private_data.pull_timeout_ms);
+        let pulled = peers.pull(self.channel.channel_id(), &membership, &needs);
+        Ok(tokio::time::timeout(timeout, pulled).await.unwrap_or_default())
     }
 
     /// The ordering service as this peer's block source.

@@ -6,14 +6,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use medfabric_msp::Identity;
 use medfabric_proto::common::SignaturePolicyEnvelope;
+use medfabric_proto::kvrwset::{HashedRwSet, KvMetadataWriteHash, KvReadHash, KvWriteHash};
 use medfabric_proto::kvrwset::{
     KvMetadataEntry, KvMetadataWrite, KvRead, KvWrite, KvrwSet, RangeQueryInfo, Version as ProtoVersion,
 };
 use medfabric_proto::protos::{ChaincodeCall, ChaincodeEvent, ChaincodeId, ChaincodeInterest, Response};
+use medfabric_proto::rwset::{
+    CollectionHashedReadWriteSet, CollectionPvtReadWriteSet, NsPvtReadWriteSet, TxPvtReadWriteSet,
+};
 use medfabric_proto::rwset::{NsReadWriteSet, TxReadWriteSet, tx_read_write_set};
-use medfabric_shim::tx::{Resolver, execute};
-use medfabric_shim::{Chaincode, StateView, TxContext, TxRecord, VALIDATION_PARAMETER, Version};
+use medfabric_shim::tx::{Resolver, execute, hash};
+use medfabric_shim::{
+    Access, Chaincode, CollectionRules, PrivateRecord, PrivateWrite, ShimError, ShimResult, StateView,
+    TxContext, TxRecord, VALIDATION_PARAMETER, Version,
+};
+
+use crate::validator::ChannelContext;
 use medfabric_types::SignedProposal;
 use medfabric_types::lifecycle::{ChaincodeRegistry, LIFECYCLE_NAMESPACE};
 use medfabric_types::rwset::{MAX_DEGREE_QUERY_READS_HASHING, summarize_range};
@@ -29,8 +39,92 @@ fn proto_version(v: Version) -> ProtoVersion {
     ProtoVersion { block_num: v.0, tx_num: v.1 }
 }
 
+/// A collection's hashed read-write set and its private write set (writes only, as in
+/// Fabric; `None` when the transaction wrote no private values to it).
+fn collection_sets(
+    collection: &str,
+    record: &PrivateRecord,
+) -> (CollectionHashedReadWriteSet, Option<CollectionPvtReadWriteSet>) {
+    let hashed_reads = record
+        .reads
+        .iter()
+        .map(|(key, v)| KvReadHash {
+            key_hash: hash(key.as_bytes()).to_vec().into(),
+            version: v.map(proto_version),
+        })
+        .collect();
+    let mut private_writes = Vec::new();
+    let hashed_writes = record
+        .writes
+        .iter()
+        .map(|(key, write)| {
+            let key_hash = hash(key.as_bytes()).to_vec().into();
+            match write {
+                PrivateWrite::Put(value) => {
+                    private_writes.push(KvWrite { key: key.clone(), is_delete: false, value: value.clone() });
+                    KvWriteHash {
+                        key_hash,
+                        is_delete: false,
+                        value_hash: hash(value).to_vec().into(),
+                        is_purge: false,
+                    }
+                }
+                PrivateWrite::Delete => {
+                    private_writes.push(KvWrite { key: key.clone(), is_delete: true, value: Bytes::new() });
+                    KvWriteHash { key_hash, is_delete: true, value_hash: Bytes::new(), is_purge: false }
+                }
+                PrivateWrite::Purge => {
+                    KvWriteHash { key_hash, is_delete: true, value_hash: Bytes::new(), is_purge: true }
+                }
+            }
+        })
+        .collect();
+    let metadata_writes = record
+        .metadata_writes
+        .iter()
+        .map(|(key, entries)| KvMetadataWriteHash {
+            key_hash: hash(key.as_bytes()).to_vec().into(),
+            entries: entries
+                .iter()
+                .map(|(name, value)| KvMetadataEntry { name: name.clone(), value: value.clone() })
+                .collect(),
+        })
+        .collect();
+    let hashed = HashedRwSet { hashed_reads, hashed_writes, metadata_writes };
+    let private = (!private_writes.is_empty())
+        .then(|| KvrwSet { writes: private_writes, ..Default::default() }.encode_to_vec());
+    let set = CollectionHashedReadWriteSet {
+        collection_name: collection.to_owned(),
+        hashed_rwset: hashed.encode_to_vec().into(),
+        pvt_rwset_hash: private.as_ref().map(|p| hash(p).to_vec().into()).unwrap_or_default(),
+    };
+    let private = private.map(|rwset| CollectionPvtReadWriteSet {
+        collection_name: collection.to_owned(),
+        rwset: rwset.into(),
+    });
+    (set, private)
+}
+
+/// The private write sets of a transaction, by namespace and collection (`None` when it
+/// wrote no private values).
+pub fn private_rwset(record: &TxRecord) -> Option<TxPvtReadWriteSet> {
+    let ns_pvt_rwset: Vec<NsPvtReadWriteSet> = record
+        .private
+        .iter()
+        .filter_map(|(namespace, collections)| {
+            let collection_pvt_rwset: Vec<CollectionPvtReadWriteSet> =
+                collections.iter().filter_map(|(name, r)| collection_sets(name, r).1).collect();
+            (!collection_pvt_rwset.is_empty())
+                .then(|| NsPvtReadWriteSet { namespace: namespace.clone(), collection_pvt_rwset })
+        })
+        .collect();
+    (!ns_pvt_rwset.is_empty())
+        .then(|| TxPvtReadWriteSet { data_model: tx_read_write_set::DataModel::Kv as i32, ns_pvt_rwset })
+}
+
 /// Builds the canonical read-write set: namespaces, keys and metadata entries sorted,
-/// range queries in the order they ran, range reads summarised above 50 results.
+/// range queries in the order they ran, range reads summarised above 50 results;
+/// private data only as hashes (collections and keys sorted).
 pub fn to_rwset(record: &TxRecord) -> TxReadWriteSet {
     let ns_rwset = record
         .namespaces()
@@ -102,10 +196,20 @@ pub fn to_rwset(record: &TxRecord) -> TxReadWriteSet {
                 })
                 .unwrap_or_default();
             let kv = KvrwSet { reads, range_queries_info, writes, metadata_writes };
+            let collection_hashed_rwset = record
+                .private
+                .get(namespace)
+                .map(|c| {
+                    c.iter()
+                        .filter(|(_, r)| !r.is_empty())
+                        .map(|(name, r)| collection_sets(name, r).0)
+                        .collect()
+                })
+                .unwrap_or_default();
             NsReadWriteSet {
                 namespace: namespace.to_owned(),
                 rwset: kv.encode_to_vec().into(),
-                collection_hashed_rwset: Vec::new(),
+                collection_hashed_rwset,
             }
         })
         .collect();
@@ -122,6 +226,8 @@ pub struct Simulated {
     pub events: Bytes,
     pub chaincode_id: ChaincodeId,
     pub record: TxRecord,
+    /// The private write sets, which travel peer to peer and never into a block.
+    pub private: Option<TxPvtReadWriteSet>,
 }
 
 /// In-process chaincodes by name, checked against the channel's definitions.
@@ -155,6 +261,38 @@ pub fn context_of(
         transient: proposal.transient_map.clone(),
         timestamp: proposal.channel_header.timestamp,
         signed_proposal: signed,
+        collections: None,
+    }
+}
+
+/// The collection rules of the channel for one creator: collections come from the
+/// chaincode definitions (and each organization's implicit collection); member-only
+/// collections refuse creators of other organizations, as Fabric's endorser does.
+#[derive(Debug)]
+pub struct ChannelCollections {
+    pub context: Arc<ChannelContext>,
+    pub creator: Arc<Identity>,
+}
+
+impl CollectionRules for ChannelCollections {
+    fn check(&self, namespace: &str, collection: &str, access: Access) -> ShimResult<()> {
+        let definition = self.context.registry.get(namespace);
+        let Some(found) = definition.and_then(|d| d.collection(collection, &self.context.resources)) else {
+            return Err(ShimError::Invalid(format!(
+                "collection {collection} not defined in the collection config for chaincode {namespace}"
+            )));
+        };
+        let member_only = match access {
+            Access::Read => found.member_only_read,
+            Access::Write => found.member_only_write,
+        };
+        if member_only && !found.is_member(&self.creator) {
+            let what = if access == Access::Read { "read" } else { "write" };
+            return Err(ShimError::Denied(format!(
+                "tx creator does not have {what} access permission on privatedata in chaincodeName:{namespace} collectionName: {collection}"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -194,44 +332,65 @@ pub fn simulate(
             name: name.to_owned(),
             version: definition.version.clone(),
         },
+        private: private_rwset(&record),
         record,
     })
 }
 
 /// Fabric's `ChaincodeInterest`: the chaincodes a transaction touched and the key-level
 /// policies of the keys it writes, so a gateway can pick every endorser it needs.
-pub fn interest(record: &TxRecord, state: &dyn StateView) -> ChaincodeInterest {
+pub fn interest(record: &TxRecord, state: &dyn StateView, context: &ChannelContext) -> ChaincodeInterest {
+    let policy_of = |value: Option<medfabric_shim::VersionedValue>| {
+        value
+            .and_then(|v| v.metadata.get(VALIDATION_PARAMETER).filter(|p| !p.is_empty()).cloned())
+            .and_then(|p| SignaturePolicyEnvelope::decode(p.as_ref()).ok())
+    };
     let mut chaincodes = Vec::new();
     for namespace in record.namespaces() {
         if namespace == LIFECYCLE_NAMESPACE {
             continue;
         }
-        let written: Vec<&String> = record
+        let mut key_policies = Vec::new();
+        let mut needs_namespace_policy = !record.has_writes_in(namespace);
+        let public = record
             .writes
             .get(namespace)
             .into_iter()
             .flat_map(|w| w.keys())
-            .chain(record.metadata_writes.get(namespace).into_iter().flat_map(|m| m.keys()))
-            .collect();
-        let mut key_policies = Vec::new();
-        let mut needs_namespace_policy = written.is_empty();
-        for key in written {
-            let policy = state
-                .get(namespace, key)
-                .ok()
-                .flatten()
-                .and_then(|v| v.metadata.get(VALIDATION_PARAMETER).filter(|p| !p.is_empty()).cloned());
-            match policy.and_then(|p| SignaturePolicyEnvelope::decode(p.as_ref()).ok()) {
+            .chain(record.metadata_writes.get(namespace).into_iter().flat_map(|m| m.keys()));
+        for key in public {
+            match policy_of(state.get(namespace, key).ok().flatten()) {
                 Some(policy) => key_policies.push(policy),
                 None => needs_namespace_policy = true,
             }
         }
+        let private = record.private.get(namespace);
+        let definition = context.registry.get(namespace);
+        // A private key without a key-level policy needs its collection's policy (which
+        // the gateway finds by the collection's name) or, without one, the chaincode's.
+        for (collection, written) in private.into_iter().flatten() {
+            let has_policy = definition
+                .and_then(|d| d.collection(collection, &context.resources))
+                .is_some_and(|c| c.endorsement_policy.is_some());
+            for key in written.writes.keys().chain(written.metadata_writes.keys()) {
+                match policy_of(
+                    state.private_hash(namespace, collection, &hash(key.as_bytes())).ok().flatten(),
+                ) {
+                    Some(policy) => key_policies.push(policy),
+                    None => needs_namespace_policy |= !has_policy,
+                }
+            }
+        }
+        let collection_names: Vec<String> = private
+            .map(|c| c.iter().filter(|(_, r)| !r.is_empty()).map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default();
+        let no_private_reads = private.is_none_or(|c| c.values().all(|r| r.reads.is_empty()));
         chaincodes.push(ChaincodeCall {
             name: namespace.to_owned(),
-            collection_names: Vec::new(),
-            no_private_reads: true,
+            collection_names,
+            no_private_reads,
             no_public_writes: false,
-            disregard_namespace_policy: !key_policies.is_empty() && !needs_namespace_policy,
+            disregard_namespace_policy: !needs_namespace_policy,
             key_policies,
         });
     }

@@ -23,7 +23,7 @@ use medfabric_proto::rwset::TxReadWriteSet;
 use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Version, VersionedValue};
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{
-    ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement,
+    ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement, hashed_namespace,
 };
 use medfabric_types::rwset::range_query_matches;
 use medfabric_types::transaction::TransactionBody;
@@ -31,6 +31,7 @@ use medfabric_types::{ConvertError, Transaction, block};
 use prost::Message;
 
 use crate::ledger::BlockUpdate;
+use crate::pvtdata::{CollectionWrite, PrivateTx};
 
 /// Committed state before the block being validated.
 pub trait CommittedState: StateView + Sync {
@@ -47,11 +48,6 @@ pub struct ChannelContext {
 
 /// Namespaces that only system transactions may write.
 const SYSTEM_NAMESPACES: [&str; 4] = ["lscc", "cscc", "qscc", "escc"];
-
-/// The state namespace holding a collection's hashed keys and values.
-pub fn hashed_namespace(namespace: &str, collection: &str) -> String {
-    format!("{namespace}$$h{collection}")
-}
 
 /// A fault that stops the whole block from being committed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +82,8 @@ pub struct ValidatedBlock {
     pub lifecycle_writes: Vec<KvWrite>,
     /// A valid config transaction's new channel resources.
     pub new_config: Option<Box<ChannelResources>>,
+    /// Valid transactions that touched private data, in block order.
+    pub private: Vec<PrivateTx>,
 }
 
 impl ValidatedBlock {
@@ -112,7 +110,8 @@ pub fn check_block(block: &Block, resources: &ChannelResources) -> Result<(), Bl
 struct NsSet {
     namespace: String,
     kv: KvrwSet,
-    collections: Vec<(String, HashedRwSet)>,
+    /// Collection name, hashed read-write set, `pvt_rwset_hash`.
+    collections: Vec<(String, HashedRwSet, Bytes)>,
 }
 
 /// Stage 1's verdict on one transaction.
@@ -248,7 +247,7 @@ fn decode_rwset(rwset: Result<TxReadWriteSet, ConvertError>) -> Result<(TxReadWr
         for c in &ns.collection_hashed_rwset {
             let hashed = HashedRwSet::decode(c.hashed_rwset.as_ref())
                 .map_err(|e| format!("{}/{}: {e}", ns.namespace, c.collection_name))?;
-            collections.push((c.collection_name.clone(), hashed));
+            collections.push((c.collection_name.clone(), hashed, c.pvt_rwset_hash.clone()));
         }
         sets.push(NsSet { namespace: ns.namespace.clone(), kv, collections });
     }
@@ -284,6 +283,18 @@ impl KeyPolicySource for PolicyView<'_> {
 }
 
 impl PolicyView<'_> {
+    /// Deleting a key with a key-level policy changes its policy.
+    fn note_delete(&mut self, namespace: &str, key: &str) -> ShimResult<()> {
+        let has_policy = self
+            .state
+            .get(namespace, key)?
+            .is_some_and(|v| v.metadata.get(VALIDATION_PARAMETER).is_some_and(|p| !p.is_empty()));
+        if has_policy {
+            self.updated.insert((namespace.to_owned(), key.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Records the key-level policy changes of a transaction that passed its policy check.
     fn note_updates(&mut self, sets: &[NsSet]) -> ShimResult<()> {
         for set in sets {
@@ -291,12 +302,15 @@ impl PolicyView<'_> {
                 self.updated.insert((set.namespace.clone(), write.key.clone()));
             }
             for write in set.kv.writes.iter().filter(|w| w.is_delete || w.value.is_empty()) {
-                let has_policy = self
-                    .state
-                    .get(&set.namespace, &write.key)?
-                    .is_some_and(|v| v.metadata.get(VALIDATION_PARAMETER).is_some_and(|p| !p.is_empty()));
-                if has_policy {
-                    self.updated.insert((set.namespace.clone(), write.key.clone()));
+                self.note_delete(&set.namespace, &write.key)?;
+            }
+            for (collection, hashed, _) in &set.collections {
+                let hashed_ns = hashed_namespace(&set.namespace, collection);
+                for write in &hashed.metadata_writes {
+                    self.updated.insert((hashed_ns.clone(), hex::encode(&write.key_hash)));
+                }
+                for write in hashed.hashed_writes.iter().filter(|w| w.is_delete || w.is_purge) {
+                    self.note_delete(&hashed_ns, &hex::encode(&write.key_hash))?;
                 }
             }
         }
@@ -405,6 +419,7 @@ pub fn validate_block(
     // Stage 4: MVCC and phantom reads, in block order.
     let mut batch = Batch { state, update: BlockUpdate::default() };
     let mut lifecycle_writes = Vec::new();
+    let mut private = Vec::new();
     for (index, tx) in checked.iter_mut().enumerate() {
         if tx.code != Code::Valid || tx.sets.is_empty() {
             continue;
@@ -416,6 +431,22 @@ pub fn validate_block(
         batch.apply(&tx.sets, (number, index as u64)).map_err(ledger)?;
         for set in tx.sets.iter().filter(|s| s.namespace == LIFECYCLE_NAMESPACE) {
             lifecycle_writes.extend(set.kv.writes.iter().cloned());
+        }
+        let collections: Vec<CollectionWrite> = tx
+            .sets
+            .iter()
+            .flat_map(|set| {
+                set.collections.iter().map(|(collection, hashed, pvt_hash)| CollectionWrite {
+                    namespace: set.namespace.clone(),
+                    collection: collection.clone(),
+                    hashed: hashed.clone(),
+                    pvt_hash: pvt_hash.clone(),
+                })
+            })
+            .collect();
+        if !collections.is_empty() {
+            let tx_id = tx.tx.as_ref().map(|t| t.tx_id().to_owned()).unwrap_or_default();
+            private.push(PrivateTx { index: index as u64, tx_id, collections });
         }
     }
 
@@ -433,7 +464,7 @@ pub fn validate_block(
             }
         })
         .collect();
-    Ok(ValidatedBlock { number, txs, update: batch.update, lifecycle_writes, new_config })
+    Ok(ValidatedBlock { number, txs, update: batch.update, lifecycle_writes, new_config, private })
 }
 
 fn is_config(tx: &Prechecked) -> bool {
@@ -475,7 +506,7 @@ fn definition_fault(invoked: &str, sets: &[NsSet], registry: &ChaincodeRegistry)
             || set
                 .collections
                 .iter()
-                .any(|(_, h)| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty());
+                .any(|(_, h, _)| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty());
         if !writes {
             continue;
         }
@@ -582,7 +613,7 @@ impl Batch<'_> {
                     )));
                 }
             }
-            for (collection, hashed) in &set.collections {
+            for (collection, hashed, _) in &set.collections {
                 let hashed_ns = hashed_namespace(ns, collection);
                 for read in &hashed.hashed_reads {
                     let key = hex::encode(&read.key_hash);
@@ -644,7 +675,7 @@ impl Batch<'_> {
             for write in &set.kv.metadata_writes {
                 self.put_metadata(ns, &write.key, &write.entries, version)?;
             }
-            for (collection, hashed) in &set.collections {
+            for (collection, hashed, _) in &set.collections {
                 let hashed_ns = hashed_namespace(ns, collection);
                 for write in &hashed.hashed_writes {
                     let key = hex::encode(&write.key_hash);

@@ -48,6 +48,9 @@ pub mod medfabric {
     pub mod orderer {
         tonic::include_proto!("medfabric.orderer");
     }
+    pub mod pvt {
+        tonic::include_proto!("medfabric.pvt");
+    }
 }
 
 pub use prost::Message;

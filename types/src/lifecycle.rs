@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use medfabric_msp::{Identity, SignaturePolicy, policy_to_string};
-use medfabric_proto::kvrwset::{KvMetadataWrite, KvWrite, KvrwSet};
+use medfabric_proto::kvrwset::{HashedRwSet, KvMetadataWrite, KvWrite, KvrwSet};
 use medfabric_proto::lifecycle::{ChaincodeEndorsementInfo, ChaincodeValidationInfo, StateData, state_data};
-use medfabric_proto::protos::{ApplicationPolicy, application_policy};
+use medfabric_proto::protos::{
+    ApplicationPolicy, CollectionConfigPackage, StaticCollectionConfig, application_policy,
+    collection_config, collection_policy_config,
+};
 use medfabric_proto::rwset::TxReadWriteSet;
 
 use crate::config::{ChannelConfig, ChannelResources};
@@ -22,7 +25,132 @@ use crate::error::{ConvertError, decode};
 pub const LIFECYCLE_NAMESPACE: &str = "_lifecycle";
 /// Key-metadata entry holding a key-level endorsement policy.
 pub const VALIDATION_PARAMETER: &str = "VALIDATION_PARAMETER";
-const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
+/// Prefix of an organization's implicit private data collection: `_implicit_org_<MSPID>`.
+pub const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
+
+/// The state namespace holding a collection's hashed keys (hex SHA-256) and value hashes,
+/// kept by every peer of the channel; private values live apart, on member peers only.
+pub fn hashed_namespace(namespace: &str, collection: &str) -> String {
+    format!("{namespace}$$h{collection}")
+}
+
+/// A private data collection of a chaincode (Fabric's `StaticCollectionConfig`), or an
+/// organization's implicit collection.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    pub name: String,
+    /// Which organizations' peers hold the data, and whose clients are members.
+    pub members: SignaturePolicy,
+    pub members_text: String,
+    /// Peers the endorser must push the data to besides itself, or the endorsement fails.
+    pub required_peer_count: usize,
+    /// Peers the endorser pushes the data to at most.
+    pub maximum_peer_count: usize,
+    /// Blocks the data lives after the block that wrote it; 0: forever.
+    pub block_to_live: u64,
+    /// Only clients of member organizations may read (write) it at endorsement.
+    pub member_only_read: bool,
+    pub member_only_write: bool,
+    /// Overrides the chaincode's policy for writes to the collection.
+    pub endorsement_policy: Option<EndorsementPolicy>,
+}
+
+impl Collection {
+    /// A collection from its `StaticCollectionConfig`.
+    pub fn from_static(config: &StaticCollectionConfig) -> Result<Self, ConvertError> {
+        let invalid = |why: String| ConvertError::Invalid("collection config", why);
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if config.name.is_empty()
+            || config.name.starts_with(IMPLICIT_COLLECTION_PREFIX)
+            || !config.name.chars().all(allowed)
+        {
+            return Err(invalid(format!("collection name {:?} is not allowed", config.name)));
+        }
+        let envelope = match config.member_orgs_policy.as_ref().and_then(|p| p.payload.as_ref()) {
+            Some(collection_policy_config::Payload::SignaturePolicy(envelope)) => envelope,
+            None => return Err(invalid(format!("collection {} has no member_orgs_policy", config.name))),
+        };
+        let members = SignaturePolicy::from_envelope(envelope)
+            .map_err(|e| invalid(format!("collection {}: {e}", config.name)))?;
+        let count = |n: i32, what: &str| {
+            usize::try_from(n).map_err(|_| invalid(format!("collection {}: negative {what}", config.name)))
+        };
+        let required_peer_count = count(config.required_peer_count, "required_peer_count")?;
+        let maximum_peer_count = count(config.maximum_peer_count, "maximum_peer_count")?;
+        if maximum_peer_count < required_peer_count {
+            return Err(invalid(format!(
+                "collection {}: maximum_peer_count {maximum_peer_count} is below required_peer_count {required_peer_count}",
+                config.name
+            )));
+        }
+        let endorsement_policy = config
+            .endorsement_policy
+            .as_ref()
+            .filter(|p| p.r#type.is_some())
+            .map(EndorsementPolicy::from_application_policy)
+            .transpose()?;
+        Ok(Self {
+            name: config.name.clone(),
+            members,
+            members_text: policy_to_string(envelope),
+            required_peer_count,
+            maximum_peer_count,
+            block_to_live: config.block_to_live,
+            member_only_read: config.member_only_read,
+            member_only_write: config.member_only_write,
+            endorsement_policy,
+        })
+    }
+
+    /// The implicit collection of the organization `msp_id` (named `org_name` in the
+    /// channel config): its members are that organization, writes need its
+    /// `Endorsement` policy, and the endorser pushes the data to at most one other peer
+    /// (Fabric's default `implicitCollectionDisseminationPolicy`).
+    pub fn implicit(msp_id: &str, org_name: &str) -> Result<Self, ConvertError> {
+        let text = format!("OR('{msp_id}.member')");
+        let envelope = medfabric_msp::parse_policy(&text)
+            .map_err(|e| ConvertError::Invalid("implicit collection", e.to_string()))?;
+        let members = SignaturePolicy::from_envelope(&envelope)
+            .map_err(|e| ConvertError::Invalid("implicit collection", e.to_string()))?;
+        Ok(Self {
+            name: format!("{IMPLICIT_COLLECTION_PREFIX}{msp_id}"),
+            members,
+            members_text: text,
+            required_peer_count: 0,
+            maximum_peer_count: 1,
+            block_to_live: 0,
+            member_only_read: true,
+            member_only_write: true,
+            endorsement_policy: Some(EndorsementPolicy::ChannelReference(format!(
+                "/Channel/Application/{org_name}/Endorsement"
+            ))),
+        })
+    }
+
+    /// Is `identity` (a client or a peer) of a member organization?
+    pub fn is_member(&self, identity: &Arc<Identity>) -> bool {
+        self.members.evaluate(std::slice::from_ref(identity))
+    }
+}
+
+fn collections_of(
+    package: Option<&CollectionConfigPackage>,
+) -> Result<BTreeMap<String, Collection>, ConvertError> {
+    let mut out = BTreeMap::new();
+    for config in package.map(|p| p.config.as_slice()).unwrap_or_default() {
+        let Some(collection_config::Payload::StaticCollectionConfig(config)) = &config.payload else {
+            return Err(ConvertError::Missing("CollectionConfig.static_collection_config"));
+        };
+        let collection = Collection::from_static(config)?;
+        if out.insert(collection.name.clone(), collection).is_some() {
+            return Err(ConvertError::Invalid(
+                "collection config",
+                format!("collection {} defined twice", config.name),
+            ));
+        }
+    }
+    Ok(out)
+}
 
 /// An endorsement policy: a signature policy, or a reference to a channel policy.
 #[derive(Debug, Clone)]
@@ -77,6 +205,21 @@ pub struct Definition {
     pub policy: EndorsementPolicy,
     /// Defined by Fabric's `_lifecycle` transactions (rather than the channel config).
     pub from_lifecycle: bool,
+    /// Explicit private data collections by name.
+    pub collections: BTreeMap<String, Collection>,
+}
+
+impl Definition {
+    /// The collection `name` of this chaincode: an explicit one, or the implicit
+    /// collection of an application organization of the channel.
+    pub fn collection(&self, name: &str, resources: &ChannelResources) -> Option<Collection> {
+        if let Some(collection) = self.collections.get(name) {
+            return Some(collection.clone());
+        }
+        let msp_id = name.strip_prefix(IMPLICIT_COLLECTION_PREFIX)?;
+        let org = resources.config.application_orgs.iter().find(|o| o.msp_id == msp_id)?;
+        Collection::implicit(msp_id, &org.name).ok()
+    }
 }
 
 /// The chaincode definitions in force on a channel.
@@ -107,6 +250,7 @@ impl ChaincodeRegistry {
                     sequence: def.sequence,
                     policy: EndorsementPolicy::from_application_policy(policy)?,
                     from_lifecycle: false,
+                    collections: collections_of(def.collections.as_ref())?,
                 },
             );
         }
@@ -131,6 +275,7 @@ impl ChaincodeRegistry {
             sequence: Option<i64>,
             version: Option<String>,
             policy: Option<EndorsementPolicy>,
+            collections: Option<BTreeMap<String, Collection>>,
         }
         let mut by_name: BTreeMap<&str, Fields> = BTreeMap::new();
         for write in writes {
@@ -152,6 +297,10 @@ impl ChaincodeRegistry {
                     let policy: ApplicationPolicy = decode("ApplicationPolicy", &info.validation_parameter)?;
                     entry.policy = Some(EndorsementPolicy::from_application_policy(&policy)?);
                 }
+                ("Collections", Some(state_data::Type::Bytes(bytes))) => {
+                    let package: CollectionConfigPackage = decode("CollectionConfigPackage", &bytes)?;
+                    entry.collections = Some(collections_of(Some(&package))?);
+                }
                 _ => {}
             }
         }
@@ -161,10 +310,19 @@ impl ChaincodeRegistry {
             let existing = self.definitions.get(name);
             let version = fields.version.or_else(|| existing.map(|d| d.version.clone()));
             let policy = fields.policy.or_else(|| existing.map(|d| d.policy.clone()));
+            let collections =
+                fields.collections.or_else(|| existing.map(|d| d.collections.clone())).unwrap_or_default();
             if let (Some(version), Some(policy)) = (version, policy) {
                 self.definitions.insert(
                     name.to_owned(),
-                    Definition { name: name.to_owned(), version, sequence, policy, from_lifecycle: true },
+                    Definition {
+                        name: name.to_owned(),
+                        version,
+                        sequence,
+                        policy,
+                        from_lifecycle: true,
+                        collections,
+                    },
                 );
             }
         }
@@ -261,17 +419,14 @@ pub fn check_endorsement(
     let mut invoked_checked = false;
     for ns in &rwset.ns_rwset {
         let kv: KvrwSet = decode("KVRWSet", &ns.rwset)?;
-        let collection_writes: Vec<&str> = ns
-            .collection_hashed_rwset
-            .iter()
-            .filter(|c| {
-                decode::<medfabric_proto::kvrwset::HashedRwSet>("HashedRWSet", &c.hashed_rwset)
-                    .map(|h| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty())
-                    .unwrap_or(true)
-            })
-            .map(|c| c.collection_name.as_str())
-            .collect();
-        if kv.writes.is_empty() && kv.metadata_writes.is_empty() && collection_writes.is_empty() {
+        let mut collection_sets = Vec::new();
+        for c in &ns.collection_hashed_rwset {
+            let hashed: HashedRwSet = decode("HashedRWSet", &c.hashed_rwset)?;
+            if !hashed.hashed_writes.is_empty() || !hashed.metadata_writes.is_empty() {
+                collection_sets.push((c.collection_name.as_str(), hashed));
+            }
+        }
+        if kv.writes.is_empty() && kv.metadata_writes.is_empty() && collection_sets.is_empty() {
             continue;
         }
         invoked_checked |= ns.namespace == invoked;
@@ -282,7 +437,7 @@ pub fn check_endorsement(
                     return Ok(Some(format!("{path} not satisfied")));
                 }
             }
-            for collection in collection_writes {
+            for (collection, _) in collection_sets {
                 let Some(msp_id) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) else {
                     return Ok(Some(format!(
                         "illegal write to collection {collection} of {LIFECYCLE_NAMESPACE}"
@@ -302,26 +457,50 @@ pub fn check_endorsement(
         let Some(definition) = registry.get(&ns.namespace) else {
             return Ok(Some(format!("no chaincode definition for namespace {:?}", ns.namespace)));
         };
-        let mut needs_chaincode_policy = !collection_writes.is_empty();
+        let mut needs_chaincode_policy = false;
         let written = kv.writes.iter().map(|w| &w.key).chain(kv.metadata_writes.iter().map(|m| &m.key));
         for key in written {
-            if key_policies.updated_in_block(&ns.namespace, key) {
-                return Ok(Some(format!(
-                    "the key-level policy of {}/{key:?} was changed by an earlier transaction of this block",
-                    ns.namespace
-                )));
+            match key_policy(key_policies, &ns.namespace, key, endorsers)? {
+                KeyVerdict::Failed(why) => return Ok(Some(why)),
+                KeyVerdict::Satisfied => {}
+                KeyVerdict::NoPolicy => needs_chaincode_policy = true,
             }
-            match key_policies.committed_policy(&ns.namespace, key)? {
-                Some(envelope) => {
-                    let policy = SignaturePolicy::from_bytes(&envelope)
-                        .map_err(|e| ConvertError::Invalid("key-level policy", e.to_string()))?;
-                    if !policy.evaluate(endorsers) {
-                        return Ok(Some(format!(
-                            "key-level policy of {}/{key:?} not satisfied",
-                            ns.namespace
-                        )));
-                    }
+        }
+        // Private keys: their key-level policy, else the collection's policy, else the
+        // chaincode's.
+        for (name, hashed) in &collection_sets {
+            let Some(collection) = definition.collection(name, resources) else {
+                return Ok(Some(format!(
+                    "collection {name} is not defined for chaincode {}",
+                    definition.name
+                )));
+            };
+            let hashed_ns = hashed_namespace(&ns.namespace, name);
+            let key_hashes = hashed
+                .hashed_writes
+                .iter()
+                .map(|w| &w.key_hash)
+                .chain(hashed.metadata_writes.iter().map(|m| &m.key_hash));
+            let mut needs_collection_policy = false;
+            for key_hash in key_hashes {
+                match key_policy(key_policies, &hashed_ns, &hex::encode(key_hash), endorsers)? {
+                    KeyVerdict::Failed(why) => return Ok(Some(why)),
+                    KeyVerdict::Satisfied => {}
+                    KeyVerdict::NoPolicy => needs_collection_policy = true,
                 }
+            }
+            if !needs_collection_policy {
+                continue;
+            }
+            match &collection.endorsement_policy {
+                Some(policy) if !policy.evaluate(endorsers, resources)? => {
+                    return Ok(Some(format!(
+                        "endorsement policy {} of collection {name} of chaincode {} not satisfied",
+                        policy.describe(),
+                        definition.name
+                    )));
+                }
+                Some(_) => {}
                 None => needs_chaincode_policy = true,
             }
         }
@@ -353,6 +532,36 @@ pub fn check_endorsement(
         }
     }
     Ok(None)
+}
+
+enum KeyVerdict {
+    Satisfied,
+    Failed(String),
+    NoPolicy,
+}
+
+/// A written key's own (key-level) policy, if it has one.
+fn key_policy(
+    key_policies: &dyn KeyPolicySource,
+    namespace: &str,
+    key: &str,
+    endorsers: &[Arc<Identity>],
+) -> Result<KeyVerdict, ConvertError> {
+    if key_policies.updated_in_block(namespace, key) {
+        return Ok(KeyVerdict::Failed(format!(
+            "the key-level policy of {namespace}/{key:?} was changed by an earlier transaction of this block"
+        )));
+    }
+    let Some(envelope) = key_policies.committed_policy(namespace, key)? else {
+        return Ok(KeyVerdict::NoPolicy);
+    };
+    let policy = SignaturePolicy::from_bytes(&envelope)
+        .map_err(|e| ConvertError::Invalid("key-level policy", e.to_string()))?;
+    if policy.evaluate(endorsers) {
+        Ok(KeyVerdict::Satisfied)
+    } else {
+        Ok(KeyVerdict::Failed(format!("key-level policy of {namespace}/{key:?} not satisfied")))
+    }
 }
 
 fn evaluate_path(

@@ -20,6 +20,18 @@
 //! | `event` | name, payload | - | "event:" + name = payload, and the event |
 //! | `sbe` | key, orgs | - | key-level policy: a peer of every listed org |
 //! | `callput` | chaincode, key, value | - | "via:" + key = value, then `put(key, value)` of chaincode |
+//!
+//! Private data (medfabric additions; values come in the transient map under `value`,
+//! so they never enter a block):
+//!
+//! | function | arguments | reads | writes |
+//! |---|---|---|---|
+//! | `putpvt` | collection, key | - | private key = transient `value` |
+//! | `getpvt` | collection, key | private key | - (payload: the value) |
+//! | `hashpvt` | collection, key | private key hash | - (payload: hex SHA-256 of the value) |
+//! | `delpvt` | collection, key | - | delete private key |
+//! | `purgepvt` | collection, key | - | purge private key (every version, on every member peer) |
+//! | `incpvt` | collection, key | private key | private key = n + 1 (payload: n + 1) |
 
 use bytes::Bytes;
 use medfabric_shim::{ChaincodeStub, ContractError, Router};
@@ -46,6 +58,57 @@ pub fn chaincode() -> Router {
         .route("event", event)
         .route("sbe", sbe)
         .route("callput", callput)
+        .route("putpvt", putpvt)
+        .route("getpvt", getpvt)
+        .route("hashpvt", hashpvt)
+        .route("delpvt", delpvt)
+        .route("purgepvt", purgepvt)
+        .route("incpvt", incpvt)
+}
+
+/// Transient-map entry holding the value of `putpvt`.
+pub const TRANSIENT_VALUE: &str = "value";
+
+fn putpvt(stub: &mut dyn ChaincodeStub, (collection, key): (String, String)) -> Outcome<()> {
+    let Some(value) = stub.transient().get(TRANSIENT_VALUE).cloned() else {
+        return Err(ContractError::new(format!("transient data must carry {TRANSIENT_VALUE:?}")));
+    };
+    Ok(stub.put_private_data(&collection, &key, value)?)
+}
+
+fn getpvt(stub: &mut dyn ChaincodeStub, (collection, key): (String, String)) -> Outcome<String> {
+    match stub.get_private_data(&collection, &key)? {
+        Some(value) => Ok(String::from_utf8_lossy(&value).into_owned()),
+        None => Err(ContractError::new(format!("not found: {key}"))),
+    }
+}
+
+fn hashpvt(stub: &mut dyn ChaincodeStub, (collection, key): (String, String)) -> Outcome<String> {
+    match stub.get_private_data_hash(&collection, &key)? {
+        Some(hash) => Ok(hash.iter().map(|b| format!("{b:02x}")).collect()),
+        None => Err(ContractError::new(format!("not found: {key}"))),
+    }
+}
+
+fn delpvt(stub: &mut dyn ChaincodeStub, (collection, key): (String, String)) -> Outcome<()> {
+    Ok(stub.del_private_data(&collection, &key)?)
+}
+
+fn purgepvt(stub: &mut dyn ChaincodeStub, (collection, key): (String, String)) -> Outcome<()> {
+    Ok(stub.purge_private_data(&collection, &key)?)
+}
+
+fn incpvt(stub: &mut dyn ChaincodeStub, (collection, key): (String, String)) -> Outcome<String> {
+    let current = match stub.get_private_data(&collection, &key)? {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| ContractError::new(format!("value of {key} is not an integer")))?,
+    };
+    let next = current + 1;
+    stub.put_private_data(&collection, &key, Bytes::from(next.to_string()))?;
+    Ok(next.to_string())
 }
 
 fn put(stub: &mut dyn ChaincodeStub, (key, value): (String, String)) -> Outcome<()> {

@@ -8,9 +8,9 @@ pub enum ShimError {
     /// The call's arguments are not acceptable (empty key, bad composite key, ...).
     #[error("{0}")]
     Invalid(String),
-    /// The call is not available in this release.
-    #[error("{0} is not supported yet: private data collections are not available in this release")]
-    NotSupported(&'static str),
+    /// The transaction's creator may not do this (member-only collections).
+    #[error("{0}")]
+    Denied(String),
     /// The ledger could not answer.
     #[error("ledger error: {0}")]
     Ledger(String),

@@ -29,4 +29,7 @@ pub use stub::{
     Chaincode, ChaincodeStub, EMPTY_KEY_SUBSTITUTE, ERROR, ERROR_THRESHOLD, KeyValue, OK, PageMetadata,
     error, success,
 };
-pub use tx::{StateView, TxContext, TxRecord, VALIDATION_PARAMETER, Version, VersionedValue};
+pub use tx::{
+    Access, CollectionRules, PrivateRecord, PrivateWrite, StateView, TxContext, TxRecord,
+    VALIDATION_PARAMETER, Version, VersionedValue,
+};

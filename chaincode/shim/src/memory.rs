@@ -15,7 +15,10 @@ use prost_types::Timestamp;
 
 use crate::error::ShimResult;
 use crate::stub::{Chaincode, ChaincodeStub, ERROR_THRESHOLD, KeyValue};
-use crate::tx::{StateView, TxContext, TxRecord, VALIDATION_PARAMETER, Version, VersionedValue, execute};
+use crate::tx::{
+    CollectionRules, PrivateRecord, PrivateWrite, StateView, TxContext, TxRecord, VALIDATION_PARAMETER,
+    Version, VersionedValue, execute, hash,
+};
 
 /// Committed state and history held in memory.
 #[derive(Debug, Default, Clone)]
@@ -23,6 +26,10 @@ pub struct MemoryState {
     state: BTreeMap<(String, String), VersionedValue>,
     /// Modifications per key, oldest first.
     history: BTreeMap<(String, String), Vec<KeyModification>>,
+    /// Private values by (namespace, collection, key).
+    private: BTreeMap<(String, String, String), VersionedValue>,
+    /// Hashed private entries by (namespace, collection, key hash).
+    hashed: BTreeMap<(String, String, Vec<u8>), VersionedValue>,
 }
 
 impl MemoryState {
@@ -49,6 +56,11 @@ impl MemoryState {
                 });
             }
         }
+        for (namespace, collections) in &record.private {
+            for (collection, private) in collections {
+                self.apply_private(namespace, collection, private, version);
+            }
+        }
         for (namespace, writes) in &record.metadata_writes {
             for (key, entries) in writes {
                 if let Some(current) = self.state.get_mut(&(namespace.clone(), key.clone())) {
@@ -61,6 +73,45 @@ impl MemoryState {
                 }
             }
         }
+    }
+
+    fn apply_private(&mut self, namespace: &str, collection: &str, record: &PrivateRecord, version: Version) {
+        for (key, write) in &record.writes {
+            let id = (namespace.to_owned(), collection.to_owned(), key.clone());
+            let hashed_id = (namespace.to_owned(), collection.to_owned(), hash(key.as_bytes()).to_vec());
+            match write {
+                PrivateWrite::Put(value) => {
+                    let metadata =
+                        self.hashed.get(&hashed_id).map(|v| v.metadata.clone()).unwrap_or_default();
+                    let value_hash = Bytes::copy_from_slice(&hash(value));
+                    self.hashed.insert(hashed_id, VersionedValue { value: value_hash, version, metadata });
+                    self.private.insert(
+                        id,
+                        VersionedValue { value: value.clone(), version, metadata: BTreeMap::new() },
+                    );
+                }
+                PrivateWrite::Delete | PrivateWrite::Purge => {
+                    self.hashed.remove(&hashed_id);
+                    self.private.remove(&id);
+                }
+            }
+        }
+        for (key, entries) in &record.metadata_writes {
+            let hashed_id = (namespace.to_owned(), collection.to_owned(), hash(key.as_bytes()).to_vec());
+            if let Some(current) = self.hashed.get_mut(&hashed_id) {
+                current.metadata = entries
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                current.version = version;
+            }
+        }
+    }
+
+    /// The private value of a key.
+    pub fn private_value(&self, namespace: &str, collection: &str, key: &str) -> Option<&VersionedValue> {
+        self.private.get(&(namespace.to_owned(), collection.to_owned(), key.to_owned()))
     }
 
     /// Sets (or with `None` removes) a key directly, as a committer applying a block
@@ -110,6 +161,43 @@ impl StateView for MemoryState {
             .map(|h| h.iter().rev().cloned().collect())
             .unwrap_or_default())
     }
+
+    fn private_hash(
+        &self,
+        namespace: &str,
+        collection: &str,
+        key_hash: &[u8],
+    ) -> ShimResult<Option<VersionedValue>> {
+        Ok(self.hashed.get(&(namespace.to_owned(), collection.to_owned(), key_hash.to_vec())).cloned())
+    }
+
+    fn private_get(
+        &self,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> ShimResult<Option<VersionedValue>> {
+        Ok(self.private_value(namespace, collection, key).cloned())
+    }
+
+    fn private_range(
+        &self,
+        namespace: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        Ok(self
+            .private
+            .range((namespace.to_owned(), collection.to_owned(), start.to_owned())..)
+            .take_while(|((ns, coll, key), _)| {
+                ns == namespace && coll == collection && (end.is_empty() || key.as_str() < end)
+            })
+            .take(limit)
+            .map(|((_, _, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
 }
 
 /// The outcome of one mock transaction.
@@ -137,6 +225,7 @@ pub struct MockStub {
     transient: BTreeMap<String, Bytes>,
     timestamp: Timestamp,
     height: u64,
+    collections: Option<Arc<dyn CollectionRules>>,
 }
 
 impl std::fmt::Debug for MockStub {
@@ -159,6 +248,7 @@ impl MockStub {
             transient: BTreeMap::new(),
             timestamp: Timestamp { seconds: 1_700_000_000, nanos: 0 },
             height: 1,
+            collections: None,
         }
     }
 
@@ -175,6 +265,17 @@ impl MockStub {
 
     pub fn set_transient(&mut self, transient: BTreeMap<String, Bytes>) {
         self.transient = transient;
+    }
+
+    /// The collection rules later transactions run under (default: every collection
+    /// exists and anyone may read and write it).
+    pub fn set_collection_rules(&mut self, rules: Arc<dyn CollectionRules>) {
+        self.collections = Some(rules);
+    }
+
+    /// The committed private value of `key` in `collection` of chaincode `namespace`.
+    pub fn private_value(&self, namespace: &str, collection: &str, key: &str) -> Option<Bytes> {
+        self.state.private_value(namespace, collection, key).map(|v| v.value.clone())
     }
 
     /// The transaction time later transactions carry (it advances by a second per tx).
@@ -206,6 +307,7 @@ impl MockStub {
             transient: self.transient.clone(),
             timestamp: Some(self.timestamp),
             signed_proposal: None,
+            collections: self.collections.clone(),
         }
     }
 

@@ -9,7 +9,7 @@ use medfabric_proto::queryresult::KeyModification;
 use prost_types::Timestamp;
 
 use crate::composite::{self, MAX_UNICODE_RUNE};
-use crate::error::{ShimError, ShimResult};
+use crate::error::ShimResult;
 use crate::identity::ClientIdentity;
 
 /// Status of a successful response.
@@ -60,10 +60,6 @@ pub struct PageMetadata {
 /// Fabric substitutes this key for an empty range start, which keeps simple-key ranges
 /// out of the composite-key namespace (keys starting with U+0000).
 pub const EMPTY_KEY_SUBSTITUTE: &str = "\u{1}";
-
-fn private_data_unsupported<T>(call: &'static str) -> ShimResult<T> {
-    Err(ShimError::NotSupported(call))
-}
 
 /// What a chaincode can ask of the peer during one transaction.
 ///
@@ -201,52 +197,60 @@ pub trait ChaincodeStub {
         self.query_range_page(&start, &end, page_size, bookmark)
     }
 
-    // ---- private data: arrives with private data collections --------------------------
+    // ---- private data (primitives) -----------------------------------------------------
 
-    fn get_private_data(&mut self, _collection: &str, _key: &str) -> ShimResult<Option<Bytes>> {
-        private_data_unsupported("GetPrivateData")
-    }
-    fn get_private_data_hash(&mut self, _collection: &str, _key: &str) -> ShimResult<Option<Bytes>> {
-        private_data_unsupported("GetPrivateDataHash")
-    }
-    fn put_private_data(&mut self, _collection: &str, _key: &str, _value: Bytes) -> ShimResult<()> {
-        private_data_unsupported("PutPrivateData")
-    }
-    fn del_private_data(&mut self, _collection: &str, _key: &str) -> ShimResult<()> {
-        private_data_unsupported("DelPrivateData")
-    }
-    fn purge_private_data(&mut self, _collection: &str, _key: &str) -> ShimResult<()> {
-        private_data_unsupported("PurgePrivateData")
-    }
+    /// Reads a private key on a peer of a member organization; the read (of the key's
+    /// hash, with its version) joins the read set. Fails on a peer that lacks the value
+    /// the hashed state names (a non-member, or data not yet reconciled).
+    fn get_private_data(&mut self, collection: &str, key: &str) -> ShimResult<Option<Bytes>>;
+    /// The SHA-256 of a private value; works on every peer.
+    fn get_private_data_hash(&mut self, collection: &str, key: &str) -> ShimResult<Option<Bytes>>;
+    /// Writes a private key: the value goes peer to peer, only its hash into the block.
+    /// An empty value deletes.
+    fn put_private_data(&mut self, collection: &str, key: &str, value: Bytes) -> ShimResult<()>;
+    fn del_private_data(&mut self, collection: &str, key: &str) -> ShimResult<()>;
+    /// Deletes a private key and removes every earlier version of it from every member
+    /// peer (Fabric 2.5's purge); the block keeps the hashed evidence.
+    fn purge_private_data(&mut self, collection: &str, key: &str) -> ShimResult<()>;
+    /// Private keys in `[start, end)` as this peer holds them (not re-checked at commit).
     fn get_private_data_by_range(
         &mut self,
-        _collection: &str,
-        _start: &str,
-        _end: &str,
-    ) -> ShimResult<Vec<KeyValue>> {
-        private_data_unsupported("GetPrivateDataByRange")
-    }
-    fn get_private_data_by_partial_composite_key(
-        &mut self,
-        _collection: &str,
-        _object_type: &str,
-        _attributes: &[&str],
-    ) -> ShimResult<Vec<KeyValue>> {
-        private_data_unsupported("GetPrivateDataByPartialCompositeKey")
-    }
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> ShimResult<Vec<KeyValue>>;
     fn set_private_data_validation_parameter(
         &mut self,
-        _collection: &str,
-        _key: &str,
-        _policy: Bytes,
-    ) -> ShimResult<()> {
-        private_data_unsupported("SetPrivateDataValidationParameter")
-    }
+        collection: &str,
+        key: &str,
+        policy: Bytes,
+    ) -> ShimResult<()>;
     fn get_private_data_validation_parameter(
         &mut self,
-        _collection: &str,
-        _key: &str,
-    ) -> ShimResult<Option<Bytes>> {
-        private_data_unsupported("GetPrivateDataValidationParameter")
+        collection: &str,
+        key: &str,
+    ) -> ShimResult<Option<Bytes>>;
+
+    // ---- provided: private data conveniences ---------------------------------------------
+
+    /// Reads several private keys.
+    fn get_multiple_private_data(
+        &mut self,
+        collection: &str,
+        keys: &[&str],
+    ) -> ShimResult<Vec<Option<Bytes>>> {
+        keys.iter().map(|key| self.get_private_data(collection, key)).collect()
+    }
+
+    /// Private composite keys of `object_type` whose leading attributes are `attributes`.
+    fn get_private_data_by_partial_composite_key(
+        &mut self,
+        collection: &str,
+        object_type: &str,
+        attributes: &[&str],
+    ) -> ShimResult<Vec<KeyValue>> {
+        let start = composite::create_composite_key(object_type, attributes)?;
+        let end = format!("{start}{MAX_UNICODE_RUNE}");
+        self.get_private_data_by_range(collection, &start, &end)
     }
 }

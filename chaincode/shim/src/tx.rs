@@ -46,6 +46,48 @@ pub trait StateView {
     ) -> ShimResult<Vec<(String, VersionedValue)>>;
     /// Committed modifications of a key, newest first.
     fn history(&self, namespace: &str, key: &str) -> ShimResult<Vec<KeyModification>>;
+    /// The hashed entry of a private key, kept by every peer: the value is the SHA-256
+    /// of the private value; version and metadata (key-level policy) are the key's.
+    fn private_hash(
+        &self,
+        namespace: &str,
+        collection: &str,
+        key_hash: &[u8],
+    ) -> ShimResult<Option<VersionedValue>>;
+    /// The private value of a key, held only by peers of member organizations (`None`
+    /// when absent here).
+    fn private_get(&self, namespace: &str, collection: &str, key: &str)
+    -> ShimResult<Option<VersionedValue>>;
+    /// Private keys of a collection held here in `[start, end)`, at most `limit`.
+    fn private_range(
+        &self,
+        namespace: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>>;
+}
+
+/// SHA-256 of a private key or value, as the hashed read-write set carries it.
+pub fn hash(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// What a transaction does to a private data collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The collection rules of one transaction: which collections the chaincode defines and
+/// whether the transaction's creator may read or write them (member-only read/write).
+pub trait CollectionRules: Send + Sync + std::fmt::Debug {
+    /// `Err` when `collection` is not defined for chaincode `namespace`, or the creator may
+    /// not `access` it.
+    fn check(&self, namespace: &str, collection: &str, access: Access) -> ShimResult<()>;
 }
 
 /// Finds the chaincode a transaction calls by name.
@@ -69,6 +111,37 @@ pub struct TxContext {
     pub transient: BTreeMap<String, Bytes>,
     pub timestamp: Option<Timestamp>,
     pub signed_proposal: Option<SignedProposal>,
+    /// Collection rules (none: every collection exists and is open, as in a bare mock).
+    pub collections: Option<Arc<dyn CollectionRules>>,
+}
+
+/// A private write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateWrite {
+    Put(Bytes),
+    Delete,
+    /// Removes the key and every earlier version of it from every member peer.
+    Purge,
+}
+
+/// What a transaction read and wrote in one private data collection, by plaintext key.
+/// Only hashes of it enter the transaction; the values travel peer to peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivateRecord {
+    /// Point reads with the version of the key's hash seen (`None`: absent).
+    pub reads: BTreeMap<String, Option<Version>>,
+    pub writes: BTreeMap<String, PrivateWrite>,
+    pub metadata_writes: BTreeMap<String, BTreeMap<String, Bytes>>,
+}
+
+impl PrivateRecord {
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty() && self.writes.is_empty() && self.metadata_writes.is_empty()
+    }
+
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty() || !self.metadata_writes.is_empty()
+    }
 }
 
 /// A range query as it will be re-checked at commit: the committed keys it saw.
@@ -96,11 +169,22 @@ pub struct TxRecord {
     pub chaincodes: BTreeSet<String>,
     /// A paginated query ran: the transaction may not write.
     pub paginated: bool,
+    /// Private data by namespace and collection.
+    pub private: BTreeMap<String, BTreeMap<String, PrivateRecord>>,
 }
 
 impl TxRecord {
     pub fn has_writes(&self) -> bool {
-        self.writes.values().any(|w| !w.is_empty()) || self.metadata_writes.values().any(|w| !w.is_empty())
+        self.writes.values().any(|w| !w.is_empty())
+            || self.metadata_writes.values().any(|w| !w.is_empty())
+            || self.private.values().flat_map(|c| c.values()).any(PrivateRecord::has_writes)
+    }
+
+    /// Did the transaction write anything (public or private) in `namespace`?
+    pub fn has_writes_in(&self, namespace: &str) -> bool {
+        self.writes.get(namespace).is_some_and(|w| !w.is_empty())
+            || self.metadata_writes.get(namespace).is_some_and(|w| !w.is_empty())
+            || self.private.get(namespace).is_some_and(|c| c.values().any(PrivateRecord::has_writes))
     }
 
     /// Namespaces with anything recorded, in order.
@@ -110,6 +194,9 @@ impl TxRecord {
         names.extend(self.ranges.iter().filter(|(_, r)| !r.is_empty()).map(|(n, _)| n.as_str()));
         names.extend(self.writes.iter().filter(|(_, w)| !w.is_empty()).map(|(n, _)| n.as_str()));
         names.extend(self.metadata_writes.iter().filter(|(_, w)| !w.is_empty()).map(|(n, _)| n.as_str()));
+        names.extend(
+            self.private.iter().filter(|(_, c)| c.values().any(|r| !r.is_empty())).map(|(n, _)| n.as_str()),
+        );
         names
     }
 }
@@ -209,6 +296,47 @@ impl TxStub<'_> {
 
     fn record_read(&mut self, key: &str, version: Option<Version>) {
         self.record.reads.entry(self.namespace.clone()).or_default().entry(key.to_owned()).or_insert(version);
+    }
+
+    fn check_collection(&self, collection: &str, access: Access) -> ShimResult<()> {
+        if collection.is_empty() {
+            return Err(ShimError::Invalid("collection must not be an empty string".into()));
+        }
+        match &self.context.collections {
+            Some(rules) => rules.check(&self.namespace, collection, access),
+            None => Ok(()),
+        }
+    }
+
+    fn private_record(&mut self, collection: &str) -> &mut PrivateRecord {
+        self.record
+            .private
+            .entry(self.namespace.clone())
+            .or_default()
+            .entry(collection.to_owned())
+            .or_default()
+    }
+
+    fn own_private_write(&self, collection: &str, key: &str) -> Option<&PrivateWrite> {
+        self.record.private.get(&self.namespace)?.get(collection)?.writes.get(key)
+    }
+
+    fn write_private(&mut self, collection: &str, key: &str, write: PrivateWrite) -> ShimResult<()> {
+        check_key(key)?;
+        self.check_collection(collection, Access::Write)?;
+        self.check_write()?;
+        self.private_record(collection).writes.insert(key.to_owned(), write);
+        Ok(())
+    }
+
+    /// The committed hashed entry of a private key; the read joins the read set.
+    fn read_private_hash(&mut self, collection: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        let hashed = self.state.private_hash(&self.namespace, collection, &hash(key.as_bytes()))?;
+        self.private_record(collection)
+            .reads
+            .entry(key.to_owned())
+            .or_insert(hashed.as_ref().map(|h| h.version));
+        Ok(hashed)
     }
 }
 
@@ -367,6 +495,119 @@ impl ChaincodeStub for TxStub<'_> {
         let found = self.state.get(&self.namespace, key)?;
         self.record_read(key, found.as_ref().map(|v| v.version));
         Ok(found.and_then(|v| v.metadata.get(VALIDATION_PARAMETER).filter(|p| !p.is_empty()).cloned()))
+    }
+
+    fn get_private_data(&mut self, collection: &str, key: &str) -> ShimResult<Option<Bytes>> {
+        check_key(key)?;
+        self.check_collection(collection, Access::Read)?;
+        if let Some(write) = self.own_private_write(collection, key) {
+            return Ok(match write {
+                PrivateWrite::Put(value) => Some(value.clone()),
+                PrivateWrite::Delete | PrivateWrite::Purge => None,
+            });
+        }
+        let Some(hashed) = self.read_private_hash(collection, key)? else { return Ok(None) };
+        let private = self.state.private_get(&self.namespace, collection, key)?;
+        match private {
+            Some(private) if private.version == hashed.version => Ok(Some(private.value)),
+            private => Err(ShimError::Invalid(format!(
+                "private data matching public hash version is not available. Public hash version = {:?}, Private data version = {:?}",
+                hashed.version,
+                private.map(|p| p.version)
+            ))),
+        }
+    }
+
+    fn get_private_data_hash(&mut self, collection: &str, key: &str) -> ShimResult<Option<Bytes>> {
+        check_key(key)?;
+        self.check_collection(collection, Access::Read).or_else(|e| match e {
+            // The hash is readable by everyone; only an undefined collection fails.
+            ShimError::Denied(_) => Ok(()),
+            other => Err(other),
+        })?;
+        if let Some(write) = self.own_private_write(collection, key) {
+            return Ok(match write {
+                PrivateWrite::Put(value) => Some(Bytes::copy_from_slice(&hash(value))),
+                PrivateWrite::Delete | PrivateWrite::Purge => None,
+            });
+        }
+        Ok(self.read_private_hash(collection, key)?.map(|h| h.value))
+    }
+
+    fn put_private_data(&mut self, collection: &str, key: &str, value: Bytes) -> ShimResult<()> {
+        let write = if value.is_empty() { PrivateWrite::Delete } else { PrivateWrite::Put(value) };
+        self.write_private(collection, key, write)
+    }
+
+    fn del_private_data(&mut self, collection: &str, key: &str) -> ShimResult<()> {
+        self.write_private(collection, key, PrivateWrite::Delete)
+    }
+
+    fn purge_private_data(&mut self, collection: &str, key: &str) -> ShimResult<()> {
+        self.write_private(collection, key, PrivateWrite::Purge)
+    }
+
+    fn get_private_data_by_range(
+        &mut self,
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> ShimResult<Vec<KeyValue>> {
+        self.check_collection(collection, Access::Read)?;
+        let committed =
+            self.state.private_range(&self.namespace, collection, start, end, MAX_RANGE_RESULTS + 1)?;
+        if committed.len() > MAX_RANGE_RESULTS {
+            return Err(ShimError::Invalid(format!(
+                "range query [{start:?}, {end:?}) matches more than {MAX_RANGE_RESULTS} keys"
+            )));
+        }
+        let mut merged: BTreeMap<String, Bytes> = committed.into_iter().map(|(k, v)| (k, v.value)).collect();
+        if let Some(record) = self.record.private.get(&self.namespace).and_then(|c| c.get(collection)) {
+            for (key, write) in record.writes.iter().filter(|(k, _)| in_range(k, start, end)) {
+                match write {
+                    PrivateWrite::Put(value) => merged.insert(key.clone(), value.clone()),
+                    PrivateWrite::Delete | PrivateWrite::Purge => merged.remove(key),
+                };
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(key, value)| KeyValue { namespace: self.namespace.clone(), key, value })
+            .collect())
+    }
+
+    fn set_private_data_validation_parameter(
+        &mut self,
+        collection: &str,
+        key: &str,
+        policy: Bytes,
+    ) -> ShimResult<()> {
+        check_key(key)?;
+        self.check_collection(collection, Access::Write)?;
+        self.check_write()?;
+        let entries = BTreeMap::from([(VALIDATION_PARAMETER.to_owned(), policy)]);
+        self.private_record(collection).metadata_writes.insert(key.to_owned(), entries);
+        Ok(())
+    }
+
+    fn get_private_data_validation_parameter(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> ShimResult<Option<Bytes>> {
+        check_key(key)?;
+        self.check_collection(collection, Access::Read)?;
+        let pending = self
+            .record
+            .private
+            .get(&self.namespace)
+            .and_then(|c| c.get(collection))
+            .and_then(|r| r.metadata_writes.get(key));
+        if let Some(entries) = pending {
+            return Ok(entries.get(VALIDATION_PARAMETER).filter(|v| !v.is_empty()).cloned());
+        }
+        let hashed = self.read_private_hash(collection, key)?;
+        Ok(hashed.and_then(|h| h.metadata.get(VALIDATION_PARAMETER).filter(|p| !p.is_empty()).cloned()))
     }
 
     fn invoke_chaincode(&mut self, name: &str, args: &[Bytes], channel: &str) -> ShimResult<Response> {

@@ -226,21 +226,76 @@ fn events_key_policies_and_chaincode_calls() {
 }
 
 #[test]
-fn private_data_calls_say_they_are_not_supported_yet() {
+fn private_data_reads_back_hashes_and_purges() {
     let mut stub = MockStub::new("ch");
-    let message = err(&mut stub, "cc", |s| s.get_private_data("c", "k").map(|_| Bytes::new()));
-    assert!(message.contains("GetPrivateData is not supported yet"), "{message}");
     ok(&mut stub, "cc", |s| {
-        assert!(matches!(s.put_private_data("c", "k", b("v")), Err(ShimError::NotSupported(_))));
-        assert!(s.del_private_data("c", "k").is_err());
-        assert!(s.purge_private_data("c", "k").is_err());
-        assert!(s.get_private_data_hash("c", "k").is_err());
-        assert!(s.get_private_data_by_range("c", "a", "b").is_err());
-        assert!(s.get_private_data_by_partial_composite_key("c", "t", &[]).is_err());
-        assert!(s.set_private_data_validation_parameter("c", "k", b("p")).is_err());
-        assert!(s.get_private_data_validation_parameter("c", "k").is_err());
+        s.put_private_data("coll", "k1", b("secret-1"))?;
+        s.put_private_data("coll", "k2", b("secret-2"))?;
+        // A transaction reads its own private writes.
+        assert_eq!(text(s.get_private_data("coll", "k1")?), Some("secret-1".into()));
         Ok(Bytes::new())
     });
+    assert_eq!(stub.private_value("cc", "coll", "k1"), Some(b("secret-1")));
+    assert_eq!(stub.value("cc", "k1"), None, "private writes stay out of public state");
+    let outcome = stub.transact("cc", |s: &mut dyn ChaincodeStub| {
+        let value = s.get_private_data("coll", "k1").expect("read").unwrap_or_default();
+        let hash = s.get_private_data_hash("coll", "k2").expect("hash").unwrap_or_default();
+        let range = s.get_private_data_by_range("coll", "k", "l").expect("range");
+        success(format!("{}|{}|{}", String::from_utf8_lossy(&value), hex(&hash), range.len()))
+    });
+    let expected = hex(&medfabric_shim::tx::hash(b"secret-2"));
+    assert_eq!(outcome.payload_str(), format!("secret-1|{expected}|2"));
+    let reads = &outcome.record.private["cc"]["coll"].reads;
+    assert_eq!(reads["k1"], Some((1, 0)), "a private read records the hashed version");
+    assert!(outcome.record.reads.is_empty(), "and no public read");
+    ok(&mut stub, "cc", |s| {
+        s.purge_private_data("coll", "k1")?;
+        s.del_private_data("coll", "k2")?;
+        assert_eq!(s.get_private_data("coll", "k1")?, None);
+        Ok(Bytes::new())
+    });
+    assert_eq!(stub.private_value("cc", "coll", "k1"), None);
+    assert_eq!(stub.private_value("cc", "coll", "k2"), None);
+    let message = err(&mut stub, "cc", |s| s.put_private_data("", "k", b("v")).map(|_| Bytes::new()));
+    assert!(message.contains("collection must not be an empty string"), "{message}");
+}
+
+#[derive(Debug)]
+struct ReadOnlyColl;
+
+impl medfabric_shim::CollectionRules for ReadOnlyColl {
+    fn check(&self, _ns: &str, collection: &str, access: medfabric_shim::Access) -> Result<(), ShimError> {
+        match (collection, access) {
+            ("open", _) => Ok(()),
+            ("closed", medfabric_shim::Access::Read) => Ok(()),
+            ("closed", medfabric_shim::Access::Write) => Err(ShimError::Denied("no write access".into())),
+            _ => Err(ShimError::Invalid(format!("collection {collection} not defined"))),
+        }
+    }
+}
+
+#[test]
+fn collection_rules_deny_writes_and_unknown_collections() {
+    let mut stub = MockStub::new("ch");
+    stub.set_collection_rules(std::sync::Arc::new(ReadOnlyColl));
+    let denied = stub.transact("cc", |s: &mut dyn ChaincodeStub| {
+        s.put_private_data("open", "a", b("1")).expect("open collection");
+        match s.put_private_data("closed", "k", b("v")) {
+            Ok(()) => success(Bytes::new()),
+            Err(e) => error(e.to_string()),
+        }
+    });
+    assert_eq!(denied.response.message, "no write access");
+    assert!(!denied.committed);
+    assert_eq!(stub.private_value("cc", "open", "a"), None, "a denied transaction writes nothing");
+    let message = err(&mut stub, "cc", |s| s.get_private_data("nope", "k").map(|_| Bytes::new()));
+    assert!(message.contains("collection nope not defined"), "{message}");
+    // Hashes are readable whatever the member-only rules say.
+    ok(&mut stub, "cc", |s| s.get_private_data_hash("closed", "k").map(|_| Bytes::new()));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

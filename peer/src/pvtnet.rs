@@ -1,0 +1,428 @@
+//! Private data between peers (`medfabric.pvt.PrivateData`, our replacement for
+//! Fabric's gossip private-data messages), over the peers' TLS links:
+//!
+//! - **Push**: after simulating a proposal with private writes, the endorser pushes each
+//!   collection's write set to at most `maximum_peer_count` peers of member
+//!   organizations; the endorsement fails if fewer than `required_peer_count` accepted
+//!   it. Each receiver gets only the collections its organization is a member of and
+//!   keeps them in its transient store.
+//! - **Pull**: before committing a block, a peer of a member organization fetches the
+//!   private data its transient store lacks from other member peers; what it still
+//!   lacks after that is recorded as missing and fetched later by the [`reconcile`]
+//!   loop.
+//!
+//! Every message is signed by the sending peer's identity and carries a timestamp; a
+//! receiver serves and accepts data only for collections whose member policy the
+//! other peer satisfies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use medfabric_msp::{Identity, NodeRole, SigningIdentity};
+use medfabric_node::deliver::now_unix;
+use medfabric_node::tls::{ClientTls, lazy_channel};
+use medfabric_proto::medfabric::pvt::private_data_client::PrivateDataClient;
+use medfabric_proto::medfabric::pvt::private_data_server::PrivateData;
+use medfabric_proto::medfabric::pvt::{
+    Digest, Element, PullPayload, PullResponse, PushPayload, PushResponse, SignedMessage,
+};
+use medfabric_proto::rwset::{NsPvtReadWriteSet, TxPvtReadWriteSet};
+use medfabric_shim::tx::hash;
+use prost::Message;
+
+use crate::channel::{Channel, Membership};
+use crate::pvtdata::{self, CollectionView, Missing, PvtKey};
+
+/// How far a message's timestamp may be from the receiver's clock.
+const TIME_WINDOW_SECONDS: i64 = 15 * 60;
+
+/// Another peer that may hold private data.
+#[derive(Debug, Clone)]
+pub struct PeerLink {
+    pub msp_id: String,
+    pub address: String,
+    /// Its serialized signing identity (decides its collection memberships).
+    pub identity: Bytes,
+    client: PrivateDataClient<tonic::transport::Channel>,
+}
+
+/// This peer's view of the other peers, for pushing and pulling private data.
+#[derive(Debug)]
+pub struct PrivatePeers {
+    peers: Vec<PeerLink>,
+    signer: Arc<SigningIdentity>,
+    timeout: Duration,
+}
+
+/// `(msp id, address, serialized identity)` of another peer.
+pub type PeerInfo = (String, String, Bytes);
+
+fn timestamp_now() -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: now_unix(), nanos: 0 }
+}
+
+/// Keeps only the collections `keep(namespace, collection)` accepts.
+fn filter_rwset(rwset: &TxPvtReadWriteSet, keep: impl Fn(&str, &str) -> bool) -> Option<TxPvtReadWriteSet> {
+    let ns_pvt_rwset: Vec<NsPvtReadWriteSet> = rwset
+        .ns_pvt_rwset
+        .iter()
+        .filter_map(|ns| {
+            let collection_pvt_rwset: Vec<_> = ns
+                .collection_pvt_rwset
+                .iter()
+                .filter(|c| keep(&ns.namespace, &c.collection_name))
+                .cloned()
+                .collect();
+            (!collection_pvt_rwset.is_empty())
+                .then(|| NsPvtReadWriteSet { namespace: ns.namespace.clone(), collection_pvt_rwset })
+        })
+        .collect();
+    (!ns_pvt_rwset.is_empty()).then(|| TxPvtReadWriteSet { data_model: rwset.data_model, ns_pvt_rwset })
+}
+
+/// The part of `rwset` this peer's organization may hold.
+pub fn eligible_part(rwset: &TxPvtReadWriteSet, membership: &Membership) -> Option<TxPvtReadWriteSet> {
+    filter_rwset(rwset, |ns, coll| membership.collection(ns, coll).is_some_and(|c| membership.eligible(&c)))
+}
+
+impl PrivatePeers {
+    pub fn new(
+        peers: &[PeerInfo],
+        tls: Option<&ClientTls>,
+        signer: Arc<SigningIdentity>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let peers = peers
+            .iter()
+            .map(|(msp_id, address, identity)| {
+                Ok(PeerLink {
+                    msp_id: msp_id.clone(),
+                    address: address.clone(),
+                    identity: identity.clone(),
+                    client: PrivateDataClient::new(lazy_channel(address, tls)?)
+                        .max_decoding_message_size(usize::MAX)
+                        .max_encoding_message_size(usize::MAX),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { peers, signer, timeout })
+    }
+
+    fn sign(&self, payload: Vec<u8>) -> SignedMessage {
+        let signature = self.signer.sign(&payload);
+        SignedMessage {
+            payload: payload.into(),
+            identity: self.signer.serialized().clone(),
+            signature: signature.into(),
+        }
+    }
+
+    /// Peers whose organization is a member of the collection (by their identity on the
+    /// channel).
+    fn members_of(&self, membership: &Membership, namespace: &str, collection: &str) -> Vec<usize> {
+        let Some(found) = membership.collection(namespace, collection) else { return Vec::new() };
+        let msps = &membership.context.resources.msps;
+        (0..self.peers.len())
+            .filter(|i| msps.deserialize(&self.peers[*i].identity).is_ok_and(|id| found.is_member(&id)))
+            .collect()
+    }
+
+    /// Pushes a transaction's private write sets to member peers; fails when a
+    /// collection reached fewer than its `required_peer_count`.
+    pub async fn disseminate(
+        &self,
+        channel_id: &str,
+        tx_id: &str,
+        rwset: &TxPvtReadWriteSet,
+        membership: &Membership,
+    ) -> Result<(), String> {
+        // Which peers get which collections.
+        let mut plan: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
+        let mut required: Vec<(String, String, usize)> = Vec::new();
+        for ns in &rwset.ns_pvt_rwset {
+            for set in &ns.collection_pvt_rwset {
+                let Some(found) = membership.collection(&ns.namespace, &set.collection_name) else {
+                    return Err(format!(
+                        "collection {} of {} is not defined",
+                        set.collection_name, ns.namespace
+                    ));
+                };
+                let members = self.members_of(membership, &ns.namespace, &set.collection_name);
+                if members.len() < found.required_peer_count {
+                    return Err(format!(
+                        "required to disseminate to at least {} peers, but know of only {} eligible peers",
+                        found.required_peer_count,
+                        members.len()
+                    ));
+                }
+                for peer in members.into_iter().take(found.maximum_peer_count) {
+                    plan.entry(peer).or_default().push((ns.namespace.clone(), set.collection_name.clone()));
+                }
+                if found.required_peer_count > 0 {
+                    required.push((
+                        ns.namespace.clone(),
+                        set.collection_name.clone(),
+                        found.required_peer_count,
+                    ));
+                }
+            }
+        }
+        let pushes = plan.into_iter().filter_map(|(peer, collections)| {
+            let part = filter_rwset(rwset, |ns, coll| collections.iter().any(|(n, c)| n == ns && c == coll))?;
+            let payload = PushPayload {
+                channel_id: channel_id.to_owned(),
+                tx_id: tx_id.to_owned(),
+                pvt_rwset: part.encode_to_vec().into(),
+                timestamp: Some(timestamp_now()),
+            };
+            let message = self.sign(payload.encode_to_vec());
+            let mut client = self.peers[peer].client.clone();
+            let timeout = self.timeout;
+            Some(async move {
+                let mut request = tonic::Request::new(message);
+                request.set_timeout(timeout);
+                let outcome = client.push(request).await;
+                if let Err(e) = &outcome {
+                    tracing::debug!(peer = %self.peers[peer].address, "private data push failed: {}", e.message());
+                }
+                (collections, outcome.is_ok())
+            })
+        });
+        let results = futures::future::join_all(pushes).await;
+        for (namespace, collection, count) in required {
+            let acked = results
+                .iter()
+                .filter(|(collections, ok)| {
+                    *ok && collections.iter().any(|(n, c)| *n == namespace && *c == collection)
+                })
+                .count();
+            if acked < count {
+                return Err(format!(
+                    "failed to distribute private data of collection {collection} of {namespace}: {acked} of the required {count} peers accepted it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches missing private data from member peers; returns what arrived and
+    /// matches its hash.
+    pub async fn pull(
+        &self,
+        channel_id: &str,
+        membership: &Membership,
+        needs: &[Missing],
+    ) -> BTreeMap<PvtKey, Bytes> {
+        let mut found: BTreeMap<PvtKey, Bytes> = BTreeMap::new();
+        // Ask peers one at a time, each for what is still missing that it may hold.
+        for peer in 0..self.peers.len() {
+            let wanted: Vec<&Missing> = needs
+                .iter()
+                .filter(|m| !found.contains_key(&m.key))
+                .filter(|m| self.members_of(membership, &m.key.namespace, &m.key.collection).contains(&peer))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let payload = PullPayload {
+                channel_id: channel_id.to_owned(),
+                digests: wanted.iter().map(|m| digest_of(m)).collect(),
+                timestamp: Some(timestamp_now()),
+            };
+            let mut request = tonic::Request::new(self.sign(payload.encode_to_vec()));
+            request.set_timeout(self.timeout);
+            let mut client = self.peers[peer].client.clone();
+            let response = match client.pull(request).await {
+                Ok(response) => response.into_inner(),
+                Err(e) => {
+                    tracing::debug!(peer = %self.peers[peer].address, "private data pull failed: {}", e.message());
+                    continue;
+                }
+            };
+            for element in response.elements {
+                let Some(digest) = element.digest else { continue };
+                let Some(need) = wanted.iter().find(|m| digest_of(m) == digest) else { continue };
+                if hash(&element.rwset) == need.hash.as_ref() {
+                    found.insert(need.key.clone(), element.rwset);
+                }
+            }
+        }
+        found
+    }
+}
+
+fn digest_of(missing: &Missing) -> Digest {
+    Digest {
+        tx_id: missing.tx_id.clone(),
+        namespace: missing.key.namespace.clone(),
+        collection: missing.key.collection.clone(),
+        block_num: missing.key.block,
+        tx_num: missing.key.tx,
+        pvt_rwset_hash: missing.hash.clone(),
+    }
+}
+
+/// The `PrivateData` service: accepts pushes into the transient store and serves pulls
+/// from the private data store or the transient store.
+#[derive(Debug, Clone)]
+pub struct PrivateDataService {
+    channels: BTreeMap<String, Arc<Channel>>,
+}
+
+impl PrivateDataService {
+    pub fn new(channels: BTreeMap<String, Arc<Channel>>) -> Self {
+        Self { channels }
+    }
+
+    /// Checks a signed message: a peer of the channel that signed it recently.
+    fn sender(
+        &self,
+        channel: &Channel,
+        message: &SignedMessage,
+        timestamp: Option<&prost_types::Timestamp>,
+    ) -> Result<Arc<Identity>, tonic::Status> {
+        let resources = channel.context().resources.clone();
+        let identity = resources
+            .msps
+            .deserialize(&message.identity)
+            .map_err(|e| tonic::Status::permission_denied(format!("sender identity: {e}")))?;
+        identity
+            .verify(&message.payload, &message.signature)
+            .map_err(|e| tonic::Status::permission_denied(format!("sender signature: {e}")))?;
+        if identity.role() != Some(NodeRole::Peer) {
+            return Err(tonic::Status::permission_denied("only peers exchange private data"));
+        }
+        let now = now_unix();
+        let sent = timestamp.map_or(0, |t| t.seconds);
+        if (sent - now).abs() > TIME_WINDOW_SECONDS {
+            return Err(tonic::Status::permission_denied("message timestamp is outside the accepted window"));
+        }
+        identity
+            .check_validity_at(now)
+            .map_err(|e| tonic::Status::permission_denied(format!("sender identity: {e}")))?;
+        Ok(identity)
+    }
+
+    fn channel(&self, channel_id: &str) -> Result<&Arc<Channel>, tonic::Status> {
+        self.channels
+            .get(channel_id)
+            .ok_or_else(|| tonic::Status::not_found(format!("channel {channel_id} not found")))
+    }
+}
+
+fn ledger_status(e: impl std::fmt::Display) -> tonic::Status {
+    tonic::Status::unavailable(format!("ledger: {e}"))
+}
+
+#[tonic::async_trait]
+impl PrivateData for PrivateDataService {
+    async fn push(
+        &self,
+        request: tonic::Request<SignedMessage>,
+    ) -> Result<tonic::Response<PushResponse>, tonic::Status> {
+        let message = request.into_inner();
+        let payload = PushPayload::decode(message.payload.as_ref())
+            .map_err(|e| tonic::Status::invalid_argument(format!("push payload: {e}")))?;
+        let channel = self.channel(&payload.channel_id)?;
+        self.sender(channel, &message, payload.timestamp.as_ref())?;
+        let rwset = TxPvtReadWriteSet::decode(payload.pvt_rwset.as_ref())
+            .map_err(|e| tonic::Status::invalid_argument(format!("private write set: {e}")))?;
+        // Keep only what this peer's organization may hold.
+        let Some(part) = eligible_part(&rwset, &channel.membership()) else {
+            return Err(tonic::Status::permission_denied(
+                "this peer is not a member of the pushed collections",
+            ));
+        };
+        let height = channel.height().map_err(ledger_status)?;
+        pvtdata::transient_put(channel.ledger(), &payload.tx_id, height, &part).map_err(ledger_status)?;
+        Ok(tonic::Response::new(PushResponse {}))
+    }
+
+    async fn pull(
+        &self,
+        request: tonic::Request<SignedMessage>,
+    ) -> Result<tonic::Response<PullResponse>, tonic::Status> {
+        let message = request.into_inner();
+        let payload = PullPayload::decode(message.payload.as_ref())
+            .map_err(|e| tonic::Status::invalid_argument(format!("pull payload: {e}")))?;
+        let channel = self.channel(&payload.channel_id)?;
+        let requester = self.sender(channel, &message, payload.timestamp.as_ref())?;
+        let membership = channel.membership();
+        let mut elements = Vec::new();
+        for digest in payload.digests {
+            let Some(collection) = membership.collection(&digest.namespace, &digest.collection) else {
+                continue;
+            };
+            // Only members get data, and only data this peer holds as a member.
+            if !collection.is_member(&requester) || !membership.eligible(&collection) {
+                continue;
+            }
+            let key = PvtKey {
+                block: digest.block_num,
+                tx: digest.tx_num,
+                namespace: digest.namespace.clone(),
+                collection: digest.collection.clone(),
+            };
+            let committed = pvtdata::stored(channel.ledger(), &key).map_err(ledger_status)?;
+            let rwset = match committed.filter(|b| hash(b) == digest.pvt_rwset_hash.as_ref()) {
+                Some(rwset) => Some(rwset),
+                None => pvtdata::transient_collection(
+                    channel.ledger(),
+                    &digest.tx_id,
+                    &digest.namespace,
+                    &digest.collection,
+                    &digest.pvt_rwset_hash,
+                )
+                .map_err(ledger_status)?,
+            };
+            if let Some(rwset) = rwset {
+                elements.push(Element { digest: Some(digest), rwset });
+            }
+        }
+        Ok(tonic::Response::new(PullResponse { elements }))
+    }
+}
+
+/// Reconciliation: every `interval`, fetches up to `batch` missing entries from member
+/// peers and stores what arrives. Runs until dropped.
+pub async fn reconcile(channel: Arc<Channel>, peers: Arc<PrivatePeers>, interval: Duration, batch: usize) {
+    loop {
+        match reconcile_once(&channel, &peers, batch).await {
+            Ok(0) => {}
+            Ok(stored) => tracing::info!(stored, "reconciled missing private data"),
+            Err(e) => tracing::warn!("reconciling private data: {e}"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One reconciliation pass; returns how many entries were stored.
+pub async fn reconcile_once(
+    channel: &Arc<Channel>,
+    peers: &PrivatePeers,
+    batch: usize,
+) -> anyhow::Result<usize> {
+    let mut missing = pvtdata::missing(channel.ledger(), batch)?;
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    for entry in &mut missing {
+        let block = channel.ledger().block(entry.key.block)?;
+        let tx_id = block
+            .as_ref()
+            .and_then(|b| medfabric_types::block::envelopes(b).get(entry.key.tx as usize).cloned())
+            .and_then(|e| medfabric_types::Transaction::parse(&e).ok())
+            .map(|t| t.tx_id().to_owned());
+        entry.tx_id = tx_id.unwrap_or_default();
+    }
+    let found = peers.pull(channel.channel_id(), &channel.membership(), &missing).await;
+    let fetched: Vec<(Missing, Bytes)> =
+        missing.into_iter().filter_map(|m| found.get(&m.key).cloned().map(|b| (m, b))).collect();
+    if fetched.is_empty() {
+        return Ok(0);
+    }
+    let channel = channel.clone();
+    Ok(tokio::task::spawn_blocking(move || channel.store_reconciled(&fetched)).await??)
+}
