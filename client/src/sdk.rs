@@ -163,6 +163,11 @@ impl Network {
         &self.channel
     }
 
+    /// The gateway this network is seen through (its identity signs proposals).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     pub fn contract(&self, chaincode: &str) -> Contract {
         Contract { network: self.clone(), chaincode: chaincode.to_owned() }
     }

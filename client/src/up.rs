@@ -325,6 +325,21 @@ fn spawn(data: &Path, config: &Path, node: &NodeFile, bin_dir: &Path) -> Result<
     Ok(child)
 }
 
+/// Starts the one node `name` of a generated network (not already running), with the
+/// binaries of `bin_dir`; returns without waiting for it to be healthy.
+pub fn start_node(data: &Path, name: &str, bin_dir: &Path) -> Result<()> {
+    let data = absolute(data)?;
+    let (config, node) = node_files(&data)?
+        .into_iter()
+        .find(|(_, node)| node.node_id == name)
+        .with_context(|| format!("no node {name} in {}", data.display()))?;
+    if running_pid(&data, name, &config).is_some() {
+        bail!("{name} is already running");
+    }
+    spawn(&data, &config, &node, bin_dir)?;
+    Ok(())
+}
+
 /// `network up`: generates the network into `data` if it is not there (free ports),
 /// starts every node not already running (orderers first), waits until all are
 /// healthy, and returns their status.

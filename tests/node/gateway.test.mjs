@@ -26,13 +26,15 @@ import {
     signers,
     StatusCode,
 } from '@hyperledger/fabric-gateway';
-import { common, peer } from '@hyperledger/fabric-protos';
+import { common, ledger, peer } from '@hyperledger/fabric-protos';
 
 const CHANNEL = 'medchannel';
 const CC_OR = 'kv'; // OR('HospitalMSP.peer', 'LabMSP.peer')
 const CC_AND = 'kvand'; // AND('HospitalMSP.peer', 'LabMSP.peer')
 const HOSPITAL = 'HospitalMSP';
 const LAB = 'LabMSP';
+const SHARED = 'shared'; // private data collection of kv; members HospitalMSP and LabMSP
+const LAB_IMPLICIT = `_implicit_org_${LAB}`; // LabMSP's implicit collection (member-only)
 
 const NETWORK_UP_TIMEOUT_MS = 180_000;
 const NETWORK_DOWN_TIMEOUT_MS = 120_000;
@@ -267,6 +269,66 @@ async function submitValid(contract, fn, args) {
     assert.equal(status.successful, true);
     assert.equal(status.transactionId, submitted.getTransactionId());
     return status;
+}
+
+/** A fresh random value for private data, so a test can search blocks for it. */
+function secretValue(name) {
+    return `${name}-secret-${crypto.randomBytes(12).toString('hex')}`;
+}
+
+function sha256(data) {
+    return crypto.createHash('sha256').update(data).digest();
+}
+
+/**
+ * Runs `attempt` until it resolves, retrying a chaincode error (GatewayError UNKNOWN) or a
+ * failed assertion for up to PEER_CATCH_UP_MS: blocks reach each peer independently.
+ */
+async function caughtUp(attempt) {
+    const until = Date.now() + PEER_CATCH_UP_MS;
+    for (;;) {
+        try {
+            return await attempt();
+        } catch (err) {
+            const retriable =
+                (err instanceof GatewayError && err.code === grpc.status.UNKNOWN) || err instanceof assert.AssertionError;
+            if (!retriable || Date.now() > until) {
+                throw err;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+    }
+}
+
+/** Evaluates `fn(args)`, which must fail in the chaincode; returns the endorser's detail message. */
+async function chaincodeError(contract, fn, args) {
+    const what = `${fn}(${args.join(', ')})`;
+    const err = await rejection(() => contract.evaluateTransaction(fn, ...args), GatewayError, what);
+    assert.equal(err.code, grpc.status.UNKNOWN, `${what}: code ${err.code}: ${err.message}`);
+    assert.equal(err.details.length, 1, `${what}: one detail: ${describeDetails(err)}`);
+    return err.details[0].message;
+}
+
+/** The index of tx `txId` in `block`. */
+function txIndexIn(block, txId) {
+    const txIds = block.getData().getDataList_asU8().map(txIdOf);
+    const index = txIds.indexOf(txId);
+    assert.ok(index >= 0, `block ${block.getHeader().getNumber()} holds tx ${txId} (has ${JSON.stringify(txIds)})`);
+    return index;
+}
+
+/**
+ * The private writes of `collection` (of kv) in the `privateDataMap` entry of the tx at
+ * `index`, decoded as `KVRWSet` writes; undefined if the map has no such collection.
+ */
+function privateWrites(blockAndPrivateData, index, collection) {
+    const txPvt = blockAndPrivateData.getPrivateDataMapMap().get(index);
+    const ns = txPvt?.getNsPvtRwsetList().find((n) => n.getNamespace() === CC_OR);
+    const coll = ns?.getCollectionPvtRwsetList().find((c) => c.getCollectionName() === collection);
+    if (!coll) {
+        return undefined;
+    }
+    return ledger.rwset.kvrwset.KVRWSet.deserializeBinary(coll.getRwset_asU8()).getWritesList();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,6 +637,165 @@ test('block events via Deliver: full, filtered, and with private data', { timeou
         checkBlock(withPrivateData.getBlock(), 'the block with private data');
         assert.equal(withPrivateData.getPrivateDataMapMap().getLength(), 0, 'no private data without collections');
     });
+});
+
+test('private data: putpvt via the transient map, read by both orgs; blocks carry only hashes', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const k = key('pvt');
+    const secret = secretValue('pvt');
+    const tx = await hospital.contract
+        .newProposal('putpvt', { arguments: [SHARED, k], transientData: { value: secret } })
+        .endorse();
+    const commit = await tx.submit();
+    const status = await commit.getStatus();
+    assert.equal(status.code, StatusCode.VALID, `putpvt(${SHARED}, ${k}) commit status (${JSON.stringify(status, bigintJson)})`);
+    assert.equal(status.successful, true);
+    const txId = tx.getTransactionId();
+
+    await t.test('getpvt and hashpvt on the Hospital peer (drhouse) and the Lab peer (tech1)', async () => {
+        const hash = sha256(secret).toString('hex');
+        assert.equal(utf8.decode(await hospital.contract.evaluateTransaction('getpvt', SHARED, k)), secret, 'getpvt on Hospital');
+        assert.equal(utf8.decode(await hospital.contract.evaluateTransaction('hashpvt', SHARED, k)), hash, 'hashpvt on Hospital');
+        await caughtUp(async () => {
+            assert.equal(utf8.decode(await lab.contract.evaluateTransaction('getpvt', SHARED, k)), secret, 'getpvt on Lab');
+        });
+        assert.equal(utf8.decode(await lab.contract.evaluateTransaction('hashpvt', SHARED, k)), hash, 'hashpvt on Lab');
+    });
+
+    await t.test('getBlockEvents: the block has the hashes of key and value, not the value', async () => {
+        const block = await first(await hospital.network.getBlockEvents({ startBlock: status.blockNumber }), 'the block');
+        assert.equal(BigInt(block.getHeader().getNumber()), status.blockNumber, 'block number');
+        txIndexIn(block, txId);
+        const bytes = Buffer.from(block.serializeBinary());
+        assert.ok(!bytes.includes(Buffer.from(secret)), 'the private value is nowhere in the block');
+        assert.ok(bytes.includes(sha256(secret)), 'the block holds the SHA-256 of the private value');
+        assert.ok(bytes.includes(sha256(k)), 'the block holds the SHA-256 of the private key');
+    });
+
+    await t.test('getBlockAndPrivateDataEvents: members get the value for the tx', async () => {
+        for (const [who, client] of [['drhouse on the Hospital peer', hospital], ['tech1 on the Lab peer', lab]]) {
+            const blocks = await client.network.getBlockAndPrivateDataEvents({ startBlock: status.blockNumber });
+            const withPrivateData = await first(blocks, `the block and private data (${who})`);
+            const block = withPrivateData.getBlock();
+            assert.equal(BigInt(block.getHeader().getNumber()), status.blockNumber, `${who}: block number`);
+            const index = txIndexIn(block, txId);
+            assert.ok(!Buffer.from(block.serializeBinary()).includes(Buffer.from(secret)), `${who}: the value is not in the block itself`);
+            const map = withPrivateData.getPrivateDataMapMap();
+            assert.ok(map.has(index), `${who}: privateDataMap has tx index ${index} (keys ${JSON.stringify([...map.keys()])})`);
+            assert.ok(Buffer.from(map.get(index).serializeBinary()).includes(Buffer.from(secret)), `${who}: the entry holds the value`);
+            const writes = privateWrites(withPrivateData, index, SHARED);
+            assert.ok(writes, `${who}: the entry has collection ${SHARED} of ${CC_OR}`);
+            assert.deepEqual(
+                writes.map((w) => [w.getKey(), w.getIsDelete(), utf8.decode(w.getValue_asU8())]),
+                [[k, false, secret]],
+                `${who}: KVRWSet writes of ${SHARED}`,
+            );
+        }
+    });
+});
+
+test('private data: member-only collections refuse other orgs', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    await t.test('Hospital client writing the Lab implicit collection: EndorseError, nothing committed', async () => {
+        const k = key('pvt-denied');
+        const err = await rejection(
+            () =>
+                hospital.contract.submit('putpvt', {
+                    arguments: [LAB_IMPLICIT, k],
+                    transientData: { value: secretValue('denied') },
+                    endorsingOrganizations: [HOSPITAL],
+                }),
+            EndorseError,
+            `putpvt(${LAB_IMPLICIT}, ${k}) by drhouse`,
+        );
+        assert.equal(err.code, grpc.status.ABORTED, `code ${err.code}: ${err.message}`);
+        assert.equal(err.details.length, 1, `one detail: ${describeDetails(err)}`);
+        assert.equal(err.details[0].mspId, HOSPITAL);
+        assert.ok(err.details[0].message.startsWith('chaincode response 500, '), `detail: ${err.details[0].message}`);
+        assert.ok(err.details[0].message.includes('does not have write access permission'), `detail: ${err.details[0].message}`);
+        assert.ok(err.details[0].message.includes(LAB_IMPLICIT), `detail names the collection: ${err.details[0].message}`);
+
+        const absent = await chaincodeError(lab.contract, 'getpvt', [LAB_IMPLICIT, k]);
+        assert.ok(absent.includes(`not found: ${k}`), `tech1 reads nothing on the Lab peer: ${absent}`);
+    });
+
+    // tech1 writes the Lab implicit collection through the Lab peer: allowed, the Lab is its member.
+    const k = key('pvt-lab');
+    const secret = secretValue('lab');
+    const tx = await lab.contract
+        .newProposal('putpvt', { arguments: [LAB_IMPLICIT, k], transientData: { value: secret } })
+        .endorse();
+    const status = await (await tx.submit()).getStatus();
+    assert.equal(status.code, StatusCode.VALID, `tech1 putpvt(${LAB_IMPLICIT}, ${k}) commits VALID`);
+    assert.equal(utf8.decode(await lab.contract.evaluateTransaction('getpvt', LAB_IMPLICIT, k)), secret, 'tech1 reads it back');
+
+    await t.test('Hospital client reading the Lab implicit collection: chaincode error', async () => {
+        const message = await chaincodeError(hospital.contract, 'getpvt', [LAB_IMPLICIT, k]);
+        assert.ok(message.includes('does not have read access permission'), `detail: ${message}`);
+    });
+
+    await t.test('Lab peer Deliver gives the collection to tech1, not to drhouse', async () => {
+        const labBlocks = await lab.network.getBlockAndPrivateDataEvents({ startBlock: status.blockNumber });
+        const forLab = await first(labBlocks, 'the block and private data (tech1)');
+        const index = txIndexIn(forLab.getBlock(), tx.getTransactionId());
+        const writes = privateWrites(forLab, index, LAB_IMPLICIT);
+        assert.ok(writes, `tech1 gets collection ${LAB_IMPLICIT} of tx index ${index}`);
+        assert.deepEqual(writes.map((w) => [w.getKey(), utf8.decode(w.getValue_asU8())]), [[k, secret]]);
+
+        // drhouse (HospitalMSP) asks the Lab peer, which holds the data, over server-only TLS.
+        const client = newGrpcClient(lab.peerNode, hospital.user, { serverOnlyTls: true });
+        const network = newGateway(client, hospital.user, { mutualTls: false }).getNetwork(CHANNEL);
+        const forHospital = await first(
+            await network.getBlockAndPrivateDataEvents({ startBlock: status.blockNumber }),
+            'the block and private data (drhouse on the Lab peer)',
+        );
+        assert.equal(BigInt(forHospital.getBlock().getHeader().getNumber()), status.blockNumber);
+        assert.equal(privateWrites(forHospital, index, LAB_IMPLICIT), undefined, `drhouse gets no ${LAB_IMPLICIT}`);
+        const entry = forHospital.getPrivateDataMapMap().get(index);
+        const entryBytes = entry ? Buffer.from(entry.serializeBinary()) : Buffer.alloc(0);
+        assert.ok(!entryBytes.includes(Buffer.from(secret)), 'drhouse gets no private value of the tx');
+    });
+});
+
+test('private data MVCC: two incpvt endorsed before either commits, one is MVCC_READ_CONFLICT', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const ctr = key('pvt-mvcc');
+    const tx1 = await hospital.contract.newProposal('incpvt', { arguments: [SHARED, ctr] }).endorse();
+    const tx2 = await hospital.contract.newProposal('incpvt', { arguments: [SHARED, ctr] }).endorse();
+    assert.equal(utf8.decode(tx1.getResult()), '1', 'endorsement result of the first incpvt');
+    assert.equal(utf8.decode(tx2.getResult()), '1', 'endorsement result of the second incpvt (same read)');
+    const commit1 = await tx1.submit();
+    const commit2 = await tx2.submit();
+    const statuses = [await commit1.getStatus(), await commit2.getStatus()];
+    const codes = statuses.map((s) => s.code).sort((a, b) => a - b);
+    assert.deepEqual(codes, [StatusCode.VALID, StatusCode.MVCC_READ_CONFLICT], `codes of the two incpvts: ${codes}`);
+    const loser = statuses.find((s) => s.code === StatusCode.MVCC_READ_CONFLICT);
+    assert.equal(loser.code, 11);
+    assert.equal(loser.successful, false);
+    assert.ok(loser.blockNumber > 0n, 'the invalid tx has a block number');
+    assert.equal(utf8.decode(await hospital.contract.evaluateTransaction('getpvt', SHARED, ctr)), '1', 'only one incpvt took effect');
+    assert.equal(utf8.decode(await hospital.contract.submitTransaction('incpvt', SHARED, ctr)), '2', 'a later incpvt reads 1');
+});
+
+test('private data purge: getpvt and hashpvt answer not found on both peers', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const k = key('pvt-purge');
+    const secret = secretValue('purge');
+    await hospital.contract.submit('putpvt', { arguments: [SHARED, k], transientData: { value: secret } });
+    assert.equal(utf8.decode(await hospital.contract.evaluateTransaction('getpvt', SHARED, k)), secret, 'Hospital has the value');
+    await caughtUp(async () => {
+        assert.equal(utf8.decode(await lab.contract.evaluateTransaction('getpvt', SHARED, k)), secret, 'Lab has the value');
+    });
+
+    await submitValid(hospital.contract, 'purgepvt', [SHARED, k]);
+    for (const fn of ['getpvt', 'hashpvt']) {
+        const message = await chaincodeError(hospital.contract, fn, [SHARED, k]);
+        assert.ok(message.includes(`not found: ${k}`), `${fn} on Hospital after purge: ${message}`);
+    }
+    for (const fn of ['getpvt', 'hashpvt']) {
+        const message = await caughtUp(async () => {
+            const m = await chaincodeError(lab.contract, fn, [SHARED, k]);
+            assert.ok(m.includes(`not found: ${k}`), `${fn} on Lab after purge: ${m}`);
+            return m;
+        });
+        assert.ok(message.includes('not found'));
+    }
 });
 
 test('bad requests give the errors a Fabric client expects', { timeout: TEST_TIMEOUT_MS }, async (t) => {
