@@ -69,7 +69,7 @@ fn contract(status: &NetworkStatus, org: &str) -> Contract {
 /// A value no other test or file will contain by chance.
 fn secret(label: &str) -> String {
     let nonce: u64 =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64;
     format!("PHI-{label}-{nonce:016x}-{}", std::process::id())
 }
 

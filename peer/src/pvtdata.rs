@@ -362,6 +362,15 @@ impl PrivateOutcome {
     }
 }
 
+/// One stored version of a private key: its `k` index entry, where it was written, and
+/// the plaintext key.
+struct StoredVersion {
+    index: Vec<u8>,
+    block: u64,
+    tx: u64,
+    key: String,
+}
+
 /// In-block view of the private store: changes so far over the snapshot.
 struct Plan<'a, 's> {
     snapshot: &'a Snapshot<'s>,
@@ -394,7 +403,7 @@ impl Plan<'_, '_> {
         namespace: &str,
         collection: &str,
         key_hash: &[u8],
-    ) -> LedgerResult<Vec<(Vec<u8>, u64, u64, String)>> {
+    ) -> LedgerResult<Vec<StoredVersion>> {
         let prefix = keys_prefix(self.l(), namespace, collection, key_hash);
         let mut found: BTreeMap<Vec<u8>, Option<String>> = scan_prefix(self.snapshot, CF_PVT, &prefix)?
             .into_iter()
@@ -411,7 +420,7 @@ impl Plan<'_, '_> {
         for (index, key) in found {
             let Some(key) = key else { continue };
             let rest = &index[prefix.len()..];
-            out.push((index.clone(), u64_at(rest, 0)?, u64_at(rest, 8)?, key));
+            out.push(StoredVersion { block: u64_at(rest, 0)?, tx: u64_at(rest, 8)?, index, key });
         }
         Ok(out)
     }
@@ -427,7 +436,7 @@ impl Plan<'_, '_> {
         let mut marker = version.0.to_be_bytes().to_vec();
         marker.extend_from_slice(&version.1.to_be_bytes());
         self.ops.push(put(CF_PVT, purged_key(self.l(), namespace, collection, key_hash), marker));
-        for (index, block, tx, key) in self.versions(namespace, collection, key_hash)? {
+        for StoredVersion { index, block, tx, key } in self.versions(namespace, collection, key_hash)? {
             self.keys.insert(index, None);
             self.state.insert((namespace.to_owned(), collection.to_owned(), key.clone()), None);
             let entry =

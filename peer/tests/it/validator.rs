@@ -43,6 +43,33 @@ impl StateView for MemState {
     fn history(&self, namespace: &str, key: &str) -> ShimResult<Vec<KeyModification>> {
         self.state.history(namespace, key)
     }
+
+    /// Hashed private state lives in public state, as on a peer.
+    fn private_hash(
+        &self,
+        namespace: &str,
+        collection: &str,
+        key_hash: &[u8],
+    ) -> ShimResult<Option<VersionedValue>> {
+        let hashed = medfabric_types::lifecycle::hashed_namespace(namespace, collection);
+        self.state.get(&hashed, &hex::encode(key_hash))
+    }
+
+    /// The validator never reads private values.
+    fn private_get(&self, _: &str, _: &str, _: &str) -> ShimResult<Option<VersionedValue>> {
+        Ok(None)
+    }
+
+    fn private_range(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        Ok(Vec::new())
+    }
 }
 
 impl CommittedState for MemState {
