@@ -38,15 +38,15 @@ organizations:
     ca: { host: 127.0.0.1, port: 1 }
     peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
     users: [ { name: user, type: client } ]
-  - name: Lab
-    msp_id: LabMSP
-    domain: lab.pvt.local
-    ca: { host: 127.0.0.1, port: 1 }
-    peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
-    users: [ { name: user, type: client } ]
   - name: Insurer
     msp_id: InsurerMSP
     domain: insurer.pvt.local
+    ca: { host: 127.0.0.1, port: 1 }
+    peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
+    users: [ { name: user, type: client } ]
+  - name: Lab
+    msp_id: LabMSP
+    domain: lab.pvt.local
     ca: { host: 127.0.0.1, port: 1 }
     peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
     users: [ { name: user, type: client } ]
@@ -57,6 +57,7 @@ chaincodes:
     endorsement_policy: "OR('HospitalMSP.peer', 'LabMSP.peer', 'InsurerMSP.peer')"
     collections:
       - { name: ab, policy: "OR('HospitalMSP.member', 'LabMSP.member')", required_peer_count: 0, maximum_peer_count: 2, member_only_read: true, member_only_write: true }
+      - { name: ab2, policy: "OR('HospitalMSP.member', 'LabMSP.member')", required_peer_count: 1, maximum_peer_count: 2, member_only_read: true, member_only_write: true, endorsement_policy: "OutOf(2, 'HospitalMSP.peer', 'LabMSP.peer', 'InsurerMSP.peer')" }
       - { name: short, policy: "OR('HospitalMSP.member', 'LabMSP.member')", required_peer_count: 0, maximum_peer_count: 2, block_to_live: 2, member_only_read: true, member_only_write: true }
 "#;
 
@@ -188,6 +189,27 @@ async fn lab_value(status: &NetworkStatus, key: &str, within: Duration) -> Strin
     }
 }
 
+/// The MSP ids of the endorsers of the (one) transaction in block `number`, sorted.
+fn endorsing_orgs(status: &NetworkStatus, number: u64) -> Vec<String> {
+    let store = medfabric_peer::Store::open_read_only(&peer_dir(status, "HospitalMSP").join("ledger"))
+        .expect("ledger");
+    let block = store.channel(&status.channel).expect("channel").block(number).expect("read").expect("block");
+    let envelopes = medfabric_types::block::envelopes(&block);
+    assert_eq!(envelopes.len(), 1, "block {number} holds one transaction");
+    let tx = medfabric_types::Transaction::parse(&envelopes[0]).expect("tx");
+    let mut orgs: Vec<String> = tx
+        .endorser()
+        .expect("endorser tx")
+        .endorsements
+        .iter()
+        .map(|e| {
+            medfabric_proto::msp::SerializedIdentity::decode(e.endorser.as_ref()).expect("identity").mspid
+        })
+        .collect();
+    orgs.sort();
+    orgs
+}
+
 async fn state_hashes_agree(status: &NetworkStatus) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -251,6 +273,39 @@ async fn private_data_stays_with_members() {
         .await
         .expect_err("write refused");
     assert!(refused.to_string().contains("does not have write access permission"), "{refused}");
+
+    // ---- the collection's own policy: planned with members only, enforced at commit ----
+    // Two endorsements are needed; with transient data the gateway asks the other member
+    // (Lab), never the Insurer, although the Insurer's peer would satisfy the policy too
+    // (and comes first in the gateway's list: the topology names it before the Lab).
+    let two = secret("two-orgs");
+    let block = put_private(&hospital, "putpvt", &["ab2", "k"], &two).await;
+    assert_eq!(read(&lab, "getpvt", &["ab2", "k"]).await, Ok(two.clone()));
+    assert_eq!(
+        endorsing_orgs(&status, block),
+        ["HospitalMSP", "LabMSP"],
+        "no non-member got the transient data"
+    );
+    assert_eq!(
+        files_containing(&insurer_dir, two.as_bytes()),
+        Vec::<String>::new(),
+        "transient data stayed with members"
+    );
+    let alone = hospital
+        .proposal_builder("putpvt", &["ab2", "k"])
+        .transient("value", b"one endorsement".to_vec())
+        .endorsing_organizations(&["HospitalMSP"])
+        .signed(hospital.network().gateway().signer())
+        .endorse()
+        .await
+        .expect("endorse on the Hospital peer only");
+    let verdict = alone.submit().await.expect("submit").status().await.expect("status");
+    assert_eq!(verdict.code, 10, "ENDORSEMENT_POLICY_FAILURE: the collection policy needs two organizations");
+    assert_eq!(
+        read(&hospital, "getpvt", &["ab2", "k"]).await,
+        Ok(two.clone()),
+        "the invalid write changed nothing"
+    );
 
     // ---- MVCC on hashed reads: a concurrent update invalidates a read-modify-write -----
     submit(&hospital, "incpvt", &["ab", "counter"]).await;
@@ -325,6 +380,15 @@ async fn private_data_stays_with_members() {
         );
     };
     kill(&lab_node);
+    // A collection that must reach one other peer cannot be written while none is up.
+    let refused = hospital
+        .proposal_builder("putpvt", &["ab2", "k"])
+        .transient("value", b"unreachable".to_vec())
+        .signed(hospital.network().gateway().signer())
+        .endorse()
+        .await
+        .expect_err("required_peer_count 1 with the lab peer down");
+    assert!(refused.to_string().contains("failed to distribute private data"), "{refused}");
     let late = secret("late");
     put_private(&hospital, "putpvt", &["ab", "kr"], &late).await;
     assert!(files_containing(&lab_dir, late.as_bytes()).is_empty(), "the lab peer was down");
