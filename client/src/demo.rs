@@ -104,6 +104,39 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
         medfabric_types::block::transactions_filter(&block)
     );
 
+    step(9, "private data: drhouse writes a value through the transient map into collection `shared`");
+    let secret = format!("demo-{tag}-lab-result: HbA1c 6.1%");
+    let private_key = format!("demo:{tag}:result");
+    let written = kv
+        .proposal_builder("putpvt", &["shared", private_key.as_str()])
+        .transient("value", secret.clone().into_bytes())
+        .signed(hospital.gateway().signer())
+        .endorse()
+        .await?
+        .submit()
+        .await?
+        .status()
+        .await?;
+    ensure!(written.is_valid(), "the private write was not valid");
+    let value =
+        read_eventually_with(&lab.contract("kv"), "getpvt", &["shared", private_key.as_str()]).await?;
+    println!("    tech1 reads it on the Lab peer: {}", String::from_utf8_lossy(&value));
+    let mut blocks = lab.block_events(Start::Block(written.block_number)).await?;
+    let block = tokio::time::timeout(Duration::from_secs(30), blocks.next())
+        .await
+        .context("no block within 30 s")?
+        .context("block stream ended")??;
+    let bytes = prost::Message::encode_to_vec(&block);
+    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let value_hash = <sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes());
+    ensure!(!holds(secret.as_bytes()), "the block holds the private value");
+    ensure!(holds(&value_hash), "the block lacks the value hash");
+    println!(
+        "    block {}: no plaintext, only the value hash {}…",
+        written.block_number,
+        &hex::encode(value_hash)[..16]
+    );
+
     println!(
         "\nThe network keeps running: `medfabric network status --data {}`; stop it with `medfabric network down --data {}`.",
         status.data_dir.display(),
@@ -114,9 +147,18 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
 
 /// Reads `key`, retrying while the peer has not committed the block yet.
 async fn read_eventually(contract: &crate::sdk::Contract, key: &str) -> Result<bytes::Bytes> {
+    read_eventually_with(contract, "get", &[key]).await
+}
+
+/// Evaluates `function(args)` until the peer has committed what it needs (20 s at most).
+async fn read_eventually_with(
+    contract: &crate::sdk::Contract,
+    function: &str,
+    args: &[&str],
+) -> Result<bytes::Bytes> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match contract.evaluate("get", &[key]).await {
+        match contract.evaluate(function, args).await {
             Ok(value) => return Ok(value),
             Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
