@@ -1,7 +1,8 @@
 //! A synthetic channel with fresh crypto material, for tests and benchmarks: two
 //! application orgs with a peer and a client each, an orderer org, and the `kv`
 //! chaincode defined twice — `kv` with `OR(Org1.peer, Org2.peer)` and `kvand` with
-//! `AND(Org1.peer, Org2.peer)`. Clients build proposals, endorse them through real
+//! `AND(Org1.peer, Org2.peer)`. `kv` has private data collections `both` (members Org1
+//! and Org2) and `org1` (Org1 only, block-to-live 1). Clients build proposals, endorse them through real
 //! [`Endorser`]s and assemble envelopes; the orderer identity signs blocks.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,11 @@ use medfabric_proto::common::{Block, Envelope};
 use medfabric_proto::etcdraft;
 use medfabric_proto::medfabric::config::ChaincodeDefinition;
 use medfabric_proto::orderer::BatchSize;
-use medfabric_proto::protos::{self, ApplicationPolicy, ProposalResponse, application_policy};
+use medfabric_proto::protos::{
+    self, ApplicationPolicy, CollectionConfig, CollectionConfigPackage, CollectionPolicyConfig,
+    ProposalResponse, StaticCollectionConfig, application_policy, collection_config,
+    collection_policy_config,
+};
 use medfabric_shim::Chaincode;
 use medfabric_types::endorsement::{assemble_transaction, sign_envelope};
 use medfabric_types::{ChannelSpec, OrgSpec, ProposalBuilder, SignedProposal, block};
@@ -112,6 +117,25 @@ fn policy(text: &str) -> ApplicationPolicy {
     }
 }
 
+fn collection(name: &str, members: &str, block_to_live: u64) -> CollectionConfig {
+    CollectionConfig {
+        payload: Some(collection_config::Payload::StaticCollectionConfig(StaticCollectionConfig {
+            name: name.into(),
+            member_orgs_policy: Some(CollectionPolicyConfig {
+                payload: Some(collection_policy_config::Payload::SignaturePolicy(
+                    parse_policy(members).unwrap_or_else(|e| panic!("policy {members}: {e}")),
+                )),
+            }),
+            required_peer_count: 0,
+            maximum_peer_count: 1,
+            block_to_live,
+            member_only_read: true,
+            member_only_write: true,
+            endorsement_policy: None,
+        })),
+    }
+}
+
 impl Default for TestNetwork {
     fn default() -> Self {
         Self::new()
@@ -159,7 +183,15 @@ impl TestNetwork {
             },
             batch_timeout_ms: 200,
             chaincodes: vec![
-                definition("kv", "OR('Org1MSP.peer', 'Org2MSP.peer')"),
+                ChaincodeDefinition {
+                    collections: Some(CollectionConfigPackage {
+                        config: vec![
+                            collection("both", "OR('Org1MSP.member', 'Org2MSP.member')", 0),
+                            collection("org1", "OR('Org1MSP.member')", 1),
+                        ],
+                    }),
+                    ..definition("kv", "OR('Org1MSP.peer', 'Org2MSP.peer')")
+                },
                 definition("kvand", "AND('Org1MSP.peer', 'Org2MSP.peer')"),
             ],
         };
@@ -189,6 +221,7 @@ impl TestNetwork {
         let store = Store::open(dir).unwrap_or_else(|e| panic!("ledger at {}: {e}", dir.display()));
         let channel =
             Arc::new(Channel::open(&store, &self.genesis).unwrap_or_else(|e| panic!("channel: {e}")));
+        channel.set_member_identity(signer.serialized().clone());
         let channels = BTreeMap::from([(CHANNEL.to_owned(), channel.clone())]);
         (channel, Endorser::new(channels, Self::chaincodes(), signer))
     }
@@ -201,9 +234,22 @@ impl TestNetwork {
         args: &[&str],
         seq: u64,
     ) -> protos::SignedProposal {
+        self.proposal_with_transient(creator, chaincode, args, &[], seq)
+    }
+
+    /// [`TestNetwork::proposal`] with transient data.
+    pub fn proposal_with_transient(
+        &self,
+        creator: &SigningIdentity,
+        chaincode: &str,
+        args: &[&str],
+        transient: &[(&str, &[u8])],
+        seq: u64,
+    ) -> protos::SignedProposal {
         let builder = args.iter().fold(ProposalBuilder::new(CHANNEL, chaincode), |b, a| {
             b.arg(Bytes::copy_from_slice(a.as_bytes()))
         });
+        let builder = transient.iter().fold(builder, |b, (k, v)| b.transient(k, v.to_vec()));
         let seconds = 1_800_000_100 + i64::try_from(seq).unwrap_or(0);
         builder.sign(creator, medfabric_proto::Timestamp { seconds, nanos: 0 })
     }

@@ -4,5 +4,6 @@
 mod conformance;
 mod crash;
 mod endorser;
+mod private;
 mod support;
 mod validator;
