@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use medfabric_client::sdk::Contract;
+use medfabric_client::sdk::{Contract, Proposal};
 use medfabric_client::up::{self, NetworkStatus};
 use medfabric_proto::kvrwset::HashedRwSet;
 use prost::Message;
@@ -74,10 +74,25 @@ fn secret(label: &str) -> String {
     format!("PHI-{label}-{nonce:016x}-{}", std::process::id())
 }
 
+/// A proposal of `function(args)` carrying `value` in the transient map, signed by the
+/// contract's gateway identity, optionally for exactly `orgs`.
+fn private_proposal(
+    contract: &Contract,
+    function: &str,
+    args: &[&str],
+    value: &str,
+    orgs: &[&str],
+) -> Proposal {
+    contract
+        .proposal_builder(function, args)
+        .transient("value", value.as_bytes().to_vec())
+        .endorsing_organizations(orgs)
+        .signed(contract.network().gateway().signer())
+}
+
 /// Submits `function(args)` with `value` in the transient map; returns the block.
 async fn put_private(contract: &Contract, function: &str, args: &[&str], value: &str) -> u64 {
-    let proposal = contract.proposal_builder(function, args).transient("value", value.as_bytes().to_vec());
-    let proposal = proposal.signed(contract.network().gateway().signer());
+    let proposal = private_proposal(contract, function, args, value, &[]);
     let status = proposal
         .endorse()
         .await
@@ -265,10 +280,7 @@ async fn private_data_stays_with_members() {
         "orderer and its blocks"
     );
     // A non-member client may not write a member-only collection either.
-    let refused = insurer
-        .proposal_builder("putpvt", &["ab", "k2"])
-        .transient("value", b"x".to_vec())
-        .signed(insurer.network().gateway().signer())
+    let refused = private_proposal(&insurer, "putpvt", &["ab", "k2"], "x", &[])
         .endorse()
         .await
         .expect_err("write refused");
@@ -291,11 +303,7 @@ async fn private_data_stays_with_members() {
         Vec::<String>::new(),
         "transient data stayed with members"
     );
-    let alone = hospital
-        .proposal_builder("putpvt", &["ab2", "k"])
-        .transient("value", b"one endorsement".to_vec())
-        .endorsing_organizations(&["HospitalMSP"])
-        .signed(hospital.network().gateway().signer())
+    let alone = private_proposal(&hospital, "putpvt", &["ab2", "k"], "one endorsement", &["HospitalMSP"])
         .endorse()
         .await
         .expect("endorse on the Hospital peer only");
@@ -381,10 +389,7 @@ async fn private_data_stays_with_members() {
     };
     kill(&lab_node);
     // A collection that must reach one other peer cannot be written while none is up.
-    let refused = hospital
-        .proposal_builder("putpvt", &["ab2", "k"])
-        .transient("value", b"unreachable".to_vec())
-        .signed(hospital.network().gateway().signer())
+    let refused = private_proposal(&hospital, "putpvt", &["ab2", "k"], "unreachable", &[])
         .endorse()
         .await
         .expect_err("required_peer_count 1 with the lab peer down");
