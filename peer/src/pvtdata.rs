@@ -318,6 +318,24 @@ fn transient_cleanup(
 
 // ---- commit ----------------------------------------------------------------------------
 
+/// Does a private write set say what the block's hashed writes say (every key and value
+/// hash, deletes alike)? Endorsers produce both; a set that disagrees is never stored.
+pub fn matches_hashes(kv: &KvrwSet, hashed: &HashedRwSet) -> bool {
+    let expected: Vec<_> = hashed.hashed_writes.iter().filter(|w| !w.is_purge).collect();
+    kv.writes.len() == expected.len()
+        && kv.writes.iter().all(|write| {
+            let key_hash = hash(write.key.as_bytes());
+            expected.iter().any(|h| {
+                h.key_hash.as_ref() == key_hash
+                    && if write.is_delete || write.value.is_empty() {
+                        h.is_delete
+                    } else {
+                        !h.is_delete && h.value_hash.as_ref() == hash(&write.value)
+                    }
+            })
+        })
+}
+
 /// A valid transaction's collection sets, as committed.
 #[derive(Debug, Clone)]
 pub struct CollectionWrite {
@@ -612,9 +630,17 @@ pub fn plan_commit(
                 )?,
             };
             match bytes.map(|b| KvrwSet::decode(b.as_ref())) {
-                Some(Ok(kv)) => {
+                Some(Ok(kv)) if matches_hashes(&kv, &write.hashed) => {
                     plan.store(&at, kv);
                     outcome.stored += 1;
+                }
+                Some(_) => {
+                    tracing::warn!(
+                        block = number,
+                        tx = tx.index,
+                        collection = %write.collection,
+                        "private data does not match the transaction's hashes; not stored"
+                    );
                 }
                 _ => {
                     plan.ops.push(put(CF_PVT, located(plan.l(), MISSING, &at), write.pvt_hash.to_vec()));
@@ -707,4 +733,45 @@ pub fn compact(ledger: &ChannelLedger) -> LedgerResult<()> {
         db.compact_range_cf_opt(cf(db, name), None::<&[u8]>, None::<&[u8]>, &options);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use medfabric_proto::kvrwset::{KvWrite, KvWriteHash};
+
+    use super::*;
+
+    fn write(key: &str, value: &str) -> KvWrite {
+        KvWrite {
+            key: key.into(),
+            is_delete: value.is_empty(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        }
+    }
+
+    fn hashed(key: &str, value: &str, is_purge: bool) -> KvWriteHash {
+        KvWriteHash {
+            key_hash: hash(key.as_bytes()).to_vec().into(),
+            is_delete: value.is_empty(),
+            value_hash: if value.is_empty() { Bytes::new() } else { hash(value.as_bytes()).to_vec().into() },
+            is_purge,
+        }
+    }
+
+    #[test]
+    fn private_writes_must_match_the_hashed_writes() {
+        let hashes = HashedRwSet {
+            hashed_writes: vec![hashed("a", "1", false), hashed("b", "", false), hashed("c", "", true)],
+            ..Default::default()
+        };
+        let kv = |writes: Vec<KvWrite>| KvrwSet { writes, ..Default::default() };
+        assert!(matches_hashes(&kv(vec![write("a", "1"), write("b", "")]), &hashes));
+        assert!(!matches_hashes(&kv(vec![write("a", "2"), write("b", "")]), &hashes), "another value");
+        assert!(!matches_hashes(&kv(vec![write("a", "1"), write("x", "")]), &hashes), "another key");
+        assert!(!matches_hashes(&kv(vec![write("a", "1")]), &hashes), "a write left out");
+        assert!(
+            !matches_hashes(&kv(vec![write("a", "1"), write("b", "9")]), &hashes),
+            "a delete turned into a put"
+        );
+    }
 }
