@@ -24,6 +24,8 @@ pub struct LoadSpec {
     /// Arguments; `{i}` becomes the transaction's index, `{w}` the worker's, `{run}` a
     /// per-run random tag (so reruns do not collide).
     pub args: Vec<String>,
+    /// Transient data: key → value template (same placeholders as `args`).
+    pub transient: Vec<(String, String)>,
     pub transactions: usize,
     pub concurrency: usize,
     pub user: String,
@@ -97,11 +99,14 @@ enum Outcome {
     Failed(String),
 }
 
-async fn one(contract: &Contract, args: &[String]) -> Outcome {
+async fn one(contract: &Contract, args: &[String], transient: &[(String, String)]) -> Outcome {
     let started = Instant::now();
     let (function, rest) = args.split_first().map_or(("", &[][..]), |(f, r)| (f.as_str(), r));
     let outcome = async {
-        let transaction = contract.proposal(function, rest).endorse().await?;
+        let draft = transient.iter().fold(contract.proposal_builder(function, rest), |d, (k, v)| {
+            d.transient(k, v.clone().into_bytes())
+        });
+        let transaction = draft.signed(contract.network().gateway().signer()).endorse().await?;
         let status = transaction.submit().await?.status().await?;
         Ok::<_, ClientError>(status)
     }
@@ -144,7 +149,12 @@ pub async fn run(status: &NetworkStatus, spec: &LoadSpec, progress: bool) -> Res
                 let args: Vec<String> = std::iter::once(spec.function.clone())
                     .chain(spec.args.iter().map(|a| expand(a, index, worker, &run_tag)))
                     .collect();
-                outcomes.push(one(&contract, &args).await);
+                let transient: Vec<(String, String)> = spec
+                    .transient
+                    .iter()
+                    .map(|(k, v)| (k.clone(), expand(v, index, worker, &run_tag)))
+                    .collect();
+                outcomes.push(one(&contract, &args, &transient).await);
                 done.fetch_add(1, Ordering::Relaxed);
             }
             outcomes

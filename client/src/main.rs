@@ -121,6 +121,10 @@ struct BenchArgs {
     /// worker, `{run}` a random tag of this run.
     #[arg(long = "arg", default_values_t = ["bench:{run}:{i}".to_string(), "value-{i}".to_string()])]
     args: Vec<String>,
+    /// Transient data `KEY=TEMPLATE` (repeatable, same placeholders): private data
+    /// workloads, e.g. `--function putpvt --arg shared --arg k{run}{i} --transient value=v{i}`.
+    #[arg(long = "transient", value_name = "KEY=TEMPLATE")]
+    transient: Vec<String>,
     /// Transactions.
     #[arg(short = 'n', long, default_value_t = 1000)]
     transactions: usize,
@@ -310,16 +314,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             chaincode,
             function,
             args,
+            transient,
             transactions,
             concurrency,
             who,
             json,
         }) => {
             let status = up::status(&who.data)?;
+            let transient = transient
+                .iter()
+                .map(|entry| {
+                    entry
+                        .split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--transient takes KEY=TEMPLATE, got {entry:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let spec = load::LoadSpec {
                 chaincode,
                 function,
                 args,
+                transient,
                 transactions,
                 concurrency,
                 user: who.user,
