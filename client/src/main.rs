@@ -327,7 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     entry
                         .split_once('=')
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .with_context(|| format!("--transient takes KEY=TEMPLATE, got {entry:?}"))
+                        .ok_or_else(|| anyhow::anyhow!("--transient takes KEY=TEMPLATE, got {entry:?}"))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let spec = load::LoadSpec {
