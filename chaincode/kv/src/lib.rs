@@ -32,6 +32,7 @@
 //! | `delpvt` | collection, key | - | delete private key |
 //! | `purgepvt` | collection, key | - | purge private key (every version, on every member peer) |
 //! | `incpvt` | collection, key | private key | private key = n + 1 (payload: n + 1) |
+//! | `sbepvt` | collection, key, orgs | - | key-level policy of the private key: a peer of every listed org |
 
 use bytes::Bytes;
 use medfabric_shim::{ChaincodeStub, ContractError, Router};
@@ -64,6 +65,7 @@ pub fn chaincode() -> Router {
         .route("delpvt", delpvt)
         .route("purgepvt", purgepvt)
         .route("incpvt", incpvt)
+        .route("sbepvt", sbepvt)
 }
 
 /// Transient-map entry holding the value of `putpvt`.
@@ -193,6 +195,17 @@ fn event(stub: &mut dyn ChaincodeStub, (name, payload): (String, String)) -> Out
 }
 
 fn sbe(stub: &mut dyn ChaincodeStub, (key, orgs): (String, String)) -> Outcome<()> {
+    let policy = peers_of_every(&orgs)?;
+    Ok(stub.set_state_validation_parameter(&key, policy)?)
+}
+
+fn sbepvt(stub: &mut dyn ChaincodeStub, (collection, key, orgs): (String, String, String)) -> Outcome<()> {
+    let policy = peers_of_every(&orgs)?;
+    Ok(stub.set_private_data_validation_parameter(&collection, &key, policy)?)
+}
+
+/// `AND('<org>.peer', …)` of the comma-separated MSP ids, serialized.
+fn peers_of_every(orgs: &str) -> Outcome<Bytes> {
     let mut orgs: Vec<&str> = orgs.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
     if orgs.is_empty() {
         return Err(ContractError::new("sbe needs at least one MSP id"));
@@ -207,7 +220,7 @@ fn sbe(stub: &mut dyn ChaincodeStub, (key, orgs): (String, String)) -> Outcome<(
     let text = format!("AND({})", orgs.iter().map(|o| format!("'{o}.peer'")).collect::<Vec<_>>().join(", "));
     let policy = medfabric_msp::parse_policy(&text)
         .map_err(|e| ContractError::new(format!("key-level policy: {e}")))?;
-    Ok(stub.set_state_validation_parameter(&key, Bytes::from(policy.encode_to_vec()))?)
+    Ok(Bytes::from(policy.encode_to_vec()))
 }
 
 fn callput(

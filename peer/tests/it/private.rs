@@ -166,6 +166,47 @@ fn purge_in_the_same_block_removes_the_earlier_write() {
 }
 
 #[test]
+fn a_private_key_level_policy_overrides_the_chaincode_policy() {
+    let mut pair = Pair::new();
+    let put = pair.tx(&["putpvt", "both", "k"], Some("v1"));
+    let sbe = pair.tx(&["sbepvt", "both", "k", "Org1MSP,Org2MSP"], None);
+    pair.commit(&[put]);
+    pair.commit(&[sbe]);
+    // Endorsed by Org1 alone: the chaincode's OR policy would do, the key's AND does not.
+    let alone = pair.tx(&["putpvt", "both", "k"], Some("v2"));
+    let block = pair.net.block(&pair.tip(), &[alone]);
+    for channel in [&pair.org1.0, &pair.org2.0] {
+        let event = channel.commit(&block).expect("commit");
+        assert_eq!(event.txs[0].code as i32, 10, "ENDORSEMENT_POLICY_FAILURE: {:?}", event.txs[0].reason);
+    }
+    assert_eq!(
+        Pair::private(&pair.org1.0, "both", "k"),
+        Some(Bytes::from("v1")),
+        "the invalid write changed nothing"
+    );
+    // Endorsed by both organizations' peers: valid.
+    pair.seq += 1;
+    let transient: [(&str, &[u8]); 1] = [("value", b"v3")];
+    let signed = pair.net.proposal_with_transient(
+        &pair.net.client1,
+        "kv",
+        &["putpvt", "both", "k"],
+        &transient,
+        pair.seq,
+    );
+    let responses =
+        [pair.org1.1.process(&signed).expect("org1"), pair.org2.1.process(&signed).expect("org2")];
+    let both = pair.net.envelope(&pair.net.client1, &signed, &responses);
+    pair.commit(&[both]);
+    assert_eq!(Pair::private(&pair.org1.0, "both", "k"), Some(Bytes::from("v3")));
+    assert_eq!(
+        Pair::private(&pair.org2.0, "both", "k"),
+        Some(Bytes::from("v3")),
+        "org2 endorsed: its transient store had it"
+    );
+}
+
+#[test]
 fn block_to_live_expires_values_and_hashes() {
     let mut pair = Pair::new();
     let put = pair.tx(&["putpvt", "org1", "k"], Some("brief"));
