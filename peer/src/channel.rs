@@ -58,6 +58,8 @@ pub struct Channel {
     member: RwLock<Option<Bytes>>,
     /// Blocks the transient store keeps unclaimed private data.
     transient_retention: AtomicU64,
+    /// The background compaction of the private stores: running, and asked again.
+    compaction: Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>,
 }
 
 /// Fabric's default `transientstoreMaxBlockRetention` before 3.0.
@@ -128,6 +130,7 @@ impl Channel {
             heights,
             member: RwLock::new(None),
             transient_retention: AtomicU64::new(DEFAULT_TRANSIENT_RETENTION),
+            compaction: Arc::default(),
         })
     }
 
@@ -189,6 +192,32 @@ impl Channel {
             }
         }
         Ok(needs)
+    }
+
+    /// Purged and expired values leave the files too, off the commit path: one
+    /// background compaction at a time, run again if asked meanwhile.
+    fn compact_private(&self) {
+        let (running, again) = &*self.compaction;
+        again.store(true, Ordering::SeqCst);
+        if running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (ledger, state) = (self.ledger.clone(), self.compaction.clone());
+        std::thread::spawn(move || {
+            let (running, again) = &*state;
+            loop {
+                while again.swap(false, Ordering::SeqCst) {
+                    if let Err(e) = pvtdata::compact(&ledger) {
+                        tracing::warn!("compacting private data: {e}");
+                    }
+                }
+                running.store(false, Ordering::SeqCst);
+                // Asked again between the last pass and the release: take it back.
+                if !again.load(Ordering::SeqCst) || running.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+            }
+        });
     }
 
     /// Stores private data fetched for already committed blocks (reconciliation).
@@ -262,6 +291,12 @@ impl Channel {
             let snapshot = self.ledger.snapshot();
             let mut validated = validate_block(block, &context, &snapshot)?;
             let membership = self.membership();
+            if membership.member.is_none() && self.member.read().unwrap_or_else(|p| p.into_inner()).is_some()
+            {
+                // Committing as a non-member would silently drop data this peer holds.
+                let why = "this peer's identity is not valid under the channel's MSPs".to_owned();
+                return Err(BlockError::Rejected { number, why }.into());
+            }
             let tx_ids: BTreeSet<&str> =
                 validated.txs.iter().map(|t| t.tx_id.as_str()).filter(|t| !t.is_empty()).collect();
             let private = pvtdata::plan_commit(
@@ -316,13 +351,7 @@ impl Channel {
         }
         let write_time = written.elapsed();
         if compact_after {
-            // Purged and expired values leave the files too, off the commit path.
-            let ledger = self.ledger.clone();
-            std::thread::spawn(move || {
-                if let Err(e) = pvtdata::compact(&ledger) {
-                    tracing::warn!("compacting private data: {e}");
-                }
-            });
+            self.compact_private();
         }
         let event = Arc::new(CommitEvent {
             channel_id: self.ledger.channel_id().to_owned(),

@@ -192,6 +192,27 @@ fn endorse_failed(details: &[ErrorDetail]) -> tonic::Status {
     )
 }
 
+/// `(namespace, collection)` pairs an endorsed response's read-write set writes to.
+fn written_collections(response: &ProposalResponse) -> Vec<(String, String)> {
+    use medfabric_proto::kvrwset::HashedRwSet;
+    use medfabric_proto::protos::{ChaincodeAction, ProposalResponsePayload};
+    use medfabric_proto::rwset::TxReadWriteSet;
+    let Ok(payload) = ProposalResponsePayload::decode(response.payload.as_ref()) else { return Vec::new() };
+    let Ok(action) = ChaincodeAction::decode(payload.extension.as_ref()) else { return Vec::new() };
+    let Ok(rwset) = TxReadWriteSet::decode(action.results.as_ref()) else { return Vec::new() };
+    let mut written = Vec::new();
+    for ns in &rwset.ns_rwset {
+        for c in &ns.collection_hashed_rwset {
+            let writes = HashedRwSet::decode(c.hashed_rwset.as_ref())
+                .is_ok_and(|h| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty());
+            if writes {
+                written.push((ns.namespace.clone(), c.collection_name.clone()));
+            }
+        }
+    }
+    written
+}
+
 fn no_plan(why: String) -> tonic::Status {
     tonic::Status::failed_precondition(format!(
         "no combination of peers can be derived which satisfy the endorsement policy: {why}"
@@ -327,6 +348,7 @@ impl Gateway {
         context: &ChannelContext,
         interest: &ChaincodeInterest,
         has_transient: bool,
+        written: &[(String, String)],
     ) -> Result<Vec<String>, String> {
         let resources = &context.resources;
         let mut definitions: Vec<&Definition> = Vec::new();
@@ -350,7 +372,10 @@ impl Gateway {
                 let collection = definition
                     .collection(name, resources)
                     .ok_or_else(|| format!("collection {name} is not defined for chaincode {}", call.name))?;
-                collection_policies.extend(collection.endorsement_policy.clone());
+                // A collection's policy governs writes to it only.
+                if written.iter().any(|(ns, c)| *ns == call.name && c == name) {
+                    collection_policies.extend(collection.endorsement_policy.clone());
+                }
                 if has_transient || !call.no_private_reads {
                     member_of.push(collection);
                 }
@@ -481,7 +506,8 @@ impl Gateway {
                 Err(_) => return Err(endorse_failed(&[first.detail()])),
             };
             let has_transient = !proposal.transient_map.is_empty();
-            let extra = self.plan(&channel.context(), &interest, has_transient).map_err(no_plan)?;
+            let written = first.outcome.as_ref().map(written_collections).unwrap_or_default();
+            let extra = self.plan(&channel.context(), &interest, has_transient, &written).map_err(no_plan)?;
             let calls = extra.iter().map(|org| {
                 let targets = orgs.get(org.as_str()).cloned().unwrap_or_default();
                 let signed = &signed;

@@ -219,7 +219,13 @@ impl Peer {
         } else {
             let tls = config.tls.as_ref().map(TlsConfig::client).transpose()?;
             let timeout = Duration::from_millis(config.private_data.push_timeout_ms);
-            let peers = Arc::new(PrivatePeers::new(&others, tls.as_ref(), signer.clone(), timeout)?);
+            let peers = Arc::new(PrivatePeers::new(
+                &others,
+                tls.as_ref(),
+                signer.clone(),
+                timeout,
+                config.limits.max_message_bytes,
+            )?);
             endorser.set_private_peers(peers.clone());
             Some(peers)
         };

@@ -200,16 +200,44 @@ pub fn block_private_data(ledger: &ChannelLedger, number: u64) -> LedgerResult<V
     Ok(out)
 }
 
-/// Up to `limit` entries of private data this peer lacks, oldest first. The tx id is
-/// filled by the caller from the block.
-pub fn missing(ledger: &ChannelLedger, limit: usize) -> LedgerResult<Vec<Missing>> {
+/// Up to `limit` entries of private data this peer lacks, in order from just after
+/// `after` (wrapping around, so entries no peer can serve do not starve the others).
+/// Entries whose every key was purged since are dropped: no peer holds them any more.
+/// The tx id is filled by the caller from the block.
+pub fn missing(ledger: &ChannelLedger, after: Option<&PvtKey>, limit: usize) -> LedgerResult<Vec<Missing>> {
     let snapshot = ledger.snapshot();
     let prefix = ledger.key(&[MISSING]);
-    let mut out = Vec::new();
-    for (rest, value) in scan_prefix(&snapshot, CF_PVT, &prefix)?.into_iter().take(limit) {
-        out.push(Missing { key: parse_located(&rest)?, tx_id: String::new(), hash: Bytes::from(value) });
+    let family = cf(&ledger.db, CF_PVT);
+    let mut all = Vec::new();
+    let mut obsolete = WriteBatch::default();
+    for (rest, value) in scan_prefix(&snapshot, CF_PVT, &prefix)? {
+        let key = parse_located(&rest)?;
+        let (digest, key_hashes) = value.split_at(value.len().min(32));
+        let purged_since = |key_hash: &[u8]| -> LedgerResult<bool> {
+            let marker = snapshot
+                .snapshot
+                .get_cf(family, purged_key(ledger, &key.namespace, &key.collection, key_hash))?;
+            Ok(match marker {
+                Some(m) => (u64_at(&m, 0)?, u64_at(&m, 8)?) > (key.block, key.tx),
+                None => false,
+            })
+        };
+        let mut all_purged = !key_hashes.is_empty();
+        for key_hash in key_hashes.chunks(32) {
+            all_purged &= purged_since(key_hash)?;
+        }
+        if all_purged {
+            obsolete.delete_cf(family, located(ledger, MISSING, &key));
+            continue;
+        }
+        all.push(Missing { key, tx_id: String::new(), hash: Bytes::copy_from_slice(digest) });
     }
-    Ok(out)
+    if !obsolete.is_empty() {
+        ledger.db.write(obsolete)?;
+    }
+    let start = after.map_or(0, |a| all.iter().position(|m| m.key > *a).unwrap_or(0));
+    let count = all.len().min(limit);
+    Ok(all.into_iter().cycle().skip(start).take(count).collect())
 }
 
 // ---- transient store -------------------------------------------------------------------
@@ -321,19 +349,27 @@ fn transient_cleanup(
 /// Does a private write set say what the block's hashed writes say (every key and value
 /// hash, deletes alike)? Endorsers produce both; a set that disagrees is never stored.
 pub fn matches_hashes(kv: &KvrwSet, hashed: &HashedRwSet) -> bool {
-    let expected: Vec<_> = hashed.hashed_writes.iter().filter(|w| !w.is_purge).collect();
-    kv.writes.len() == expected.len()
-        && kv.writes.iter().all(|write| {
-            let key_hash = hash(write.key.as_bytes());
-            expected.iter().any(|h| {
-                h.key_hash.as_ref() == key_hash
-                    && if write.is_delete || write.value.is_empty() {
-                        h.is_delete
-                    } else {
-                        !h.is_delete && h.value_hash.as_ref() == hash(&write.value)
-                    }
-            })
+    let mut expected: Vec<(&[u8], bool, &[u8])> = hashed
+        .hashed_writes
+        .iter()
+        .filter(|w| !w.is_purge)
+        .map(|w| {
+            (w.key_hash.as_ref(), w.is_delete, if w.is_delete { &[][..] } else { w.value_hash.as_ref() })
         })
+        .collect();
+    let hashes: Vec<([u8; 32], bool, [u8; 32])> = kv
+        .writes
+        .iter()
+        .map(|w| {
+            let delete = w.is_delete || w.value.is_empty();
+            (hash(w.key.as_bytes()), delete, hash(&w.value))
+        })
+        .collect();
+    let mut actual: Vec<(&[u8], bool, &[u8])> =
+        hashes.iter().map(|(k, d, v)| (&k[..], *d, if *d { &[][..] } else { &v[..] })).collect();
+    expected.sort();
+    actual.sort();
+    expected == actual
 }
 
 /// A valid transaction's collection sets, as committed.
@@ -466,6 +502,27 @@ impl Plan<'_, '_> {
         Ok(())
     }
 
+    /// Moves the value held for a key (if any) to the version `at`: a key-level policy
+    /// update changed the key's version without changing its value.
+    fn touch(&mut self, at: &PvtKey, key_hash: &[u8]) -> LedgerResult<()> {
+        let Some(stored) = self.versions(&at.namespace, &at.collection, key_hash)?.into_iter().next() else {
+            return Ok(());
+        };
+        let id = (at.namespace.clone(), at.collection.clone(), stored.key.clone());
+        let held = match self.state.get(&id) {
+            Some(pending) => pending.clone(),
+            None => private_value(self.snapshot, &at.namespace, &at.collection, &stored.key)?,
+        };
+        let Some(mut value) = held else { return Ok(()) };
+        value.version = (at.block, at.tx);
+        self.state.insert(id, Some(value));
+        let mut index = keys_prefix(self.l(), &at.namespace, &at.collection, key_hash);
+        index.extend_from_slice(&at.block.to_be_bytes());
+        index.extend_from_slice(&at.tx.to_be_bytes());
+        self.keys.insert(index, Some(stored.key));
+        Ok(())
+    }
+
     /// Stores a transaction's private write set for one collection.
     fn store(&mut self, at: &PvtKey, kv: KvrwSet) {
         for write in &kv.writes {
@@ -590,6 +647,7 @@ pub fn plan_commit(
         ops: Vec::new(),
     };
     plan.expire(number, public, &mut outcome)?;
+    let mut purged = Vec::new();
     for tx in txs {
         for write in &tx.collections {
             let Some(collection) = collections.collection(&write.namespace, &write.collection) else {
@@ -603,20 +661,40 @@ pub fn plan_commit(
             };
             for purge in write.hashed.hashed_writes.iter().filter(|w| w.is_purge) {
                 plan.purge(&write.namespace, &write.collection, &purge.key_hash, (number, tx.index))?;
+                purged.push((write.namespace.clone(), write.collection.clone(), purge.key_hash.to_vec()));
                 outcome.purged += 1;
             }
-            let live: Vec<u8> = write
+            // Every key the transaction updated (values, deletes, key-level policies)
+            // expires with the collection's block-to-live, as in Fabric.
+            let updated: BTreeSet<&[u8]> = write
                 .hashed
                 .hashed_writes
                 .iter()
-                .filter(|w| !w.is_delete && !w.is_purge)
-                .flat_map(|w| w.key_hash.iter().copied())
+                .filter(|w| !w.is_purge)
+                .map(|w| w.key_hash.as_ref())
+                .chain(write.hashed.metadata_writes.iter().map(|m| m.key_hash.as_ref()))
                 .collect();
-            if collection.block_to_live > 0 && !live.is_empty() {
+            if collection.block_to_live > 0 && !updated.is_empty() {
                 let expiry = number.saturating_add(collection.block_to_live).saturating_add(1);
-                plan.ops.push(put(CF_PVT, expiry_key(plan.l(), expiry, &at), live));
+                plan.ops.push(put(
+                    CF_PVT,
+                    expiry_key(plan.l(), expiry, &at),
+                    updated.into_iter().flatten().copied().collect(),
+                ));
             }
-            if write.pvt_hash.is_empty() || !collections.eligible(&collection) {
+            if !collections.eligible(&collection) {
+                continue;
+            }
+            // A key-level policy change gives the key a new version: the value held here
+            // moves to it, so reads keep matching the hashed state.
+            let written: BTreeSet<&[u8]> =
+                write.hashed.hashed_writes.iter().map(|w| w.key_hash.as_ref()).collect();
+            for metadata in
+                write.hashed.metadata_writes.iter().filter(|m| !written.contains(m.key_hash.as_ref()))
+            {
+                plan.touch(&at, &metadata.key_hash)?;
+            }
+            if write.pvt_hash.is_empty() {
                 continue;
             }
             let bytes = match supplied.get(&at) {
@@ -643,7 +721,11 @@ pub fn plan_commit(
                     );
                 }
                 _ => {
-                    plan.ops.push(put(CF_PVT, located(plan.l(), MISSING, &at), write.pvt_hash.to_vec()));
+                    let mut value = write.pvt_hash.to_vec();
+                    for w in write.hashed.hashed_writes.iter().filter(|w| !w.is_purge) {
+                        value.extend_from_slice(&w.key_hash);
+                    }
+                    plan.ops.push(put(CF_PVT, located(plan.l(), MISSING, &at), value));
                     outcome.missing += 1;
                 }
             }
@@ -653,8 +735,68 @@ pub fn plan_commit(
     let cleanup = transient_cleanup(snapshot, block_tx_ids, oldest_kept)?;
     let mut ops = plan.finish();
     ops.extend(cleanup);
+    if !purged.is_empty() {
+        ops.extend(transient_holding(snapshot, &purged)?);
+    }
     outcome.ops = ops;
     Ok(outcome)
+}
+
+/// The hashed write set a committed transaction carries for a collection.
+fn committed_hashes(ledger: &ChannelLedger, at: &PvtKey) -> LedgerResult<Option<HashedRwSet>> {
+    let Some(block) = ledger.block(at.block)? else { return Ok(None) };
+    let Some(envelope) =
+        usize::try_from(at.tx).ok().and_then(|i| medfabric_types::block::envelopes(&block).get(i))
+    else {
+        return Ok(None);
+    };
+    let Ok(tx) = medfabric_types::Transaction::parse(envelope) else { return Ok(None) };
+    let Some(Ok(rwset)) = tx.endorser().map(|e| e.rwset()) else { return Ok(None) };
+    let set = rwset
+        .ns_rwset
+        .iter()
+        .filter(|ns| ns.namespace == at.namespace)
+        .flat_map(|ns| &ns.collection_hashed_rwset)
+        .find(|c| c.collection_name == at.collection);
+    Ok(set.and_then(|c| HashedRwSet::decode(c.hashed_rwset.as_ref()).ok()))
+}
+
+/// Deletes of transient entries holding any of `purged` `(namespace, collection, key
+/// hash)`: a purged value may not wait in a transient store either.
+fn transient_holding(
+    snapshot: &Snapshot<'_>,
+    purged: &[(String, String, Vec<u8>)],
+) -> LedgerResult<Vec<RawOp>> {
+    let l = snapshot.ledger;
+    let prefix = l.key(&[TRANSIENT_DATA]);
+    let mut ops = Vec::new();
+    for (rest, value) in scan_prefix(snapshot, CF_TRANSIENT, &prefix)? {
+        let Some(bytes) = value.get(8..) else { continue };
+        let Ok(rwset) = TxPvtReadWriteSet::decode(bytes) else { continue };
+        let holds = rwset.ns_pvt_rwset.iter().any(|ns| {
+            ns.collection_pvt_rwset.iter().any(|c| {
+                KvrwSet::decode(c.rwset.as_ref()).is_ok_and(|kv| {
+                    kv.writes.iter().any(|w| {
+                        let key_hash = hash(w.key.as_bytes());
+                        purged.iter().any(|(n, col, k)| {
+                            *n == ns.namespace && *col == c.collection_name && k[..] == key_hash
+                        })
+                    })
+                })
+            })
+        });
+        if holds {
+            let split = rest.len().saturating_sub(33);
+            let (tx_id, digest) = (&rest[..split], &rest[split + 1..]);
+            let height = u64_at(&value, 0)?;
+            ops.push(delete(CF_TRANSIENT, l.key(&[TRANSIENT_DATA, &rest])));
+            ops.push(delete(
+                CF_TRANSIENT,
+                l.key(&[TRANSIENT_HEIGHT, &height.to_be_bytes(), tx_id, b"\0", digest]),
+            ));
+        }
+    }
+    Ok(ops)
 }
 
 /// Stores private data fetched after its block was committed (reconciliation): only
@@ -669,10 +811,19 @@ pub fn store_reconciled(ledger: &ChannelLedger, fetched: &[(Missing, Bytes)]) ->
     for (missing, bytes) in fetched {
         let at = &missing.key;
         let recorded = snapshot.snapshot.get_cf(family, located(ledger, MISSING, at))?;
-        if recorded.as_deref() != Some(missing.hash.as_ref()) || hash(bytes) != missing.hash.as_ref() {
+        let recorded_hash = recorded.as_deref().map(|r| &r[..r.len().min(32)]);
+        if recorded_hash != Some(missing.hash.as_ref()) || hash(bytes) != missing.hash.as_ref() {
             continue;
         }
         let Ok(mut kv) = KvrwSet::decode(bytes.as_ref()) else { continue };
+        if !committed_hashes(ledger, at)?.is_some_and(|hashed| matches_hashes(&kv, &hashed)) {
+            tracing::warn!(
+                block = at.block,
+                tx = at.tx,
+                "fetched private data does not match the block's hashes"
+            );
+            continue;
+        }
         let hashed_ns = hashed_namespace(&at.namespace, &at.collection);
         let mut kept = Vec::new();
         for write in kv.writes.drain(..) {

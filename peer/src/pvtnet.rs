@@ -93,6 +93,7 @@ impl PrivatePeers {
         tls: Option<&ClientTls>,
         signer: Arc<SigningIdentity>,
         timeout: Duration,
+        max_message_bytes: usize,
     ) -> anyhow::Result<Self> {
         let peers = peers
             .iter()
@@ -102,8 +103,8 @@ impl PrivatePeers {
                     address: address.clone(),
                     identity: identity.clone(),
                     client: PrivateDataClient::new(lazy_channel(address, tls)?)
-                        .max_decoding_message_size(usize::MAX)
-                        .max_encoding_message_size(usize::MAX),
+                        .max_decoding_message_size(max_message_bytes)
+                        .max_encoding_message_size(max_message_bytes),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -327,6 +328,12 @@ impl PrivateData for PrivateDataService {
             .map_err(|e| tonic::Status::invalid_argument(format!("push payload: {e}")))?;
         let channel = self.channel(&payload.channel_id)?;
         self.sender(channel, &message, payload.timestamp.as_ref())?;
+        if channel.ledger().transaction(&payload.tx_id).map_err(ledger_status)?.is_some() {
+            return Err(tonic::Status::failed_precondition(format!(
+                "transaction {} is already committed",
+                payload.tx_id
+            )));
+        }
         let rwset = TxPvtReadWriteSet::decode(payload.pvt_rwset.as_ref())
             .map_err(|e| tonic::Status::invalid_argument(format!("private write set: {e}")))?;
         // Keep only what this peer's organization may hold.
@@ -388,8 +395,9 @@ impl PrivateData for PrivateDataService {
 /// Reconciliation: every `interval`, fetches up to `batch` missing entries from member
 /// peers and stores what arrives. Runs until dropped.
 pub async fn reconcile(channel: Arc<Channel>, peers: Arc<PrivatePeers>, interval: Duration, batch: usize) {
+    let mut cursor = None;
     loop {
-        match reconcile_once(&channel, &peers, batch).await {
+        match reconcile_once(&channel, &peers, batch, &mut cursor).await {
             Ok(0) => {}
             Ok(stored) => tracing::info!(stored, "reconciled missing private data"),
             Err(e) => tracing::warn!("reconciling private data: {e}"),
@@ -398,13 +406,17 @@ pub async fn reconcile(channel: Arc<Channel>, peers: Arc<PrivatePeers>, interval
     }
 }
 
-/// One reconciliation pass; returns how many entries were stored.
+/// One reconciliation pass over up to `batch` missing entries after `cursor` (which
+/// advances, so entries nobody can serve do not block the others); returns how many
+/// entries were stored.
 pub async fn reconcile_once(
     channel: &Arc<Channel>,
     peers: &PrivatePeers,
     batch: usize,
+    cursor: &mut Option<PvtKey>,
 ) -> anyhow::Result<usize> {
-    let mut missing = pvtdata::missing(channel.ledger(), batch)?;
+    let mut missing = pvtdata::missing(channel.ledger(), cursor.as_ref(), batch)?;
+    *cursor = missing.last().map(|m| m.key.clone());
     if missing.is_empty() {
         return Ok(0);
     }

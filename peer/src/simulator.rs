@@ -382,9 +382,11 @@ pub fn interest(record: &TxRecord, state: &dyn StateView, context: &ChannelConte
             }
         }
         let collection_names: Vec<String> = private
-            .map(|c| c.iter().filter(|(_, r)| !r.is_empty()).map(|(n, _)| n.clone()).collect())
+            .map(|c| {
+                c.iter().filter(|(_, r)| !r.is_empty() || r.read_values).map(|(n, _)| n.clone()).collect()
+            })
             .unwrap_or_default();
-        let no_private_reads = private.is_none_or(|c| c.values().all(|r| r.reads.is_empty()));
+        let no_private_reads = private.is_none_or(|c| c.values().all(|r| !r.read_values));
         chaincodes.push(ChaincodeCall {
             name: namespace.to_owned(),
             collection_names,

@@ -243,10 +243,27 @@ fn decode_rwset(rwset: Result<TxReadWriteSet, ConvertError>) -> Result<(TxReadWr
     let mut sets = Vec::with_capacity(rwset.ns_rwset.len());
     for ns in &rwset.ns_rwset {
         let kv = KvrwSet::decode(ns.rwset.as_ref()).map_err(|e| format!("{}: {e}", ns.namespace))?;
-        let mut collections = Vec::new();
+        let mut collections: Vec<(String, HashedRwSet, Bytes)> = Vec::new();
         for c in &ns.collection_hashed_rwset {
             let hashed = HashedRwSet::decode(c.hashed_rwset.as_ref())
                 .map_err(|e| format!("{}/{}: {e}", ns.namespace, c.collection_name))?;
+            if collections.iter().any(|(name, _, _)| *name == c.collection_name) {
+                return Err(format!("{}/{} appears twice", ns.namespace, c.collection_name));
+            }
+            let key_hashes = hashed
+                .hashed_reads
+                .iter()
+                .map(|r| &r.key_hash)
+                .chain(hashed.hashed_writes.iter().map(|w| &w.key_hash))
+                .chain(hashed.metadata_writes.iter().map(|m| &m.key_hash));
+            if key_hashes.into_iter().any(|h| h.len() != 32)
+                || (!c.pvt_rwset_hash.is_empty() && c.pvt_rwset_hash.len() != 32)
+            {
+                return Err(format!(
+                    "{}/{}: hashes must be 32 bytes (SHA-256)",
+                    ns.namespace, c.collection_name
+                ));
+            }
             collections.push((c.collection_name.clone(), hashed, c.pvt_rwset_hash.clone()));
         }
         sets.push(NsSet { namespace: ns.namespace.clone(), kv, collections });

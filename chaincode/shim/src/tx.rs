@@ -132,6 +132,8 @@ pub struct PrivateRecord {
     pub reads: BTreeMap<String, Option<Version>>,
     pub writes: BTreeMap<String, PrivateWrite>,
     pub metadata_writes: BTreeMap<String, BTreeMap<String, Bytes>>,
+    /// Values were read (not only hashes): only member peers can endorse.
+    pub read_values: bool,
 }
 
 impl PrivateRecord {
@@ -506,6 +508,7 @@ impl ChaincodeStub for TxStub<'_> {
                 PrivateWrite::Delete | PrivateWrite::Purge => None,
             });
         }
+        self.private_record(collection).read_values = true;
         let Some(hashed) = self.read_private_hash(collection, key)? else { return Ok(None) };
         let private = self.state.private_get(&self.namespace, collection, key)?;
         match private {

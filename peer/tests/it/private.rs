@@ -104,7 +104,7 @@ fn missing_data_is_reconciled_but_not_keys_purged_since() {
     let second = pair.tx(&["putpvt", "both", "b"], Some("vb"));
     let block = pair.commit(&[first, second]);
     let org2 = pair.org2.0.clone();
-    let missing = pvtdata::missing(org2.ledger(), 10).expect("missing");
+    let missing = pvtdata::missing(org2.ledger(), None, 10).expect("missing");
     assert_eq!(missing.len(), 2, "{missing:?}");
     let read = org2.ledger().snapshot().private_get("kv", "both", "a").expect("read");
     assert_eq!(read, None);
@@ -113,6 +113,7 @@ fn missing_data_is_reconciled_but_not_keys_purged_since() {
     pair.commit(&[purge]);
     let org1 = pair.org1.0.clone();
     let fetched: Vec<(Missing, Bytes)> = missing
+        .clone()
         .into_iter()
         .map(|m| {
             let data = pvtdata::stored(org1.ledger(), &m.key).expect("read");
@@ -123,7 +124,9 @@ fn missing_data_is_reconciled_but_not_keys_purged_since() {
     assert_eq!(org2.store_reconciled(&fetched).expect("stored"), 1);
     assert_eq!(Pair::private(&org2, "both", "a"), Some(Bytes::from("va")));
     assert_eq!(Pair::private(&org2, "both", "b"), None);
-    assert_eq!(pvtdata::missing(org2.ledger(), 10).expect("missing").len(), 1, "b stays missing");
+    // `b`'s entry is dropped: every key of it was purged since, so no peer can serve it
+    // (and it must not block reconciliation of others).
+    assert!(pvtdata::missing(org2.ledger(), None, 10).expect("missing").is_empty());
     // Replaying the original `b` data cannot resurrect a purged key either.
     let original = {
         let mut rwset = medfabric_proto::kvrwset::KvrwSet::default();
@@ -134,9 +137,9 @@ fn missing_data_is_reconciled_but_not_keys_purged_since() {
         });
         Bytes::from(rwset.encode_to_vec())
     };
-    let entry = pvtdata::missing(org2.ledger(), 10).expect("missing").remove(0);
+    let entry = missing.iter().find(|m| m.key.tx == 1).expect("b's entry").clone();
     assert_eq!(entry.key.block, block);
-    assert_eq!(org2.store_reconciled(&[(entry, original)]).expect("stored"), 1);
+    assert_eq!(org2.store_reconciled(&[(entry, original)]).expect("stored"), 0);
     assert_eq!(Pair::private(&org2, "both", "b"), None, "a key purged later is not stored");
     for (_, data) in pvtdata::block_private_data(org2.ledger(), block).expect("data") {
         let kv = medfabric_proto::kvrwset::KvrwSet::decode(data.as_ref()).expect("kv");
@@ -172,6 +175,12 @@ fn a_private_key_level_policy_overrides_the_chaincode_policy() {
     let sbe = pair.tx(&["sbepvt", "both", "k", "Org1MSP,Org2MSP"], None);
     pair.commit(&[put]);
     pair.commit(&[sbe]);
+    // The policy change gave the key a new version; the value still reads back.
+    pair.seq += 1;
+    let read = pair.net.proposal(&pair.net.client1, "kv", &["getpvt", "both", "k"], pair.seq);
+    let answer = pair.org1.1.process(&read).expect("evaluated");
+    let answer = answer.response.expect("response");
+    assert_eq!((answer.status, answer.payload.as_ref()), (200, &b"v1"[..]), "{}", answer.message);
     // Endorsed by Org1 alone: the chaincode's OR policy would do, the key's AND does not.
     let alone = pair.tx(&["putpvt", "both", "k"], Some("v2"));
     let block = pair.net.block(&pair.tip(), &[alone]);
@@ -293,7 +302,8 @@ async fn peers_push_and_pull_only_what_members_may_hold() {
         pvt_rwset: rwset_for(collection).encode_to_vec().into(),
         timestamp: now(),
     };
-    let held = |tx_id: &str| pvtdata::transient_get(pair.org2.0.ledger(), tx_id).expect("transient").len();
+    let org2_channel = pair.org2.0.clone();
+    let held = |tx_id: &str| pvtdata::transient_get(org2_channel.ledger(), tx_id).expect("transient").len();
     // Org2's peer is not a member of `org1`: refused, nothing kept.
     let refused =
         service2.push(tonic::Request::new(signed(&pair.net.peer1, push("org1", "t1").encode_to_vec()))).await;
@@ -352,4 +362,14 @@ async fn peers_push_and_pull_only_what_members_may_hold() {
     let collections: Vec<String> =
         answer.elements.iter().filter_map(|e| e.digest.as_ref().map(|d| d.collection.clone())).collect();
     assert_eq!(collections, vec!["both".to_owned()]);
+    // A late (or replayed) push for a committed transaction is refused.
+    let committed = medfabric_types::Transaction::parse(&medfabric_types::block::envelopes(&pair.tip())[0])
+        .expect("tx")
+        .tx_id()
+        .to_owned();
+    let late = service2
+        .push(tonic::Request::new(signed(&pair.net.peer1, push("both", &committed).encode_to_vec())))
+        .await;
+    assert_eq!(late.expect_err("committed").code(), tonic::Code::FailedPrecondition);
+    assert_eq!(held(&committed), 0);
 }

@@ -1,0 +1,369 @@
+//! Consent management and access as an audited transaction.
+
+use bytes::Bytes;
+use medfabric_shim::{ChaincodeStub, ContractError};
+use serde::{Deserialize, Serialize};
+
+use crate::consent::{self, Consent, ConsentTerms, Fee, Grantee, PURPOSES, Request, Status, Verdict};
+use crate::identity::{Caller, Role, caller};
+use crate::model::*;
+use crate::payments;
+use crate::records::{patient, record};
+
+// ---- consent ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsentInput {
+    pub patient_id: String,
+    pub consent_id: String,
+    /// Explicit terms, or…
+    #[serde(default)]
+    pub terms: Option<ConsentTerms>,
+    /// …a named template (opt-in, opt-out, research-opt-in, emergency-only).
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub grantee: Option<Grantee>,
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub fee: Option<Fee>,
+}
+
+impl ConsentInput {
+    fn terms(&self) -> Outcome<ConsentTerms> {
+        let terms = match (&self.terms, &self.template) {
+            (Some(terms), None) => terms.clone(),
+            (None, Some(name)) => {
+                consent::template(name, self.grantee.clone(), self.classes.clone(), self.fee)?
+            }
+            _ => return fail("give either terms or a template"),
+        };
+        terms.check()?;
+        Ok(terms)
+    }
+}
+
+/// The patient, or a provider of the patient's custodian recording the patient's
+/// signed consent, may manage the patient's consents.
+fn consent_manager(
+    stub: &mut dyn ChaincodeStub,
+    who: &Caller,
+    patient_id: &str,
+    function: &str,
+) -> Outcome<()> {
+    let patient = patient(stub, patient_id)?;
+    let is_patient = who.role == Role::Patient && who.actor() == patient.patient_id;
+    let is_custodian = who.role == Role::Provider && who.msp_id == patient.custodian;
+    if is_patient || is_custodian {
+        return Ok(());
+    }
+    fail(format!(
+        "access denied: {function} for patient {patient_id} is reserved to the patient or a provider of {}",
+        patient.custodian
+    ))
+}
+
+fn consent_key(stub: &dyn ChaincodeStub, patient_id: &str, consent_id: &str) -> Outcome<String> {
+    key(stub, CONSENT, &[patient_id, consent_id])
+}
+
+fn grantee_key(
+    stub: &dyn ChaincodeStub,
+    grantee: &Grantee,
+    patient_id: &str,
+    consent_id: &str,
+) -> Outcome<String> {
+    key(stub, CONSENT_BY_GRANTEE, &[&grantee.index(), patient_id, consent_id])
+}
+
+/// Writes a consent version: current value, history entry, grantee index.
+fn store_consent(stub: &mut dyn ChaincodeStub, consent: &Consent, previous: Option<&Consent>) -> Outcome<()> {
+    if let Some(previous) = previous
+        && previous.terms.grantee != consent.terms.grantee
+    {
+        let old = grantee_key(stub, &previous.terms.grantee, &previous.patient_id, &previous.consent_id)?;
+        stub.del_state(&old)?;
+    }
+    let index = grantee_key(stub, &consent.terms.grantee, &consent.patient_id, &consent.consent_id)?;
+    stub.put_state(&index, Bytes::from_static(b"1"))?;
+    let current = consent_key(stub, &consent.patient_id, &consent.consent_id)?;
+    put_json(stub, &current, consent)?;
+    let history = key(
+        stub,
+        CONSENT_VERSION,
+        &[&consent.patient_id, &consent.consent_id, &padded(u64::from(consent.version))],
+    )?;
+    put_json(stub, &history, consent)
+}
+
+pub fn grant_consent(stub: &mut dyn ChaincodeStub, input: ConsentInput) -> Outcome<Consent> {
+    let who = caller(stub)?;
+    consent_manager(stub, &who, &input.patient_id, "grant_consent")?;
+    check_id("consent id", &input.consent_id)?;
+    let terms = input.terms()?;
+    let current = consent_key(stub, &input.patient_id, &input.consent_id)?;
+    if stub.get_state(&current)?.is_some() {
+        return fail(format!(
+            "consent {} of {} exists; update it instead",
+            input.consent_id, input.patient_id
+        ));
+    }
+    let consent = Consent {
+        consent_id: input.consent_id,
+        patient_id: input.patient_id,
+        version: 1,
+        status: Status::Active,
+        terms,
+        recorded_by: who.actor(),
+        time: now(stub),
+        tx_id: stub.tx_id().to_owned(),
+    };
+    store_consent(stub, &consent, None)?;
+    Ok(consent)
+}
+
+fn existing(stub: &mut dyn ChaincodeStub, patient_id: &str, consent_id: &str) -> Outcome<Consent> {
+    let current = consent_key(stub, patient_id, consent_id)?;
+    get_json(stub, &current)?
+        .ok_or_else(|| ContractError::new(format!("consent {consent_id} of {patient_id} not found")))
+}
+
+/// A new version with new terms.
+pub fn update_consent(stub: &mut dyn ChaincodeStub, input: ConsentInput) -> Outcome<Consent> {
+    let who = caller(stub)?;
+    consent_manager(stub, &who, &input.patient_id, "update_consent")?;
+    let terms = input.terms()?;
+    let previous = existing(stub, &input.patient_id, &input.consent_id)?;
+    if previous.status == Status::Revoked {
+        return fail(format!("consent {} was revoked; grant a new one", previous.consent_id));
+    }
+    let consent = Consent {
+        version: previous.version + 1,
+        terms,
+        recorded_by: who.actor(),
+        time: now(stub),
+        tx_id: stub.tx_id().to_owned(),
+        ..previous.clone()
+    };
+    store_consent(stub, &consent, Some(&previous))?;
+    Ok(consent)
+}
+
+/// Revokes a consent (a new, final version). Accesses endorsed under it and committed
+/// after the revocation are invalid; escrowed fees under it can be refunded.
+pub fn revoke_consent(
+    stub: &mut dyn ChaincodeStub,
+    (patient_id, consent_id): (String, String),
+) -> Outcome<Consent> {
+    let who = caller(stub)?;
+    consent_manager(stub, &who, &patient_id, "revoke_consent")?;
+    let previous = existing(stub, &patient_id, &consent_id)?;
+    if previous.status == Status::Revoked {
+        return fail(format!("consent {consent_id} is already revoked"));
+    }
+    let consent = Consent {
+        version: previous.version + 1,
+        status: Status::Revoked,
+        recorded_by: who.actor(),
+        time: now(stub),
+        tx_id: stub.tx_id().to_owned(),
+        ..previous.clone()
+    };
+    store_consent(stub, &consent, Some(&previous))?;
+    Ok(consent)
+}
+
+/// A consent's current version: the patient, its custodian's providers, regulators.
+pub fn get_consent(
+    stub: &mut dyn ChaincodeStub,
+    (patient_id, consent_id): (String, String),
+) -> Outcome<Consent> {
+    let who = caller(stub)?;
+    if who.role != Role::Regulator {
+        consent_manager(stub, &who, &patient_id, "get_consent")?;
+    }
+    existing(stub, &patient_id, &consent_id)
+}
+
+/// Consents that may apply to `who` for `patient_id`: the four grantee indexes (each a
+/// range read, re-checked at commit) and the consents they name (point reads).
+pub fn applicable(stub: &mut dyn ChaincodeStub, who: &Caller, patient_id: &str) -> Outcome<Vec<Consent>> {
+    let mut found = Vec::new();
+    for grantee in Grantee::candidates(who) {
+        let index = grantee.index();
+        for entry in stub.get_state_by_partial_composite_key(CONSENT_BY_GRANTEE, &[&index, patient_id])? {
+            let (_, attributes) = stub.split_composite_key(&entry.key)?;
+            let Some(consent_id) = attributes.get(2) else { continue };
+            found.push(existing(stub, patient_id, consent_id)?);
+        }
+    }
+    Ok(found)
+}
+
+// ---- access ----------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessInput {
+    pub record_id: String,
+    /// Purpose of use (TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH, PUBHLTH…).
+    pub purpose: String,
+    /// Required for break-glass (purpose ETREAT without a permitting consent).
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessResult {
+    pub access_id: String,
+    pub record_id: String,
+    pub authorization: String,
+    pub break_glass: bool,
+    pub fee: Option<u64>,
+    pub review_due: Option<u64>,
+}
+
+/// Requests access to a record for a purpose. Consent is evaluated now, inside the
+/// transaction (its keys join the read set). If permitted — or break-glass: purpose
+/// ETREAT with a justification, by a provider — the transaction writes one audit event
+/// (indexed by patient, actor, organization and record), grants the caller the record,
+/// and escrows the consent's fee. Otherwise it fails and writes nothing.
+pub fn request_access(stub: &mut dyn ChaincodeStub, input: AccessInput) -> Outcome<AccessResult> {
+    let who = caller(stub)?;
+    who.require("request_access", &[Role::Provider, Role::Researcher, Role::Payer])?;
+    if !PURPOSES.contains(&input.purpose.as_str()) {
+        return fail(format!("unknown purpose of use {:?} (one of {})", input.purpose, PURPOSES.join(", ")));
+    }
+    let meta = record(stub, &input.record_id)?;
+    if meta.erased {
+        return fail(format!("record {} was erased", meta.record_id));
+    }
+    let time = now(stub);
+    let consents = applicable(stub, &who, &meta.patient_id)?;
+    let request = Request { caller: &who, action: "access", purpose: &input.purpose, record: &meta, time };
+    let verdict = consent::evaluate(&consents, &request);
+    let justification = input.justification.as_deref().map(str::trim).filter(|j| !j.is_empty());
+    let (authorization, consent_ref, fee, break_glass) = match verdict {
+        Verdict::Permit { consent, fee } => (consent.clone(), Some(consent), fee, false),
+        _ if input.purpose == "ETREAT" && who.role == Role::Provider && justification.is_some() => {
+            ("break-glass".to_owned(), None, None, true)
+        }
+        Verdict::Deny { consent } => {
+            return fail(format!(
+                "access denied: consent {consent} of patient {} denies {} access to {} for {}",
+                meta.patient_id,
+                who.actor(),
+                meta.record_id,
+                input.purpose
+            ));
+        }
+        Verdict::NoConsent => {
+            return fail(format!(
+                "access denied: no consent of patient {} permits {} to access {} for {}",
+                meta.patient_id,
+                who.actor(),
+                meta.record_id,
+                input.purpose
+            ));
+        }
+    };
+    let access_id = stub.tx_id().to_owned();
+    if let Some(fee) = fee.filter(|f| f.amount > 0) {
+        payments::hold(stub, &who.actor(), &access_id, &meta, &authorization, fee, time)?;
+    }
+    let review_due = break_glass.then_some(time + BREAK_GLASS_REVIEW_SECONDS);
+    let event = AuditEvent {
+        event_id: access_id.clone(),
+        tx_id: access_id.clone(),
+        time,
+        actor: who.actor(),
+        org: who.msp_id.clone(),
+        role: who.role.to_string(),
+        record_id: meta.record_id.clone(),
+        patient_id: meta.patient_id.clone(),
+        resource_type: meta.resource_type.clone(),
+        data_class: meta.data_class.clone(),
+        purpose: input.purpose.clone(),
+        consent: consent_ref,
+        break_glass,
+        justification: justification.map(str::to_owned),
+        review_due,
+        reviewed: None,
+        fee: fee.map(|f| f.amount).filter(|a| *a > 0),
+    };
+    write_audit(stub, &event)?;
+    let grant = Grant {
+        record_id: meta.record_id.clone(),
+        actor: who.actor(),
+        access_id: access_id.clone(),
+        purpose: input.purpose,
+        authorization: authorization.clone(),
+        time,
+    };
+    let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor()])?;
+    put_json(stub, &grant_key, &grant)?;
+    Ok(AccessResult {
+        access_id,
+        record_id: meta.record_id,
+        authorization,
+        break_glass,
+        fee: event.fee,
+        review_due,
+    })
+}
+
+/// The event and its indexes: by patient, actor, organization and record (time-ordered),
+/// and the break-glass list.
+fn write_audit(stub: &mut dyn ChaincodeStub, event: &AuditEvent) -> Outcome<()> {
+    let id = key(stub, AUDIT, &[&event.event_id])?;
+    put_json(stub, &id, event)?;
+    let time = padded(event.time);
+    let marker = Bytes::from(event.event_id.clone());
+    for (index, subject) in [
+        (AUDIT_BY_PATIENT, &event.patient_id),
+        (AUDIT_BY_ACTOR, &event.actor),
+        (AUDIT_BY_ORG, &event.org),
+        (AUDIT_BY_RECORD, &event.record_id),
+    ] {
+        let k = key(stub, index, &[subject, &time, &event.event_id])?;
+        stub.put_state(&k, marker.clone())?;
+    }
+    if event.break_glass {
+        let k = key(stub, BREAK_GLASS, &[&time, &event.event_id])?;
+        stub.put_state(&k, marker)?;
+    }
+    Ok(())
+}
+
+pub fn audit_event(stub: &mut dyn ChaincodeStub, event_id: &str) -> Outcome<AuditEvent> {
+    let id = key(stub, AUDIT, &[event_id])?;
+    get_json(stub, &id)?.ok_or_else(|| ContractError::new(format!("audit event {event_id} not found")))
+}
+
+/// Records the review of a break-glass access: by a provider of the record's custodian
+/// (the privacy officer) or a regulator.
+pub fn review_break_glass(
+    stub: &mut dyn ChaincodeStub,
+    (event_id, note): (String, String),
+) -> Outcome<AuditEvent> {
+    let who = caller(stub)?;
+    who.require("review_break_glass", &[Role::Provider, Role::Regulator])?;
+    let mut event = audit_event(stub, &event_id)?;
+    if !event.break_glass {
+        return fail(format!("access {event_id} was not a break-glass access"));
+    }
+    if who.role == Role::Provider {
+        let meta = record(stub, &event.record_id)?;
+        who.require_org("review_break_glass", &meta.custodian)?;
+    }
+    if event.reviewed.is_some() {
+        return fail(format!("break-glass access {event_id} was already reviewed"));
+    }
+    if note.trim().is_empty() {
+        return fail("a review needs a note");
+    }
+    event.reviewed = Some(Review { reviewer: who.actor(), time: now(stub), note });
+    let id = key(stub, AUDIT, &[&event_id])?;
+    put_json(stub, &id, &event)?;
+    Ok(event)
+}

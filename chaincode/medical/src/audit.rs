@@ -1,0 +1,323 @@
+//! Regulator queries (role regulator only), each served from an index and paginated:
+//! disclosures of a patient in a time range (HIPAA §164.528 accounting), accesses by an
+//! actor, by an organization, to a record; break-glass events and overdue reviews;
+//! consent history; payments linked to disclosures; a record's commitment at a time;
+//! erasures. `format` is `json` or `fhir` (AuditEvent / Consent resources).
+
+use medfabric_shim::{ChaincodeStub, ContractError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::access::audit_event;
+use crate::consent::{Consent, Decision, Grantee, Provision, Status};
+use crate::identity::{Role, caller};
+use crate::model::*;
+
+/// Most items per page.
+pub const MAX_PAGE: u32 = 500;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub count: usize,
+    /// Pass back for the next page; empty at the end.
+    pub bookmark: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Query {
+    /// Patient, actor (`MSPID/id`), organization or record, depending on the query.
+    #[serde(default)]
+    pub subject: String,
+    /// Inclusive time range, unix seconds.
+    #[serde(default)]
+    pub from: Option<u64>,
+    #[serde(default)]
+    pub to: Option<u64>,
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    #[serde(default)]
+    pub bookmark: String,
+    /// `json` (default) or `fhir`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl Query {
+    fn fhir(&self) -> Outcome<bool> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(false),
+            Some("fhir") => Ok(true),
+            Some(other) => fail(format!("unknown format {other:?} (json or fhir)")),
+        }
+    }
+
+    fn page_size(&self) -> u32 {
+        self.page_size.unwrap_or(100).clamp(1, MAX_PAGE)
+    }
+}
+
+fn regulator(stub: &dyn ChaincodeStub, function: &str) -> Outcome<()> {
+    caller(stub)?.require(function, &[Role::Regulator])
+}
+
+/// One page of the index `object/subject/time/…` over `[from, to]`, each entry mapped
+/// by `item`.
+fn page_of(
+    stub: &mut dyn ChaincodeStub,
+    object: &str,
+    prefix: &[&str],
+    query: &Query,
+    mut item: impl FnMut(&mut dyn ChaincodeStub, &str, &[String]) -> Outcome<Value>,
+) -> Outcome<Page> {
+    let mut start_attrs: Vec<String> = prefix.iter().map(|s| (*s).to_owned()).collect();
+    let mut end_attrs = start_attrs.clone();
+    if let Some(from) = query.from {
+        start_attrs.push(padded(from));
+    }
+    let start =
+        stub.create_composite_key(object, &start_attrs.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let end = match query.to {
+        Some(to) => {
+            end_attrs.push(padded(to.saturating_add(1)));
+            stub.create_composite_key(object, &end_attrs.iter().map(String::as_str).collect::<Vec<_>>())?
+        }
+        None => {
+            let base =
+                stub.create_composite_key(object, &end_attrs.iter().map(String::as_str).collect::<Vec<_>>())?;
+            format!("{base}{}", medfabric_shim::MAX_UNICODE_RUNE)
+        }
+    };
+    let (entries, metadata) = stub.query_range_page(&start, &end, query.page_size(), &query.bookmark)?;
+    let mut items = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (_, attributes) = stub.split_composite_key(&entry.key)?;
+        let value = String::from_utf8_lossy(&entry.value).into_owned();
+        items.push(item(stub, &value, &attributes)?);
+    }
+    Ok(Page { count: items.len(), items, bookmark: metadata.bookmark })
+}
+
+fn event_item(stub: &mut dyn ChaincodeStub, event_id: &str, fhir: bool) -> Outcome<Value> {
+    let event = audit_event(stub, event_id)?;
+    Ok(if fhir { audit_event_fhir(&event) } else { to_value(&event)? })
+}
+
+fn to_value<T: Serialize>(value: &T) -> Outcome<Value> {
+    serde_json::to_value(value).map_err(|e| ContractError::new(format!("encoding: {e}")))
+}
+
+/// HIPAA accounting of disclosures: every access to the patient's records in the time
+/// range, with date, recipient, what, purpose and the authorizing consent version.
+pub fn disclosures(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "disclosures")?;
+    let fhir = query.fhir()?;
+    page_of(stub, AUDIT_BY_PATIENT, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+}
+
+pub fn accesses_by_actor(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "accesses_by_actor")?;
+    let fhir = query.fhir()?;
+    page_of(stub, AUDIT_BY_ACTOR, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+}
+
+pub fn accesses_by_org(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "accesses_by_org")?;
+    let fhir = query.fhir()?;
+    page_of(stub, AUDIT_BY_ORG, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+}
+
+pub fn accesses_to_record(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "accesses_to_record")?;
+    let fhir = query.fhir()?;
+    page_of(stub, AUDIT_BY_RECORD, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+}
+
+/// Break-glass accesses in the time range, each with `overdue` = not reviewed by its
+/// deadline (as of this query's transaction time).
+pub fn break_glass(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "break_glass")?;
+    let fhir = query.fhir()?;
+    let time = now(stub);
+    page_of(stub, BREAK_GLASS, &[], &query, |s, id, _| {
+        let event = audit_event(s, id)?;
+        let overdue = event.reviewed.is_none() && event.review_due.is_some_and(|due| time > due);
+        let mut value = if fhir { audit_event_fhir(&event) } else { to_value(&event)? };
+        value["overdue"] = json!(overdue);
+        Ok(value)
+    })
+}
+
+/// Every version of every consent of the patient, oldest first per consent.
+pub fn consent_history(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "consent_history")?;
+    let fhir = query.fhir()?;
+    let unbounded = Query { from: None, to: None, ..query.clone() };
+    page_of(stub, CONSENT_VERSION, &[&query.subject], &unbounded, |_, value, _| {
+        let consent: Consent = serde_json::from_str(value)
+            .map_err(|e| ContractError::new(format!("stored consent is corrupt: {e}")))?;
+        Ok(if fhir { consent_fhir(&consent) } else { to_value(&consent)? })
+    })
+}
+
+/// Fees held, settled or refunded for accesses to the patient's records.
+pub fn payments_for_disclosures(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "payments_for_disclosures")?;
+    page_of(stub, ESCROW_BY_PATIENT, &[&query.subject], &query, |s, access_id, _| {
+        let id = key(s, ESCROW, &[access_id])?;
+        let escrow: Escrow =
+            get_json(s, &id)?.ok_or_else(|| ContractError::new(format!("escrow {access_id} missing")))?;
+        to_value(&escrow)
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitmentAt {
+    pub record_id: String,
+    pub time: u64,
+    pub version: RecordVersion,
+}
+
+/// The commitment in force for a record at a time: the last version written at or
+/// before it.
+pub fn commitment_at(
+    stub: &mut dyn ChaincodeStub,
+    (record_id, time): (String, u64),
+) -> Outcome<CommitmentAt> {
+    regulator(stub, "commitment_at")?;
+    let mut found: Option<RecordVersion> = None;
+    for entry in stub.get_state_by_partial_composite_key(RECORD_VERSION, &[&record_id])? {
+        let version: RecordVersion = serde_json::from_slice(&entry.value)
+            .map_err(|e| ContractError::new(format!("stored version is corrupt: {e}")))?;
+        if version.time <= time {
+            found = Some(version);
+        }
+    }
+    let version =
+        found.ok_or_else(|| ContractError::new(format!("record {record_id} had no version at {time}")))?;
+    Ok(CommitmentAt { record_id, time, version })
+}
+
+/// Crypto-shred events.
+pub fn erasures(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+    regulator(stub, "erasures")?;
+    let unbounded = Query { from: None, to: None, ..query.clone() };
+    page_of(stub, ERASURE, &[], &unbounded, |_, value, _| {
+        serde_json::from_str(value).map_err(|e| ContractError::new(format!("stored erasure is corrupt: {e}")))
+    })
+}
+
+// ---- FHIR ------------------------------------------------------------------------------
+
+/// RFC 3339 UTC time of unix seconds.
+pub fn rfc3339(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let rem = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn coding(system: &str, code: &str) -> Value {
+    json!({"system": system, "code": code})
+}
+
+const PURPOSE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+
+/// An access event as a FHIR R4 AuditEvent (IHE BALP PrivacyDisclosure): the policy of
+/// the agent is the authorizing consent version.
+pub fn audit_event_fhir(event: &AuditEvent) -> Value {
+    let mut agent = json!({
+        "who": {"identifier": {"value": event.actor}},
+        "requestor": true,
+        "role": [{"coding": [coding("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "datacollector")], "text": event.role}],
+        "purposeOfUse": [{"coding": [coding(PURPOSE_SYSTEM, &event.purpose)]}],
+    });
+    if let Some(consent) = &event.consent {
+        agent["policy"] = json!([consent]);
+    }
+    let mut resource = json!({
+        "resourceType": "AuditEvent",
+        "id": event.event_id,
+        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110106", "display": "Export"},
+        "subtype": [{"system": "urn:iso:std:iso:21089", "code": "disclose"}],
+        "action": "R",
+        "recorded": rfc3339(event.time),
+        "outcome": "0",
+        "purposeOfEvent": [{"coding": [coding(PURPOSE_SYSTEM, &event.purpose)]}],
+        "agent": [agent],
+        "source": {"observer": {"display": "medfabric"}, "site": event.org},
+        "entity": [
+            {"what": {"reference": format!("Patient/{}", event.patient_id)}, "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1")},
+            {"what": {"identifier": {"value": event.record_id}}, "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"), "description": format!("{} ({})", event.resource_type, event.data_class)},
+        ],
+    });
+    if event.break_glass {
+        resource["extension"] = json!([{
+            "url": "urn:medfabric:break-glass",
+            "valueString": event.justification.clone().unwrap_or_default(),
+        }]);
+    }
+    resource
+}
+
+fn provision_fhir(
+    decision: Decision,
+    rule: &crate::consent::Rule,
+    actors: &[Grantee],
+    nested: &[Provision],
+) -> Value {
+    let codes = |list: &[String], system: &str| -> Value {
+        Value::Array(list.iter().map(|c| coding(system, c)).collect())
+    };
+    let mut provision = json!({
+        "type": match decision { Decision::Permit => "permit", Decision::Deny => "deny" },
+        "actor": actors.iter().map(|g| json!({"reference": {"identifier": {"value": g.index()}}})).collect::<Vec<_>>(),
+        "action": rule.actions.iter().map(|a| json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/consentaction", a)]})).collect::<Vec<_>>(),
+        "purpose": codes(&rule.purposes, PURPOSE_SYSTEM),
+        "class": codes(&rule.classes, "urn:medfabric:data-class"),
+        "securityLabel": codes(&rule.labels, "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"),
+    });
+    if let Some(period) = rule.period {
+        let mut p = json!({});
+        if let Some(start) = period.start {
+            p["start"] = json!(rfc3339(start));
+        }
+        if let Some(end) = period.end {
+            p["end"] = json!(rfc3339(end));
+        }
+        provision["period"] = p;
+    }
+    if !nested.is_empty() {
+        provision["provision"] = Value::Array(
+            nested.iter().map(|n| provision_fhir(n.decision, &n.rule, &n.actors, &n.provisions)).collect(),
+        );
+    }
+    provision
+}
+
+/// A consent version as a FHIR R4 Consent resource.
+pub fn consent_fhir(consent: &Consent) -> Value {
+    let terms = &consent.terms;
+    json!({
+        "resourceType": "Consent",
+        "id": consent.consent_id,
+        "meta": {"versionId": consent.version.to_string()},
+        "status": match consent.status { Status::Active => "active", Status::Revoked => "inactive" },
+        "scope": {"coding": [coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")]},
+        "category": [{"coding": [coding("http://loinc.org", "59284-0")]}],
+        "patient": {"reference": format!("Patient/{}", consent.patient_id)},
+        "dateTime": rfc3339(consent.time),
+        "performer": [{"identifier": {"value": consent.recorded_by}}],
+        "policyRule": {"coding": [coding("urn:medfabric:consent-template", terms.template.as_deref().unwrap_or("custom"))]},
+        "provision": provision_fhir(terms.decision, &terms.rule, std::slice::from_ref(&terms.grantee), &terms.provisions),
+    })
+}

@@ -1,0 +1,265 @@
+//! What the medical chaincode stores, and under which keys.
+//!
+//! Public state holds no PHI: patients are pseudonymous ids, records are metadata plus a
+//! keyed commitment of the ciphertext, consents are rules. Ciphertext and wrapped data
+//! keys live in the custodian organization's implicit private data collection.
+
+use bytes::Bytes;
+use medfabric_shim::{ChaincodeStub, ContractError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub type Outcome<T> = Result<T, ContractError>;
+
+/// A chaincode error with `message`.
+pub fn fail<T>(message: impl Into<String>) -> Outcome<T> {
+    Err(ContractError::new(message))
+}
+
+// ---- keys ------------------------------------------------------------------------------
+
+pub const PATIENT: &str = "patient";
+pub const RECORD: &str = "record";
+pub const RECORD_VERSION: &str = "recver";
+pub const CONSENT: &str = "consent";
+pub const CONSENT_VERSION: &str = "consentver";
+pub const CONSENT_BY_GRANTEE: &str = "consentgrantee";
+pub const GRANT: &str = "grant";
+pub const AUDIT: &str = "audit";
+pub const AUDIT_BY_PATIENT: &str = "auditpatient";
+pub const AUDIT_BY_ACTOR: &str = "auditactor";
+pub const AUDIT_BY_ORG: &str = "auditorg";
+pub const AUDIT_BY_RECORD: &str = "auditrecord";
+pub const BREAK_GLASS: &str = "breakglass";
+pub const ACCOUNT: &str = "account";
+pub const CREDIT: &str = "credit";
+pub const ESCROW: &str = "escrow";
+pub const ESCROW_BY_PATIENT: &str = "escrowpatient";
+pub const CLAIM: &str = "claim";
+pub const ERASURE: &str = "erasure";
+
+/// Private keys (in the custodian's implicit collection).
+pub const CIPHERTEXT: &str = "ct";
+pub const WRAPPED_KEY: &str = "wk";
+
+/// The implicit private data collection of an organization.
+pub fn custodian_collection(msp_id: &str) -> String {
+    format!("_implicit_org_{msp_id}")
+}
+
+/// A fixed-width decimal, so keys sort by number.
+pub fn padded(n: u64) -> String {
+    format!("{n:020}")
+}
+
+pub fn key(stub: &dyn ChaincodeStub, object: &str, attributes: &[&str]) -> Outcome<String> {
+    Ok(stub.create_composite_key(object, attributes)?)
+}
+
+pub fn get_json<T: DeserializeOwned>(stub: &mut dyn ChaincodeStub, key: &str) -> Outcome<Option<T>> {
+    match stub.get_state(key)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ContractError::new(format!("stored value of {key:?} is corrupt: {e}"))),
+    }
+}
+
+pub fn put_json<T: Serialize>(stub: &mut dyn ChaincodeStub, key: &str, value: &T) -> Outcome<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| ContractError::new(format!("encoding: {e}")))?;
+    Ok(stub.put_state(key, Bytes::from(bytes))?)
+}
+
+/// The transaction time (the client's timestamp, identical on every endorser), seconds.
+pub fn now(stub: &dyn ChaincodeStub) -> u64 {
+    stub.tx_timestamp().map_or(0, |t| u64::try_from(t.seconds).unwrap_or(0))
+}
+
+/// Checks an identifier: 1-128 characters of `[A-Za-z0-9._:/@-]`.
+pub fn check_id(what: &str, id: &str) -> Outcome<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "._:/@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        fail(format!("{what} {id:?} is not a valid identifier ([A-Za-z0-9._:/@-], 1-128)"))
+    }
+}
+
+/// Checks a 32-byte value written as 64 hex digits.
+pub fn check_hex32(what: &str, value: &str) -> Outcome<()> {
+    if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        fail(format!("{what} must be 32 bytes as 64 hex digits"))
+    }
+}
+
+// ---- patients and records --------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Patient {
+    pub patient_id: String,
+    /// The organization holding the patient's records (its private collection).
+    pub custodian: String,
+    /// The patient's P-256 public key (SEC1, hex) for wrapping record keys.
+    pub public_key: String,
+    pub registered_by: String,
+    pub registered_at: u64,
+}
+
+/// Security labels a record may carry (HL7 v3 confidentiality and sensitivity codes).
+pub const CONFIDENTIALITY: [&str; 5] = ["U", "L", "M", "N", "R"];
+pub const SENSITIVE: [&str; 9] = ["V", "ETH", "HIV", "PSY", "SUD", "SDV", "SEX", "STD", "GDIS"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub record_id: String,
+    pub patient_id: String,
+    pub custodian: String,
+    /// FHIR resource type (Observation, Condition, DiagnosticReport…).
+    pub resource_type: String,
+    /// Data class used by consent (lab, imaging, mental-health…).
+    pub data_class: String,
+    pub security_labels: Vec<String>,
+    pub author: String,
+    pub version: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Keyed commitment (HMAC-SHA256 under the record key) of the latest ciphertext.
+    pub commitment: String,
+    /// Crypto-shredded: ciphertext and wrapped keys purged.
+    #[serde(default)]
+    pub erased: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordVersion {
+    pub record_id: String,
+    pub version: u32,
+    pub commitment: String,
+    pub author: String,
+    pub time: u64,
+    pub tx_id: String,
+}
+
+// ---- access ----------------------------------------------------------------------------
+
+/// A committed permission to read a record's ciphertext and the caller's wrapped key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Grant {
+    pub record_id: String,
+    pub actor: String,
+    pub access_id: String,
+    pub purpose: String,
+    /// `consentId@version`, or `break-glass`.
+    pub authorization: String,
+    pub time: u64,
+}
+
+/// An access event: FHIR AuditEvent / IHE BALP PrivacyDisclosure, kept on chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub event_id: String,
+    pub tx_id: String,
+    pub time: u64,
+    pub actor: String,
+    pub org: String,
+    pub role: String,
+    pub record_id: String,
+    pub patient_id: String,
+    pub resource_type: String,
+    pub data_class: String,
+    pub purpose: String,
+    /// `consentId@version` (None for break-glass).
+    pub consent: Option<String>,
+    pub break_glass: bool,
+    pub justification: Option<String>,
+    /// Break-glass: the justification must be reviewed by then.
+    pub review_due: Option<u64>,
+    pub reviewed: Option<Review>,
+    /// The escrowed fee for this access, if the consent carries one.
+    pub fee: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Review {
+    pub reviewer: String,
+    pub time: u64,
+    pub note: String,
+}
+
+/// How long a break-glass justification may wait for review.
+pub const BREAK_GLASS_REVIEW_SECONDS: u64 = 72 * 3600;
+
+// ---- payments --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Account {
+    pub owner: String,
+    /// Balance in minor units, excluding credits not yet folded in.
+    pub balance: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum EscrowState {
+    Held,
+    Settled,
+    Refunded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Escrow {
+    pub access_id: String,
+    pub payer: String,
+    pub patient_id: String,
+    pub custodian: String,
+    pub amount: u64,
+    /// Share of the amount paid to the custodian, in basis points.
+    pub custodian_share_bps: u32,
+    pub consent: String,
+    pub state: EscrowState,
+    pub created_at: u64,
+    pub closed_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ClaimState {
+    Submitted,
+    Approved,
+    Denied,
+    Paid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claim {
+    pub claim_id: String,
+    pub encounter_record: String,
+    pub patient_id: String,
+    pub provider: String,
+    pub provider_org: String,
+    pub payer_org: String,
+    pub amount: u64,
+    pub approved_amount: Option<u64>,
+    pub state: ClaimState,
+    pub submitted_at: u64,
+    pub adjudicated_by: Option<String>,
+    pub paid_at: Option<u64>,
+}
+
+/// The account of an organization (claims are paid to and from org accounts).
+pub fn org_account(msp_id: &str) -> String {
+    format!("org:{msp_id}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Erasure {
+    pub record_id: String,
+    pub patient_id: String,
+    pub requested_by: String,
+    pub reason: String,
+    pub time: u64,
+    pub tx_id: String,
+    pub versions: u32,
+}

@@ -1,0 +1,364 @@
+//! Patients and records. The client encrypts each record version (AES-256-GCM, fresh
+//! key; record id, version and patient as associated data), wraps the key with HPKE for
+//! each reader, and sends ciphertext and wrapped keys in the transient map: they go to
+//! the custodian organization's private collection. Public state gets metadata and the
+//! keyed commitment only.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use medfabric_shim::ChaincodeStub;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{Role, caller};
+use crate::model::*;
+
+/// Transient-map entries of `create_record` and `append_version`.
+pub const TRANSIENT_CIPHERTEXT: &str = "ciphertext";
+/// JSON object: reader (actor id, `org:MSPID` or `patient`) → wrapped key (hex).
+pub const TRANSIENT_WRAPPED_KEYS: &str = "wrapped_keys";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatientInput {
+    pub patient_id: String,
+    pub custodian: String,
+    pub public_key: String,
+}
+
+/// Registers a patient; by a provider of the custodian organization.
+pub fn register_patient(stub: &mut dyn ChaincodeStub, input: PatientInput) -> Outcome<Patient> {
+    let who = caller(stub)?;
+    who.require("register_patient", &[Role::Provider])?;
+    who.require_org("register_patient", &input.custodian)?;
+    check_id("patient id", &input.patient_id)?;
+    let key_ok = input.public_key.len() == 130
+        && input.public_key.starts_with("04")
+        && input.public_key.chars().all(|c| c.is_ascii_hexdigit());
+    if !key_ok {
+        return fail("public_key must be an uncompressed SEC1 P-256 point (130 hex digits, 04…)");
+    }
+    let id = key(stub, PATIENT, &[&input.patient_id])?;
+    if stub.get_state(&id)?.is_some() {
+        return fail(format!("patient {} is already registered", input.patient_id));
+    }
+    let patient = Patient {
+        patient_id: input.patient_id,
+        custodian: input.custodian,
+        public_key: input.public_key.to_ascii_lowercase(),
+        registered_by: who.actor(),
+        registered_at: now(stub),
+    };
+    put_json(stub, &id, &patient)?;
+    Ok(patient)
+}
+
+pub fn patient(stub: &mut dyn ChaincodeStub, patient_id: &str) -> Outcome<Patient> {
+    let id = key(stub, PATIENT, &[patient_id])?;
+    get_json(stub, &id)?
+        .ok_or_else(|| medfabric_shim::ContractError::new(format!("patient {patient_id} is not registered")))
+}
+
+pub fn get_patient(stub: &mut dyn ChaincodeStub, (patient_id,): (String,)) -> Outcome<Patient> {
+    caller(stub)?;
+    patient(stub, &patient_id)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordInput {
+    pub record_id: String,
+    pub patient_id: String,
+    pub resource_type: String,
+    pub data_class: String,
+    #[serde(default)]
+    pub security_labels: Vec<String>,
+    /// HMAC-SHA256 of the ciphertext under the record key (hex).
+    pub commitment: String,
+}
+
+pub fn record(stub: &mut dyn ChaincodeStub, record_id: &str) -> Outcome<RecordMeta> {
+    let id = key(stub, RECORD, &[record_id])?;
+    get_json(stub, &id)?
+        .ok_or_else(|| medfabric_shim::ContractError::new(format!("record {record_id} not found")))
+}
+
+fn check_labels(labels: &[String]) -> Outcome<()> {
+    if let Some(bad) =
+        labels.iter().find(|l| !CONFIDENTIALITY.contains(&l.as_str()) && !SENSITIVE.contains(&l.as_str()))
+    {
+        return fail(format!("unknown security label {bad:?}"));
+    }
+    Ok(())
+}
+
+/// Ciphertext and wrapped keys from the transient map, into the custodian's collection.
+fn store_payload(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<usize> {
+    let transient = stub.transient().clone();
+    let Some(ciphertext) = transient.get(TRANSIENT_CIPHERTEXT).filter(|c| !c.is_empty()) else {
+        return fail(format!("the transient map must carry {TRANSIENT_CIPHERTEXT:?}"));
+    };
+    let wrapped: BTreeMap<String, String> = match transient.get(TRANSIENT_WRAPPED_KEYS) {
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| medfabric_shim::ContractError::new(format!("{TRANSIENT_WRAPPED_KEYS}: {e}")))?,
+        None => BTreeMap::new(),
+    };
+    if wrapped.is_empty() {
+        return fail("at least one wrapped key is needed (the patient's)");
+    }
+    let collection = custodian_collection(&meta.custodian);
+    let version = padded(u64::from(meta.version));
+    let ct = key(stub, CIPHERTEXT, &[&meta.record_id, &version])?;
+    stub.put_private_data(&collection, &ct, ciphertext.clone())?;
+    for (reader, wrapped_key) in &wrapped {
+        if reader.is_empty() || wrapped_key.is_empty() || !wrapped_key.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return fail(format!("wrapped key for {reader:?} must be hex"));
+        }
+        let wk = key(stub, WRAPPED_KEY, &[&meta.record_id, &version, reader])?;
+        stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
+    }
+    Ok(wrapped.len())
+}
+
+fn put_version(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<()> {
+    let version = RecordVersion {
+        record_id: meta.record_id.clone(),
+        version: meta.version,
+        commitment: meta.commitment.clone(),
+        author: meta.author.clone(),
+        time: meta.updated_at,
+        tx_id: stub.tx_id().to_owned(),
+    };
+    let id = key(stub, RECORD_VERSION, &[&meta.record_id, &padded(u64::from(meta.version))])?;
+    put_json(stub, &id, &version)
+}
+
+/// Creates a record (version 1); by a provider of the patient's custodian organization.
+pub fn create_record(stub: &mut dyn ChaincodeStub, input: RecordInput) -> Outcome<RecordMeta> {
+    let who = caller(stub)?;
+    who.require("create_record", &[Role::Provider])?;
+    check_id("record id", &input.record_id)?;
+    check_id("resource type", &input.resource_type)?;
+    check_id("data class", &input.data_class)?;
+    check_labels(&input.security_labels)?;
+    check_hex32("commitment", &input.commitment)?;
+    let patient = patient(stub, &input.patient_id)?;
+    who.require_org("create_record", &patient.custodian)?;
+    let id = key(stub, RECORD, &[&input.record_id])?;
+    if stub.get_state(&id)?.is_some() {
+        return fail(format!("record {} already exists", input.record_id));
+    }
+    let time = now(stub);
+    let meta = RecordMeta {
+        record_id: input.record_id,
+        patient_id: patient.patient_id,
+        custodian: patient.custodian,
+        resource_type: input.resource_type,
+        data_class: input.data_class,
+        security_labels: input.security_labels,
+        author: who.actor(),
+        version: 1,
+        created_at: time,
+        updated_at: time,
+        commitment: input.commitment.to_ascii_lowercase(),
+        erased: false,
+    };
+    store_payload(stub, &meta)?;
+    put_json(stub, &id, &meta)?;
+    put_version(stub, &meta)?;
+    Ok(meta)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInput {
+    pub record_id: String,
+    pub commitment: String,
+}
+
+/// Appends a version (new ciphertext, new key); by a provider of the custodian.
+pub fn append_version(stub: &mut dyn ChaincodeStub, input: VersionInput) -> Outcome<RecordMeta> {
+    let who = caller(stub)?;
+    who.require("append_version", &[Role::Provider])?;
+    check_hex32("commitment", &input.commitment)?;
+    let mut meta = record(stub, &input.record_id)?;
+    who.require_org("append_version", &meta.custodian)?;
+    if meta.erased {
+        return fail(format!("record {} was erased", meta.record_id));
+    }
+    meta.version += 1;
+    meta.commitment = input.commitment.to_ascii_lowercase();
+    meta.author = who.actor();
+    meta.updated_at = now(stub);
+    store_payload(stub, &meta)?;
+    let id = key(stub, RECORD, &[&meta.record_id])?;
+    put_json(stub, &id, &meta)?;
+    put_version(stub, &meta)?;
+    Ok(meta)
+}
+
+/// A record's metadata (no PHI): anyone with a role.
+pub fn get_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<RecordMeta> {
+    caller(stub)?;
+    record(stub, &record_id)
+}
+
+/// What a reader needs to decrypt one version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ciphertext {
+    pub record_id: String,
+    pub patient_id: String,
+    pub version: u32,
+    pub commitment: String,
+    /// Hex of nonce ‖ AES-256-GCM ciphertext.
+    pub ciphertext: String,
+    /// Hex of the HPKE-wrapped key for this reader.
+    pub wrapped_key: String,
+    /// Whose wrapped key this is (the caller's actor id, `org:MSPID` or `patient`).
+    pub key_holder: String,
+}
+
+/// Reads the latest ciphertext and the caller's wrapped key — an evaluate on a peer of
+/// the custodian organization. Allowed to the patient, the record's custodian
+/// providers, and whoever holds a committed access grant.
+pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<Ciphertext> {
+    let who = caller(stub)?;
+    let meta = record(stub, &record_id)?;
+    if meta.erased {
+        return fail(format!("record {record_id} was erased"));
+    }
+    let actor = who.actor();
+    let patient = who.role == Role::Patient && actor == meta.patient_id;
+    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
+    let grant_key = key(stub, GRANT, &[&record_id, &actor])?;
+    let granted = get_json::<Grant>(stub, &grant_key)?.is_some();
+    if !(patient || custodian || granted) {
+        return fail(format!(
+            "access denied: {actor} holds no committed access grant for record {record_id}"
+        ));
+    }
+    let collection = custodian_collection(&meta.custodian);
+    let version = padded(u64::from(meta.version));
+    let ct = key(stub, CIPHERTEXT, &[&record_id, &version])?;
+    let ciphertext = stub.get_private_data(&collection, &ct)?.ok_or_else(|| {
+        medfabric_shim::ContractError::new(format!("ciphertext of {record_id} is not held on this peer"))
+    })?;
+    let holders = if patient {
+        vec!["patient".to_owned(), actor.clone()]
+    } else if custodian {
+        vec![actor.clone(), format!("org:{}", who.msp_id)]
+    } else {
+        vec![actor.clone()]
+    };
+    for holder in holders {
+        let wk = key(stub, WRAPPED_KEY, &[&record_id, &version, &holder])?;
+        if let Some(wrapped) = stub.get_private_data(&collection, &wk)? {
+            return Ok(Ciphertext {
+                record_id,
+                patient_id: meta.patient_id,
+                version: meta.version,
+                commitment: meta.commitment,
+                ciphertext: hex(&ciphertext),
+                wrapped_key: String::from_utf8_lossy(&wrapped).into_owned(),
+                key_holder: holder,
+            });
+        }
+    }
+    fail(format!("no key of record {record_id} version {} is wrapped for {actor}", meta.version))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShareInput {
+    pub record_id: String,
+    /// Reader (actor id or `org:MSPID`) → wrapped key (hex) of the latest version.
+    pub wrapped_keys: BTreeMap<String, String>,
+}
+
+/// Adds wrapped keys of the latest version for more readers (the patient's client
+/// re-wraps its own copy when it grants consent); by the patient or a custodian
+/// provider. The keys travel in the transient map under `wrapped_keys`.
+pub fn share_key(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<usize> {
+    let who = caller(stub)?;
+    let meta = record(stub, &record_id)?;
+    let patient = who.role == Role::Patient && who.actor() == meta.patient_id;
+    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
+    if !(patient || custodian) {
+        return fail(format!(
+            "access denied: only the patient or a provider of {} shares keys",
+            meta.custodian
+        ));
+    }
+    if meta.erased {
+        return fail(format!("record {record_id} was erased"));
+    }
+    let wrapped: BTreeMap<String, String> = match stub.transient().get(TRANSIENT_WRAPPED_KEYS) {
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| medfabric_shim::ContractError::new(format!("{TRANSIENT_WRAPPED_KEYS}: {e}")))?,
+        None => return fail(format!("the transient map must carry {TRANSIENT_WRAPPED_KEYS:?}")),
+    };
+    let collection = custodian_collection(&meta.custodian);
+    let version = padded(u64::from(meta.version));
+    for (reader, wrapped_key) in &wrapped {
+        if reader.is_empty() || !wrapped_key.chars().all(|c| c.is_ascii_hexdigit()) || wrapped_key.is_empty()
+        {
+            return fail(format!("wrapped key for {reader:?} must be hex"));
+        }
+        let wk = key(stub, WRAPPED_KEY, &[&record_id, &version, reader])?;
+        stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
+    }
+    Ok(wrapped.len())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EraseInput {
+    pub record_id: String,
+    pub reason: String,
+}
+
+/// Crypto-shreds a record: purges every version's ciphertext and wrapped keys from the
+/// custodian's collection (from every member peer, all history) and leaves an erasure
+/// event on chain; by the patient or a custodian provider.
+pub fn erase_record(stub: &mut dyn ChaincodeStub, input: EraseInput) -> Outcome<Erasure> {
+    let who = caller(stub)?;
+    let mut meta = record(stub, &input.record_id)?;
+    let patient = who.role == Role::Patient && who.actor() == meta.patient_id;
+    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
+    if !(patient || custodian) {
+        return fail(format!(
+            "access denied: only the patient or a provider of {} erases records",
+            meta.custodian
+        ));
+    }
+    if meta.erased {
+        return fail(format!("record {} was already erased", meta.record_id));
+    }
+    let collection = custodian_collection(&meta.custodian);
+    for v in 1..=meta.version {
+        let version = padded(u64::from(v));
+        let ct = key(stub, CIPHERTEXT, &[&meta.record_id, &version])?;
+        stub.purge_private_data(&collection, &ct)?;
+        let prefix_attrs = [meta.record_id.as_str(), version.as_str()];
+        // Wrapped keys are found by prefix on this (custodian) peer.
+        for kv in stub.get_private_data_by_partial_composite_key(&collection, WRAPPED_KEY, &prefix_attrs)? {
+            stub.purge_private_data(&collection, &kv.key)?;
+        }
+    }
+    meta.erased = true;
+    meta.updated_at = now(stub);
+    let id = key(stub, RECORD, &[&meta.record_id])?;
+    put_json(stub, &id, &meta)?;
+    let erasure = Erasure {
+        record_id: meta.record_id.clone(),
+        patient_id: meta.patient_id.clone(),
+        requested_by: who.actor(),
+        reason: input.reason,
+        time: meta.updated_at,
+        tx_id: stub.tx_id().to_owned(),
+        versions: meta.version,
+    };
+    let id = key(stub, ERASURE, &[&meta.record_id])?;
+    put_json(stub, &id, &erasure)?;
+    Ok(erasure)
+}

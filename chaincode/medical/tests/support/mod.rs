@@ -1,0 +1,183 @@
+//! A consortium of identities over an in-memory ledger ([`MockStub`]): each call runs
+//! as one of them, with its certificate's role attribute.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
+use medfabric_proto::msp::SerializedIdentity;
+use medfabric_shim::{MockOutcome, MockStub};
+use prost::Message;
+use serde_json::{Value, json};
+
+pub const CC: &str = "medical";
+
+/// The hospital (custodian), lab, research site, insurer and regulator, one CA each.
+pub struct World {
+    pub stub: MockStub,
+    cas: BTreeMap<String, CertificateAuthority>,
+    identities: BTreeMap<String, Bytes>,
+    pub time: i64,
+}
+
+pub const PATIENT: &str = "HospitalMSP/patient1";
+pub const PUBLIC_KEY: &str =
+    "04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+impl World {
+    pub fn new() -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        let mut cas = BTreeMap::new();
+        for msp in ["HospitalMSP", "LabMSP", "ResearchMSP", "InsurerMSP", "RegulatorMSP"] {
+            let ca = CertificateAuthority::new_root(
+                &Name::fabric_style(&format!("ca.{msp}"), Some(msp), &[]),
+                Validity::days_from(now - time::Duration::hours(1), 30),
+            )
+            .expect("ca");
+            cas.insert(msp.to_owned(), ca);
+        }
+        let mut world =
+            Self { stub: MockStub::new("medchannel").with_chaincode(CC, medfabric_medical::chaincode()), cas, identities: BTreeMap::new(), time: 1_800_000_000 };
+        for (msp, name, role) in [
+            ("HospitalMSP", "drgrey", "provider"),
+            ("HospitalMSP", "nurse1", "provider"),
+            ("HospitalMSP", "patient1", "patient"),
+            ("HospitalMSP", "patient2", "patient"),
+            ("LabMSP", "tech1", "provider"),
+            ("ResearchMSP", "scientist1", "researcher"),
+            ("ResearchMSP", "scientist2", "researcher"),
+            ("InsurerMSP", "claims1", "payer"),
+            ("RegulatorMSP", "inspector1", "regulator"),
+        ] {
+            world.add(msp, name, Some(role));
+        }
+        world.add("HospitalMSP", "norole", None);
+        world
+    }
+
+    /// Issues `name@msp` with `role` (or none).
+    pub fn add(&mut self, msp: &str, name: &str, role: Option<&str>) {
+        let now = time::OffsetDateTime::now_utc();
+        let mut attributes = BTreeMap::from([("hf.EnrollmentID".to_owned(), name.to_owned())]);
+        if let Some(role) = role {
+            attributes.insert("role".into(), role.into());
+        }
+        let issued = self.cas[msp]
+            .issue(
+                &LeafRequest::enrollment(name, "client", Validity::days_from(now - time::Duration::hours(1), 1))
+                    .with_attributes(attributes),
+            )
+            .expect("issue");
+        let creator = SerializedIdentity { mspid: msp.into(), id_bytes: issued.certificate_pem.into() };
+        self.identities.insert(format!("{msp}/{name}"), creator.encode_to_vec().into());
+    }
+
+    /// Advances the transaction clock.
+    pub fn advance(&mut self, seconds: i64) {
+        self.time += seconds;
+    }
+
+    fn prepare(&mut self, who: &str, transient: &[(&str, &[u8])]) {
+        let creator = self.identities.get(who).unwrap_or_else(|| panic!("no identity {who}")).clone();
+        self.stub.set_creator(creator);
+        self.stub.set_transient(transient.iter().map(|(k, v)| ((*k).to_owned(), Bytes::copy_from_slice(v))).collect());
+        self.time += 1;
+        self.stub.set_timestamp(prost_types_timestamp(self.time));
+    }
+
+    /// Submits `function(arg)` as `who` (committed when it succeeds).
+    pub fn invoke(&mut self, who: &str, function: &str, arg: &Value) -> MockOutcome {
+        self.invoke_with(who, function, arg, &[])
+    }
+
+    pub fn invoke_with(&mut self, who: &str, function: &str, arg: &Value, transient: &[(&str, &[u8])]) -> MockOutcome {
+        self.prepare(who, transient);
+        let args = args_of(function, arg);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.stub.invoke(CC, &refs)
+    }
+
+    /// Evaluates (commits nothing).
+    pub fn query(&mut self, who: &str, function: &str, arg: &Value) -> MockOutcome {
+        self.prepare(who, &[]);
+        let args = args_of(function, arg);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.stub.query(CC, &refs)
+    }
+
+    /// Submits and expects success; the JSON result.
+    pub fn ok(&mut self, who: &str, function: &str, arg: &Value) -> Value {
+        let outcome = self.invoke(who, function, arg);
+        assert_eq!(outcome.response.status, 200, "{function} as {who}: {}", outcome.response.message);
+        parse(&outcome)
+    }
+
+    /// Submits and expects failure with no writes; the message.
+    pub fn denied(&mut self, who: &str, function: &str, arg: &Value) -> String {
+        let before = self.snapshot();
+        let outcome = self.invoke(who, function, arg);
+        assert!(outcome.response.status >= 400, "{function} as {who} should fail: {:?}", outcome.payload_str());
+        assert!(!outcome.committed);
+        assert_eq!(self.snapshot(), before, "{function} as {who} failed but changed state");
+        outcome.response.message
+    }
+
+    /// Every public key and value of the chaincode.
+    pub fn snapshot(&self) -> Vec<(String, Bytes)> {
+        self.stub.entries(CC).into_iter().map(|kv| (kv.key, kv.value)).collect()
+    }
+
+    /// A record created by drgrey for patient1 with a fake ciphertext.
+    pub fn create_record(&mut self, record_id: &str, data_class: &str, labels: &[&str]) -> Value {
+        let wrapped = json!({"patient": "aa01", "HospitalMSP/drgrey": "bb02", "org:HospitalMSP": "cc03"}).to_string();
+        let ciphertext = format!("CIPHERTEXT-OF-{record_id}");
+        let outcome = self.invoke_with(
+            "HospitalMSP/drgrey",
+            "create_record",
+            &json!({
+                "record_id": record_id,
+                "patient_id": PATIENT,
+                "resource_type": "Observation",
+                "data_class": data_class,
+                "security_labels": labels,
+                "commitment": "ab".repeat(32),
+            }),
+            &[("ciphertext", ciphertext.as_bytes()), ("wrapped_keys", wrapped.as_bytes())],
+        );
+        assert_eq!(outcome.response.status, 200, "create_record: {}", outcome.response.message);
+        parse(&outcome)
+    }
+
+    pub fn register_patient(&mut self, patient_id: &str) {
+        self.ok(
+            "HospitalMSP/drgrey",
+            "register_patient",
+            &json!({"patient_id": patient_id, "custodian": "HospitalMSP", "public_key": PUBLIC_KEY}),
+        );
+    }
+}
+
+pub fn parse(outcome: &MockOutcome) -> Value {
+    if outcome.response.payload.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&outcome.response.payload).unwrap_or_else(|_| Value::String(outcome.payload_str()))
+}
+
+fn args_of(function: &str, arg: &Value) -> Vec<String> {
+    let mut args = vec![function.to_owned()];
+    match arg {
+        Value::Null => {}
+        Value::Array(items) => args.extend(items.iter().map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })),
+        other => args.push(other.to_string()),
+    }
+    args
+}
+
+fn prost_types_timestamp(seconds: i64) -> medfabric_proto::Timestamp {
+    medfabric_proto::Timestamp { seconds, nanos: 0 }
+}
