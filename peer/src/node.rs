@@ -144,6 +144,7 @@ impl PeerConfig {
 pub fn builtin_chaincodes() -> BTreeMap<String, Arc<dyn Chaincode>> {
     let mut builtins: BTreeMap<String, Arc<dyn Chaincode>> = BTreeMap::new();
     builtins.insert("kv".into(), Arc::new(medfabric_kv::chaincode()));
+    builtins.insert("medical".into(), Arc::new(medfabric_medical::chaincode()));
     builtins
 }
 

@@ -97,7 +97,7 @@ fn store_consent(stub: &mut dyn ChaincodeStub, consent: &Consent, previous: Opti
     put_json(stub, &history, consent)
 }
 
-pub fn grant_consent(stub: &mut dyn ChaincodeStub, input: ConsentInput) -> Outcome<Consent> {
+pub fn grant_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
     let who = caller(stub)?;
     consent_manager(stub, &who, &input.patient_id, "grant_consent")?;
     check_id("consent id", &input.consent_id)?;
@@ -130,7 +130,7 @@ fn existing(stub: &mut dyn ChaincodeStub, patient_id: &str, consent_id: &str) ->
 }
 
 /// A new version with new terms.
-pub fn update_consent(stub: &mut dyn ChaincodeStub, input: ConsentInput) -> Outcome<Consent> {
+pub fn update_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
     let who = caller(stub)?;
     consent_manager(stub, &who, &input.patient_id, "update_consent")?;
     let terms = input.terms()?;
@@ -228,7 +228,7 @@ pub struct AccessResult {
 /// ETREAT with a justification, by a provider — the transaction writes one audit event
 /// (indexed by patient, actor, organization and record), grants the caller the record,
 /// and escrows the consent's fee. Otherwise it fails and writes nothing.
-pub fn request_access(stub: &mut dyn ChaincodeStub, input: AccessInput) -> Outcome<AccessResult> {
+pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) -> Outcome<AccessResult> {
     let who = caller(stub)?;
     who.require("request_access", &[Role::Provider, Role::Researcher, Role::Payer])?;
     if !PURPOSES.contains(&input.purpose.as_str()) {

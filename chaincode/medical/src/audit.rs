@@ -109,25 +109,25 @@ fn to_value<T: Serialize>(value: &T) -> Outcome<Value> {
 
 /// HIPAA accounting of disclosures: every access to the patient's records in the time
 /// range, with date, recipient, what, purpose and the authorizing consent version.
-pub fn disclosures(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn disclosures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "disclosures")?;
     let fhir = query.fhir()?;
     page_of(stub, AUDIT_BY_PATIENT, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
 }
 
-pub fn accesses_by_actor(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn accesses_by_actor(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "accesses_by_actor")?;
     let fhir = query.fhir()?;
     page_of(stub, AUDIT_BY_ACTOR, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
 }
 
-pub fn accesses_by_org(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn accesses_by_org(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "accesses_by_org")?;
     let fhir = query.fhir()?;
     page_of(stub, AUDIT_BY_ORG, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
 }
 
-pub fn accesses_to_record(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn accesses_to_record(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "accesses_to_record")?;
     let fhir = query.fhir()?;
     page_of(stub, AUDIT_BY_RECORD, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
@@ -135,7 +135,7 @@ pub fn accesses_to_record(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome
 
 /// Break-glass accesses in the time range, each with `overdue` = not reviewed by its
 /// deadline (as of this query's transaction time).
-pub fn break_glass(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn break_glass(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "break_glass")?;
     let fhir = query.fhir()?;
     let time = now(stub);
@@ -149,7 +149,7 @@ pub fn break_glass(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> 
 }
 
 /// Every version of every consent of the patient, oldest first per consent.
-pub fn consent_history(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn consent_history(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "consent_history")?;
     let fhir = query.fhir()?;
     let unbounded = Query { from: None, to: None, ..query.clone() };
@@ -161,7 +161,7 @@ pub fn consent_history(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Pa
 }
 
 /// Fees held, settled or refunded for accesses to the patient's records.
-pub fn payments_for_disclosures(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn payments_for_disclosures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "payments_for_disclosures")?;
     page_of(stub, ESCROW_BY_PATIENT, &[&query.subject], &query, |s, access_id, _| {
         let id = key(s, ESCROW, &[access_id])?;
@@ -199,7 +199,7 @@ pub fn commitment_at(
 }
 
 /// Crypto-shred events.
-pub fn erasures(stub: &mut dyn ChaincodeStub, query: Query) -> Outcome<Page> {
+pub fn erasures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
     regulator(stub, "erasures")?;
     let unbounded = Query { from: None, to: None, ..query.clone() };
     page_of(stub, ERASURE, &[], &unbounded, |_, value, _| {

@@ -290,7 +290,7 @@ pub struct ClaimInput {
 }
 
 /// A provider submits a claim for an encounter record of its organization.
-pub fn submit_claim(stub: &mut dyn ChaincodeStub, input: ClaimInput) -> Outcome<Claim> {
+pub fn submit_claim(stub: &mut dyn ChaincodeStub, (input,): (ClaimInput,)) -> Outcome<Claim> {
     let who = caller(stub)?;
     who.require("submit_claim", &[Role::Provider])?;
     check_id("claim id", &input.claim_id)?;

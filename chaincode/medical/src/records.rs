@@ -26,7 +26,7 @@ pub struct PatientInput {
 }
 
 /// Registers a patient; by a provider of the custodian organization.
-pub fn register_patient(stub: &mut dyn ChaincodeStub, input: PatientInput) -> Outcome<Patient> {
+pub fn register_patient(stub: &mut dyn ChaincodeStub, (input,): (PatientInput,)) -> Outcome<Patient> {
     let who = caller(stub)?;
     who.require("register_patient", &[Role::Provider])?;
     who.require_org("register_patient", &input.custodian)?;
@@ -133,7 +133,7 @@ fn put_version(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<()> {
 }
 
 /// Creates a record (version 1); by a provider of the patient's custodian organization.
-pub fn create_record(stub: &mut dyn ChaincodeStub, input: RecordInput) -> Outcome<RecordMeta> {
+pub fn create_record(stub: &mut dyn ChaincodeStub, (input,): (RecordInput,)) -> Outcome<RecordMeta> {
     let who = caller(stub)?;
     who.require("create_record", &[Role::Provider])?;
     check_id("record id", &input.record_id)?;
@@ -175,7 +175,7 @@ pub struct VersionInput {
 }
 
 /// Appends a version (new ciphertext, new key); by a provider of the custodian.
-pub fn append_version(stub: &mut dyn ChaincodeStub, input: VersionInput) -> Outcome<RecordMeta> {
+pub fn append_version(stub: &mut dyn ChaincodeStub, (input,): (VersionInput,)) -> Outcome<RecordMeta> {
     let who = caller(stub)?;
     who.require("append_version", &[Role::Provider])?;
     check_hex32("commitment", &input.commitment)?;
@@ -320,7 +320,7 @@ pub struct EraseInput {
 /// Crypto-shreds a record: purges every version's ciphertext and wrapped keys from the
 /// custodian's collection (from every member peer, all history) and leaves an erasure
 /// event on chain; by the patient or a custodian provider.
-pub fn erase_record(stub: &mut dyn ChaincodeStub, input: EraseInput) -> Outcome<Erasure> {
+pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Outcome<Erasure> {
     let who = caller(stub)?;
     let mut meta = record(stub, &input.record_id)?;
     let patient = who.role == Role::Patient && who.actor() == meta.patient_id;

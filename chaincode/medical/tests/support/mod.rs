@@ -22,8 +22,7 @@ pub struct World {
 }
 
 pub const PATIENT: &str = "HospitalMSP/patient1";
-pub const PUBLIC_KEY: &str =
-    "04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+pub const PUBLIC_KEY: &str = "04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 impl World {
     pub fn new() -> Self {
@@ -37,8 +36,12 @@ impl World {
             .expect("ca");
             cas.insert(msp.to_owned(), ca);
         }
-        let mut world =
-            Self { stub: MockStub::new("medchannel").with_chaincode(CC, medfabric_medical::chaincode()), cas, identities: BTreeMap::new(), time: 1_800_000_000 };
+        let mut world = Self {
+            stub: MockStub::new("medchannel").with_chaincode(CC, medfabric_medical::chaincode()),
+            cas,
+            identities: BTreeMap::new(),
+            time: 1_800_000_000,
+        };
         for (msp, name, role) in [
             ("HospitalMSP", "drgrey", "provider"),
             ("HospitalMSP", "nurse1", "provider"),
@@ -65,8 +68,12 @@ impl World {
         }
         let issued = self.cas[msp]
             .issue(
-                &LeafRequest::enrollment(name, "client", Validity::days_from(now - time::Duration::hours(1), 1))
-                    .with_attributes(attributes),
+                &LeafRequest::enrollment(
+                    name,
+                    "client",
+                    Validity::days_from(now - time::Duration::hours(1), 1),
+                )
+                .with_attributes(attributes),
             )
             .expect("issue");
         let creator = SerializedIdentity { mspid: msp.into(), id_bytes: issued.certificate_pem.into() };
@@ -81,9 +88,12 @@ impl World {
     fn prepare(&mut self, who: &str, transient: &[(&str, &[u8])]) {
         let creator = self.identities.get(who).unwrap_or_else(|| panic!("no identity {who}")).clone();
         self.stub.set_creator(creator);
-        self.stub.set_transient(transient.iter().map(|(k, v)| ((*k).to_owned(), Bytes::copy_from_slice(v))).collect());
+        self.stub.set_transient(
+            transient.iter().map(|(k, v)| ((*k).to_owned(), Bytes::copy_from_slice(v))).collect(),
+        );
         self.time += 1;
-        self.stub.set_timestamp(prost_types_timestamp(self.time));
+        // The mock advances its clock by one second per transaction itself.
+        self.stub.set_timestamp(prost_types_timestamp(self.time - 1));
     }
 
     /// Submits `function(arg)` as `who` (committed when it succeeds).
@@ -91,7 +101,13 @@ impl World {
         self.invoke_with(who, function, arg, &[])
     }
 
-    pub fn invoke_with(&mut self, who: &str, function: &str, arg: &Value, transient: &[(&str, &[u8])]) -> MockOutcome {
+    pub fn invoke_with(
+        &mut self,
+        who: &str,
+        function: &str,
+        arg: &Value,
+        transient: &[(&str, &[u8])],
+    ) -> MockOutcome {
         self.prepare(who, transient);
         let args = args_of(function, arg);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -117,7 +133,11 @@ impl World {
     pub fn denied(&mut self, who: &str, function: &str, arg: &Value) -> String {
         let before = self.snapshot();
         let outcome = self.invoke(who, function, arg);
-        assert!(outcome.response.status >= 400, "{function} as {who} should fail: {:?}", outcome.payload_str());
+        assert!(
+            outcome.response.status >= 400,
+            "{function} as {who} should fail: {:?}",
+            outcome.payload_str()
+        );
         assert!(!outcome.committed);
         assert_eq!(self.snapshot(), before, "{function} as {who} failed but changed state");
         outcome.response.message
@@ -130,7 +150,8 @@ impl World {
 
     /// A record created by drgrey for patient1 with a fake ciphertext.
     pub fn create_record(&mut self, record_id: &str, data_class: &str, labels: &[&str]) -> Value {
-        let wrapped = json!({"patient": "aa01", "HospitalMSP/drgrey": "bb02", "org:HospitalMSP": "cc03"}).to_string();
+        let wrapped =
+            json!({"patient": "aa01", "HospitalMSP/drgrey": "bb02", "org:HospitalMSP": "cc03"}).to_string();
         let ciphertext = format!("CIPHERTEXT-OF-{record_id}");
         let outcome = self.invoke_with(
             "HospitalMSP/drgrey",
@@ -173,6 +194,7 @@ fn args_of(function: &str, arg: &Value) -> Vec<String> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         })),
+        Value::String(s) => args.push(s.clone()),
         other => args.push(other.to_string()),
     }
     args
