@@ -9,5 +9,6 @@ pub mod demo;
 pub mod ledger;
 pub mod load;
 pub mod network;
+pub mod records;
 pub mod sdk;
 pub mod up;
