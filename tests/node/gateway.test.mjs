@@ -34,7 +34,7 @@ const CC_AND = 'kvand'; // AND('HospitalMSP.peer', 'LabMSP.peer')
 const HOSPITAL = 'HospitalMSP';
 const LAB = 'LabMSP';
 const SHARED = 'shared'; // private data collection of kv; members HospitalMSP and LabMSP
-const LAB_IMPLICIT = `_implicit_org_${LAB}`; // LabMSP's implicit collection (member-only)
+const LAB_ONLY = 'labonly'; // members: LabMSP only; member-only read and write
 
 const NETWORK_UP_TIMEOUT_MS = 180_000;
 const NETWORK_DOWN_TIMEOUT_MS = 120_000;
@@ -694,41 +694,41 @@ test('private data: putpvt via the transient map, read by both orgs; blocks carr
 });
 
 test('private data: member-only collections refuse other orgs', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    await t.test('Hospital client writing the Lab implicit collection: EndorseError, nothing committed', async () => {
+    await t.test('Hospital client writing the Lab-only collection: EndorseError, nothing committed', async () => {
         const k = key('pvt-denied');
         const err = await rejection(
             () =>
                 hospital.contract.submit('putpvt', {
-                    arguments: [LAB_IMPLICIT, k],
+                    arguments: [LAB_ONLY, k],
                     transientData: { value: secretValue('denied') },
                     endorsingOrganizations: [HOSPITAL],
                 }),
             EndorseError,
-            `putpvt(${LAB_IMPLICIT}, ${k}) by drhouse`,
+            `putpvt(${LAB_ONLY}, ${k}) by drhouse`,
         );
         assert.equal(err.code, grpc.status.ABORTED, `code ${err.code}: ${err.message}`);
         assert.equal(err.details.length, 1, `one detail: ${describeDetails(err)}`);
         assert.equal(err.details[0].mspId, HOSPITAL);
         assert.ok(err.details[0].message.startsWith('chaincode response 500, '), `detail: ${err.details[0].message}`);
         assert.ok(err.details[0].message.includes('does not have write access permission'), `detail: ${err.details[0].message}`);
-        assert.ok(err.details[0].message.includes(LAB_IMPLICIT), `detail names the collection: ${err.details[0].message}`);
+        assert.ok(err.details[0].message.includes(LAB_ONLY), `detail names the collection: ${err.details[0].message}`);
 
-        const absent = await chaincodeError(lab.contract, 'getpvt', [LAB_IMPLICIT, k]);
+        const absent = await chaincodeError(lab.contract, 'getpvt', [LAB_ONLY, k]);
         assert.ok(absent.includes(`not found: ${k}`), `tech1 reads nothing on the Lab peer: ${absent}`);
     });
 
-    // tech1 writes the Lab implicit collection through the Lab peer: allowed, the Lab is its member.
+    // tech1 writes the Lab-only collection through the Lab peer: allowed, the Lab is its member.
     const k = key('pvt-lab');
     const secret = secretValue('lab');
     const tx = await lab.contract
-        .newProposal('putpvt', { arguments: [LAB_IMPLICIT, k], transientData: { value: secret } })
+        .newProposal('putpvt', { arguments: [LAB_ONLY, k], transientData: { value: secret } })
         .endorse();
     const status = await (await tx.submit()).getStatus();
-    assert.equal(status.code, StatusCode.VALID, `tech1 putpvt(${LAB_IMPLICIT}, ${k}) commits VALID`);
-    assert.equal(utf8.decode(await lab.contract.evaluateTransaction('getpvt', LAB_IMPLICIT, k)), secret, 'tech1 reads it back');
+    assert.equal(status.code, StatusCode.VALID, `tech1 putpvt(${LAB_ONLY}, ${k}) commits VALID`);
+    assert.equal(utf8.decode(await lab.contract.evaluateTransaction('getpvt', LAB_ONLY, k)), secret, 'tech1 reads it back');
 
-    await t.test('Hospital client reading the Lab implicit collection: chaincode error', async () => {
-        const message = await chaincodeError(hospital.contract, 'getpvt', [LAB_IMPLICIT, k]);
+    await t.test('Hospital client reading the Lab-only collection: chaincode error', async () => {
+        const message = await chaincodeError(hospital.contract, 'getpvt', [LAB_ONLY, k]);
         assert.ok(message.includes('does not have read access permission'), `detail: ${message}`);
     });
 
@@ -736,8 +736,8 @@ test('private data: member-only collections refuse other orgs', { timeout: TEST_
         const labBlocks = await lab.network.getBlockAndPrivateDataEvents({ startBlock: status.blockNumber });
         const forLab = await first(labBlocks, 'the block and private data (tech1)');
         const index = txIndexIn(forLab.getBlock(), tx.getTransactionId());
-        const writes = privateWrites(forLab, index, LAB_IMPLICIT);
-        assert.ok(writes, `tech1 gets collection ${LAB_IMPLICIT} of tx index ${index}`);
+        const writes = privateWrites(forLab, index, LAB_ONLY);
+        assert.ok(writes, `tech1 gets collection ${LAB_ONLY} of tx index ${index}`);
         assert.deepEqual(writes.map((w) => [w.getKey(), utf8.decode(w.getValue_asU8())]), [[k, secret]]);
 
         // drhouse (HospitalMSP) asks the Lab peer, which holds the data, over server-only TLS.
@@ -748,7 +748,7 @@ test('private data: member-only collections refuse other orgs', { timeout: TEST_
             'the block and private data (drhouse on the Lab peer)',
         );
         assert.equal(BigInt(forHospital.getBlock().getHeader().getNumber()), status.blockNumber);
-        assert.equal(privateWrites(forHospital, index, LAB_IMPLICIT), undefined, `drhouse gets no ${LAB_IMPLICIT}`);
+        assert.equal(privateWrites(forHospital, index, LAB_ONLY), undefined, `drhouse gets no ${LAB_ONLY}`);
         const entry = forHospital.getPrivateDataMapMap().get(index);
         const entryBytes = entry ? Buffer.from(entry.serializeBinary()) : Buffer.alloc(0);
         assert.ok(!entryBytes.includes(Buffer.from(secret)), 'drhouse gets no private value of the tx');

@@ -104,8 +104,8 @@ impl Collection {
 
     /// The implicit collection of the organization `msp_id` (named `org_name` in the
     /// channel config): its members are that organization, writes need its
-    /// `Endorsement` policy, and the endorser pushes the data to at most one other peer
-    /// (Fabric's default `implicitCollectionDisseminationPolicy`).
+    /// `Endorsement` policy, any client may use it, and the endorser pushes the data to
+    /// at most one other peer (Fabric's default `implicitCollectionDisseminationPolicy`).
     pub fn implicit(msp_id: &str, org_name: &str) -> Result<Self, ConvertError> {
         let text = format!("OR('{msp_id}.member')");
         let envelope = medfabric_msp::parse_policy(&text)
@@ -119,8 +119,10 @@ impl Collection {
             required_peer_count: 0,
             maximum_peer_count: 1,
             block_to_live: 0,
-            member_only_read: true,
-            member_only_write: true,
+            // As in Fabric: any client may read or write an org's implicit collection
+            // (through that org's peers); only the org's peers hold it.
+            member_only_read: false,
+            member_only_write: false,
             endorsement_policy: Some(EndorsementPolicy::ChannelReference(format!(
                 "/Channel/Application/{org_name}/Endorsement"
             ))),
