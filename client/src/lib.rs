@@ -8,6 +8,7 @@ pub mod connect;
 pub mod demo;
 pub mod ledger;
 pub mod load;
+pub mod medical;
 pub mod network;
 pub mod records;
 pub mod sdk;

@@ -142,6 +142,10 @@ pub struct RecordVersion {
     pub author: String,
     pub time: u64,
     pub tx_id: String,
+    /// Who has a wrapped key of this version (actor ids, `org:MSPID`, `patient`): the
+    /// private keys to shred on erasure, known to every endorser.
+    #[serde(default)]
+    pub readers: Vec<String>,
 }
 
 // ---- access ----------------------------------------------------------------------------

@@ -90,8 +90,9 @@ fn check_labels(labels: &[String]) -> Outcome<()> {
     Ok(())
 }
 
-/// Ciphertext and wrapped keys from the transient map, into the custodian's collection.
-fn store_payload(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<usize> {
+/// Ciphertext and wrapped keys from the transient map, into the custodian's collection;
+/// returns the readers.
+fn store_payload(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<Vec<String>> {
     let transient = stub.transient().clone();
     let Some(ciphertext) = transient.get(TRANSIENT_CIPHERTEXT).filter(|c| !c.is_empty()) else {
         return fail(format!("the transient map must carry {TRANSIENT_CIPHERTEXT:?}"));
@@ -116,10 +117,10 @@ fn store_payload(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<usi
         let wk = key(stub, WRAPPED_KEY, &[&meta.record_id, &version, reader])?;
         stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
     }
-    Ok(wrapped.len())
+    Ok(wrapped.into_keys().collect())
 }
 
-fn put_version(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<()> {
+fn put_version(stub: &mut dyn ChaincodeStub, meta: &RecordMeta, readers: Vec<String>) -> Outcome<()> {
     let version = RecordVersion {
         record_id: meta.record_id.clone(),
         version: meta.version,
@@ -127,6 +128,7 @@ fn put_version(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<()> {
         author: meta.author.clone(),
         time: meta.updated_at,
         tx_id: stub.tx_id().to_owned(),
+        readers,
     };
     let id = key(stub, RECORD_VERSION, &[&meta.record_id, &padded(u64::from(meta.version))])?;
     put_json(stub, &id, &version)
@@ -162,9 +164,9 @@ pub fn create_record(stub: &mut dyn ChaincodeStub, (input,): (RecordInput,)) -> 
         commitment: input.commitment.to_ascii_lowercase(),
         erased: false,
     };
-    store_payload(stub, &meta)?;
+    let readers = store_payload(stub, &meta)?;
     put_json(stub, &id, &meta)?;
-    put_version(stub, &meta)?;
+    put_version(stub, &meta, readers)?;
     Ok(meta)
 }
 
@@ -188,10 +190,10 @@ pub fn append_version(stub: &mut dyn ChaincodeStub, (input,): (VersionInput,)) -
     meta.commitment = input.commitment.to_ascii_lowercase();
     meta.author = who.actor();
     meta.updated_at = now(stub);
-    store_payload(stub, &meta)?;
+    let readers = store_payload(stub, &meta)?;
     let id = key(stub, RECORD, &[&meta.record_id])?;
     put_json(stub, &id, &meta)?;
-    put_version(stub, &meta)?;
+    put_version(stub, &meta, readers)?;
     Ok(meta)
 }
 
@@ -304,6 +306,16 @@ pub fn share_key(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outco
         let wk = key(stub, WRAPPED_KEY, &[&record_id, &version, reader])?;
         stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
     }
+    let version_key = key(stub, RECORD_VERSION, &[&record_id, &version])?;
+    let mut entry: RecordVersion = get_json(stub, &version_key)?
+        .ok_or_else(|| medfabric_shim::ContractError::new(format!("version {version} of {record_id} missing")))?;
+    for reader in wrapped.keys() {
+        if !entry.readers.contains(reader) {
+            entry.readers.push(reader.clone());
+        }
+    }
+    entry.readers.sort();
+    put_json(stub, &version_key, &entry)?;
     Ok(wrapped.len())
 }
 
@@ -339,10 +351,13 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
         let version = padded(u64::from(v));
         let ct = key(stub, CIPHERTEXT, &[&meta.record_id, &version])?;
         stub.purge_private_data(&collection, &ct)?;
-        let prefix_attrs = [meta.record_id.as_str(), version.as_str()];
-        // Wrapped keys are found by prefix on this (custodian) peer.
-        for kv in stub.get_private_data_by_partial_composite_key(&collection, WRAPPED_KEY, &prefix_attrs)? {
-            stub.purge_private_data(&collection, &kv.key)?;
+        // The readers are public, so every endorser (member of the collection or not)
+        // purges the same keys.
+        let version_key = key(stub, RECORD_VERSION, &[&meta.record_id, &version])?;
+        let readers = get_json::<RecordVersion>(stub, &version_key)?.map(|v| v.readers).unwrap_or_default();
+        for reader in readers {
+            let wk = key(stub, WRAPPED_KEY, &[&meta.record_id, &version, &reader])?;
+            stub.purge_private_data(&collection, &wk)?;
         }
     }
     meta.erased = true;

@@ -98,6 +98,8 @@ fn a_record_keeps_phi_out_of_public_state() {
         assert!(!text.contains("bb02"), "public {key:?} holds a wrapped key");
     }
     let collection = "_implicit_org_HospitalMSP";
+    let wk_key = "\u{0}wk\u{0}rec-1\u{0}00000000000000000001\u{0}patient\u{0}";
+    assert_eq!(w.stub.private_value("medical", collection, wk_key).as_deref(), Some(&b"aa01"[..]));
     let ct_key = "\u{0}ct\u{0}rec-1\u{0}00000000000000000001\u{0}";
     assert_eq!(
         w.stub.private_value("medical", collection, ct_key).as_deref(),
@@ -430,6 +432,8 @@ fn erasure_purges_the_payload_and_leaves_an_event() {
     for version in ["00000000000000000001", "00000000000000000002"] {
         let ct = format!("\u{0}ct\u{0}rec-1\u{0}{version}\u{0}");
         assert_eq!(w.stub.private_value("medical", collection, &ct), None, "{version}");
+        let wk = format!("\u{0}wk\u{0}rec-1\u{0}{version}\u{0}patient\u{0}");
+        assert_eq!(w.stub.private_value("medical", collection, &wk), None, "{version}: wrapped key");
     }
     let outcome = w.query(ALICE, "read_record", &json!("rec-1"));
     assert!(outcome.response.message.contains("was erased"), "{}", outcome.response.message);

@@ -1,0 +1,226 @@
+//! The medical chaincode from a client: typed calls, with record encryption done here
+//! ([`crate::records`]) so that plaintext never leaves the client.
+//!
+//! Writes that carry ciphertext (records, shared keys) go to the record custodian's
+//! private collection; their endorsers are named explicitly (the custodian and one more
+//! organization, as the chaincode policy needs two): the transient data they see is
+//! ciphertext and wrapped keys only. Reading a record is an evaluate on the custodian's
+//! peer, the only one holding the ciphertext.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::records::{self, DataKey};
+use crate::sdk::{ClientError, Contract, code_name};
+
+/// One identity's view of the medical chaincode.
+#[derive(Debug, Clone)]
+pub struct Medical {
+    contract: Contract,
+    msp_dir: PathBuf,
+    actor: String,
+}
+
+/// A new record: the plaintext is encrypted here.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub record_id: String,
+    pub patient_id: String,
+    pub resource_type: String,
+    pub data_class: String,
+    pub security_labels: Vec<String>,
+    pub plaintext: Vec<u8>,
+}
+
+/// A reader of a record: its name in the chaincode (`patient`, an actor id, or
+/// `org:MSPID`) and its P-256 public key (uncompressed SEC1).
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pub name: String,
+    pub public_key: Vec<u8>,
+}
+
+/// A decrypted record.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub record_id: String,
+    pub version: u32,
+    pub plaintext: Vec<u8>,
+    /// Whose wrapped key opened it.
+    pub key_holder: String,
+}
+
+fn describe(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Gateway { message, details, .. } => {
+            let from: Vec<String> = details.iter().map(|d| d.message.clone()).collect();
+            anyhow!("{message}{}", if from.is_empty() { String::new() } else { format!(": {}", from.join("; ")) })
+        }
+        other => anyhow!("{other}"),
+    }
+}
+
+impl Medical {
+    /// `actor` is `MSPID/enrollmentID` of the identity behind `contract`; `msp_dir` holds
+    /// its private key (for unwrapping record keys).
+    pub fn new(contract: Contract, msp_dir: &Path, actor: &str) -> Self {
+        Self { contract, msp_dir: msp_dir.to_owned(), actor: actor.to_owned() }
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    /// Submits `function(args)`: endorse (on `orgs`, or as the gateway plans), order,
+    /// wait for the commit; the result as JSON (or a JSON string).
+    pub async fn submit(
+        &self,
+        function: &str,
+        args: &[String],
+        transient: &[(&str, Vec<u8>)],
+        orgs: &[&str],
+    ) -> Result<Value> {
+        let draft = transient
+            .iter()
+            .fold(self.contract.proposal_builder(function, args), |d, (k, v)| d.transient(k, v.clone()))
+            .endorsing_organizations(orgs);
+        let proposal = draft.signed(self.contract.network().gateway().signer());
+        let transaction = proposal.endorse().await.map_err(describe)?;
+        let result = transaction.result.clone();
+        let status = transaction.submit().await.map_err(describe)?.status().await.map_err(describe)?;
+        if !status.is_valid() {
+            bail!(
+                "transaction {} was not committed: {} in block {}",
+                status.tx_id,
+                code_name(status.code),
+                status.block_number
+            );
+        }
+        Ok(parse(&result))
+    }
+
+    /// Evaluates `function(args)` (on `orgs`' peers when given).
+    pub async fn evaluate(&self, function: &str, args: &[String], orgs: &[&str]) -> Result<Value> {
+        let proposal = self
+            .contract
+            .proposal_builder(function, args)
+            .endorsing_organizations(orgs)
+            .signed(self.contract.network().gateway().signer());
+        let result = proposal.evaluate().await.map_err(describe)?;
+        Ok(parse(&result))
+    }
+
+    /// Submits with one JSON argument.
+    pub async fn call(&self, function: &str, arg: &Value) -> Result<Value> {
+        self.submit(function, &[arg_text(arg)], &[], &[]).await
+    }
+
+    /// Evaluates with one JSON argument.
+    pub async fn query(&self, function: &str, arg: &Value) -> Result<Value> {
+        self.evaluate(function, &[arg_text(arg)], &[]).await
+    }
+
+    pub async fn register_patient(&self, patient_id: &str, custodian: &str, public_key: &[u8]) -> Result<Value> {
+        let input = json!({"patient_id": patient_id, "custodian": custodian, "public_key": hex::encode(public_key)});
+        self.call("register_patient", &input).await
+    }
+
+    /// Encrypts and stores a record (version 1), wrapping its key for `readers`; endorsed
+    /// by the patient's custodian and `second_org`.
+    pub async fn create_record(
+        &self,
+        record: &NewRecord,
+        custodian: &str,
+        readers: &[Reader],
+        second_org: &str,
+    ) -> Result<Value> {
+        let key = DataKey::generate()?;
+        let aad = records::associated_data(&record.record_id, 1, &record.patient_id);
+        let ciphertext = records::seal(&key, &record.plaintext, &aad)?;
+        let mut wrapped = serde_json::Map::new();
+        for reader in readers {
+            let sealed = records::wrap(&key, &reader.public_key, &record.record_id, 1)
+                .with_context(|| format!("wrapping the key for {}", reader.name))?;
+            wrapped.insert(reader.name.clone(), Value::String(hex::encode(sealed)));
+        }
+        let input = json!({
+            "record_id": record.record_id,
+            "patient_id": record.patient_id,
+            "resource_type": record.resource_type,
+            "data_class": record.data_class,
+            "security_labels": record.security_labels,
+            "commitment": records::commitment(&key, &ciphertext),
+        });
+        let transient = [("ciphertext", ciphertext), ("wrapped_keys", Value::Object(wrapped).to_string().into_bytes())];
+        let orgs = endorsers(custodian, second_org);
+        let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+        self.submit("create_record", &[input.to_string()], &transient, &orgs).await
+    }
+
+    /// Reads the latest version on the custodian's peer and decrypts it with this
+    /// identity's key; checks the commitment on chain.
+    pub async fn read_record(&self, record_id: &str, custodian: &str) -> Result<Opened> {
+        let found = self.evaluate("read_record", &[record_id.to_owned()], &[custodian]).await?;
+        let field = |name: &str| -> Result<&str> {
+            found[name].as_str().ok_or_else(|| anyhow!("read_record answered without {name}: {found}"))
+        };
+        let version = u32::try_from(found["version"].as_u64().context("version")?)?;
+        let patient_id = field("patient_id")?;
+        let ciphertext = hex::decode(field("ciphertext")?).context("ciphertext hex")?;
+        let wrapped = hex::decode(field("wrapped_key")?).context("wrapped key hex")?;
+        let private_key = records::private_key_of(&self.msp_dir)?;
+        let key = records::unwrap(&wrapped, &private_key, record_id, version)?;
+        if records::commitment(&key, &ciphertext) != field("commitment")? {
+            bail!("the ciphertext of {record_id} does not match its commitment on the ledger");
+        }
+        let aad = records::associated_data(record_id, version, patient_id);
+        let plaintext = records::open(&key, &ciphertext, &aad)?;
+        Ok(Opened { record_id: record_id.to_owned(), version, plaintext, key_holder: field("key_holder")?.to_owned() })
+    }
+
+    /// Re-wraps this identity's key of the latest version for `reader` (the patient
+    /// sharing with a grantee), stored in the custodian's collection.
+    pub async fn share_key(&self, record_id: &str, custodian: &str, reader: &Reader, second_org: &str) -> Result<Value> {
+        let found = self.evaluate("read_record", &[record_id.to_owned()], &[custodian]).await?;
+        let version = u32::try_from(found["version"].as_u64().context("version")?)?;
+        let wrapped = hex::decode(found["wrapped_key"].as_str().context("wrapped key")?)?;
+        let key = records::unwrap(&wrapped, &records::private_key_of(&self.msp_dir)?, record_id, version)?;
+        let rewrapped = records::wrap(&key, &reader.public_key, record_id, version)?;
+        let keys = json!({ reader.name.clone(): hex::encode(rewrapped) }).to_string();
+        let orgs = endorsers(custodian, second_org);
+        let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+        self.submit("share_key", &[record_id.to_owned()], &[("wrapped_keys", keys.into_bytes())], &orgs).await
+    }
+}
+
+/// The custodian and another organization (the chaincode policy needs two).
+fn endorsers(custodian: &str, second: &str) -> Vec<String> {
+    if custodian == second { vec![custodian.to_owned()] } else { vec![custodian.to_owned(), second.to_owned()] }
+}
+
+fn arg_text(arg: &Value) -> String {
+    match arg {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse(payload: &Bytes) -> Value {
+    if payload.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
+}
+
+/// A user's certificate public key from a network directory (`network status`).
+pub fn public_key_of_user(user: &crate::up::UserStatus) -> Result<Vec<u8>> {
+    let pem = std::fs::read(&user.cert_file).with_context(|| format!("reading {}", user.cert_file.display()))?;
+    records::public_key_of_pem(&pem)
+}
