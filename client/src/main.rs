@@ -44,11 +44,17 @@ enum Command {
     /// Load a running network (N transactions at concurrency C) and report committed
     /// tps, latency percentiles, validation codes and CPU per node; or a micro-benchmark.
     Bench(BenchArgs),
-    /// Bring the dev network up and run a short scenario through the gateway.
+    /// The medical story on the consortium network (or, with `--story gateway`, the
+    /// key-value scenario on the dev network), each step printed with its result.
     Demo {
-        /// Topology of the network to start when it is not generated yet.
-        #[arg(long, default_value = "network-config/dev.yaml")]
-        config: PathBuf,
+        /// `medical` (default) or `gateway`.
+        #[arg(long, default_value = "medical")]
+        story: String,
+        /// Topology of the network to start when it is not generated yet (default:
+        /// `network-config/consortium.yaml` for the medical story, `dev.yaml` for the
+        /// gateway one).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "medfabric-data")]
         data: PathBuf,
         /// Stop the network when the scenario is done.
@@ -302,8 +308,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoke(call) => return runtime()?.block_on(call_chaincode(call, true)),
         Command::Query(call) => return runtime()?.block_on(call_chaincode(call, false)),
         Command::Events(args) => runtime()?.block_on(events(args))?,
-        Command::Demo { config, data, down } => {
-            let outcome = runtime()?.block_on(demo::run(&config, &data));
+        Command::Demo { story, config, data, down } => {
+            let outcome = match story.as_str() {
+                "medical" => {
+                    let config = config.unwrap_or_else(|| PathBuf::from("network-config/consortium.yaml"));
+                    runtime()?.block_on(medfabric_client::medical_demo::run(&config, &data)).map(|_| ())
+                }
+                "gateway" => {
+                    let config = config.unwrap_or_else(|| PathBuf::from("network-config/dev.yaml"));
+                    runtime()?.block_on(demo::run(&config, &data))
+                }
+                other => Err(anyhow::anyhow!("unknown story {other:?} (medical or gateway)")),
+            };
             if down {
                 up::down(&data)?;
             }

@@ -57,7 +57,10 @@ fn describe(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::Gateway { message, details, .. } => {
             let from: Vec<String> = details.iter().map(|d| d.message.clone()).collect();
-            anyhow!("{message}{}", if from.is_empty() { String::new() } else { format!(": {}", from.join("; ")) })
+            anyhow!(
+                "{message}{}",
+                if from.is_empty() { String::new() } else { format!(": {}", from.join("; ")) }
+            )
         }
         other => anyhow!("{other}"),
     }
@@ -117,18 +120,25 @@ impl Medical {
         Ok(parse(&result))
     }
 
-    /// Submits with one JSON argument.
-    pub async fn call(&self, function: &str, arg: &Value) -> Result<Value> {
-        self.submit(function, &[arg_text(arg)], &[], &[]).await
+    /// Submits with JSON arguments: an array is the positional arguments, anything
+    /// else the one argument (strings go as raw text).
+    pub async fn call(&self, function: &str, args: &Value) -> Result<Value> {
+        self.submit(function, &positional(args), &[], &[]).await
     }
 
-    /// Evaluates with one JSON argument.
-    pub async fn query(&self, function: &str, arg: &Value) -> Result<Value> {
-        self.evaluate(function, &[arg_text(arg)], &[]).await
+    /// Evaluates with JSON arguments (as [`Medical::call`]).
+    pub async fn query(&self, function: &str, args: &Value) -> Result<Value> {
+        self.evaluate(function, &positional(args), &[]).await
     }
 
-    pub async fn register_patient(&self, patient_id: &str, custodian: &str, public_key: &[u8]) -> Result<Value> {
-        let input = json!({"patient_id": patient_id, "custodian": custodian, "public_key": hex::encode(public_key)});
+    pub async fn register_patient(
+        &self,
+        patient_id: &str,
+        custodian: &str,
+        public_key: &[u8],
+    ) -> Result<Value> {
+        let input =
+            json!({"patient_id": patient_id, "custodian": custodian, "public_key": hex::encode(public_key)});
         self.call("register_patient", &input).await
     }
 
@@ -158,7 +168,8 @@ impl Medical {
             "security_labels": record.security_labels,
             "commitment": records::commitment(&key, &ciphertext),
         });
-        let transient = [("ciphertext", ciphertext), ("wrapped_keys", Value::Object(wrapped).to_string().into_bytes())];
+        let transient =
+            [("ciphertext", ciphertext), ("wrapped_keys", Value::Object(wrapped).to_string().into_bytes())];
         let orgs = endorsers(custodian, second_org);
         let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
         self.submit("create_record", &[input.to_string()], &transient, &orgs).await
@@ -182,12 +193,23 @@ impl Medical {
         }
         let aad = records::associated_data(record_id, version, patient_id);
         let plaintext = records::open(&key, &ciphertext, &aad)?;
-        Ok(Opened { record_id: record_id.to_owned(), version, plaintext, key_holder: field("key_holder")?.to_owned() })
+        Ok(Opened {
+            record_id: record_id.to_owned(),
+            version,
+            plaintext,
+            key_holder: field("key_holder")?.to_owned(),
+        })
     }
 
     /// Re-wraps this identity's key of the latest version for `reader` (the patient
     /// sharing with a grantee), stored in the custodian's collection.
-    pub async fn share_key(&self, record_id: &str, custodian: &str, reader: &Reader, second_org: &str) -> Result<Value> {
+    pub async fn share_key(
+        &self,
+        record_id: &str,
+        custodian: &str,
+        reader: &Reader,
+        second_org: &str,
+    ) -> Result<Value> {
         let found = self.evaluate("read_record", &[record_id.to_owned()], &[custodian]).await?;
         let version = u32::try_from(found["version"].as_u64().context("version")?)?;
         let wrapped = hex::decode(found["wrapped_key"].as_str().context("wrapped key")?)?;
@@ -202,7 +224,11 @@ impl Medical {
 
 /// The custodian and another organization (the chaincode policy needs two).
 fn endorsers(custodian: &str, second: &str) -> Vec<String> {
-    if custodian == second { vec![custodian.to_owned()] } else { vec![custodian.to_owned(), second.to_owned()] }
+    if custodian == second {
+        vec![custodian.to_owned()]
+    } else {
+        vec![custodian.to_owned(), second.to_owned()]
+    }
 }
 
 fn arg_text(arg: &Value) -> String {
@@ -212,15 +238,26 @@ fn arg_text(arg: &Value) -> String {
     }
 }
 
+/// Chaincode arguments from JSON: an array's items, or the value itself.
+pub fn positional(args: &Value) -> Vec<String> {
+    match args {
+        Value::Array(items) => items.iter().map(arg_text).collect(),
+        Value::Null => Vec::new(),
+        other => vec![arg_text(other)],
+    }
+}
+
 fn parse(payload: &Bytes) -> Value {
     if payload.is_empty() {
         return Value::Null;
     }
-    serde_json::from_slice(payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
 }
 
 /// A user's certificate public key from a network directory (`network status`).
 pub fn public_key_of_user(user: &crate::up::UserStatus) -> Result<Vec<u8>> {
-    let pem = std::fs::read(&user.cert_file).with_context(|| format!("reading {}", user.cert_file.display()))?;
+    let pem =
+        std::fs::read(&user.cert_file).with_context(|| format!("reading {}", user.cert_file.display()))?;
     records::public_key_of_pem(&pem)
 }

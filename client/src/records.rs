@@ -85,7 +85,8 @@ pub fn open(key: &DataKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
 
 /// The keyed commitment of a ciphertext: HMAC-SHA256 under the data key, hex.
 pub fn commitment(key: &DataKey, ciphertext: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes any key length");
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes any key length");
     mac.update(ciphertext);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -93,8 +94,8 @@ pub fn commitment(key: &DataKey, ciphertext: &[u8]) -> String {
 /// Wraps `key` for the holder of `public_key` (uncompressed SEC1 P-256): encapsulated
 /// key ‖ sealed data key.
 pub fn wrap(key: &DataKey, public_key: &[u8], record_id: &str, version: u32) -> Result<Vec<u8>> {
-    let recipient =
-        <Kem as hpke::Kem>::PublicKey::from_bytes(public_key).map_err(|e| anyhow!("reader's public key: {e:?}"))?;
+    let recipient = <Kem as hpke::Kem>::PublicKey::from_bytes(public_key)
+        .map_err(|e| anyhow!("reader's public key: {e:?}"))?;
     let (encapped, sealed) = hpke::single_shot_seal::<HpkeAead, Kdf, Kem>(
         &hpke::OpModeS::Base,
         &recipient,
@@ -109,12 +110,18 @@ pub fn wrap(key: &DataKey, public_key: &[u8], record_id: &str, version: u32) -> 
 }
 
 /// Unwraps a data key with the reader's private key.
-pub fn unwrap(wrapped: &[u8], private_key: &p256::SecretKey, record_id: &str, version: u32) -> Result<DataKey> {
+pub fn unwrap(
+    wrapped: &[u8],
+    private_key: &p256::SecretKey,
+    record_id: &str,
+    version: u32,
+) -> Result<DataKey> {
     if wrapped.len() <= ENCAPPED_BYTES {
         bail!("wrapped key too short");
     }
     let (encapped, sealed) = wrapped.split_at(ENCAPPED_BYTES);
-    let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped).map_err(|e| anyhow!("wrapped key: {e:?}"))?;
+    let encapped =
+        <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped).map_err(|e| anyhow!("wrapped key: {e:?}"))?;
     let secret = <Kem as hpke::Kem>::PrivateKey::from_bytes(&private_key.to_bytes())
         .map_err(|e| anyhow!("private key: {e:?}"))?;
     let key = hpke::single_shot_open::<HpkeAead, Kdf, Kem>(

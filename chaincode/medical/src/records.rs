@@ -307,8 +307,9 @@ pub fn share_key(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outco
         stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
     }
     let version_key = key(stub, RECORD_VERSION, &[&record_id, &version])?;
-    let mut entry: RecordVersion = get_json(stub, &version_key)?
-        .ok_or_else(|| medfabric_shim::ContractError::new(format!("version {version} of {record_id} missing")))?;
+    let mut entry: RecordVersion = get_json(stub, &version_key)?.ok_or_else(|| {
+        medfabric_shim::ContractError::new(format!("version {version} of {record_id} missing"))
+    })?;
     for reader in wrapped.keys() {
         if !entry.readers.contains(reader) {
             entry.readers.push(reader.clone());
