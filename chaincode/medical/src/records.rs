@@ -203,6 +203,36 @@ pub fn get_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outc
     record(stub, &record_id)
 }
 
+/// How long a break-glass grant lets its holder fetch the record.
+pub const BREAK_GLASS_GRANT_SECONDS: u64 = 24 * 3600;
+
+/// A grant serves only while what authorised it holds: its consent still active (same
+/// version, in its period), or a break-glass grant within 24 hours.
+fn grant_in_force(stub: &mut dyn ChaincodeStub, grant: &Grant, meta: &RecordMeta) -> Outcome<()> {
+    let time = now(stub);
+    if grant.authorization == "break-glass" {
+        if time > grant.time + BREAK_GLASS_GRANT_SECONDS {
+            return fail(format!("access denied: the break-glass grant for {} has expired", meta.record_id));
+        }
+        return Ok(());
+    }
+    let (consent_id, version) = grant.authorization.split_once('@').unwrap_or((&grant.authorization, ""));
+    let id = key(stub, CONSENT, &[&meta.patient_id, consent_id])?;
+    let consent: Option<crate::consent::Consent> = get_json(stub, &id)?;
+    let in_force = consent.is_some_and(|c| {
+        c.status == crate::consent::Status::Active
+            && c.version.to_string() == version
+            && c.terms.rule.period.is_none_or(|p| p.contains(time))
+    });
+    if !in_force {
+        return fail(format!(
+            "access denied: consent {} that authorised {}'s access to {} is no longer in force",
+            grant.authorization, grant.actor, meta.record_id
+        ));
+    }
+    Ok(())
+}
+
 /// What a reader needs to decrypt one version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ciphertext {
@@ -230,12 +260,14 @@ pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Out
     let actor = who.actor();
     let patient = who.role == Role::Patient && actor == meta.patient_id;
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
-    let grant_key = key(stub, GRANT, &[&record_id, &actor])?;
-    let granted = get_json::<Grant>(stub, &grant_key)?.is_some();
-    if !(patient || custodian || granted) {
-        return fail(format!(
-            "access denied: {actor} holds no committed access grant for record {record_id}"
-        ));
+    if !(patient || custodian) {
+        let grant_key = key(stub, GRANT, &[&record_id, &actor])?;
+        let Some(grant) = get_json::<Grant>(stub, &grant_key)? else {
+            return fail(format!(
+                "access denied: {actor} holds no committed access grant for record {record_id}"
+            ));
+        };
+        grant_in_force(stub, &grant, &meta)?;
     }
     let collection = custodian_collection(&meta.custodian);
     let version = padded(u64::from(meta.version));

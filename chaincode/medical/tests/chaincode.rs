@@ -187,6 +187,12 @@ fn revoked_consent_denies_and_updates_are_versions() {
     assert_eq!((revoked["version"].as_u64(), revoked["status"].as_str()), (Some(3), Some("revoked")));
     let message = w.denied(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
     assert!(message.contains("no consent"), "{message}");
+    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    assert!(
+        outcome.response.message.contains("no longer in force"),
+        "a revoked consent's grant no longer serves: {}",
+        outcome.response.message
+    );
     let message = w.denied(
         ALICE,
         "update_consent",
