@@ -9,6 +9,7 @@ pub mod demo;
 pub mod ledger;
 pub mod load;
 pub mod medical;
+pub mod medical_cli;
 pub mod medical_demo;
 pub mod network;
 pub mod records;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use medfabric_client::medical_cli;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +45,56 @@ enum Command {
     /// Load a running network (N transactions at concurrency C) and report committed
     /// tps, latency percentiles, validation codes and CPU per node; or a micro-benchmark.
     Bench(BenchArgs),
+    /// Patients (medical chaincode).
+    Patient {
+        #[command(subcommand)]
+        command: medical_cli::PatientCommand,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
+    /// Encrypted records: create, read (decrypt), show, share, erase.
+    Record {
+        #[command(subcommand)]
+        command: medical_cli::RecordCommand,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
+    /// Consents: grant, update, revoke, show.
+    Consent {
+        #[command(subcommand)]
+        command: medical_cli::ConsentCommand,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
+    /// Access requests (audited) and break-glass reviews.
+    Access {
+        #[command(subcommand)]
+        command: medical_cli::AccessCommand,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
+    /// Accounts, transfers, escrowed fees.
+    Pay {
+        #[command(subcommand)]
+        command: medical_cli::PayCommand,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
+    /// Insurance claims.
+    Claim {
+        #[command(subcommand)]
+        command: medical_cli::ClaimCommand,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
+    /// Regulator queries: disclosures, accesses, break-glass, consent history, payments,
+    /// erasures, commitment.
+    Audit {
+        #[command(flatten)]
+        args: medical_cli::AuditArgs,
+        #[command(flatten)]
+        actor: medical_cli::Actor,
+    },
     /// The medical story on the consortium network (or, with `--story gateway`, the
     /// key-value scenario on the dev network), each step printed with its result.
     Demo {
@@ -308,6 +359,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoke(call) => return runtime()?.block_on(call_chaincode(call, true)),
         Command::Query(call) => return runtime()?.block_on(call_chaincode(call, false)),
         Command::Events(args) => runtime()?.block_on(events(args))?,
+        Command::Patient { command, actor } => runtime()?.block_on(medical_cli::patient(command, actor))?,
+        Command::Record { command, actor } => runtime()?.block_on(medical_cli::record(command, actor))?,
+        Command::Consent { command, actor } => runtime()?.block_on(medical_cli::consent(command, actor))?,
+        Command::Access { command, actor } => runtime()?.block_on(medical_cli::access(command, actor))?,
+        Command::Pay { command, actor } => runtime()?.block_on(medical_cli::pay(command, actor))?,
+        Command::Claim { command, actor } => runtime()?.block_on(medical_cli::claim(command, actor))?,
+        Command::Audit { args, actor } => runtime()?.block_on(medical_cli::audit(args, actor))?,
         Command::Demo { story, config, data, down } => {
             let outcome = match story.as_str() {
                 "medical" => {

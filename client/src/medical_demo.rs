@@ -205,9 +205,9 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
 
     step(9, "the regulator's accounting of disclosures for patient1 (HIPAA §164.528)");
     let disclosures = cast.regulator.query("disclosures", &json!({"subject": patient_id})).await?;
-    println!("    {:<20} {:<26} {:<8} {:<22} {}", "date", "recipient", "purpose", "authorisation", "what");
+    println!("    {:<20} {:<26} {:<8} {:<22} what", "date", "recipient", "purpose", "authorisation");
     for item in disclosures["items"].as_array().into_iter().flatten() {
-        let date = medfabric_medical_time(item["time"].as_u64().unwrap_or(0));
+        let date = utc(item["time"].as_u64().unwrap_or(0));
         let authorisation = item["consent"].as_str().map_or_else(|| "BREAK-GLASS".to_owned(), str::to_owned);
         println!(
             "    {:<20} {:<26} {:<8} {:<22} {} {}",
@@ -228,7 +228,7 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
 }
 
 /// `YYYY-MM-DD hh:mm:ss` (UTC) of unix seconds.
-fn medfabric_medical_time(seconds: u64) -> String {
+pub fn utc(seconds: u64) -> String {
     let stamp = time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).unwrap_or(0))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(

@@ -147,7 +147,7 @@ async fn the_medical_story_and_its_guarantees() {
     // ---- no payload and no wrapped key in any public state or block ---------------------
     let held = cast
         .patient
-        .evaluate("read_record", &[story.record_id.clone()], &["HospitalMSP"])
+        .evaluate("read_record", std::slice::from_ref(&story.record_id), &["HospitalMSP"])
         .await
         .expect("read");
     let ciphertext_hex = held["ciphertext"].as_str().expect("ciphertext").to_owned();
