@@ -28,6 +28,10 @@ pub struct ConsentInput {
     pub classes: Vec<String>,
     #[serde(default)]
     pub fee: Option<Fee>,
+    /// SHA-256 (hex) of the signed consent form, required when a provider records the
+    /// consent on the patient's behalf.
+    #[serde(default)]
+    pub source_hash: Option<String>,
 }
 
 impl ConsentInput {
@@ -45,18 +49,27 @@ impl ConsentInput {
 }
 
 /// The patient, or a provider of the patient's custodian recording the patient's
-/// signed consent, may manage the patient's consents.
+/// signed consent (with the form's hash as evidence), may manage the patient's consents.
 fn consent_manager(
     stub: &mut dyn ChaincodeStub,
     who: &Caller,
     patient_id: &str,
     function: &str,
+    source_hash: Option<&str>,
 ) -> Outcome<()> {
     let patient = patient(stub, patient_id)?;
     let is_patient = who.role == Role::Patient && who.actor() == patient.patient_id;
     let is_custodian = who.role == Role::Provider && who.msp_id == patient.custodian;
-    if is_patient || is_custodian {
+    if is_patient {
         return Ok(());
+    }
+    if is_custodian {
+        return match source_hash {
+            Some(hash) => check_hex32("source_hash", hash),
+            None => fail(format!(
+                "{function} on the patient's behalf needs source_hash: the SHA-256 of the signed consent form"
+            )),
+        };
     }
     fail(format!(
         "access denied: {function} for patient {patient_id} is reserved to the patient or a provider of {}",
@@ -99,8 +112,11 @@ fn store_consent(stub: &mut dyn ChaincodeStub, consent: &Consent, previous: Opti
 
 pub fn grant_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
     let who = caller(stub)?;
-    consent_manager(stub, &who, &input.patient_id, "grant_consent")?;
+    consent_manager(stub, &who, &input.patient_id, "grant_consent", input.source_hash.as_deref())?;
     check_id("consent id", &input.consent_id)?;
+    if input.consent_id.contains('@') {
+        return fail("a consent id may not contain '@'");
+    }
     let terms = input.terms()?;
     let current = consent_key(stub, &input.patient_id, &input.consent_id)?;
     if stub.get_state(&current)?.is_some() {
@@ -116,6 +132,7 @@ pub fn grant_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) ->
         status: Status::Active,
         terms,
         recorded_by: who.actor(),
+        source_hash: input.source_hash.clone(),
         time: now(stub),
         tx_id: stub.tx_id().to_owned(),
     };
@@ -132,7 +149,7 @@ fn existing(stub: &mut dyn ChaincodeStub, patient_id: &str, consent_id: &str) ->
 /// A new version with new terms.
 pub fn update_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
     let who = caller(stub)?;
-    consent_manager(stub, &who, &input.patient_id, "update_consent")?;
+    consent_manager(stub, &who, &input.patient_id, "update_consent", input.source_hash.as_deref())?;
     let terms = input.terms()?;
     let previous = existing(stub, &input.patient_id, &input.consent_id)?;
     if previous.status == Status::Revoked {
@@ -142,6 +159,7 @@ pub fn update_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -
         version: previous.version + 1,
         terms,
         recorded_by: who.actor(),
+        source_hash: input.source_hash.clone(),
         time: now(stub),
         tx_id: stub.tx_id().to_owned(),
         ..previous.clone()
@@ -157,7 +175,8 @@ pub fn revoke_consent(
     (patient_id, consent_id): (String, String),
 ) -> Outcome<Consent> {
     let who = caller(stub)?;
-    consent_manager(stub, &who, &patient_id, "revoke_consent")?;
+    // A revocation is the patient's right: a provider records it without a form hash.
+    consent_manager(stub, &who, &patient_id, "revoke_consent", Some(&"0".repeat(64)))?;
     let previous = existing(stub, &patient_id, &consent_id)?;
     if previous.status == Status::Revoked {
         return fail(format!("consent {consent_id} is already revoked"));
@@ -181,7 +200,7 @@ pub fn get_consent(
 ) -> Outcome<Consent> {
     let who = caller(stub)?;
     if who.role != Role::Regulator {
-        consent_manager(stub, &who, &patient_id, "get_consent")?;
+        consent_manager(stub, &who, &patient_id, "get_consent", Some(&"0".repeat(64)))?;
     }
     existing(stub, &patient_id, &consent_id)
 }
@@ -299,6 +318,8 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         purpose: input.purpose,
         authorization: authorization.clone(),
         time,
+        // Paid access serves once the fee is settled (and is refundable until then).
+        active: event.fee.is_none(),
     };
     let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor()])?;
     put_json(stub, &grant_key, &grant)?;
@@ -358,6 +379,9 @@ pub fn review_break_glass(
     }
     if event.reviewed.is_some() {
         return fail(format!("break-glass access {event_id} was already reviewed"));
+    }
+    if event.actor == who.actor() {
+        return fail(format!("access denied: {} may not review their own break-glass access", who.actor()));
     }
     if note.trim().is_empty() {
         return fail("a review needs a note");

@@ -142,7 +142,16 @@ pub fn break_glass(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<
     page_of(stub, BREAK_GLASS, &[], &query, |s, id, _| {
         let event = audit_event(s, id)?;
         let overdue = event.reviewed.is_none() && event.review_due.is_some_and(|due| time > due);
-        let mut value = if fhir { audit_event_fhir(&event) } else { to_value(&event)? };
+        if fhir {
+            let mut value = audit_event_fhir(&event);
+            if let Some(extensions) = value["extension"].as_array_mut() {
+                extensions.push(
+                    json!({"url": "urn:medfabric:break-glass-review-overdue", "valueBoolean": overdue}),
+                );
+            }
+            return Ok(value);
+        }
+        let mut value = to_value(&event)?;
         value["overdue"] = json!(overdue);
         Ok(value)
     })
@@ -230,6 +239,30 @@ fn coding(system: &str, code: &str) -> Value {
     json!({"system": system, "code": code})
 }
 
+/// A FHIR resource id (`[A-Za-z0-9.-]{1,64}`) for one of our ids: other characters
+/// become `-`; a longer id is cut to 54 characters plus its length.
+pub fn fhir_id(id: &str) -> String {
+    let mapped: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect();
+    if mapped.len() <= 64 { mapped } else { format!("{}-{}", &mapped[..54], mapped.len()) }
+}
+
+/// The code system of a security label: confidentiality codes, or sensitivity (ActCode).
+fn label_coding(label: &str) -> Value {
+    if CONFIDENTIALITY.contains(&label) || label == "V" {
+        coding("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", label)
+    } else {
+        coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", label)
+    }
+}
+
+/// Sets `name` only when `items` is not empty (FHIR JSON has no empty arrays).
+fn set_list(target: &mut Value, name: &str, items: Vec<Value>) {
+    if !items.is_empty() {
+        target[name] = Value::Array(items);
+    }
+}
+
 const PURPOSE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
 /// An access event as a FHIR R4 AuditEvent (IHE BALP PrivacyDisclosure): the policy of
@@ -242,11 +275,12 @@ pub fn audit_event_fhir(event: &AuditEvent) -> Value {
         "purposeOfUse": [{"coding": [coding(PURPOSE_SYSTEM, &event.purpose)]}],
     });
     if let Some(consent) = &event.consent {
-        agent["policy"] = json!([consent]);
+        let (id, version) = consent.rsplit_once('@').unwrap_or((consent, "1"));
+        agent["policy"] = json!([format!("Consent/{}/_history/{version}", fhir_id(id))]);
     }
     let mut resource = json!({
         "resourceType": "AuditEvent",
-        "id": event.event_id,
+        "id": fhir_id(&event.event_id),
         "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110106", "display": "Export"},
         "subtype": [{"system": "urn:iso:std:iso:21089", "code": "disclose"}],
         "action": "R",
@@ -256,7 +290,7 @@ pub fn audit_event_fhir(event: &AuditEvent) -> Value {
         "agent": [agent],
         "source": {"observer": {"display": "medfabric"}, "site": event.org},
         "entity": [
-            {"what": {"reference": format!("Patient/{}", event.patient_id)}, "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1")},
+            {"what": {"reference": format!("Patient/{}", fhir_id(&event.patient_id)), "identifier": {"value": event.patient_id}}, "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1")},
             {"what": {"identifier": {"value": event.record_id}}, "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"), "description": format!("{} ({})", event.resource_type, event.data_class)},
         ],
     });
@@ -275,17 +309,32 @@ fn provision_fhir(
     actors: &[Grantee],
     nested: &[Provision],
 ) -> Value {
-    let codes = |list: &[String], system: &str| -> Value {
-        Value::Array(list.iter().map(|c| coding(system, c)).collect())
-    };
-    let mut provision = json!({
-        "type": match decision { Decision::Permit => "permit", Decision::Deny => "deny" },
-        "actor": actors.iter().map(|g| json!({"reference": {"identifier": {"value": g.index()}}})).collect::<Vec<_>>(),
-        "action": rule.actions.iter().map(|a| json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/consentaction", a)]})).collect::<Vec<_>>(),
-        "purpose": codes(&rule.purposes, PURPOSE_SYSTEM),
-        "class": codes(&rule.classes, "urn:medfabric:data-class"),
-        "securityLabel": codes(&rule.labels, "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"),
-    });
+    let mut provision =
+        json!({"type": match decision { Decision::Permit => "permit", Decision::Deny => "deny" }});
+    let recipient = coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP");
+    set_list(
+        &mut provision,
+        "actor",
+        actors
+            .iter()
+            .map(|g| json!({"role": {"coding": [recipient.clone()]}, "reference": {"identifier": {"value": g.index()}}}))
+            .collect(),
+    );
+    set_list(
+        &mut provision,
+        "action",
+        rule.actions
+            .iter()
+            .map(|a| json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/consentaction", a)]}))
+            .collect(),
+    );
+    set_list(&mut provision, "purpose", rule.purposes.iter().map(|p| coding(PURPOSE_SYSTEM, p)).collect());
+    set_list(
+        &mut provision,
+        "class",
+        rule.classes.iter().map(|c| coding("urn:medfabric:data-class", c)).collect(),
+    );
+    set_list(&mut provision, "securityLabel", rule.labels.iter().map(|l| label_coding(l)).collect());
     if let Some(period) = rule.period {
         let mut p = json!({});
         if let Some(start) = period.start {
@@ -296,11 +345,11 @@ fn provision_fhir(
         }
         provision["period"] = p;
     }
-    if !nested.is_empty() {
-        provision["provision"] = Value::Array(
-            nested.iter().map(|n| provision_fhir(n.decision, &n.rule, &n.actors, &n.provisions)).collect(),
-        );
-    }
+    set_list(
+        &mut provision,
+        "provision",
+        nested.iter().map(|n| provision_fhir(n.decision, &n.rule, &n.actors, &n.provisions)).collect(),
+    );
     provision
 }
 
@@ -309,12 +358,13 @@ pub fn consent_fhir(consent: &Consent) -> Value {
     let terms = &consent.terms;
     json!({
         "resourceType": "Consent",
-        "id": consent.consent_id,
+        "id": fhir_id(&consent.consent_id),
+        "identifier": [{"value": consent.consent_id}],
         "meta": {"versionId": consent.version.to_string()},
         "status": match consent.status { Status::Active => "active", Status::Revoked => "inactive" },
         "scope": {"coding": [coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")]},
         "category": [{"coding": [coding("http://loinc.org", "59284-0")]}],
-        "patient": {"reference": format!("Patient/{}", consent.patient_id)},
+        "patient": {"reference": format!("Patient/{}", fhir_id(&consent.patient_id)), "identifier": {"value": consent.patient_id}},
         "dateTime": rfc3339(consent.time),
         "performer": [{"identifier": {"value": consent.recorded_by}}],
         "policyRule": {"coding": [coding("urn:medfabric:consent-template", terms.template.as_deref().unwrap_or("custom"))]},

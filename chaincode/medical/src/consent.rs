@@ -15,7 +15,7 @@ use medfabric_shim::ContractError;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Caller, Role};
-use crate::model::{Outcome, RecordMeta, SENSITIVE, fail};
+use crate::model::{CONFIDENTIALITY, Outcome, RecordMeta, SENSITIVE, fail};
 
 /// Who a consent is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +153,9 @@ pub struct Consent {
     #[serde(flatten)]
     pub terms: ConsentTerms,
     pub recorded_by: String,
+    /// SHA-256 of the signed form when a provider recorded it for the patient.
+    #[serde(default)]
+    pub source_hash: Option<String>,
     pub time: u64,
     pub tx_id: String,
 }
@@ -178,14 +181,26 @@ fn listed(list: &[String], value: &str) -> bool {
 }
 
 impl Rule {
-    /// Does the rule cover the request? Records with a sensitive label (or restricted
-    /// confidentiality) are covered only by rules that name one of their labels.
-    pub fn covers(&self, request: &Request<'_>) -> bool {
+    /// Does a rule with `decision` cover the request? A deny covers a record when it
+    /// names none of the record's labels or any of them. A permit covers only what it
+    /// names: every sensitive (or restricted, `R`) label of the record must be listed, and
+    /// a permit that lists labels needs the record to carry one of them.
+    pub fn covers(&self, request: &Request<'_>, decision: Decision) -> bool {
         let record = request.record;
-        let labels_ok = if self.labels.is_empty() {
-            !record.security_labels.iter().any(|l| SENSITIVE.contains(&l.as_str()) || l == "R")
-        } else {
-            record.security_labels.iter().any(|l| self.labels.contains(l))
+        let labels_ok = match decision {
+            Decision::Deny => {
+                self.labels.is_empty() || record.security_labels.iter().any(|l| self.labels.contains(l))
+            }
+            Decision::Permit => {
+                let sensitive_named = record
+                    .security_labels
+                    .iter()
+                    .filter(|l| SENSITIVE.contains(&l.as_str()) || *l == "R")
+                    .all(|l| self.labels.contains(l));
+                sensitive_named
+                    && (self.labels.is_empty()
+                        || record.security_labels.iter().any(|l| self.labels.contains(l)))
+            }
         };
         listed(&self.actions, request.action)
             && listed(&self.purposes, request.purpose)
@@ -211,13 +226,21 @@ impl Rule {
 }
 
 impl Provision {
-    /// The provision's decision where it applies (its own nested provisions override it).
+    /// The provision's decision where it applies: its nested provisions that apply
+    /// override it, a deny among them winning over a permit.
     fn decide(&self, request: &Request<'_>) -> Option<Decision> {
         let actor_ok = self.actors.is_empty() || self.actors.iter().any(|g| g.matches(request.caller));
-        if !actor_ok || !self.rule.covers(request) {
+        if !actor_ok || !self.rule.covers(request, self.decision) {
             return None;
         }
-        Some(self.provisions.iter().rev().find_map(|p| p.decide(request)).unwrap_or(self.decision))
+        let nested: Vec<Decision> = self.provisions.iter().filter_map(|p| p.decide(request)).collect();
+        Some(if nested.contains(&Decision::Deny) {
+            Decision::Deny
+        } else if nested.contains(&Decision::Permit) {
+            Decision::Permit
+        } else {
+            self.decision
+        })
     }
 
     fn check(&self, depth: usize) -> Outcome<()> {
@@ -233,6 +256,10 @@ impl ConsentTerms {
     pub fn check(&self) -> Outcome<()> {
         self.rule.check()?;
         self.provisions.iter().try_for_each(|p| p.check(1))?;
+        let known = |l: &String| CONFIDENTIALITY.contains(&l.as_str()) || SENSITIVE.contains(&l.as_str());
+        if let Some(bad) = self.rule.labels.iter().find(|l| !known(l)) {
+            return fail(format!("unknown security label {bad:?}"));
+        }
         if let Some(fee) = self.fee
             && fee.custodian_share_bps > 10_000
         {

@@ -160,7 +160,17 @@ pub struct Grant {
     /// `consentId@version`, or `break-glass`.
     pub authorization: String,
     pub time: u64,
+    /// A grant whose consent carries a fee serves once the fee is settled.
+    #[serde(default = "yes")]
+    pub active: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// Largest single deposit (minor units): keeps sums of balances far from overflow.
+pub const MAX_DEPOSIT: u64 = 1_000_000_000_000;
 
 /// An access event: FHIR AuditEvent / IHE BALP PrivacyDisclosure, kept on chain.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -33,13 +33,18 @@ fn load(stub: &mut dyn ChaincodeStub, owner: &str) -> Outcome<(Account, Vec<(Str
     Ok((account, credits))
 }
 
+/// Base plus credits, summed wide (a u64 balance cannot be made to overflow here).
+fn total(account: &Account, credits: &[(String, u64)]) -> Outcome<u64> {
+    let sum = credits.iter().map(|(_, c)| u128::from(*c)).sum::<u128>() + u128::from(account.balance);
+    u64::try_from(sum).map_err(|_| {
+        ContractError::new(format!("the balance of {} exceeds the ledger's range", account.owner))
+    })
+}
+
 /// The balance of `owner` (base plus credits).
 pub fn balance_of(stub: &mut dyn ChaincodeStub, owner: &str) -> Outcome<u64> {
     let (account, credits) = load(stub, owner)?;
-    credits
-        .iter()
-        .try_fold(account.balance, |sum, (_, c)| sum.checked_add(*c))
-        .ok_or_else(|| ContractError::new("balance overflow"))
+    total(&account, &credits)
 }
 
 /// Adds `amount` to `owner` without reading anything (no conflicts between credits).
@@ -71,10 +76,7 @@ fn pending_write(stub: &mut dyn ChaincodeStub, key: &str) -> bool {
 /// Takes `amount` from `owner`, folding its credits into the base.
 pub fn debit(stub: &mut dyn ChaincodeStub, owner: &str, amount: u64) -> Outcome<()> {
     let (mut account, credits) = load(stub, owner)?;
-    let total = credits
-        .iter()
-        .try_fold(account.balance, |sum, (_, c)| sum.checked_add(*c))
-        .ok_or_else(|| ContractError::new("balance overflow"))?;
+    let total = total(&account, &credits)?;
     if total < amount {
         return fail(format!("insufficient funds: {owner} has {total}, needs {amount}"));
     }
@@ -103,17 +105,15 @@ pub struct Deposited {
     pub amount: u64,
 }
 
-/// Funds the caller's account (or its organization's, `org:MSPID`, for payers and
-/// providers) from outside the ledger, e.g. a bank transfer the org has received. A
-/// blind credit: deposits never conflict.
+/// Money entering the ledger from outside (a bank transfer received): only payers
+/// (the consortium's payment processors) record deposits, into any account, at most
+/// [`MAX_DEPOSIT`] each. A blind credit: deposits never conflict.
 pub fn deposit(stub: &mut dyn ChaincodeStub, (account, amount): (String, u64)) -> Outcome<Deposited> {
     let who = caller(stub)?;
-    let own = account == who.actor() || (account == org_account(&who.msp_id) && who.role != Role::Patient);
-    if !own {
-        return fail(format!("access denied: {} may not deposit into {account}", who.actor()));
-    }
-    if amount == 0 {
-        return fail("amount must be positive");
+    who.require("deposit", &[Role::Payer])?;
+    check_account_id(&account)?;
+    if amount == 0 || amount > MAX_DEPOSIT {
+        return fail(format!("amount must be between 1 and {MAX_DEPOSIT}"));
     }
     credit(stub, &account, amount)?;
     Ok(Deposited { account, amount })
@@ -205,7 +205,7 @@ fn load_escrow(stub: &mut dyn ChaincodeStub, access_id: &str) -> Outcome<Escrow>
 /// Is the consent an escrow was taken under still in force (same version, active, in
 /// its period)? Reads the consent: a concurrent revocation conflicts.
 fn consent_in_force(stub: &mut dyn ChaincodeStub, escrow: &Escrow, time: u64) -> Outcome<bool> {
-    let Some((consent_id, version)) = escrow.consent.split_once('@') else { return Ok(false) };
+    let Some((consent_id, version)) = escrow.consent.rsplit_once('@') else { return Ok(false) };
     let id = key(stub, CONSENT, &[&escrow.patient_id, consent_id])?;
     let Some(consent) = get_json::<crate::consent::Consent>(stub, &id)? else { return Ok(false) };
     let period_ok = consent.terms.rule.period.is_none_or(|p| p.contains(time));
@@ -231,13 +231,24 @@ pub fn settle(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
     if !consent_in_force(stub, &escrow, time)? {
         return fail(format!("consent {} is no longer in force: refund the escrow", escrow.consent));
     }
-    let custodian_part = escrow.amount * u64::from(escrow.custodian_share_bps) / 10_000;
+    let custodian_part =
+        u64::try_from(u128::from(escrow.amount) * u128::from(escrow.custodian_share_bps) / 10_000)
+            .unwrap_or(escrow.amount);
     credit(stub, &org_account(&escrow.custodian), custodian_part)?;
     credit(stub, &escrow.patient_id, escrow.amount - custodian_part)?;
     escrow.state = EscrowState::Settled;
     escrow.closed_at = Some(time);
     let id = escrow_key(stub, &access_id)?;
     put_json(stub, &id, &escrow)?;
+    // The paid grant now serves.
+    let event = crate::access::audit_event(stub, &access_id)?;
+    let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer])?;
+    if let Some(mut grant) = get_json::<Grant>(stub, &grant_key)?
+        && grant.access_id == access_id
+    {
+        grant.active = true;
+        put_json(stub, &grant_key, &grant)?;
+    }
     Ok(escrow)
 }
 
@@ -260,9 +271,12 @@ pub fn refund(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
         return fail(format!("consent {} is still in force: settle the escrow", escrow.consent));
     }
     credit(stub, &escrow.payer, escrow.amount)?;
+    // Withdraw the grant this access gave (never used: it waited for settlement).
     let event = crate::access::audit_event(stub, &access_id)?;
-    let grant = key(stub, GRANT, &[&event.record_id, &escrow.payer])?;
-    stub.del_state(&grant)?;
+    let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer])?;
+    if get_json::<Grant>(stub, &grant_key)?.is_some_and(|g| g.access_id == access_id) {
+        stub.del_state(&grant_key)?;
+    }
     escrow.state = EscrowState::Refunded;
     escrow.closed_at = Some(time);
     let id = escrow_key(stub, &access_id)?;

@@ -207,8 +207,14 @@ pub fn get_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outc
 pub const BREAK_GLASS_GRANT_SECONDS: u64 = 24 * 3600;
 
 /// A grant serves only while what authorised it holds: its consent still active (same
-/// version, in its period), or a break-glass grant within 24 hours.
-fn grant_in_force(stub: &mut dyn ChaincodeStub, grant: &Grant, meta: &RecordMeta) -> Outcome<()> {
+/// version, in its period) and no consent of the patient denying the access now — or a
+/// break-glass grant within 24 hours.
+fn grant_in_force(
+    stub: &mut dyn ChaincodeStub,
+    who: &crate::identity::Caller,
+    grant: &Grant,
+    meta: &RecordMeta,
+) -> Outcome<()> {
     let time = now(stub);
     if grant.authorization == "break-glass" {
         if time > grant.time + BREAK_GLASS_GRANT_SECONDS {
@@ -216,7 +222,7 @@ fn grant_in_force(stub: &mut dyn ChaincodeStub, grant: &Grant, meta: &RecordMeta
         }
         return Ok(());
     }
-    let (consent_id, version) = grant.authorization.split_once('@').unwrap_or((&grant.authorization, ""));
+    let (consent_id, version) = grant.authorization.rsplit_once('@').unwrap_or((&grant.authorization, ""));
     let id = key(stub, CONSENT, &[&meta.patient_id, consent_id])?;
     let consent: Option<crate::consent::Consent> = get_json(stub, &id)?;
     let in_force = consent.is_some_and(|c| {
@@ -228,6 +234,21 @@ fn grant_in_force(stub: &mut dyn ChaincodeStub, grant: &Grant, meta: &RecordMeta
         return fail(format!(
             "access denied: consent {} that authorised {}'s access to {} is no longer in force",
             grant.authorization, grant.actor, meta.record_id
+        ));
+    }
+    // A consent filed since (an opt-out, a deny) stops the grant too.
+    let consents = crate::access::applicable(stub, who, &meta.patient_id)?;
+    let request = crate::consent::Request {
+        caller: who,
+        action: "access",
+        purpose: &grant.purpose,
+        record: meta,
+        time,
+    };
+    if let crate::consent::Verdict::Deny { consent } = crate::consent::evaluate(&consents, &request) {
+        return fail(format!(
+            "access denied: consent {consent} of patient {} now denies this access",
+            meta.patient_id
         ));
     }
     Ok(())
@@ -258,17 +279,25 @@ pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Out
         return fail(format!("record {record_id} was erased"));
     }
     let actor = who.actor();
+    // Only the patient reads without a grant; everyone else — the custodian's own
+    // providers included — reads through an audited access.
     let patient = who.role == Role::Patient && actor == meta.patient_id;
-    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
-    if !(patient || custodian) {
+    if !patient {
         let grant_key = key(stub, GRANT, &[&record_id, &actor])?;
         let Some(grant) = get_json::<Grant>(stub, &grant_key)? else {
             return fail(format!(
                 "access denied: {actor} holds no committed access grant for record {record_id}"
             ));
         };
-        grant_in_force(stub, &grant, &meta)?;
+        if !grant.active {
+            return fail(format!(
+                "access denied: access {} awaits the settlement of its fee (pay settle)",
+                grant.access_id
+            ));
+        }
+        grant_in_force(stub, &who, &grant, &meta)?;
     }
+    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     let collection = custodian_collection(&meta.custodian);
     let version = padded(u64::from(meta.version));
     let ct = key(stub, CIPHERTEXT, &[&record_id, &version])?;

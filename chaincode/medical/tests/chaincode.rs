@@ -267,11 +267,23 @@ fn break_glass_is_allowed_flagged_and_reported_when_overdue() {
     w.advance(73 * 3600);
     let listed = support::parse(&w.query(REG, "break_glass", &json!({})));
     assert_eq!(listed["items"][0]["overdue"], true, "unreviewed after 72 h");
-    let reviewed = w.ok(GREY, "review_break_glass", &json!([event_id, "confirmed by attending physician"]));
-    assert_eq!(reviewed["reviewed"]["reviewer"], GREY);
+    let message = w.denied(GREY, "review_break_glass", &json!([event_id, "all fine"]));
+    assert!(message.contains("may not review their own break-glass access"), "{message}");
+    let reviewed = w.ok(
+        "HospitalMSP/nurse1",
+        "review_break_glass",
+        &json!([event_id, "confirmed by attending physician"]),
+    );
+    assert_eq!(reviewed["reviewed"]["reviewer"], "HospitalMSP/nurse1");
+    let listed = support::parse(&w.query(REG, "break_glass", &json!({})));
+    assert_eq!(listed["items"][0]["overdue"], false, "reviewed");
     let listed = support::parse(&w.query(REG, "break_glass", &json!({"format": "fhir"})));
-    assert_eq!(listed["items"][0]["overdue"], false);
-    assert_eq!(listed["items"][0]["extension"][0]["url"], "urn:medfabric:break-glass");
+    let extensions = &listed["items"][0]["extension"];
+    assert_eq!(extensions[0]["url"], "urn:medfabric:break-glass");
+    assert_eq!(
+        extensions[1],
+        json!({"url": "urn:medfabric:break-glass-review-overdue", "valueBoolean": false})
+    );
 }
 
 #[test]
@@ -320,7 +332,7 @@ fn the_regulator_gets_disclosures_by_patient_actor_org_and_record_paginated() {
     ));
     let event = &fhir["items"][0];
     assert_eq!(event["resourceType"], "AuditEvent");
-    assert_eq!(event["agent"][0]["policy"][0], "c1@1", "the authorizing consent version");
+    assert_eq!(event["agent"][0]["policy"][0], "Consent/c1/_history/1", "the authorizing consent version");
     assert_eq!(event["subtype"][0]["code"], "disclose");
     assert!(event["recorded"].as_str().expect("time").starts_with("2027-01-15T"), "{}", event["recorded"]);
     // The commitment in force at a time.
@@ -334,7 +346,9 @@ fn fees_are_escrowed_settled_or_refunded_and_totals_are_conserved() {
     research_consent(&mut w, "c-paid", SCI, 1000);
     let message = w.denied(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
     assert!(message.contains("insufficient funds"), "{message}");
-    w.ok(SCI, "deposit", &json!([SCI, 1500]));
+    let message = w.denied(SCI, "deposit", &json!([SCI, 1500]));
+    assert!(message.contains("deposit requires role payer"), "only payers bring money in: {message}");
+    w.ok(PAYER, "deposit", &json!([SCI, 1500]));
     let first = access(&mut w, SCI, "HRESCH");
     assert_eq!(first["fee"], 1000);
     let balance = |w: &mut World, who: &str, owner: &str| {
@@ -342,14 +356,28 @@ fn fees_are_escrowed_settled_or_refunded_and_totals_are_conserved() {
     };
     assert_eq!(balance(&mut w, SCI, SCI), Some(500));
     let access_id = first["access_id"].as_str().expect("id").to_owned();
+    w.invoke_with(
+        ALICE,
+        "share_key",
+        &json!("rec-1"),
+        &[("wrapped_keys", br#"{"ResearchMSP/scientist1": "dd04"}"#)],
+    );
+    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    assert!(
+        outcome.response.message.contains("awaits the settlement of its fee"),
+        "unpaid: {}",
+        outcome.response.message
+    );
     let settled = w.ok(GREY, "settle", &json!(access_id));
+    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    assert_eq!(outcome.response.status, 200, "paid: {}", outcome.response.message);
     assert_eq!(settled["state"], "Settled");
     assert_eq!(balance(&mut w, ALICE, ALICE), Some(800));
     assert_eq!(balance(&mut w, GREY, "org:HospitalMSP"), Some(200));
     let message = w.denied(SCI, "refund", &json!(access_id));
     assert!(message.contains("already Settled"), "{message}");
     // A second paid access, then the patient revokes before settlement: refund.
-    w.ok(SCI, "deposit", &json!([SCI, 500]));
+    w.ok(PAYER, "deposit", &json!([SCI, 500]));
     let second = access(&mut w, SCI, "HRESCH");
     let second_id = second["access_id"].as_str().expect("id").to_owned();
     w.ok(ALICE, "revoke_consent", &json!([PATIENT, "c-paid"]));
@@ -377,7 +405,7 @@ fn fees_are_escrowed_settled_or_refunded_and_totals_are_conserved() {
 #[test]
 fn credits_to_one_account_never_read_it() {
     let mut w = world_with_record();
-    w.ok(SCI, "deposit", &json!([SCI, 100]));
+    w.ok(PAYER, "deposit", &json!([SCI, 100]));
     let outcome = w.invoke(SCI, "transfer", &json!(["org:HospitalMSP", 40]));
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
     let record = &outcome.record;

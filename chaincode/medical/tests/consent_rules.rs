@@ -36,6 +36,7 @@ fn consent(id: &str, terms: ConsentTerms) -> Consent {
         status: Status::Active,
         terms,
         recorded_by: "HospitalMSP/patient1".into(),
+        source_hash: None,
         time: 0,
         tx_id: "t".into(),
     }
@@ -118,6 +119,37 @@ fn sensitive_labels_need_an_explicit_permit() {
     let hiv = [consent("c", permit(Grantee::Any, Rule { labels: strings(&["HIV"]), ..Rule::default() }))];
     assert!(permitted(&decide(&hiv, &grey, "TREAT", &record("lab", &["N", "HIV"]), 0)));
     assert_eq!(decide(&hiv, &grey, "TREAT", &record("lab", &["PSY"]), 0), Verdict::NoConsent);
+    // A permit must name every sensitive label the record carries.
+    assert_eq!(decide(&hiv, &grey, "TREAT", &record("lab", &["HIV", "PSY"]), 0), Verdict::NoConsent);
+    let normal = [consent("c", permit(Grantee::Any, Rule { labels: strings(&["N"]), ..Rule::default() }))];
+    assert_eq!(decide(&normal, &grey, "TREAT", &record("lab", &["N", "PSY"]), 0), Verdict::NoConsent);
+    // A deny without labels covers sensitive records too: an opt-out beats a labelled permit.
+    let mut both = hiv.to_vec();
+    both.push(consent("d", template("opt-out", None, Vec::new(), None).expect("template")));
+    assert!(matches!(decide(&both, &grey, "TREAT", &record("lab", &["HIV"]), 0), Verdict::Deny { .. }));
+}
+
+#[test]
+fn a_deny_among_sibling_provisions_wins() {
+    let sci = caller("ResearchMSP", "scientist1", Role::Researcher);
+    let mut terms = permit(Grantee::Any, Rule::default());
+    terms.provisions = vec![
+        Provision {
+            decision: Decision::Deny,
+            actors: Vec::new(),
+            rule: Rule { purposes: strings(&["HRESCH"]), ..Rule::default() },
+            provisions: Vec::new(),
+        },
+        Provision {
+            decision: Decision::Permit,
+            actors: vec![Grantee::Actor("ResearchMSP/scientist1".into())],
+            rule: Rule::default(),
+            provisions: Vec::new(),
+        },
+    ];
+    let consents = [consent("c", terms)];
+    assert!(matches!(decide(&consents, &sci, "HRESCH", &record("lab", &[]), 0), Verdict::Deny { .. }));
+    assert!(permitted(&decide(&consents, &sci, "TREAT", &record("lab", &[]), 0)));
 }
 
 #[test]

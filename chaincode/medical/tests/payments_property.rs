@@ -77,7 +77,7 @@ fn run(seed: u64, steps: usize) -> std::collections::BTreeMap<&'static str, usiz
             0 => {
                 let who = *rng.pick(&PEOPLE);
                 let amount = 1 + rng.below(500);
-                let outcome = w.invoke(who, "deposit", &json!([who, amount]));
+                let outcome = w.invoke("InsurerMSP/claims1", "deposit", &json!([who, amount]));
                 if outcome.committed {
                     deposited += amount;
                 }
