@@ -112,8 +112,15 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
 
     step(
         3,
-        "patient1 grants scientist1 research consent with a 500-unit fee per access, and shares the record key",
+        "patient1 consents: treatment by the hospital; research by scientist1 with a 500-unit fee per access",
     );
+    cast.patient
+        .call(
+            "grant_consent",
+            &json!({"patient_id": patient_id, "consent_id": format!("treat-{tag}"), "template": "opt-in",
+                    "grantee": {"kind": "org", "value": hospital}}),
+        )
+        .await?;
     let consent_id = format!("research-{tag}");
     let consent = cast
         .patient
@@ -138,8 +145,11 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         cast.researcher.actor()
     );
 
-    step(4, "scientist1 deposits funds and requests access for research: the fee is escrowed, then settled");
-    cast.researcher.call("deposit", &json!([cast.researcher.actor(), 2000])).await?;
+    step(
+        4,
+        "scientist1 is funded and requests access for research: the fee is escrowed; settled, the grant serves",
+    );
+    cast.insurer.call("deposit", &json!([cast.researcher.actor(), 2000])).await?;
     let access =
         cast.researcher.call("request_access", &json!({"record_id": record_id, "purpose": "HRESCH"})).await?;
     let paid_access = access["access_id"].as_str().context("access id")?.to_owned();
@@ -149,6 +159,10 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         access["authorization"],
         access["fee"]
     );
+    match cast.researcher.read_record(&record_id, hospital).await {
+        Ok(_) => bail!("the record was readable before the fee was settled"),
+        Err(e) => println!("    before settlement: {e}"),
+    }
     let settled = cast.researcher.call("settle", &json!(paid_access)).await?;
     let patient_balance = cast.patient.query("balance", &json!(patient_id)).await?;
     let hospital_balance = cast.doctor.query("balance", &json!("org:HospitalMSP")).await?;
@@ -175,7 +189,10 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         Err(e) => println!("    denied: {e}"),
     }
 
-    step(7, "emergency: tech1 (LabMSP) breaks the glass; the hospital re-wraps the key; tech1 reads");
+    step(
+        7,
+        "emergency: tech1 (LabMSP) breaks the glass; drgrey, treating, re-wraps the key for tech1; tech1 reads",
+    );
     let emergency = cast
         .lab
         .call("request_access", &json!({"record_id": record_id, "purpose": "ETREAT", "justification": "patient unconscious in the lab's emergency unit"}))
@@ -186,6 +203,8 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         &break_glass_access[..12],
         emergency["review_due"]
     );
+    // The hospital's own providers read through an audited access too (treatment consent).
+    cast.doctor.call("request_access", &json!({"record_id": record_id, "purpose": "TREAT"})).await?;
     let tech = cast.reader("tech1", cast.lab.actor())?;
     cast.doctor.share_key(&record_id, hospital, &tech, lab_org).await?;
     let read = cast.lab.read_record(&record_id, hospital).await?;

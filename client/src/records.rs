@@ -25,6 +25,9 @@ type Kdf = hpke::kdf::HkdfSha256;
 type HpkeAead = hpke::aead::AesGcm256;
 
 const NONCE_BYTES: usize = 12;
+/// Labels of the data key's subkeys.
+const ENCRYPTION: &str = "medfabric-record-encryption-v1";
+const COMMITMENT: &str = "medfabric-record-commitment-v1";
 /// An uncompressed P-256 point (HPKE's encapsulated key).
 const ENCAPPED_BYTES: usize = 65;
 
@@ -45,6 +48,16 @@ impl DataKey {
         getrandom::fill(&mut key).map_err(|e| anyhow!("OS random source: {e}"))?;
         Ok(Self(key))
     }
+
+    /// A subkey for one use (HKDF-Expand with SHA-256, one block): the cipher and the
+    /// commitment never share a key.
+    fn subkey(&self, label: &str) -> [u8; 32] {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes any key length");
+        mac.update(label.as_bytes());
+        mac.update(&[1]);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// What binds a ciphertext to its place: record, version, patient.
@@ -58,7 +71,7 @@ fn wrap_info(record_id: &str, version: u32) -> Vec<u8> {
 
 /// Seals `plaintext`: nonce ‖ AES-256-GCM ciphertext and tag.
 pub fn seal(key: &DataKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| anyhow!("data key: {e}"))?;
+    let cipher = Aes256Gcm::new_from_slice(&key.subkey(ENCRYPTION)).map_err(|e| anyhow!("data key: {e}"))?;
     let mut nonce = [0u8; NONCE_BYTES];
     getrandom::fill(&mut nonce).map_err(|e| anyhow!("OS random source: {e}"))?;
     let nonce_array = Nonce::try_from(&nonce[..]).map_err(|_| anyhow!("nonce length"))?;
@@ -76,7 +89,7 @@ pub fn open(key: &DataKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         bail!("ciphertext too short");
     }
     let (nonce, body) = sealed.split_at(NONCE_BYTES);
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| anyhow!("data key: {e}"))?;
+    let cipher = Aes256Gcm::new_from_slice(&key.subkey(ENCRYPTION)).map_err(|e| anyhow!("data key: {e}"))?;
     let nonce = Nonce::try_from(nonce).map_err(|_| anyhow!("nonce length"))?;
     cipher
         .decrypt(&nonce, Payload { msg: body, aad })
@@ -85,8 +98,8 @@ pub fn open(key: &DataKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
 
 /// The keyed commitment of a ciphertext: HMAC-SHA256 under the data key, hex.
 pub fn commitment(key: &DataKey, ciphertext: &[u8]) -> String {
-    let mut mac =
-        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes any key length");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key.subkey(COMMITMENT))
+        .expect("HMAC takes any key length");
     mac.update(ciphertext);
     hex::encode(mac.finalize().into_bytes())
 }

@@ -197,7 +197,7 @@ organizations:
     domain: hospital.pay.local
     ca: {{ host: 127.0.0.1, port: 1 }}
     peers: [ {{ name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 }} ]
-    users: [ {{ name: cashier, type: client, attrs: {{ role: provider }} }} ]
+    users: [ {{ name: cashier, type: client, attrs: {{ role: payer }} }} ]
   - name: Research
     msp_id: ResearchMSP
     domain: research.pay.local
@@ -219,8 +219,13 @@ async fn concurrent_payments_into_one_account_do_not_conflict() {
     let status = up::status(&network.data).expect("status");
     let payers: Vec<Medical> =
         (0..PAYERS).map(|i| actor(&status, &format!("payer{i:03}")).expect("payer")).collect();
-    // Every payer funds its own account (blind credits: no conflicts either).
-    let deposits = payers.iter().map(|p| async move { p.call("deposit", &json!([p.actor(), 1000])).await });
+    // The payment processor funds every payer's account at once (blind credits: no
+    // conflicts either).
+    let cashier = actor(&status, "cashier").expect("cashier");
+    let deposits = payers.iter().map(|p| {
+        let cashier = &cashier;
+        async move { cashier.call("deposit", &json!([p.actor(), 1000])).await }
+    });
     for outcome in futures::future::join_all(deposits).await {
         outcome.expect("deposit committed VALID");
     }
@@ -234,7 +239,6 @@ async fn concurrent_payments_into_one_account_do_not_conflict() {
     let codes: Vec<i32> = statuses.iter().map(|s| s.code).filter(|c| *c != 0).collect();
     assert!(codes.is_empty(), "payments not VALID: {codes:?}");
     let blocks: std::collections::BTreeSet<u64> = statuses.iter().map(|s| s.block_number).collect();
-    let cashier = actor(&status, "cashier").expect("cashier");
     let balance: Value = cashier.query("balance", &json!("org:HospitalMSP")).await.expect("balance");
     assert_eq!(
         balance["balance"].as_u64(),

@@ -44,6 +44,10 @@ pub struct Endorser {
     signer: Arc<SigningIdentity>,
     /// Other peers, to push private data to (unset: none are known).
     private_peers: std::sync::OnceLock<Arc<PrivatePeers>>,
+    /// How far a proposal's timestamp may be from this peer's clock (unset: any). The
+    /// timestamp is the transaction time chaincode sees, so time-based rules (consent
+    /// periods, deadlines) hold to within this window.
+    max_clock_skew: std::sync::OnceLock<std::time::Duration>,
 }
 
 /// A simulated transaction's private write sets, to keep and disseminate.
@@ -69,7 +73,18 @@ impl Endorser {
         chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
         signer: Arc<SigningIdentity>,
     ) -> Self {
-        Self { channels, chaincodes, signer, private_peers: std::sync::OnceLock::new() }
+        Self {
+            channels,
+            chaincodes,
+            signer,
+            private_peers: std::sync::OnceLock::new(),
+            max_clock_skew: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Refuses proposals whose timestamp is further than `skew` from this peer's clock.
+    pub fn set_max_clock_skew(&self, skew: std::time::Duration) {
+        let _ = self.max_clock_skew.set(skew);
     }
 
     /// The peers private data is pushed to (set once, when the peer starts serving).
@@ -175,6 +190,16 @@ impl Endorser {
             )));
         }
         proposal.check_tx_id().map_err(invalid)?;
+        if let Some(skew) = self.max_clock_skew.get() {
+            let now = now_unix();
+            let stamped = proposal.channel_header.timestamp.map(|t| t.seconds);
+            let allowed = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX);
+            if stamped.is_none_or(|t| (t - now).abs() > allowed) {
+                return Err(Rejection::Error(format!(
+                    "error validating proposal: the proposal's timestamp {stamped:?} is more than {allowed} s from the peer's clock ({now})"
+                )));
+            }
+        }
         let known = channel
             .ledger()
             .transaction(proposal.tx_id())

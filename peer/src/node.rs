@@ -64,6 +64,14 @@ pub struct PeerConfig {
     pub chaincodes: BTreeMap<String, String>,
     #[serde(default)]
     pub private_data: PrivateDataSection,
+    /// How far a proposal's timestamp may be from the peer's clock (the transaction time
+    /// chaincode sees).
+    #[serde(default = "default_clock_skew_ms")]
+    pub max_clock_skew_ms: u64,
+}
+
+fn default_clock_skew_ms() -> u64 {
+    300_000
 }
 
 /// The `private_data` section of a peer config (Fabric's `peer.gossip.pvtData` and
@@ -202,6 +210,7 @@ impl Peer {
         channel.set_member_identity(signer.serialized().clone());
         channel.set_transient_retention(config.private_data.transient_retention_blocks);
         let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
+        endorser.set_max_clock_skew(Duration::from_millis(config.max_clock_skew_ms));
         let metrics = Arc::new(PeerMetrics::new());
         metrics.height.set(i64::try_from(channel.height()?).unwrap_or(i64::MAX));
         let others: Vec<PeerInfo> = config

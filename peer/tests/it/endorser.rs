@@ -214,3 +214,30 @@ fn blocks_with_bad_orderer_signatures_or_chaining_are_refused_whole() {
     channel.commit(&good).expect("the orderer's block commits");
     assert_eq!(channel.height().expect("height"), 2);
 }
+
+#[test]
+fn a_proposal_stamped_far_from_the_peers_clock_is_refused() {
+    let net = TestNetwork::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_channel, endorser) = net.peer(dir.path(), net.peer1.clone());
+    endorser.set_max_clock_skew(std::time::Duration::from_secs(300));
+    // The synthetic network stamps proposals in 2027.
+    let stale = net.proposal(&net.client1, "kv", &["put", "k", "v"], 1);
+    match endorser.process(&stale) {
+        Err(medfabric_peer::endorser::Rejection::Error(message)) => {
+            assert!(message.contains("from the peer's clock"), "{message}")
+        }
+        other => panic!("a proposal stamped in 2027 was not refused: {other:?}"),
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let fresh = medfabric_types::ProposalBuilder::new(medfabric_peer::testnet::CHANNEL, "kv")
+        .arg(Bytes::from_static(b"put"))
+        .arg(Bytes::from_static(b"k"))
+        .arg(Bytes::from_static(b"v"))
+        .sign(
+            &net.client1,
+            medfabric_proto::Timestamp { seconds: i64::try_from(now).expect("time"), nanos: 0 },
+        );
+    let response = endorser.process(&fresh).expect("a current proposal is endorsed");
+    assert_eq!(response.response.map(|r| r.status), Some(200));
+}
