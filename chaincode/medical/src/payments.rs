@@ -197,6 +197,22 @@ pub fn hold(
     Ok(())
 }
 
+/// A held escrow the caller is a party to (payer, patient, custodian provider).
+fn held_escrow(stub: &mut dyn ChaincodeStub, access_id: &str) -> Outcome<Escrow> {
+    let who = caller(stub)?;
+    let escrow = load_escrow(stub, access_id)?;
+    let party = who.actor() == escrow.payer
+        || who.actor() == escrow.patient_id
+        || (who.role == Role::Provider && who.msp_id == escrow.custodian);
+    if !party {
+        return fail(format!("access denied: {} is not a party to escrow {access_id}", who.actor()));
+    }
+    if escrow.state != EscrowState::Held {
+        return fail(format!("escrow {access_id} is already {:?}", escrow.state));
+    }
+    Ok(escrow)
+}
+
 fn load_escrow(stub: &mut dyn ChaincodeStub, access_id: &str) -> Outcome<Escrow> {
     let id = escrow_key(stub, access_id)?;
     get_json(stub, &id)?.ok_or_else(|| ContractError::new(format!("no escrow for access {access_id}")))
@@ -216,17 +232,7 @@ fn consent_in_force(stub: &mut dyn ChaincodeStub, escrow: &Escrow, time: u64) ->
 /// while its consent is still in force; by the payer, the patient or a custodian
 /// provider.
 pub fn settle(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<Escrow> {
-    let who = caller(stub)?;
-    let mut escrow = load_escrow(stub, &access_id)?;
-    let party = who.actor() == escrow.payer
-        || who.actor() == escrow.patient_id
-        || (who.role == Role::Provider && who.msp_id == escrow.custodian);
-    if !party {
-        return fail(format!("access denied: {} is not a party to escrow {access_id}", who.actor()));
-    }
-    if escrow.state != EscrowState::Held {
-        return fail(format!("escrow {access_id} is already {:?}", escrow.state));
-    }
+    let mut escrow = held_escrow(stub, &access_id)?;
     let time = now(stub);
     if !consent_in_force(stub, &escrow, time)? {
         return fail(format!("consent {} is no longer in force: refund the escrow", escrow.consent));
@@ -255,17 +261,7 @@ pub fn settle(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
 /// Refunds a held fee to the payer when its consent was revoked or expired before
 /// settlement; the access grant is withdrawn too. By any party to the escrow.
 pub fn refund(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<Escrow> {
-    let who = caller(stub)?;
-    let mut escrow = load_escrow(stub, &access_id)?;
-    let party = who.actor() == escrow.payer
-        || who.actor() == escrow.patient_id
-        || (who.role == Role::Provider && who.msp_id == escrow.custodian);
-    if !party {
-        return fail(format!("access denied: {} is not a party to escrow {access_id}", who.actor()));
-    }
-    if escrow.state != EscrowState::Held {
-        return fail(format!("escrow {access_id} is already {:?}", escrow.state));
-    }
+    let mut escrow = held_escrow(stub, &access_id)?;
     let time = now(stub);
     if consent_in_force(stub, &escrow, time)? {
         return fail(format!("consent {} is still in force: settle the escrow", escrow.consent));
