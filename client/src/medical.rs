@@ -222,6 +222,117 @@ impl Medical {
     }
 }
 
+/// Typed calls for the rest of the chaincode (each submits, or evaluates for reads).
+impl Medical {
+    /// Grants a consent: `terms` as the chaincode takes them (a `template` with
+    /// `grantee`/`classes`/`fee`, or full `terms`).
+    pub async fn grant_consent(&self, patient_id: &str, consent_id: &str, terms: Value) -> Result<Value> {
+        self.call("grant_consent", &merge(json!({"patient_id": patient_id, "consent_id": consent_id}), terms))
+            .await
+    }
+
+    pub async fn update_consent(&self, patient_id: &str, consent_id: &str, terms: Value) -> Result<Value> {
+        self.call(
+            "update_consent",
+            &merge(json!({"patient_id": patient_id, "consent_id": consent_id}), terms),
+        )
+        .await
+    }
+
+    pub async fn revoke_consent(&self, patient_id: &str, consent_id: &str) -> Result<Value> {
+        self.call("revoke_consent", &json!([patient_id, consent_id])).await
+    }
+
+    /// Requests access for a purpose (a justification makes an ETREAT request break-glass).
+    pub async fn request_access(
+        &self,
+        record_id: &str,
+        purpose: &str,
+        justification: Option<&str>,
+    ) -> Result<Value> {
+        let mut input = json!({"record_id": record_id, "purpose": purpose});
+        if let Some(j) = justification {
+            input["justification"] = json!(j);
+        }
+        self.call("request_access", &input).await
+    }
+
+    pub async fn review_break_glass(&self, event_id: &str, note: &str) -> Result<Value> {
+        self.call("review_break_glass", &json!([event_id, note])).await
+    }
+
+    /// A payer records money entering the ledger for `account`.
+    pub async fn deposit(&self, account: &str, amount: u64) -> Result<Value> {
+        self.call("deposit", &json!([account, amount])).await
+    }
+
+    pub async fn transfer(&self, to: &str, amount: u64) -> Result<Value> {
+        self.call("transfer", &json!([to, amount])).await
+    }
+
+    pub async fn balance(&self, account: &str) -> Result<u64> {
+        let found = self.query("balance", &json!(account)).await?;
+        found["balance"].as_u64().ok_or_else(|| anyhow!("balance answered {found}"))
+    }
+
+    pub async fn settle(&self, access_id: &str) -> Result<Value> {
+        self.call("settle", &json!(access_id)).await
+    }
+
+    pub async fn refund(&self, access_id: &str) -> Result<Value> {
+        self.call("refund", &json!(access_id)).await
+    }
+
+    pub async fn submit_claim(
+        &self,
+        claim_id: &str,
+        record_id: &str,
+        payer_org: &str,
+        amount: u64,
+    ) -> Result<Value> {
+        let input = json!({"claim_id": claim_id, "encounter_record": record_id, "payer_org": payer_org, "amount": amount});
+        self.call("submit_claim", &input).await
+    }
+
+    /// Approves `Some(amount)` or denies (`None`).
+    pub async fn adjudicate_claim(&self, claim_id: &str, approve: Option<u64>) -> Result<Value> {
+        self.call("adjudicate_claim", &json!([claim_id, approve.is_some(), approve.unwrap_or(0)])).await
+    }
+
+    pub async fn pay_claim(&self, claim_id: &str) -> Result<Value> {
+        self.call("pay_claim", &json!(claim_id)).await
+    }
+
+    /// Crypto-shreds a record (endorsed by its custodian and `second_org`).
+    pub async fn erase_record(
+        &self,
+        record_id: &str,
+        reason: &str,
+        custodian: &str,
+        second_org: &str,
+    ) -> Result<Value> {
+        let input = json!({"record_id": record_id, "reason": reason}).to_string();
+        let orgs = endorsers(custodian, second_org);
+        let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+        self.submit("erase_record", &[input], &[], &orgs).await
+    }
+
+    /// A regulator query (`disclosures`, `accesses_by_actor`, `accesses_by_org`,
+    /// `accesses_to_record`, `break_glass`, `consent_history`, `payments_for_disclosures`,
+    /// `erasures`): `query` holds `subject`, `from`, `to`, `page_size`, `bookmark`,
+    /// `format` (`json` or `fhir`).
+    pub async fn audit(&self, function: &str, query: Value) -> Result<Value> {
+        self.query(function, &query).await
+    }
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(target), Value::Object(items)) = (base.as_object_mut(), extra) {
+        target.extend(items);
+    }
+    base
+}
+
 /// The custodian and another organization (the chaincode policy needs two).
 fn endorsers(custodian: &str, second: &str) -> Vec<String> {
     if custodian == second {

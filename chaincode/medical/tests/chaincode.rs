@@ -75,8 +75,38 @@ fn roles_are_checked_and_a_denial_writes_nothing() {
     w.register_patient(PATIENT);
     let message = w.denied(REG, "request_access", &json!({"record_id": "r", "purpose": "TREAT"}));
     assert!(message.contains("request_access requires role provider or researcher or payer"), "{message}");
-    let message = w.denied(GREY, "disclosures", &json!({"subject": PATIENT}));
-    assert!(message.contains("disclosures requires role regulator"), "{message}");
+    for query in [
+        "disclosures",
+        "accesses_by_actor",
+        "accesses_by_org",
+        "accesses_to_record",
+        "break_glass",
+        "consent_history",
+        "payments_for_disclosures",
+        "erasures",
+    ] {
+        for who in [GREY, ALICE, SCI, PAYER, TECH] {
+            let message = w.denied(who, query, &json!({"subject": PATIENT}));
+            assert!(
+                message.contains(&format!("{query} requires role regulator")),
+                "{query} as {who}: {message}"
+            );
+        }
+    }
+    let message = w.denied(GREY, "commitment_at", &json!(["rec-1", 1]));
+    assert!(message.contains("commitment_at requires role regulator"), "{message}");
+    let message = w.denied(PAYER, "create_record", &json!({"record_id": "r", "patient_id": PATIENT, "resource_type": "Observation", "data_class": "lab", "commitment": "ab".repeat(32)}));
+    assert!(message.contains("create_record requires role provider"), "{message}");
+    let message = w.denied(
+        SCI,
+        "submit_claim",
+        &json!({"claim_id": "c", "encounter_record": "r", "payer_org": "InsurerMSP", "amount": 1}),
+    );
+    assert!(message.contains("submit_claim requires role provider"), "{message}");
+    let message = w.denied(GREY, "pay_claim", &json!("c"));
+    assert!(message.contains("pay_claim requires role payer"), "{message}");
+    let message = w.denied(ALICE, "org_transfer", &json!(["x", 1]));
+    assert!(message.contains("org_transfer requires role provider or payer"), "{message}");
     let message = w.denied(
         SCI,
         "grant_consent",
