@@ -1,0 +1,225 @@
+//! The REST API under `/api/v1/`, answering with Fabric CA's envelope bytes,
+//! statuses and codes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use crate::api::{ApiError, CaService};
+
+/// `{"result":<json>\n,"errors":[],"messages":[],"success":true}` — the `\n` is Go's
+/// `json.Encoder`.
+pub fn envelope(outcome: &Result<Value, ApiError>) -> (StatusCode, Vec<u8>) {
+    match outcome {
+        Ok(result) => {
+            let body = format!("{{\"result\":{}\n,\"errors\":[],\"messages\":[],\"success\":true}}", result);
+            (StatusCode::OK, body.into_bytes())
+        }
+        Err(e) => {
+            let error = serde_json::json!({"code": e.code, "message": e.message});
+            let body =
+                format!("{{\"result\":\"\",\"errors\":[{error}\n],\"messages\":[],\"success\":false}}");
+            (StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body.into_bytes())
+        }
+    }
+}
+
+fn respond(outcome: Result<Value, ApiError>, success: StatusCode) -> Response {
+    if let Err(e) = &outcome {
+        tracing::info!(code = e.code, "request refused: {}", e.detail);
+    }
+    let (status, body) = envelope(&outcome);
+    let status = if outcome.is_ok() { success } else { status };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("static response parts")
+}
+
+/// `?ca=<name>`: empty or this CA.
+fn check_ca(service: &CaService, uri: &axum::http::Uri) -> Result<(), ApiError> {
+    let name = uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("ca="))
+        .unwrap_or("");
+    if name.is_empty() || name == service.config.name {
+        Ok(())
+    } else {
+        Err(ApiError::new(404, 19, format!("CA '{name}' does not exist")))
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+/// Runs `op` for the caller of a token-authenticated request.
+fn with_token(
+    service: &CaService,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    op: impl FnOnce(&crate::registry::IdentityRecord) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    check_ca(service, uri)?;
+    let request_uri = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let caller = service.authenticate_token(authorization(headers), method.as_str(), &request_uri, body)?;
+    op(&caller)
+}
+
+type Shared = State<Arc<CaService>>;
+
+async fn cainfo(State(service): Shared, method: Method, uri: Uri) -> Response {
+    if method == Method::HEAD {
+        return Response::builder().status(StatusCode::OK).body(Body::empty()).expect("static response");
+    }
+    respond(check_ca(&service, &uri).map(|()| service.cainfo()), StatusCode::OK)
+}
+
+async fn enroll(State(service): Shared, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let outcome = check_ca(&service, &uri)
+        .and_then(|()| service.authenticate_basic(authorization(&headers)))
+        .and_then(|id| service.enroll(&id, &body));
+    respond(outcome, StatusCode::CREATED)
+}
+
+async fn reenroll(
+    State(service): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(
+        with_token(&service, &method, &uri, &headers, &body, |c| service.reenroll(c, &body)),
+        StatusCode::CREATED,
+    )
+}
+
+async fn register(
+    State(service): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| service.register(c, &body));
+    let id = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+    let mut response = respond(outcome, StatusCode::CREATED);
+    if response.status() == StatusCode::CREATED
+        && let Some(id) = id
+        && let Ok(location) = format!("/api/v1/identities/{id}").parse()
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+async fn revoke(
+    State(service): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(
+        with_token(&service, &method, &uri, &headers, &body, |c| service.revoke(c, &body)),
+        StatusCode::OK,
+    )
+}
+
+async fn gencrl(
+    State(service): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(with_token(&service, &method, &uri, &headers, &body, |c| service.gencrl(c)), StatusCode::OK)
+}
+
+async fn identities(
+    State(service): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| {
+        if method == Method::POST { service.register(c, &body) } else { service.identities(c) }
+    });
+    respond(outcome, if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+async fn identity(
+    State(service): Shared,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| match method {
+        Method::DELETE => service.remove_identity(c, &id),
+        _ => service.identity_info(c, &id),
+    });
+    respond(outcome, StatusCode::OK)
+}
+
+async fn affiliations(
+    State(service): Shared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| {
+        if method == Method::POST { service.add_affiliation(c, &body) } else { Ok(service.affiliations()) }
+    });
+    respond(outcome, if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+async fn not_allowed(method: Method) -> Response {
+    let body =
+        serde_json::json!({"code": 1, "message": format!("Method {method} is not allowed")}).to_string();
+    Response::builder()
+        .status(StatusCode::METHOD_NOT_ALLOWED)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("static response")
+}
+
+async fn not_found() -> Response {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from("404 page not found\n"))
+        .expect("static response")
+}
+
+/// The `/api/v1` router over `service`.
+pub fn router(service: Arc<CaService>) -> Router {
+    Router::new()
+        .route("/api/v1/cainfo", get(cainfo).post(cainfo).head(cainfo))
+        .route("/api/v1/enroll", post(enroll))
+        .route("/api/v1/reenroll", post(reenroll))
+        .route("/api/v1/register", post(register))
+        .route("/api/v1/revoke", post(revoke))
+        .route("/api/v1/gencrl", post(gencrl))
+        .route("/api/v1/identities", get(identities).post(identities))
+        .route("/api/v1/identities/{id}", get(identity).delete(identity))
+        .route("/api/v1/affiliations", get(affiliations).post(affiliations))
+        .method_not_allowed_fallback(not_allowed)
+        .fallback(not_found)
+        .with_state(service)
+}
