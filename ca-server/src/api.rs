@@ -53,15 +53,26 @@ impl ApiError {
     }
 }
 
-/// A CA server's configuration (YAML).
+/// A CA server's configuration (YAML; the node config `network generate` writes).
 #[derive(Debug, Clone, Deserialize)]
 pub struct CaConfig {
+    #[serde(alias = "ca_name")]
     pub name: String,
     pub listen_address: String,
+    #[serde(alias = "ca_cert_file")]
     pub cert_file: PathBuf,
+    #[serde(alias = "ca_key_file")]
     pub key_file: PathBuf,
+    /// The registry file (default: `registry.json` in `data_dir`).
+    #[serde(default)]
     pub registry_file: PathBuf,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(alias = "bootstrap_admin")]
     pub bootstrap: Bootstrap,
+    /// Largest request body accepted.
+    #[serde(default = "default_body_limit")]
+    pub max_request_body_bytes: usize,
     #[serde(default)]
     pub affiliations: Vec<String>,
     /// The CA's enrollment limit per identity (-1: unlimited).
@@ -73,6 +84,10 @@ pub struct CaConfig {
 
 fn unlimited() -> i32 {
     -1
+}
+
+fn default_body_limit() -> usize {
+    1 << 20
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -31,6 +31,10 @@ async fn main() -> Result<()> {
     let mut config: CaConfig =
         serde_yaml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
     let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
+    if config.registry_file.as_os_str().is_empty() {
+        let data = config.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        config.registry_file = data.join("registry.json");
+    }
     for path in [&mut config.cert_file, &mut config.key_file, &mut config.registry_file] {
         if path.is_relative() {
             *path = base.join(&*path);
@@ -44,7 +48,8 @@ async fn main() -> Result<()> {
     let local = listener.local_addr()?;
     println!("{}", serde_json::json!({"event": "ready", "ca": name, "address": local.to_string()}));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    axum::serve(listener, http::router(service))
+    let limit = service.config.max_request_body_bytes;
+    axum::serve(listener, http::router(service).layer(axum::extract::DefaultBodyLimit::max(limit)))
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

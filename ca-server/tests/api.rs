@@ -35,6 +35,8 @@ async fn start() -> Ca {
         cert_file: dir.path().join("ca-cert.pem"),
         key_file: dir.path().join("ca-key.pem"),
         registry_file: registry_file.clone(),
+        data_dir: None,
+        max_request_body_bytes: 1 << 20,
         bootstrap: medfabric_ca_server::api::Bootstrap { id: "admin".into(), secret: "adminpw".into() },
         affiliations: vec!["hospital".into(), "hospital.ward1".into()],
         max_enrollments: -1,

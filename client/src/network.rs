@@ -677,6 +677,8 @@ struct CaNodeConfig {
     data_dir: String,
     bootstrap_admin: BootstrapAdmin,
     max_request_body_bytes: u64,
+    /// Affiliations the CA starts with.
+    affiliations: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -823,6 +825,7 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                 data_dir: format!("../data/{ca_name}"),
                 bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
                 max_request_body_bytes: 1 << 20,
+                affiliations: vec![org.name.to_lowercase()],
             })?,
             true,
         )?;

@@ -22,7 +22,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, Deserialize)]
 struct NodeFile {
     kind: String,
-    #[serde(default)]
+    #[serde(default, alias = "ca_name")]
     node_id: String,
     #[serde(default)]
     msp_id: String,
@@ -253,10 +253,20 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
     let topology = Topology::load(&data.join("network.yaml"))?;
     let mut nodes = Vec::new();
     for (config, node) in node_files(&data)? {
-        if node.kind != "peer" && node.kind != "orderer" {
+        if node.kind != "peer" && node.kind != "orderer" && node.kind != "ca" {
             continue;
         }
         let pid = running_pid(&data, &node.node_id, &config);
+        let health = match (&pid, node.kind.as_str()) {
+            (None, _) => "down".into(),
+            // A CA answers its own REST API.
+            (Some(_), "ca") => match http_get(&node.listen_address, "/api/v1/cainfo") {
+                Ok((200, _)) => "OK".into(),
+                Ok(_) => "unavailable".into(),
+                Err(_) => "down".into(),
+            },
+            (Some(_), _) => health(node.operations_address.as_deref()),
+        };
         nodes.push(NodeStatus {
             name: node.node_id.clone(),
             org: node.msp_id.clone(),
@@ -264,7 +274,7 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
             pid,
             running: pid.is_some(),
             address: node.listen_address.clone(),
-            health: if pid.is_some() { health(node.operations_address.as_deref()) } else { "down".into() },
+            health,
             operations: node.operations_address.clone(),
             cluster: node.cluster_listen_address.clone(),
             data_dir: node.data_dir.clone(),
@@ -313,7 +323,14 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
 
 /// Starts one node's process, detached in its own process group, output to its log.
 fn spawn(data: &Path, config: &Path, node: &NodeFile, bin_dir: &Path) -> Result<std::process::Child> {
-    let program = binary(bin_dir, if node.kind == "peer" { "medfabric-peer" } else { "medfabric-orderer" })?;
+    let program = binary(
+        bin_dir,
+        match node.kind.as_str() {
+            "peer" => "medfabric-peer",
+            "ca" => "medfabric-ca",
+            _ => "medfabric-orderer",
+        },
+    )?;
     std::fs::create_dir_all(data.join("logs"))?;
     std::fs::create_dir_all(data.join("run"))?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file(data, &node.node_id))?;
@@ -355,7 +372,7 @@ pub fn up_with_binaries(topology_path: &Path, data: &Path, bin_dir: &Path) -> Re
         generate_topology(&topology, &data, false)?;
     }
     let mut nodes = node_files(&data)?;
-    nodes.retain(|(_, n)| n.kind == "peer" || n.kind == "orderer");
+    nodes.retain(|(_, n)| matches!(n.kind.as_str(), "peer" | "orderer" | "ca"));
     // Orderers first: peers pull their blocks from them.
     nodes.sort_by_key(|(_, n)| n.kind != "orderer");
     // The processes started here, watched until healthy. They outlive this command
@@ -421,7 +438,7 @@ pub fn stop_node(data: &Path, name: &str, config: &Path, kill: bool) -> Result<b
 pub fn down(data: &Path) -> Result<Vec<String>> {
     let data = absolute(data)?;
     let mut nodes = node_files(&data)?;
-    nodes.retain(|(_, n)| n.kind == "peer" || n.kind == "orderer");
+    nodes.retain(|(_, n)| matches!(n.kind.as_str(), "peer" | "orderer" | "ca"));
     nodes.sort_by_key(|(_, n)| n.kind == "orderer");
     let mut stopped = Vec::new();
     for (config, node) in &nodes {

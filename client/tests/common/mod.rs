@@ -24,7 +24,7 @@ impl Drop for Network {
 pub fn bin_dir() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_medfabric"));
     let dir = bin.parent().expect("bin dir").to_owned();
-    for node in ["medfabric-peer", "medfabric-orderer"] {
+    for node in ["medfabric-peer", "medfabric-orderer", "medfabric-ca"] {
         assert!(
             dir.join(node).exists(),
             "{node} is not built beside {} (cargo build --workspace --bins)",
