@@ -58,6 +58,8 @@ pub struct Channel {
     member: RwLock<Option<Bytes>>,
     /// Blocks the transient store keeps unclaimed private data.
     transient_retention: AtomicU64,
+    /// Revocation lists from this peer's local MSP (`crls/`), added to the channel's MSPs.
+    local_crls: RwLock<Vec<Vec<u8>>>,
     /// The background compaction of the private stores: running, and asked again.
     compaction: Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>,
 }
@@ -131,6 +133,7 @@ impl Channel {
             member: RwLock::new(None),
             transient_retention: AtomicU64::new(DEFAULT_TRANSIENT_RETENTION),
             compaction: Arc::default(),
+            local_crls: RwLock::new(Vec::new()),
         })
     }
 
@@ -138,6 +141,26 @@ impl Channel {
     /// the collections its organization is a member of.
     pub fn set_member_identity(&self, identity: Bytes) {
         *self.member.write().unwrap_or_else(|p| p.into_inner()) = Some(identity);
+    }
+
+    /// Puts certificate revocation lists (PEM) from this peer's local MSP in force on the
+    /// channel: identities they revoke are refused from now on. Returns whether they
+    /// changed.
+    pub fn set_local_crls(&self, crls: Vec<Vec<u8>>) -> Result<bool, CommitError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if *self.local_crls.read().unwrap_or_else(|p| p.into_inner()) == crls {
+            return Ok(false);
+        }
+        let current = self.context();
+        // Rebuilt from the config, so CRLs removed from the folder stop applying.
+        let resources = current
+            .resources
+            .with_local_crls(&crls)
+            .map_err(|e| CommitError::Config(format!("local CRLs: {e}")))?;
+        let next = ChannelContext { resources: Arc::new(resources), registry: current.registry.clone() };
+        *self.context.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        *self.local_crls.write().unwrap_or_else(|p| p.into_inner()) = crls;
+        Ok(true)
     }
 
     pub fn set_transient_retention(&self, blocks: u64) {
@@ -326,7 +349,18 @@ impl Channel {
             let next = match (validated.new_config.take(), validated.lifecycle_writes.is_empty()) {
                 (None, true) => None,
                 (config, _) => {
-                    let resources = config.map_or_else(|| context.resources.clone(), |r| Arc::new(*r));
+                    let resources = match config {
+                        None => context.resources.clone(),
+                        // A new config keeps this peer's local CRLs in force.
+                        Some(fresh) => {
+                            let crls = self.local_crls.read().unwrap_or_else(|p| p.into_inner()).clone();
+                            Arc::new(
+                                fresh
+                                    .with_local_crls(&crls)
+                                    .map_err(|e| BlockError::Rejected { number, why: e.to_string() })?,
+                            )
+                        }
+                    };
                     let registry = registry_for(&resources, &snapshot, &validated.lifecycle_writes)
                         .map_err(|e| BlockError::Rejected { number, why: e.to_string() })?;
                     Some(ChannelContext { resources, registry })

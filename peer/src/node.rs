@@ -208,6 +208,7 @@ impl Peer {
         );
         let channels = BTreeMap::from([(channel.channel_id().to_owned(), channel.clone())]);
         channel.set_member_identity(signer.serialized().clone());
+        channel.set_local_crls(read_crls(&config.msp_dir)?)?;
         channel.set_transient_retention(config.private_data.transient_retention_blocks);
         let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
         endorser.set_max_clock_skew(Duration::from_millis(config.max_clock_skew_ms));
@@ -342,7 +343,31 @@ impl Peer {
             });
             medfabric_node::ops::serve(listener, health, self.metrics.registry.clone(), stop.stopped()).await
         };
-        let (grpc, operations, ()) = tokio::join!(grpc, operations, reconciler);
+        let crl_watch = {
+            let stopped = stop.stopped();
+            let channel = self.channel.clone();
+            let msp_dir = config.msp_dir.clone();
+            async move {
+                let watch = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        match read_crls(&msp_dir).map(|crls| channel.set_local_crls(crls)) {
+                            Ok(Ok(true)) => {
+                                tracing::info!("revocation lists in {} now in force", msp_dir.display())
+                            }
+                            Ok(Ok(false)) => {}
+                            Ok(Err(e)) => tracing::warn!("revocation lists: {e}"),
+                            Err(e) => tracing::warn!("revocation lists: {e}"),
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = watch => {}
+                    () = stopped => {}
+                }
+            }
+        };
+        let (grpc, operations, (), ()) = tokio::join!(grpc, operations, reconciler, crl_watch);
         grpc.context("gRPC server")?;
         operations
     }
@@ -391,6 +416,18 @@ impl Peer {
             config.limits.max_message_bytes,
         ))
     }
+}
+
+/// The revocation lists in an MSP folder's `crls/` (PEM files), in name order.
+pub fn read_crls(msp_dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let dir = msp_dir.join("crls");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    files.sort();
+    files.iter().map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display()))).collect()
 }
 
 /// Binds the configured (or overriding) listen address.

@@ -98,6 +98,32 @@ impl ChannelResources {
         Ok(Self { config, msps, policies, raw })
     }
 
+    /// The same resources with more certificate revocation lists (PEM), as a peer adds
+    /// those in its local MSP's `crls/`: each org's MSP honours the ones its CAs signed.
+    pub fn with_local_crls(&self, crls: &[Vec<u8>]) -> Result<Self, ConvertError> {
+        // From the config itself: lists added before and since removed stop applying.
+        let fresh = Self::from_config(&self.config.channel_id, self.raw.clone())?;
+        if crls.is_empty() {
+            return Ok(fresh);
+        }
+        let mut config = fresh.config;
+        for org in config.orderer_orgs.iter_mut().chain(config.application_orgs.iter_mut()) {
+            for crl in crls {
+                if !org.msp.revocation_list.iter().any(|c| c.as_ref() == crl.as_slice()) {
+                    org.msp.revocation_list.push(crl.clone().into());
+                }
+            }
+        }
+        let msps = MspManager::from_configs(
+            config.orderer_orgs.iter().chain(&config.application_orgs).map(|o| &o.msp),
+        )
+        .map_err(|e| ConvertError::Invalid("MSP", e.to_string()))?;
+        let root = self.raw.channel_group.as_ref().ok_or(ConvertError::Missing("Config.channel_group"))?;
+        let policies = PolicyTree::from_config_group(CHANNEL, root)
+            .map_err(|e| ConvertError::Invalid("policy", e.to_string()))?;
+        Ok(Self { config, msps, policies, raw: self.raw.clone() })
+    }
+
     /// Reads the config carried by a config block (its single CONFIG envelope).
     pub fn from_config_block(block: &common::Block) -> Result<Self, ConvertError> {
         let envelopes = block::envelopes(block);

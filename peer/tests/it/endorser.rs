@@ -241,3 +241,46 @@ fn a_proposal_stamped_far_from_the_peers_clock_is_refused() {
     let response = endorser.process(&fresh).expect("a current proposal is endorsed");
     assert_eq!(response.response.map(|r| r.status), Some(200));
 }
+
+#[test]
+fn a_crl_from_the_local_msp_revokes_an_identity() {
+    let net = TestNetwork::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (channel, endorser) = net.peer(dir.path(), net.peer1.clone());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let proposal = |seq: i64| {
+        medfabric_types::ProposalBuilder::new(medfabric_peer::testnet::CHANNEL, "kv")
+            .arg(Bytes::from_static(b"put"))
+            .arg(Bytes::from_static(b"k"))
+            .arg(Bytes::from_static(b"v"))
+            .sign(
+                &net.client1,
+                medfabric_proto::Timestamp { seconds: i64::try_from(now).expect("time") + seq, nanos: 0 },
+            )
+    };
+    assert!(endorser.process(&proposal(0)).is_ok(), "endorsed before the revocation");
+    let creator = medfabric_proto::msp::SerializedIdentity::decode(net.client1.serialized().as_ref())
+        .expect("identity");
+    let cert = medfabric_msp::Certificate::from_pem(&creator.id_bytes).expect("certificate");
+    let revoked = medfabric_ca::RevokedEntry {
+        serial: cert.serial().to_vec(),
+        revoked_at: time::OffsetDateTime::now_utc(),
+    };
+    let this_update = time::OffsetDateTime::now_utc();
+    let crl = net
+        .org1
+        .ca
+        .revocation_list(&[revoked], this_update, this_update + time::Duration::days(1), 1)
+        .expect("crl");
+    assert!(channel.set_local_crls(vec![crl.clone().into_bytes()]).expect("crls"), "changed");
+    match endorser.process(&proposal(1)) {
+        Err(medfabric_peer::endorser::Rejection::Error(message)) => {
+            assert!(message.contains("access denied"), "{message}")
+        }
+        other => panic!("a revoked identity's proposal was endorsed: {other:?}"),
+    }
+    // Setting the same lists changes nothing; removing the CRL restores the identity.
+    assert!(!channel.set_local_crls(vec![crl.into_bytes()]).expect("crls"), "same lists: no change");
+    assert!(channel.set_local_crls(Vec::new()).expect("crls"));
+    assert!(endorser.process(&proposal(2)).is_ok(), "endorsed once the CRL is gone");
+}
