@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod base64;
+pub mod client;
 pub mod http;
 pub mod registry;
 

@@ -4,6 +4,7 @@
 //! block files offline; [`bench`] holds micro-benchmarks.
 
 pub mod bench;
+pub mod ca_cli;
 pub mod connect;
 pub mod demo;
 pub mod ledger;

@@ -45,6 +45,13 @@ enum Command {
     /// Load a running network (N transactions at concurrency C) and report committed
     /// tps, latency percentiles, validation codes and CPU per node; or a micro-benchmark.
     Bench(BenchArgs),
+    /// The organizations' certificate authorities: enroll, register, revoke.
+    Ca {
+        #[command(subcommand)]
+        command: medfabric_client::ca_cli::CaCommand,
+        #[command(flatten)]
+        args: medfabric_client::ca_cli::CaArgs,
+    },
     /// Patients (medical chaincode).
     Patient {
         #[command(subcommand)]
@@ -359,6 +366,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoke(call) => return runtime()?.block_on(call_chaincode(call, true)),
         Command::Query(call) => return runtime()?.block_on(call_chaincode(call, false)),
         Command::Events(args) => runtime()?.block_on(events(args))?,
+        Command::Ca { command, args } => medfabric_client::ca_cli::run(command, args)?,
         Command::Patient { command, actor } => runtime()?.block_on(medical_cli::patient(command, actor))?,
         Command::Record { command, actor } => runtime()?.block_on(medical_cli::record(command, actor))?,
         Command::Consent { command, actor } => runtime()?.block_on(medical_cli::consent(command, actor))?,
