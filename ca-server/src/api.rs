@@ -125,6 +125,13 @@ fn flag(record: &IdentityRecord, name: &str) -> bool {
     matches!(record.attr(name), Some("1" | "true"))
 }
 
+fn set_attr(attrs: &mut Vec<Attribute>, name: &str, value: &str) {
+    match attrs.iter_mut().find(|a| a.name == name) {
+        Some(a) => a.value = value.to_owned(),
+        None => attrs.push(Attribute { name: name.to_owned(), value: value.to_owned(), ecert: true }),
+    }
+}
+
 /// Does `list` (comma-separated, or `*`) allow `value`?
 fn allows(list: Option<&str>, value: &str) -> bool {
     list.is_some_and(|l| l.split(',').map(str::trim).any(|v| v == "*" || v == value))
@@ -653,6 +660,101 @@ impl CaService {
                 .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))
         })?;
         Ok(Self::identity_json(&removed))
+    }
+
+    /// `PUT identities/{id}`: type, affiliation, attributes, max enrollments, secret
+    /// (registrars allowed to register the resulting type and attributes).
+    pub fn modify_identity(&self, caller: &IdentityRecord, id: &str, body: &[u8]) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        struct Modify {
+            #[serde(default, rename = "type")]
+            kind: Option<String>,
+            #[serde(default)]
+            affiliation: Option<String>,
+            #[serde(default)]
+            attrs: Option<Vec<Attribute>>,
+            #[serde(default)]
+            max_enrollments: Option<i32>,
+            #[serde(default)]
+            secret: Option<String>,
+        }
+        let change: Modify = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+        let kind = change.kind.clone();
+        if let Some(kind) = &kind
+            && !allows(caller.attr("hf.Registrar.Roles"), kind)
+        {
+            return Err(ApiError::authorization("the caller may not give this type"));
+        }
+        if !allows(caller.attr("hf.Registrar.Roles"), &self.identity(id).map(|r| r.kind).unwrap_or_default())
+        {
+            return Err(ApiError::authorization("the caller may not modify this identity"));
+        }
+        if let Some(attrs) = &change.attrs
+            && let Some(bad) = attrs.iter().find(|a| !allows(caller.attr("hf.Registrar.Attributes"), &a.name))
+        {
+            return Err(ApiError::authorization(format!("the caller may not set attribute {}", bad.name)));
+        }
+        let secret = change
+            .secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(SecretHash::new)
+            .transpose()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let updated = self.registry().update(|data| {
+            if let Some(affiliation) = &change.affiliation
+                && !affiliation.is_empty()
+                && !data.affiliations.contains(affiliation)
+            {
+                return Err(ApiError::authorization("unknown affiliation"));
+            }
+            let record = data
+                .identities
+                .get_mut(id)
+                .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))?;
+            if let Some(kind) = kind {
+                record.kind = kind.clone();
+                set_attr(&mut record.attrs, "hf.Type", &kind);
+            }
+            if let Some(affiliation) = change.affiliation {
+                set_attr(&mut record.attrs, "hf.Affiliation", &affiliation);
+                record.affiliation = affiliation;
+            }
+            if let Some(attrs) = change.attrs {
+                for attr in attrs.into_iter().filter(|a| !a.name.starts_with("hf.Enrollment")) {
+                    record.attrs.retain(|a| a.name != attr.name);
+                    record.attrs.push(attr);
+                }
+            }
+            if let Some(max) = change.max_enrollments {
+                record.max_enrollments = max;
+            }
+            if let Some(secret) = secret {
+                record.secret = secret;
+            }
+            Ok(record.clone())
+        })?;
+        Ok(Self::identity_json(&updated))
+    }
+
+    /// `DELETE affiliations/{name}` (hf.AffiliationMgr; refused while identities use it).
+    pub fn remove_affiliation(&self, caller: &IdentityRecord, name: &str) -> Result<Value, ApiError> {
+        if !flag(caller, "hf.AffiliationMgr") {
+            return Err(ApiError::authorization("not an affiliation manager"));
+        }
+        self.registry().update(|data| {
+            let prefix = format!("{name}.");
+            if data.identities.values().any(|i| i.affiliation == name || i.affiliation.starts_with(&prefix)) {
+                return Err(ApiError::new(400, 0, format!("Affiliation '{name}' is in use by identities")));
+            }
+            if !data.affiliations.remove(name) {
+                return Err(ApiError::new(404, 0, format!("Affiliation '{name}' does not exist")));
+            }
+            data.affiliations.retain(|a| !a.starts_with(&prefix));
+            Ok(())
+        })?;
+        Ok(json!({"name": name, "caname": self.config.name}))
     }
 
     /// `GET affiliations`: the tree.

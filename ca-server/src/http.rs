@@ -171,6 +171,7 @@ async fn identity(
 ) -> Response {
     let outcome = with_token(&service, &method, &uri, &headers, &body, |c| match method {
         Method::DELETE => service.remove_identity(c, &id),
+        Method::PUT => service.modify_identity(c, &id, &body),
         _ => service.identity_info(c, &id),
     });
     respond(outcome, StatusCode::OK)
@@ -187,6 +188,19 @@ async fn affiliations(
         if method == Method::POST { service.add_affiliation(c, &body) } else { Ok(service.affiliations()) }
     });
     respond(outcome, if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK })
+}
+
+async fn affiliation(
+    State(service): Shared,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let outcome =
+        with_token(&service, &method, &uri, &headers, &body, |c| service.remove_affiliation(c, &name));
+    respond(outcome, StatusCode::OK)
 }
 
 async fn not_allowed(method: Method) -> Response {
@@ -217,8 +231,9 @@ pub fn router(service: Arc<CaService>) -> Router {
         .route("/api/v1/revoke", post(revoke))
         .route("/api/v1/gencrl", post(gencrl))
         .route("/api/v1/identities", get(identities).post(identities))
-        .route("/api/v1/identities/{id}", get(identity).delete(identity))
+        .route("/api/v1/identities/{id}", get(identity).put(identity).delete(identity))
         .route("/api/v1/affiliations", get(affiliations).post(affiliations))
+        .route("/api/v1/affiliations/{name}", axum::routing::delete(affiliation))
         .method_not_allowed_fallback(not_allowed)
         .fallback(not_found)
         .with_state(service)

@@ -327,3 +327,70 @@ async fn refusals_are_clear_and_change_nothing() {
         (serde_json::from_slice(&before).expect("json"), serde_json::from_slice(&after).expect("json"));
     assert_eq!(b["identities"], a["identities"], "refusals changed the registry");
 }
+
+async fn call(
+    ca: &Ca,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+    as_: (&str, &KeyPair),
+) -> (u16, String) {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let auth = token(as_.0, as_.1, method, uri, &bytes);
+    let (status, _, text) = request(ca, method, uri, &[auth], &bytes).await;
+    (status, text)
+}
+
+#[tokio::test]
+async fn identities_and_affiliations_are_managed() {
+    let ca = start().await;
+    let (admin_pem, admin_key) = enroll(&ca, "admin", "adminpw", json!({})).await;
+    let admin = (admin_pem.as_str(), &admin_key);
+    let (status, text) = post(
+        &ca,
+        "/api/v1/register",
+        &json!({"id": "carol", "secret": "carolpw", "affiliation": "hospital"}),
+        admin,
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = call(&ca, "GET", "/api/v1/identities?ca=", None, admin).await;
+    assert_eq!(status, 200, "{text}");
+    let list = result(&text);
+    assert_eq!(list["caname"], "ca-hospital");
+    let ids: Vec<&str> =
+        list["identities"].as_array().expect("list").iter().filter_map(|i| i["id"].as_str()).collect();
+    assert_eq!(ids, ["admin", "carol"]);
+    let (status, text) = call(&ca, "GET", "/api/v1/identities/nobody", None, admin).await;
+    assert_eq!((status, error(&text).0), (404, 63));
+    // Modify: a new attribute and secret; the next enrollment carries the attribute.
+    let change = json!({"attrs": [{"name": "role", "value": "nurse", "ecert": true}], "secret": "newpw", "max_enrollments": 3});
+    let (status, text) = call(&ca, "PUT", "/api/v1/identities/carol", Some(&change), admin).await;
+    assert_eq!(status, 200, "{text}");
+    let (pem, _) = enroll(&ca, "carol", "newpw", json!({})).await;
+    let cert = Certificate::from_pem(pem.as_bytes()).expect("cert");
+    assert_eq!(cert.attributes().get("role").map(String::as_str), Some("nurse"));
+    let (status, text) = call(&ca, "GET", "/api/v1/identities/carol", None, admin).await;
+    assert_eq!((status, result(&text)["max_enrollments"].as_i64()), (200, Some(3)));
+    // Removal is disabled by default.
+    let (status, text) = call(&ca, "DELETE", "/api/v1/identities/carol", None, admin).await;
+    assert_eq!((status, error(&text)), (403, (56, "Identity removal is disabled".into())));
+    // Affiliations: the tree, add, remove; one in use is kept.
+    let (status, text) = call(&ca, "GET", "/api/v1/affiliations", None, admin).await;
+    assert_eq!(status, 200, "{text}");
+    let tree = result(&text);
+    assert_eq!(tree["affiliations"][0]["name"], "hospital");
+    assert_eq!(tree["affiliations"][0]["affiliations"][0]["name"], "hospital.ward1");
+    let (status, text) =
+        call(&ca, "POST", "/api/v1/affiliations", Some(&json!({"name": "lab"})), admin).await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = call(&ca, "DELETE", "/api/v1/affiliations/lab", None, admin).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = call(&ca, "DELETE", "/api/v1/affiliations/hospital", None, admin).await;
+    assert_eq!(status, 400, "in use by carol: {text}");
+    // Only affiliation managers manage affiliations.
+    let (status, text) =
+        call(&ca, "POST", "/api/v1/affiliations", Some(&json!({"name": "x"})), (&pem, &KeyPair::generate()))
+            .await;
+    assert_eq!((status, error(&text).0), (401, 20), "a token signed with another key: {text}");
+}
