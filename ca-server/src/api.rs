@@ -163,30 +163,49 @@ struct EnrollBody {
 
 #[derive(Debug, Deserialize)]
 struct RegisterBody {
+    #[serde(deserialize_with = "null_as_empty")]
     id: String,
     #[serde(default, rename = "type")]
     kind: Option<String>,
     #[serde(default)]
     secret: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_zero")]
     max_enrollments: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     affiliation: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_no_attrs")]
     attrs: Vec<Attribute>,
+}
+
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(de: D) -> Result<i32, D::Error> {
+    Ok(Option::<i32>::deserialize(de)?.unwrap_or_default())
+}
+
+fn null_as_no_attrs<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<Attribute>, D::Error> {
+    Ok(Option::<Vec<Attribute>>::deserialize(de)?.unwrap_or_default())
+}
+
+/// A JSON `null` where a string is expected reads as empty, as Go's decoder does.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(de)?.unwrap_or_default())
+}
+
+/// A JSON `null` where a flag is expected reads as false.
+fn null_as_false<'de, D: serde::Deserializer<'de>>(de: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(de)?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize, Default)]
 struct RevokeBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     serial: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     aki: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     reason: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_false")]
     gencrl: bool,
 }
 
@@ -408,7 +427,7 @@ impl CaService {
             public_key: Some(public_key),
         };
         let issued = self.ca.issue(&leaf).map_err(|e| ApiError::internal(format!("issuing: {e}")))?;
-        let aki = self.ca_cert.subject_key_id().map(hex::encode).unwrap_or_default();
+        let aki = normalize_hex(&self.ca_cert.subject_key_id().map(hex::encode).unwrap_or_default());
         let serial = normalize_hex(&hex::encode(&issued.serial));
         let pem = issued.certificate_pem.clone();
         let id = record.id.clone();
