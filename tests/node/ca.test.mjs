@@ -26,6 +26,7 @@ import { connect, signers, StatusCode } from '@hyperledger/fabric-gateway';
 const require = createRequire(import.meta.url);
 const FabricCAServices = require('fabric-ca-client');
 const { User } = require('fabric-common');
+const jsrsasign = require('jsrsasign');
 
 const CHANNEL = 'medchannel';
 const CC_OR = 'kv'; // OR('HospitalMSP.peer', 'LabMSP.peer')
@@ -663,6 +664,29 @@ test('refused: wrong secret, registration by a non-registrar', { timeout: TEST_T
             'revoke (of itself) by a patient',
         );
         assertCaError(revokeErr, 71, 'Authorization failure', 'revoke by a patient');
+    });
+
+    await t.test('a CSR with a P-384 key: a clear error, and the enrollment is not used up', async () => {
+        const id = newId('p384');
+        const secret = await hospital.ca.register(
+            { enrollmentID: id, affiliation: 'hospital', role: 'client', maxEnrollments: 1 },
+            hospital.admin,
+        );
+        const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+        const csr = jsrsasign.KJUR.asn1.csr.CSRUtil.newCSRPEM({
+            subject: { str: `/CN=${id}` },
+            sbjpubkey: jsrsasign.KEYUTIL.getKey(publicKey.export({ type: 'spki', format: 'pem' })),
+            sigalg: 'SHA384withECDSA',
+            sbjprvkey: jsrsasign.KEYUTIL.getKey(privateKey.export({ type: 'pkcs8', format: 'pem' })),
+        });
+        const err = await caRejection(
+            () => hospital.ca.enroll({ enrollmentID: id, enrollmentSecret: secret, csr }),
+            `enroll(${id}) with a P-384 CSR`,
+        );
+        assert.ok(err.errors[0].message.includes('ECDSA P-256'), `message: ${err.errors[0].message}`);
+        // The one allowed enrollment is still there.
+        const enrollment = await hospital.ca.enroll({ enrollmentID: id, enrollmentSecret: secret });
+        assert.ok(enrollment.certificate.includes('BEGIN CERTIFICATE'));
     });
 
     await t.test('registering a duplicate ID: 74', async () => {
