@@ -115,14 +115,26 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 /// A loopback port nothing listens on now.
+/// Ports networks are placed on: below Linux's ephemeral range (32768-60999), so that
+/// the outgoing connections of other processes never take a port between the choice
+/// and the node's bind.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback port of [`PORT_RANGE`], picked at random (so concurrent networks
+/// rarely try the same one) and checked by binding it.
 fn free_port(taken: &mut Vec<u16>) -> Result<u16> {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        if !taken.contains(&port) {
-            taken.push(port);
-            return Ok(port);
+    for _ in 0..1000 {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("OS random source: {e}"))?;
+        let span = PORT_RANGE.end - PORT_RANGE.start;
+        let port = PORT_RANGE.start + u16::from_be_bytes(bytes) % span;
+        if taken.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        taken.push(port);
+        return Ok(port);
     }
+    bail!("no free port in {}..{}", PORT_RANGE.start, PORT_RANGE.end)
 }
 
 /// The topology with every node's ports replaced by free loopback ports, so that this
