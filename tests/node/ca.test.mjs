@@ -731,3 +731,50 @@ test('a patient enrolled at the Hospital CA submits through the Fabric Gateway',
     assert.equal(status.successful, true);
     assert.equal(utf8.decode(await contract.evaluateTransaction('get', k)), value, `get(${k}) by ${id}`);
 });
+
+test('the medical chaincode reads the role of an identity from the Hospital CA', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // A provider (role attribute from the CA) may register a patient; a patient may not.
+    const providerId = newId('gw-provider');
+    const provider = await registerAndEnroll(hospital, providerId, { attrs: [{ name: 'role', value: 'provider', ecert: true }] });
+    const patientId = newId('gw-patient2');
+    const patient = await registerAndEnroll(hospital, patientId, { attrs: [{ name: 'role', value: 'patient', ecert: true }] });
+    const peerNode = findNode('peer', HOSPITAL);
+    const tlsCa = readFile(peerNode.tls_ca_file, `tls_ca_file of ${peerNode.name}`);
+    const options = peerNode.tls_host ? { 'grpc.ssl_target_name_override': peerNode.tls_host } : {};
+    const medicalAs = (enrollment) => {
+        const client = new grpc.Client(peerNode.address, grpc.credentials.createSsl(tlsCa), options);
+        ctx.closeables.push(client);
+        const gateway = connect({
+            client,
+            identity: { mspId: HOSPITAL, credentials: Buffer.from(enrollment.certificate) },
+            signer: signers.newPrivateKeySigner(crypto.createPrivateKey(enrollment.key.toBytes())),
+            evaluateOptions: deadline(10_000),
+            endorseOptions: deadline(30_000),
+            submitOptions: deadline(30_000),
+            commitStatusOptions: deadline(60_000),
+        });
+        ctx.closeables.push(gateway);
+        return gateway.getNetwork(CHANNEL).getContract('medical');
+    };
+    // The patient's own certificate key serves as its record-encryption key here.
+    const publicKey = crypto.createPublicKey(patient.enrollment.certificate).export({ format: 'jwk' });
+    const sec1 = Buffer.concat([Buffer.from([4]), Buffer.from(publicKey.x, 'base64url'), Buffer.from(publicKey.y, 'base64url')]);
+    const registration = JSON.stringify({ patient_id: `${HOSPITAL}/${patientId}`, custodian: HOSPITAL, public_key: sec1.toString('hex') });
+
+    const asPatient = medicalAs(patient.enrollment);
+    await assert.rejects(
+        () => asPatient.submitTransaction('register_patient', registration),
+        (err) => {
+            const text = [err.message, ...(err.details ?? []).map((d) => d.message)].join(' ');
+            assert.ok(text.includes('register_patient requires role provider'), text);
+            assert.ok(text.includes(`${HOSPITAL}/${patientId} has role patient`), text);
+            return true;
+        },
+        'a patient may not register patients',
+    );
+    const asProvider = medicalAs(provider.enrollment);
+    const result = JSON.parse(utf8.decode(await asProvider.submitTransaction('register_patient', registration)));
+    assert.equal(result.registered_by, `${HOSPITAL}/${providerId}`, 'the chaincode saw the CA identity and its role');
+    const read = JSON.parse(utf8.decode(await asPatient.evaluateTransaction('get_patient', `${HOSPITAL}/${patientId}`)));
+    assert.equal(read.custodian, HOSPITAL);
+});
