@@ -700,12 +700,11 @@ test('refused: wrong secret, registration by a non-registrar', { timeout: TEST_T
     });
 });
 
-test('a patient enrolled at the Hospital CA submits through the Fabric Gateway', { timeout: TEST_TIMEOUT_MS }, async () => {
-    const id = newId('gw-patient');
-    const { enrollment } = await registerAndEnroll(hospital, id, { attrs: [{ name: 'role', value: 'patient', ecert: true }] });
-    assert.equal(certAttrs(enrollment.certificate).role, 'patient', 'the ECert carries role=patient');
-
-    // Server-only TLS: the CA-enrolled identity has no TLS client certificate.
+/**
+ * A Fabric Gateway connection to the Hospital peer as a CA-enrolled identity, over
+ * server-only TLS (the identity has no TLS client certificate); closed after the tests.
+ */
+function hospitalGateway(enrollment) {
     const peerNode = findNode('peer', HOSPITAL);
     const tlsCa = readFile(peerNode.tls_ca_file, `tls_ca_file of ${peerNode.name}`);
     const options = peerNode.tls_host ? { 'grpc.ssl_target_name_override': peerNode.tls_host } : {};
@@ -721,7 +720,15 @@ test('a patient enrolled at the Hospital CA submits through the Fabric Gateway',
         commitStatusOptions: deadline(60_000),
     });
     ctx.closeables.push(gateway);
-    const contract = gateway.getNetwork(CHANNEL).getContract(CC_OR);
+    return gateway;
+}
+
+test('a patient enrolled at the Hospital CA submits through the Fabric Gateway', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const id = newId('gw-patient');
+    const { enrollment } = await registerAndEnroll(hospital, id, { attrs: [{ name: 'role', value: 'patient', ecert: true }] });
+    assert.equal(certAttrs(enrollment.certificate).role, 'patient', 'the ECert carries role=patient');
+
+    const contract = hospitalGateway(enrollment).getNetwork(CHANNEL).getContract(CC_OR);
 
     const k = `ca-${id}`;
     const value = `written by ${id}`;
@@ -738,24 +745,7 @@ test('the medical chaincode reads the role of an identity from the Hospital CA',
     const provider = await registerAndEnroll(hospital, providerId, { attrs: [{ name: 'role', value: 'provider', ecert: true }] });
     const patientId = newId('gw-patient2');
     const patient = await registerAndEnroll(hospital, patientId, { attrs: [{ name: 'role', value: 'patient', ecert: true }] });
-    const peerNode = findNode('peer', HOSPITAL);
-    const tlsCa = readFile(peerNode.tls_ca_file, `tls_ca_file of ${peerNode.name}`);
-    const options = peerNode.tls_host ? { 'grpc.ssl_target_name_override': peerNode.tls_host } : {};
-    const medicalAs = (enrollment) => {
-        const client = new grpc.Client(peerNode.address, grpc.credentials.createSsl(tlsCa), options);
-        ctx.closeables.push(client);
-        const gateway = connect({
-            client,
-            identity: { mspId: HOSPITAL, credentials: Buffer.from(enrollment.certificate) },
-            signer: signers.newPrivateKeySigner(crypto.createPrivateKey(enrollment.key.toBytes())),
-            evaluateOptions: deadline(10_000),
-            endorseOptions: deadline(30_000),
-            submitOptions: deadline(30_000),
-            commitStatusOptions: deadline(60_000),
-        });
-        ctx.closeables.push(gateway);
-        return gateway.getNetwork(CHANNEL).getContract('medical');
-    };
+    const medicalAs = (enrollment) => hospitalGateway(enrollment).getNetwork(CHANNEL).getContract('medical');
     // The patient's own certificate key serves as its record-encryption key here.
     const publicKey = crypto.createPublicKey(patient.enrollment.certificate).export({ format: 'jwk' });
     const sec1 = Buffer.concat([Buffer.from([4]), Buffer.from(publicKey.x, 'base64url'), Buffer.from(publicKey.y, 'base64url')]);
