@@ -62,59 +62,75 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
-/// Runs `op` for the caller of a token-authenticated request.
-fn with_token(
-    service: &CaService,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-    op: impl FnOnce(&crate::registry::IdentityRecord) -> Result<Value, ApiError>,
-) -> Result<Value, ApiError> {
-    check_ca(service, uri)?;
-    let request_uri = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let caller = service.authenticate_token(authorization(headers), method.as_str(), &request_uri, body)?;
-    op(&caller)
+/// One request as the handlers need it: method, request URI, headers, raw body.
+pub struct Call {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Call {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(axum::response::IntoResponse::into_response)?;
+        Ok(Self { method, uri, headers, body })
+    }
+}
+
+impl Call {
+    fn is_post(&self) -> bool {
+        self.method == Method::POST
+    }
+
+    /// Runs `op` for the caller of a token-authenticated request.
+    fn with_token(
+        &self,
+        service: &CaService,
+        op: impl FnOnce(&crate::registry::IdentityRecord, &[u8]) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        check_ca(service, &self.uri)?;
+        let request_uri =
+            self.uri.path_and_query().map_or_else(|| self.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        let caller = service.authenticate_token(
+            authorization(&self.headers),
+            self.method.as_str(),
+            &request_uri,
+            &self.body,
+        )?;
+        op(&caller, &self.body)
+    }
 }
 
 type Shared = State<Arc<CaService>>;
 
-async fn cainfo(State(service): Shared, method: Method, uri: Uri) -> Response {
-    if method == Method::HEAD {
+async fn cainfo(State(service): Shared, call: Call) -> Response {
+    if call.method == Method::HEAD {
         return Response::builder().status(StatusCode::OK).body(Body::empty()).expect("static response");
     }
-    respond(check_ca(&service, &uri).map(|()| service.cainfo()), StatusCode::OK)
+    respond(check_ca(&service, &call.uri).map(|()| service.cainfo()), StatusCode::OK)
 }
 
-async fn enroll(State(service): Shared, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let outcome = check_ca(&service, &uri)
-        .and_then(|()| service.authenticate_basic(authorization(&headers)))
-        .and_then(|id| service.enroll(&id, &body));
+async fn enroll(State(service): Shared, call: Call) -> Response {
+    let outcome = check_ca(&service, &call.uri)
+        .and_then(|()| service.authenticate_basic(authorization(&call.headers)))
+        .and_then(|id| service.enroll(&id, &call.body));
     respond(outcome, StatusCode::CREATED)
 }
 
-async fn reenroll(
-    State(service): Shared,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(
-        with_token(&service, &method, &uri, &headers, &body, |c| service.reenroll(c, &body)),
-        StatusCode::CREATED,
-    )
+async fn reenroll(State(service): Shared, call: Call) -> Response {
+    respond(call.with_token(&service, |c, body| service.reenroll(c, body)), StatusCode::CREATED)
 }
 
-async fn register(
-    State(service): Shared,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| service.register(c, &body));
-    let id = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+async fn register(State(service): Shared, call: Call) -> Response {
+    let outcome = call.with_token(&service, |c, body| service.register(c, body));
+    let id =
+        serde_json::from_slice::<Value>(&call.body).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
     let mut response = respond(outcome, StatusCode::CREATED);
     if response.status() == StatusCode::CREATED
         && let Some(id) = id
@@ -125,82 +141,41 @@ async fn register(
     response
 }
 
-async fn revoke(
-    State(service): Shared,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(
-        with_token(&service, &method, &uri, &headers, &body, |c| service.revoke(c, &body)),
-        StatusCode::OK,
-    )
+async fn revoke(State(service): Shared, call: Call) -> Response {
+    respond(call.with_token(&service, |c, body| service.revoke(c, body)), StatusCode::OK)
 }
 
-async fn gencrl(
-    State(service): Shared,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(with_token(&service, &method, &uri, &headers, &body, |c| service.gencrl(c)), StatusCode::OK)
+async fn gencrl(State(service): Shared, call: Call) -> Response {
+    respond(call.with_token(&service, |c, _| service.gencrl(c)), StatusCode::OK)
 }
 
-async fn identities(
-    State(service): Shared,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| {
-        if method == Method::POST { service.register(c, &body) } else { service.identities(c) }
-    });
-    respond(outcome, if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK })
+async fn identities(State(service): Shared, call: Call) -> Response {
+    let post = call.is_post();
+    let outcome = call
+        .with_token(&service, |c, body| if post { service.register(c, body) } else { service.identities(c) });
+    respond(outcome, if post { StatusCode::CREATED } else { StatusCode::OK })
 }
 
-async fn identity(
-    State(service): Shared,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| match method {
+async fn identity(State(service): Shared, Path(id): Path<String>, call: Call) -> Response {
+    let method = call.method.clone();
+    let outcome = call.with_token(&service, |c, body| match method {
         Method::DELETE => service.remove_identity(c, &id),
-        Method::PUT => service.modify_identity(c, &id, &body),
+        Method::PUT => service.modify_identity(c, &id, body),
         _ => service.identity_info(c, &id),
     });
     respond(outcome, StatusCode::OK)
 }
 
-async fn affiliations(
-    State(service): Shared,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let outcome = with_token(&service, &method, &uri, &headers, &body, |c| {
-        if method == Method::POST { service.add_affiliation(c, &body) } else { Ok(service.affiliations()) }
+async fn affiliations(State(service): Shared, call: Call) -> Response {
+    let post = call.is_post();
+    let outcome = call.with_token(&service, |c, body| {
+        if post { service.add_affiliation(c, body) } else { Ok(service.affiliations()) }
     });
-    respond(outcome, if method == Method::POST { StatusCode::CREATED } else { StatusCode::OK })
+    respond(outcome, if post { StatusCode::CREATED } else { StatusCode::OK })
 }
 
-async fn affiliation(
-    State(service): Shared,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let outcome =
-        with_token(&service, &method, &uri, &headers, &body, |c| service.remove_affiliation(c, &name));
-    respond(outcome, StatusCode::OK)
+async fn affiliation(State(service): Shared, Path(name): Path<String>, call: Call) -> Response {
+    respond(call.with_token(&service, |c, _| service.remove_affiliation(c, &name)), StatusCode::OK)
 }
 
 async fn not_allowed(method: Method) -> Response {
