@@ -10,6 +10,7 @@ pub mod demo;
 pub mod ledger;
 pub mod load;
 pub mod medical;
+pub mod medical_bench;
 pub mod medical_cli;
 pub mod medical_demo;
 pub mod network;

@@ -290,6 +290,24 @@ enum LedgerCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The medical chaincode under load on a running network: `access` (audited record
+    /// accesses under a consent, checked against the regulator's audit trail) or
+    /// `deposit` (credits into one hospital account, checked against its balance).
+    Medical {
+        #[arg(value_enum, default_value = "access")]
+        workload: medfabric_client::medical_bench::Workload,
+        /// Transactions.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        transactions: usize,
+        /// Transactions in flight at once.
+        #[arg(short = 'c', long, default_value_t = 64)]
+        concurrency: usize,
+        /// The network directory (from `network up`).
+        #[arg(long, default_value = "medfabric-data")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Identity deserialization (cold and cached), ECDSA verify and sign per second.
     Msp {
         /// Seconds per measurement.
@@ -427,6 +445,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&report)?;
             } else {
                 print!("{}", load::describe(&report));
+            }
+        }
+        Command::Bench(BenchArgs {
+            micro: Some(BenchCommand::Medical { workload, transactions, concurrency, data, json }),
+            ..
+        }) => {
+            let status = up::status(&data)?;
+            let report = runtime()?.block_on(medfabric_client::medical_bench::run(
+                &status,
+                workload,
+                transactions.max(1),
+                concurrency.max(1),
+                !json,
+            ))?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", medfabric_client::medical_bench::describe(&report));
+            }
+            if report.check.as_ref().is_some_and(|c| !c.ok) {
+                return Ok(ExitCode::from(1));
             }
         }
         Command::Bench(BenchArgs { micro: Some(BenchCommand::Commit { blocks, txs_per_block }), .. }) => {

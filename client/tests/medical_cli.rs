@@ -1,5 +1,6 @@
 //! The medical CLI as a person uses it, on the dev network (`network-config/dev.yaml`):
-//! register a patient, add an encrypted record, consent, access, decrypt, audit.
+//! register a patient, add an encrypted record, consent, access, decrypt, audit; then
+//! `bench medical`, whose accesses the regulator's trail must count.
 
 use std::path::Path;
 use std::process::Command;
@@ -107,5 +108,20 @@ fn a_record_from_registration_to_the_audit_report() {
     assert!(fhir.contains("\"resourceType\": \"AuditEvent\""), "{fhir}");
     let denied = refused(data, &["audit", "disclosures", "HospitalMSP/alice", "--as", "tech1"]);
     assert!(denied.contains("disclosures requires role regulator"), "{denied}");
+
+    // The medical bench sets up its own record and consent, runs audited accesses and
+    // counts them in the regulator's trail.
+    let bench = ok(data, &["bench", "medical", "access", "-n", "24", "-c", "6", "--json"]);
+    let bench: serde_json::Value = serde_json::from_str(&bench).expect("json");
+    assert_eq!(bench["actor"], "LabMSP/tech1", "{bench}");
+    assert_eq!(bench["load"]["valid"], 24, "{bench}");
+    assert_eq!(bench["load"]["failed"], 0, "{bench}");
+    assert_eq!(bench["check"]["found"], 24, "{bench}");
+    assert_eq!(bench["check"]["ok"], true, "{bench}");
+    let report = ok(data, &["audit", "disclosures", "HospitalMSP/alice", "--as", "auditor", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    assert_eq!(report["count"], 25, "the bench's accesses are disclosures of alice's records too");
+    let no_payer = refused(data, &["bench", "medical", "deposit", "-n", "1"]);
+    assert!(no_payer.contains("the network has no user with role payer"), "{no_payer}");
     drop(network);
 }
