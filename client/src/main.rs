@@ -452,13 +452,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ..
         }) => {
             let status = up::status(&data)?;
-            let report = runtime()?.block_on(medfabric_client::medical_bench::run(
-                &status,
-                workload,
-                transactions.max(1),
-                concurrency.max(1),
-                !json,
-            ))?;
+            let size = medfabric_client::medical_bench::Size {
+                transactions: transactions.max(1),
+                concurrency: concurrency.max(1),
+                progress: !json,
+            };
+            let report =
+                runtime()?.block_on(medfabric_client::medical_bench::run(&status, workload, size))?;
             if json {
                 print_json(&report)?;
             } else {

@@ -79,47 +79,47 @@ fn run_tag() -> Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// Sets up, runs `transactions` at `concurrency`, and checks the ledger.
-pub async fn run(
-    status: &NetworkStatus,
-    workload: Workload,
-    transactions: usize,
-    concurrency: usize,
-    progress: bool,
-) -> Result<MedicalBench> {
+/// How much load, and whether to draw a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub transactions: usize,
+    pub concurrency: usize,
+    pub progress: bool,
+}
+
+impl Size {
+    /// The medical chaincode's `function` with `args`, sent as `user`.
+    async fn run(
+        self,
+        status: &NetworkStatus,
+        function: &str,
+        args: Vec<String>,
+        user: &UserStatus,
+    ) -> Result<LoadReport> {
+        let spec = LoadSpec {
+            chaincode: "medical".into(),
+            function: function.into(),
+            args,
+            transient: Vec::new(),
+            transactions: self.transactions,
+            concurrency: self.concurrency,
+            user: format!("{}@{}", user.name, user.org),
+            peer: None,
+        };
+        crate::load::run(status, &spec, self.progress).await
+    }
+}
+
+/// Sets up, runs the load, and checks the ledger.
+pub async fn run(status: &NetworkStatus, workload: Workload, size: Size) -> Result<MedicalBench> {
     let started = Instant::now();
     match workload {
-        Workload::Access => access(status, transactions, concurrency, progress, started).await,
-        Workload::Deposit => deposit(status, transactions, concurrency, progress, started).await,
+        Workload::Access => access(status, size, started).await,
+        Workload::Deposit => deposit(status, size, started).await,
     }
 }
 
-fn spec(
-    function: &str,
-    args: Vec<String>,
-    user: &UserStatus,
-    transactions: usize,
-    concurrency: usize,
-) -> LoadSpec {
-    LoadSpec {
-        chaincode: "medical".into(),
-        function: function.into(),
-        args,
-        transient: Vec::new(),
-        transactions,
-        concurrency,
-        user: format!("{}@{}", user.name, user.org),
-        peer: None,
-    }
-}
-
-async fn access(
-    status: &NetworkStatus,
-    transactions: usize,
-    concurrency: usize,
-    progress: bool,
-    started: Instant,
-) -> Result<MedicalBench> {
+async fn access(status: &NetworkStatus, size: Size, started: Instant) -> Result<MedicalBench> {
     let patient_user = first_with_role(status, "patient")?;
     let custodian = patient_user.org.clone();
     let doctor_user = with_role(status, "provider")
@@ -168,12 +168,7 @@ async fn access(
     let setup_seconds = started.elapsed().as_secs_f64();
 
     let args = vec![json!({"record_id": record_id, "purpose": "TREAT"}).to_string()];
-    let load = crate::load::run(
-        status,
-        &spec("request_access", args, accessor_user, transactions, concurrency),
-        progress,
-    )
-    .await?;
+    let load = size.run(status, "request_access", args, accessor_user).await?;
 
     let check = match with_role(status, "regulator").next() {
         None => None,
@@ -214,13 +209,7 @@ async fn count_accesses(regulator: &Medical, record_id: &str) -> Result<(u64, us
     }
 }
 
-async fn deposit(
-    status: &NetworkStatus,
-    transactions: usize,
-    concurrency: usize,
-    progress: bool,
-    started: Instant,
-) -> Result<MedicalBench> {
+async fn deposit(status: &NetworkStatus, size: Size, started: Instant) -> Result<MedicalBench> {
     let payer_user = first_with_role(status, "payer")?;
     let hospital_user = first_with_role(status, "provider")?;
     let account = format!("org:{}", hospital_user.org);
@@ -229,9 +218,7 @@ async fn deposit(
     let setup_seconds = started.elapsed().as_secs_f64();
 
     let args = vec![account.clone(), "1".into()];
-    let load =
-        crate::load::run(status, &spec("deposit", args, payer_user, transactions, concurrency), progress)
-            .await?;
+    let load = size.run(status, "deposit", args, payer_user).await?;
 
     let checked = Instant::now();
     let after = hospital.balance(&account).await?;
