@@ -10,8 +10,10 @@
 //! - Purge: every version of a key leaves every member peer's files; the blocks keep
 //!   the hashed evidence (`is_purge`, and the value hash of the earlier write).
 //! - A member peer that was down during a private write gets the data after restart.
+//! - Peer-to-peer messages are bound to the sender's TLS certificate: a replay over a
+//!   connection with another certificate is refused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use medfabric_client::sdk::{Contract, Proposal};
@@ -165,6 +167,73 @@ async fn wait_until_gone(dirs: &[&Path], needle: &str) {
     }
 }
 
+/// The MSP and TLS folders of `org`'s peer.
+fn node_material(status: &NetworkStatus, org: &str) -> (PathBuf, PathBuf) {
+    let peer = status.peer_of(org).expect("peer");
+    let domain = peer.name.split_once('.').expect("a domain in the node name").1;
+    let dir =
+        status.data_dir.join("organizations/peerOrganizations").join(domain).join("peers").join(&peer.name);
+    (dir.join("msp"), dir.join("tls"))
+}
+
+/// Pushes a private write set of collection `ab`, signed with the identity in
+/// `sender_msp` and bound to the certificate in `sender_tls`, to the Lab's peer over a
+/// connection presenting `connection_cert`.
+async fn push_to_lab(
+    status: &NetworkStatus,
+    sender_msp: &Path,
+    sender_tls: &Path,
+    connection_cert: (&Path, &Path),
+) -> Result<(), tonic::Status> {
+    use medfabric_proto::medfabric::pvt::{
+        PushPayload, SignedMessage, private_data_client::PrivateDataClient,
+    };
+    use medfabric_proto::rwset::{CollectionPvtReadWriteSet, NsPvtReadWriteSet, TxPvtReadWriteSet};
+    let signer = medfabric_client::sdk::Gateway::identity(sender_msp, "HospitalMSP").expect("peer identity");
+    let bound_cert = std::fs::read(sender_tls.join("server.crt")).expect("TLS certificate");
+    let der = medfabric_msp::pem_to_der_all(&bound_cert).expect("pem").remove(0).1;
+    let writes = medfabric_proto::kvrwset::KvrwSet {
+        writes: vec![medfabric_proto::kvrwset::KvWrite {
+            key: "bound".into(),
+            is_delete: false,
+            value: "v".into(),
+        }],
+        ..Default::default()
+    };
+    let rwset = TxPvtReadWriteSet {
+        ns_pvt_rwset: vec![NsPvtReadWriteSet {
+            namespace: "kv".into(),
+            collection_pvt_rwset: vec![CollectionPvtReadWriteSet {
+                collection_name: "ab".into(),
+                rwset: writes.encode_to_vec().into(),
+            }],
+        }],
+        data_model: 0,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let payload = PushPayload {
+        channel_id: status.channel.clone(),
+        tx_id: format!("bound-{}", now.as_nanos()),
+        pvt_rwset: rwset.encode_to_vec().into(),
+        timestamp: Some(prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: 0 }),
+        tls_cert_hash: Sha256::digest(&der).to_vec().into(),
+    }
+    .encode_to_vec();
+    let message = SignedMessage {
+        signature: signer.sign(&payload).into(),
+        identity: signer.serialized().clone(),
+        payload: payload.into(),
+    };
+    let lab = status.peer_of("LabMSP").expect("lab peer");
+    let tls = medfabric_node::tls::ClientTls::from_files(
+        std::slice::from_ref(lab.tls_ca_file.as_ref().expect("tls")),
+        Some(connection_cert),
+    )
+    .expect("tls");
+    let channel = medfabric_node::tls::lazy_channel(&lab.address, Some(&tls)).expect("channel");
+    PrivateDataClient::new(channel).push(message).await.map(|_| ())
+}
+
 fn peer_dir(status: &NetworkStatus, org: &str) -> std::path::PathBuf {
     status.peer_of(org).expect("peer").data_dir.clone()
 }
@@ -285,6 +354,23 @@ async fn private_data_stays_with_members() {
         .await
         .expect_err("write refused");
     assert!(refused.to_string().contains("does not have write access permission"), "{refused}");
+
+    // ---- peer-to-peer messages are bound to the sender's TLS certificate ----------------
+    // A push signed by the Hospital peer and bound to its TLS certificate is accepted
+    // over a connection presenting that certificate, and refused over one presenting
+    // another (a replay by whoever else holds the message).
+    let (hospital_msp, hospital_tls) = node_material(&status, "HospitalMSP");
+    let user = status.users.iter().find(|u| u.org == "InsurerMSP").expect("insurer user");
+    let replayed =
+        push_to_lab(&status, &hospital_msp, &hospital_tls, (&user.tls_cert_file, &user.tls_key_file))
+            .await
+            .expect_err("replayed over another TLS certificate");
+    assert_eq!(replayed.code(), tonic::Code::PermissionDenied, "{replayed:?}");
+    assert!(replayed.message().contains("bound to another TLS certificate"), "{}", replayed.message());
+    let own = (hospital_tls.join("server.crt"), hospital_tls.join("server.key"));
+    push_to_lab(&status, &hospital_msp, &hospital_tls, (&own.0, &own.1))
+        .await
+        .expect("the sender's own connection");
 
     // ---- the collection's own policy: planned with members only, enforced at commit ----
     // Two endorsements are needed; with transient data the gateway asks the other member

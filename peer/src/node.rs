@@ -297,9 +297,11 @@ impl Peer {
             DeliverServer::new(DeliverService::new(self.endorser.channels().clone(), self.metrics.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes);
-        let private = PrivateDataServer::new(PrivateDataService::new(self.endorser.channels().clone()))
-            .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_message_bytes);
+        let private = PrivateDataServer::new(
+            PrivateDataService::new(self.endorser.channels().clone()).with_tls_binding(config.tls.is_some()),
+        )
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
         let stop = medfabric_node::ops::Stop::new(shutdown);
         let reconciler = {
             let stopped = stop.stopped();

@@ -13,7 +13,10 @@
 //!
 //! Every message is signed by the sending peer's identity and carries a timestamp; a
 //! receiver serves and accepts data only for collections whose member policy the
-//! other peer satisfies.
+//! other peer satisfies. On a TLS network every message is also bound to its sender's
+//! TLS client certificate (its SHA-256 is in the signed payload), as Fabric's gossip
+//! binds its handshake: a message arriving over any other connection is refused, so
+//! one peer cannot replay another's messages as its own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use medfabric_proto::medfabric::pvt::{
 use medfabric_proto::rwset::{NsPvtReadWriteSet, TxPvtReadWriteSet};
 use medfabric_shim::tx::hash;
 use prost::Message;
+use sha2::{Digest as _, Sha256};
 
 use crate::channel::{Channel, Membership};
 use crate::pvtdata::{self, CollectionView, Missing, PvtKey};
@@ -54,6 +58,8 @@ pub struct PrivatePeers {
     peers: Vec<PeerLink>,
     signer: Arc<SigningIdentity>,
     timeout: Duration,
+    /// SHA-256 of the TLS client certificate this peer presents (empty without TLS).
+    tls_cert_hash: Bytes,
 }
 
 /// `(msp id, address, serialized identity)` of another peer.
@@ -108,7 +114,19 @@ impl PrivatePeers {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { peers, signer, timeout })
+        let tls_cert_hash = match tls.and_then(|t| t.identity.as_ref()) {
+            None => Bytes::new(),
+            Some((cert_pem, _)) => {
+                let der = medfabric_msp::pem_to_der_all(cert_pem)
+                    .map_err(|e| anyhow::anyhow!("TLS client certificate: {e}"))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("TLS client certificate: no PEM block"))?
+                    .1;
+                Bytes::copy_from_slice(&Sha256::digest(&der))
+            }
+        };
+        Ok(Self { peers, signer, timeout, tls_cert_hash })
     }
 
     fn sign(&self, payload: Vec<u8>) -> SignedMessage {
@@ -177,6 +195,7 @@ impl PrivatePeers {
                 tx_id: tx_id.to_owned(),
                 pvt_rwset: part.encode_to_vec().into(),
                 timestamp: Some(timestamp_now()),
+                tls_cert_hash: self.tls_cert_hash.clone(),
             };
             let message = self.sign(payload.encode_to_vec());
             let mut client = self.peers[peer].client.clone();
@@ -231,6 +250,7 @@ impl PrivatePeers {
                 channel_id: channel_id.to_owned(),
                 digests: wanted.iter().map(|m| digest_of(m)).collect(),
                 timestamp: Some(timestamp_now()),
+                tls_cert_hash: self.tls_cert_hash.clone(),
             };
             let mut request = tonic::Request::new(self.sign(payload.encode_to_vec()));
             request.set_timeout(self.timeout);
@@ -270,20 +290,50 @@ fn digest_of(missing: &Missing) -> Digest {
 #[derive(Debug, Clone)]
 pub struct PrivateDataService {
     channels: BTreeMap<String, Arc<Channel>>,
+    tls_binding: bool,
+}
+
+/// What a request says about its sender: the signed message, its timestamp and the TLS
+/// certificate hash it claims, and the hash of the certificate its connection presented.
+struct Sent<'a> {
+    message: &'a SignedMessage,
+    timestamp: Option<&'a prost_types::Timestamp>,
+    bound_to: &'a [u8],
+    connection: Option<[u8; 32]>,
+}
+
+fn connection_cert_hash<T>(request: &tonic::Request<T>) -> Option<[u8; 32]> {
+    request.peer_certs().and_then(|certs| certs.first().map(|c| Sha256::digest(c.as_ref()).into()))
 }
 
 impl PrivateDataService {
     pub fn new(channels: BTreeMap<String, Arc<Channel>>) -> Self {
-        Self { channels }
+        Self { channels, tls_binding: false }
     }
 
-    /// Checks a signed message: a peer of the channel that signed it recently.
-    fn sender(
-        &self,
-        channel: &Channel,
-        message: &SignedMessage,
-        timestamp: Option<&prost_types::Timestamp>,
-    ) -> Result<Arc<Identity>, tonic::Status> {
+    /// Served over TLS: every message must be bound to its connection's client
+    /// certificate.
+    pub fn with_tls_binding(mut self, on: bool) -> Self {
+        self.tls_binding = on;
+        self
+    }
+
+    /// Checks a signed message: a peer of the channel that signed it recently, over a
+    /// connection presenting the TLS certificate it is bound to.
+    fn sender(&self, channel: &Channel, sent: Sent<'_>) -> Result<Arc<Identity>, tonic::Status> {
+        let Sent { message, timestamp, bound_to, connection } = sent;
+        if self.tls_binding {
+            let Some(presented) = connection else {
+                return Err(tonic::Status::permission_denied(
+                    "private data is exchanged over mutual TLS: this connection presented no client certificate",
+                ));
+            };
+            if bound_to != presented.as_slice() {
+                return Err(tonic::Status::permission_denied(
+                    "the message is bound to another TLS certificate than this connection's",
+                ));
+            }
+        }
         let resources = channel.context().resources.clone();
         let identity = resources
             .msps
@@ -323,11 +373,18 @@ impl PrivateData for PrivateDataService {
         &self,
         request: tonic::Request<SignedMessage>,
     ) -> Result<tonic::Response<PushResponse>, tonic::Status> {
+        let connection = connection_cert_hash(&request);
         let message = request.into_inner();
         let payload = PushPayload::decode(message.payload.as_ref())
             .map_err(|e| tonic::Status::invalid_argument(format!("push payload: {e}")))?;
         let channel = self.channel(&payload.channel_id)?;
-        self.sender(channel, &message, payload.timestamp.as_ref())?;
+        let sent = Sent {
+            message: &message,
+            timestamp: payload.timestamp.as_ref(),
+            bound_to: &payload.tls_cert_hash,
+            connection,
+        };
+        self.sender(channel, sent)?;
         if channel.ledger().transaction(&payload.tx_id).map_err(ledger_status)?.is_some() {
             return Err(tonic::Status::failed_precondition(format!(
                 "transaction {} is already committed",
@@ -351,11 +408,18 @@ impl PrivateData for PrivateDataService {
         &self,
         request: tonic::Request<SignedMessage>,
     ) -> Result<tonic::Response<PullResponse>, tonic::Status> {
+        let connection = connection_cert_hash(&request);
         let message = request.into_inner();
         let payload = PullPayload::decode(message.payload.as_ref())
             .map_err(|e| tonic::Status::invalid_argument(format!("pull payload: {e}")))?;
         let channel = self.channel(&payload.channel_id)?;
-        let requester = self.sender(channel, &message, payload.timestamp.as_ref())?;
+        let sent = Sent {
+            message: &message,
+            timestamp: payload.timestamp.as_ref(),
+            bound_to: &payload.tls_cert_hash,
+            connection,
+        };
+        let requester = self.sender(channel, sent)?;
         let membership = channel.membership();
         let mut elements = Vec::new();
         for digest in payload.digests {

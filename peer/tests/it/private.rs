@@ -301,6 +301,7 @@ async fn peers_push_and_pull_only_what_members_may_hold() {
         tx_id: tx_id.into(),
         pvt_rwset: rwset_for(collection).encode_to_vec().into(),
         timestamp: now(),
+        tls_cert_hash: Default::default(),
     };
     let org2_channel = pair.org2.0.clone();
     let held = |tx_id: &str| pvtdata::transient_get(org2_channel.ledger(), tx_id).expect("transient").len();
@@ -327,6 +328,16 @@ async fn peers_push_and_pull_only_what_members_may_hold() {
     assert_eq!((held("t2"), held("t3"), held("t4"), held("t5")), (0, 0, 0, 0));
     let malformed = service2.push(tonic::Request::new(signed(&pair.net.peer1, b"\xff\xff".to_vec()))).await;
     assert_eq!(malformed.expect_err("malformed").code(), tonic::Code::InvalidArgument);
+    // Served over TLS, a message must come over a connection with the client certificate
+    // it is bound to; here there is none.
+    let unbound = PrivateDataService::new(pair.org2.1.channels().clone())
+        .with_tls_binding(true)
+        .push(tonic::Request::new(signed(&pair.net.peer1, push("both", "t7").encode_to_vec())))
+        .await
+        .expect_err("no client certificate");
+    assert_eq!(unbound.code(), tonic::Code::PermissionDenied);
+    assert!(unbound.message().contains("presented no client certificate"), "{}", unbound.message());
+    assert_eq!(held("t7"), 0);
     // A member's push is kept.
     service2
         .push(tonic::Request::new(signed(&pair.net.peer1, push("both", "t6").encode_to_vec())))
@@ -352,8 +363,12 @@ async fn peers_push_and_pull_only_what_members_may_hold() {
             pvt_rwset_hash: Bytes::copy_from_slice(&medfabric_shim::tx::hash(data)),
         })
         .collect();
-    let request =
-        PullPayload { channel_id: medfabric_peer::testnet::CHANNEL.into(), digests, timestamp: now() };
+    let request = PullPayload {
+        channel_id: medfabric_peer::testnet::CHANNEL.into(),
+        digests,
+        timestamp: now(),
+        tls_cert_hash: Default::default(),
+    };
     let answer = service1
         .pull(tonic::Request::new(signed(&pair.net.peer2, request.encode_to_vec())))
         .await
