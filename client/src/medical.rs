@@ -178,7 +178,7 @@ impl Medical {
     /// Reads the latest version on the custodian's peer and decrypts it with this
     /// identity's key; checks the commitment on chain.
     pub async fn read_record(&self, record_id: &str, custodian: &str) -> Result<Opened> {
-        let found = self.evaluate("read_record", &[record_id.to_owned()], &[custodian]).await?;
+        let found = self.fetch_record(record_id, custodian).await?;
         let field = |name: &str| -> Result<&str> {
             found[name].as_str().ok_or_else(|| anyhow!("read_record answered without {name}: {found}"))
         };
@@ -201,6 +201,25 @@ impl Medical {
         })
     }
 
+    /// The chaincode's `read_record` answer (ciphertext and this identity's wrapped key,
+    /// still encrypted), evaluated on the custodian's peer. The chaincode seals it to a
+    /// one-time key sent in the transient map, so that even a submitted read would leave
+    /// nothing usable in a block; this opens it.
+    pub async fn fetch_record(&self, record_id: &str, custodian: &str) -> Result<Value> {
+        let mut response_key = [0u8; 32];
+        getrandom::fill(&mut response_key).map_err(|e| anyhow!("OS random source: {e}"))?;
+        let result = self
+            .contract
+            .proposal_builder("read_record", &[record_id])
+            .transient("response_key", response_key.to_vec())
+            .endorsing_organizations(&[custodian])
+            .signed(self.contract.network().gateway().signer())
+            .evaluate()
+            .await
+            .map_err(describe)?;
+        open_read(&response_key, &parse(&result))
+    }
+
     /// Re-wraps this identity's key of the latest version for `reader` (the patient
     /// sharing with a grantee), stored in the custodian's collection.
     pub async fn share_key(
@@ -210,7 +229,7 @@ impl Medical {
         reader: &Reader,
         second_org: &str,
     ) -> Result<Value> {
-        let found = self.evaluate("read_record", &[record_id.to_owned()], &[custodian]).await?;
+        let found = self.fetch_record(record_id, custodian).await?;
         let version = u32::try_from(found["version"].as_u64().context("version")?)?;
         let wrapped = hex::decode(found["wrapped_key"].as_str().context("wrapped key")?)?;
         let key = records::unwrap(&wrapped, &records::private_key_of(&self.msp_dir)?, record_id, version)?;
@@ -324,6 +343,26 @@ impl Medical {
     pub async fn audit(&self, function: &str, query: Value) -> Result<Value> {
         self.query(function, &query).await
     }
+}
+
+/// Opens a sealed `read_record` answer (`nonce`, `sealed`: AES-256-GCM under the
+/// response key, associated data `medfabric-read-v1 \0 record_id`).
+pub fn open_read(response_key: &[u8; 32], sealed: &Value) -> Result<Value> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let field = |name: &str| -> Result<Vec<u8>> {
+        let text =
+            sealed[name].as_str().ok_or_else(|| anyhow!("read_record answered without {name}: {sealed}"))?;
+        hex::decode(text).with_context(|| format!("{name} hex"))
+    };
+    let nonce: [u8; 12] =
+        field("nonce")?.try_into().map_err(|_| anyhow!("read_record nonce is not 12 bytes"))?;
+    let record_id = sealed["record_id"].as_str().context("read_record answered without record_id")?;
+    let aad = format!("medfabric-read-v1\0{record_id}");
+    let plaintext = aes_gcm::Aes256Gcm::new_from_slice(response_key)
+        .map_err(|e| anyhow!("response key: {e}"))?
+        .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &field("sealed")?, aad: aad.as_bytes() })
+        .map_err(|_| anyhow!("the read_record answer does not open with this request's response key"))?;
+    serde_json::from_slice(&plaintext).context("read_record answer")
 }
 
 fn merge(mut base: Value, extra: Value) -> Value {

@@ -145,11 +145,40 @@ async fn the_medical_story_and_its_guarantees() {
     }
 
     // ---- no payload and no wrapped key in any public state or block ---------------------
-    let held = cast
+    let held = cast.patient.fetch_record(&story.record_id, "HospitalMSP").await.expect("read");
+    // A read submitted instead of evaluated reaches a block (valid or not), sealed to a
+    // key that was only ever in the transient map: the scan below covers that block.
+    let response_key = [0x42u8; 32];
+    let submitted_read = cast
         .patient
-        .evaluate("read_record", std::slice::from_ref(&story.record_id), &["HospitalMSP"])
+        .contract()
+        .proposal_builder("read_record", std::slice::from_ref(&story.record_id))
+        .transient("response_key", response_key.to_vec())
+        .endorsing_organizations(&["HospitalMSP"])
+        .signed(cast.patient.contract().network().gateway().signer())
+        .endorse()
         .await
-        .expect("read");
+        .expect("endorsed read");
+    let sealed_answer: serde_json::Value = serde_json::from_slice(&submitted_read.result).expect("json");
+    let committed =
+        submitted_read.submit().await.expect("submitted").status().await.expect("the read reached a block");
+    let opened = medfabric_client::medical::open_read(&response_key, &sealed_answer).expect("opens");
+    assert_eq!(opened["wrapped_key"], held["wrapped_key"], "the submitted read carried the patient's key");
+    let hospital_peer = status.peer_of("HospitalMSP").expect("hospital peer");
+    let read_block = prost::Message::encode_to_vec(
+        &medfabric_peer::Store::open_read_only(&hospital_peer.data_dir.join("ledger"))
+            .expect("ledger")
+            .channel(&status.channel)
+            .expect("channel")
+            .block(committed.block_number)
+            .expect("read")
+            .expect("block"),
+    );
+    assert!(
+        contains(&read_block, sealed_answer["sealed"].as_str().expect("sealed").as_bytes()),
+        "control: the sealed answer is in block {}",
+        committed.block_number
+    );
     let ciphertext_hex = held["ciphertext"].as_str().expect("ciphertext").to_owned();
     let wrapped_hex = held["wrapped_key"].as_str().expect("wrapped").to_owned();
     let ciphertext = hex::decode(&ciphertext_hex).expect("hex");

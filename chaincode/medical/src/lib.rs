@@ -13,7 +13,7 @@
 //! | `register_patient` | provider of the custodian | patient id, custodian org, P-256 public key |
 //! | `create_record`, `append_version` | provider of the custodian | metadata + commitment; transient `ciphertext`, `wrapped_keys` |
 //! | `get_record`, `get_patient` | any role | metadata only |
-//! | `read_record` | patient, custodian providers, holders of a committed grant | ciphertext + the caller's wrapped key |
+//! | `read_record` | patient, custodian providers, holders of a committed grant | ciphertext + the caller's wrapped key, sealed to the caller's transient `response_key` |
 //! | `share_key` | patient, custodian provider | more wrapped keys (transient `wrapped_keys`) |
 //! | `grant_consent`, `update_consent`, `revoke_consent`, `get_consent` | patient, custodian provider | FHIR Consent semantics, templates |
 //! | `request_access` | provider, researcher, payer | consent check, audit event, grant, fee escrow; break-glass |

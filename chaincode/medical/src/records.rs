@@ -17,6 +17,10 @@ use crate::model::*;
 pub const TRANSIENT_CIPHERTEXT: &str = "ciphertext";
 /// JSON object: reader (actor id, `org:MSPID` or `patient`) → wrapped key (hex).
 pub const TRANSIENT_WRAPPED_KEYS: &str = "wrapped_keys";
+/// Transient key of `read_record`: the 32-byte AES-256 key its answer is sealed to.
+pub const TRANSIENT_RESPONSE_KEY: &str = "response_key";
+/// Associated-data prefix of a sealed `read_record` answer (then the record id).
+pub const READ_AAD: &str = "medfabric-read-v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatientInput {
@@ -269,10 +273,65 @@ pub struct Ciphertext {
     pub key_holder: String,
 }
 
+/// A `read_record` answer: the [`Ciphertext`] as JSON, sealed with AES-256-GCM to the
+/// reader's one-time `response_key` (from the transient map, which never lands in a
+/// block). Read is an evaluate; should someone submit it instead, the block holds only
+/// this, which nobody can open once the reader's key is gone, so crypto-shredding the
+/// record still works.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedRead {
+    pub record_id: String,
+    pub version: u32,
+    /// Hex of the 12-byte nonce (from the transaction id: unique per proposal, the same
+    /// on every endorser).
+    pub nonce: String,
+    /// Hex of the AES-256-GCM ciphertext and tag; associated data
+    /// `medfabric-read-v1 \0 record_id`.
+    pub sealed: String,
+}
+
+fn seal_answer(stub: &dyn ChaincodeStub, key: &[u8], answer: &Ciphertext) -> Outcome<SealedRead> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|_| {
+        medfabric_shim::ContractError::new(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes"))
+    })?;
+    let nonce_bytes: [u8; 12] =
+        medfabric_shim::tx::hash(format!("{READ_AAD}\0nonce\0{}", stub.tx_id()).as_bytes())[..12]
+            .try_into()
+            .map_err(|_| medfabric_shim::ContractError::new("nonce length"))?;
+    let nonce = aes_gcm::Nonce::from(nonce_bytes);
+    let plaintext = serde_json::to_vec(answer)
+        .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
+    let aad = format!("{READ_AAD}\0{}", answer.record_id);
+    let sealed = cipher
+        .encrypt(&nonce, Payload { msg: &plaintext, aad: aad.as_bytes() })
+        .map_err(|_| medfabric_shim::ContractError::new("sealing the answer failed"))?;
+    Ok(SealedRead {
+        record_id: answer.record_id.clone(),
+        version: answer.version,
+        nonce: hex(&nonce_bytes),
+        sealed: hex(&sealed),
+    })
+}
+
 /// Reads the latest ciphertext and the caller's wrapped key — an evaluate on a peer of
 /// the custodian organization. Allowed to the patient, the record's custodian
-/// providers, and whoever holds a committed access grant.
-pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<Ciphertext> {
+/// providers, and whoever holds a committed access grant. The answer is sealed to the
+/// caller's `response_key` ([`SealedRead`]).
+pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<SealedRead> {
+    let Some(response_key) = stub.transient().get(TRANSIENT_RESPONSE_KEY).cloned() else {
+        return fail(format!(
+            "read_record needs a 32-byte {TRANSIENT_RESPONSE_KEY:?} in the transient map: its answer is sealed to it"
+        ));
+    };
+    if response_key.len() != 32 {
+        return fail(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes, got {}", response_key.len()));
+    }
+    let answer = unsealed_read(stub, record_id)?;
+    seal_answer(stub, &response_key, &answer)
+}
+
+fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Ciphertext> {
     let who = caller(stub)?;
     let meta = record(stub, &record_id)?;
     if meta.erased {

@@ -155,11 +155,29 @@ fn a_record_keeps_phi_out_of_public_state() {
     );
     assert!(message.contains("transient map must carry \"ciphertext\""), "{message}");
     // The patient and the custodian read the ciphertext; a researcher without a grant may not.
-    let mine = w.query(ALICE, "read_record", &json!("rec-1"));
-    let mine = support::parse(&mine);
+    let mine = w.read(ALICE, "rec-1");
+    let sealed = support::parse(&mine);
+    assert!(!sealed.to_string().contains("aa01"), "the answer is sealed: {sealed}");
+    assert!(!sealed.to_string().contains(&hex("CIPHERTEXT-OF-rec-1")), "the answer is sealed: {sealed}");
+    let mine = support::unseal(&mine);
     assert_eq!(mine["key_holder"], "patient");
     assert_eq!(mine["wrapped_key"], "aa01");
-    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    assert_eq!(mine["ciphertext"], hex("CIPHERTEXT-OF-rec-1"));
+    // No response key, or a short one: refused, nothing returned.
+    let unkeyed = w.query(ALICE, "read_record", &json!("rec-1"));
+    assert!(
+        unkeyed.response.message.contains("needs a 32-byte \"response_key\""),
+        "{}",
+        unkeyed.response.message
+    );
+    assert!(unkeyed.response.payload.is_empty());
+    let short = w.query_with(ALICE, "read_record", &json!("rec-1"), &[("response_key", &[1u8; 16])]);
+    assert!(
+        short.response.message.contains("response_key must be 32 bytes, got 16"),
+        "{}",
+        short.response.message
+    );
+    let outcome = w.read(SCI, "rec-1");
     assert!(
         outcome.response.message.contains("holds no committed access grant"),
         "{}",
@@ -188,7 +206,7 @@ fn a_permitted_access_leaves_one_event_in_every_index() {
         &json!("rec-1"),
         &[("wrapped_keys", br#"{"ResearchMSP/scientist1": "dd04"}"#)],
     );
-    let read = support::parse(&w.query(SCI, "read_record", &json!("rec-1")));
+    let read = support::unseal(&w.read(SCI, "rec-1"));
     assert_eq!(read["wrapped_key"], "dd04");
     assert_eq!(read["ciphertext"], hex("CIPHERTEXT-OF-rec-1"));
     // Denied requests leave no event.
@@ -217,7 +235,7 @@ fn revoked_consent_denies_and_updates_are_versions() {
     assert_eq!((revoked["version"].as_u64(), revoked["status"].as_str()), (Some(3), Some("revoked")));
     let message = w.denied(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
     assert!(message.contains("no consent"), "{message}");
-    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    let outcome = w.read(SCI, "rec-1");
     assert!(
         outcome.response.message.contains("no longer in force"),
         "a revoked consent's grant no longer serves: {}",
@@ -392,14 +410,14 @@ fn fees_are_escrowed_settled_or_refunded_and_totals_are_conserved() {
         &json!("rec-1"),
         &[("wrapped_keys", br#"{"ResearchMSP/scientist1": "dd04"}"#)],
     );
-    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    let outcome = w.read(SCI, "rec-1");
     assert!(
         outcome.response.message.contains("awaits the settlement of its fee"),
         "unpaid: {}",
         outcome.response.message
     );
     let settled = w.ok(GREY, "settle", &json!(access_id));
-    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    let outcome = w.read(SCI, "rec-1");
     assert_eq!(outcome.response.status, 200, "paid: {}", outcome.response.message);
     assert_eq!(settled["state"], "Settled");
     assert_eq!(balance(&mut w, ALICE, ALICE), Some(800));
@@ -416,7 +434,7 @@ fn fees_are_escrowed_settled_or_refunded_and_totals_are_conserved() {
     let refunded = w.ok(SCI, "refund", &json!(second_id));
     assert_eq!(refunded["state"], "Refunded");
     assert_eq!(balance(&mut w, SCI, SCI), Some(1000), "the second fee is back");
-    let outcome = w.query(SCI, "read_record", &json!("rec-1"));
+    let outcome = w.read(SCI, "rec-1");
     assert!(outcome.response.message.contains("no committed access grant"), "the refund withdrew the grant");
     // Deposited 2000 in total: 500 + 800 + 200 + 500 held nowhere else.
     let total: u64 = [(SCI, SCI), (ALICE, ALICE), (GREY, "org:HospitalMSP")]
@@ -499,7 +517,7 @@ fn erasure_purges_the_payload_and_leaves_an_event() {
         let wk = format!("\u{0}wk\u{0}rec-1\u{0}{version}\u{0}patient\u{0}");
         assert_eq!(w.stub.private_value("medical", collection, &wk), None, "{version}: wrapped key");
     }
-    let outcome = w.query(ALICE, "read_record", &json!("rec-1"));
+    let outcome = w.read(ALICE, "rec-1");
     assert!(outcome.response.message.contains("was erased"), "{}", outcome.response.message);
     let message = w.denied(GREY, "request_access", &json!({"record_id": "rec-1", "purpose": "TREAT"}));
     assert!(message.contains("was erased"), "{message}");

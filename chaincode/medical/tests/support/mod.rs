@@ -116,10 +116,26 @@ impl World {
 
     /// Evaluates (commits nothing).
     pub fn query(&mut self, who: &str, function: &str, arg: &Value) -> MockOutcome {
-        self.prepare(who, &[]);
+        self.query_with(who, function, arg, &[])
+    }
+
+    pub fn query_with(
+        &mut self,
+        who: &str,
+        function: &str,
+        arg: &Value,
+        transient: &[(&str, &[u8])],
+    ) -> MockOutcome {
+        self.prepare(who, transient);
         let args = args_of(function, arg);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.stub.query(CC, &refs)
+    }
+
+    /// `read_record` as `who`, its answer sealed to [`RESPONSE_KEY`] (open it with
+    /// [`unseal`]).
+    pub fn read(&mut self, who: &str, record_id: &str) -> MockOutcome {
+        self.query_with(who, "read_record", &json!(record_id), &[("response_key", &RESPONSE_KEY)])
     }
 
     /// Submits and expects success; the JSON result.
@@ -177,6 +193,29 @@ impl World {
             &json!({"patient_id": patient_id, "custodian": "HospitalMSP", "public_key": PUBLIC_KEY}),
         );
     }
+}
+
+/// The one-time key the tests' reads are sealed to.
+pub const RESPONSE_KEY: [u8; 32] = [0x5e; 32];
+
+/// Opens a successful `read_record` answer sealed to [`RESPONSE_KEY`].
+pub fn unseal(outcome: &MockOutcome) -> Value {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    assert_eq!(outcome.response.status, 200, "read_record: {}", outcome.response.message);
+    let sealed = parse(outcome);
+    let bytes =
+        |field: &str| decode_hex(sealed[field].as_str().unwrap_or_else(|| panic!("no {field}: {sealed}")));
+    let nonce: [u8; 12] = bytes("nonce").try_into().expect("12-byte nonce");
+    let aad = format!("medfabric-read-v1\0{}", sealed["record_id"].as_str().expect("record id"));
+    let plaintext = aes_gcm::Aes256Gcm::new_from_slice(&RESPONSE_KEY)
+        .expect("key")
+        .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &bytes("sealed"), aad: aad.as_bytes() })
+        .expect("the answer opens with the response key");
+    serde_json::from_slice(&plaintext).expect("json answer")
+}
+
+fn decode_hex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
 }
 
 pub fn parse(outcome: &MockOutcome) -> Value {
