@@ -213,14 +213,27 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                 }
             }
             let revoked = found["RevokedCerts"].as_array().map_or(0, Vec::len);
+            // A local CRL governs what those peers admit, never what they validate:
+            // revocation for validation is a channel config update of the org's MSP.
+            let scope = if installed.is_empty() {
+                "recorded by the CA only: no peer enforces it until its CRL is installed (--install)"
+                    .to_owned()
+            } else {
+                format!(
+                    "CRL installed in {} peer MSP(s): those peers refuse the identity's proposals, gateway calls and Deliver requests; validation of blocks is unchanged until the channel config's MSP carries the CRL",
+                    installed.len()
+                )
+            };
             print(
                 &args,
-                &json!({"id": id, "revoked": found["RevokedCerts"], "installed": installed}),
-                format!(
-                    "{id}: {revoked} certificate(s) revoked by {}; CRL installed in {} peer MSP(s)",
-                    ca.ca_name,
-                    installed.len()
-                ),
+                &json!({
+                    "id": id,
+                    "revoked": found["RevokedCerts"],
+                    "installed": installed,
+                    "enforced_for": if installed.is_empty() { json!([]) } else { json!(["admission"]) },
+                    "validation_unchanged": true,
+                }),
+                format!("{id}: {revoked} certificate(s) revoked by {}; {scope}", ca.ca_name),
             );
         }
     }

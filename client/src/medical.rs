@@ -262,22 +262,26 @@ impl Medical {
         self.call("revoke_consent", &json!([patient_id, consent_id])).await
     }
 
-    /// Requests access for a purpose (a justification makes an ETREAT request break-glass).
+    /// Requests access for a purpose (a justification makes an ETREAT request
+    /// break-glass). The justification is free text about the patient: it travels in
+    /// the transient map and is kept in the custodian's audit collection, never in a
+    /// block.
     pub async fn request_access(
         &self,
         record_id: &str,
         purpose: &str,
         justification: Option<&str>,
     ) -> Result<Value> {
-        let mut input = json!({"record_id": record_id, "purpose": purpose});
-        if let Some(j) = justification {
-            input["justification"] = json!(j);
-        }
-        self.call("request_access", &input).await
+        let input = json!({"record_id": record_id, "purpose": purpose});
+        let transient: Vec<(&str, Vec<u8>)> =
+            justification.map(|j| ("justification", j.as_bytes().to_vec())).into_iter().collect();
+        self.submit("request_access", &positional(&input), &transient, &[]).await
     }
 
+    /// Reviews a break-glass access; the note travels like a justification.
     pub async fn review_break_glass(&self, event_id: &str, note: &str) -> Result<Value> {
-        self.call("review_break_glass", &json!([event_id, note])).await
+        let transient = [("note", note.as_bytes().to_vec())];
+        self.submit("review_break_glass", &[event_id.to_owned()], &transient, &[]).await
     }
 
     /// A payer records money entering the ledger for `account`.

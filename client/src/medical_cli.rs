@@ -133,7 +133,8 @@ pub enum AccessCommand {
         record: String,
         #[arg(long)]
         purpose: String,
-        /// Break-glass (purpose ETREAT) justification.
+        /// Break-glass (purpose ETREAT) justification (sent in the transient map, kept
+        /// off the chain in the custodian's audit collection).
         #[arg(long)]
         justification: Option<String>,
     },
@@ -457,11 +458,7 @@ pub async fn access(command: AccessCommand, actor: Actor) -> Result<()> {
     let (me, _) = who(&actor)?;
     match command {
         AccessCommand::Request { record, purpose, justification } => {
-            let mut input = json!({"record_id": record, "purpose": purpose});
-            if let Some(j) = justification {
-                input["justification"] = json!(j);
-            }
-            let result = me.call("request_access", &input).await?;
+            let result = me.request_access(&record, &purpose, justification.as_deref()).await?;
             print(&actor, &result, |r| {
                 println!(
                     "access {} to {} authorised by {}{}{}",
@@ -482,7 +479,7 @@ pub async fn access(command: AccessCommand, actor: Actor) -> Result<()> {
             })
         }
         AccessCommand::Review { event, note } => {
-            let result = me.call("review_break_glass", &json!([event, note])).await?;
+            let result = me.review_break_glass(&event, &note).await?;
             print(&actor, &result, |r| {
                 println!(
                     "break-glass access {} reviewed by {}",

@@ -41,6 +41,10 @@ fn step(n: usize, text: &str) {
     println!("\n[{n}] {text}");
 }
 
+/// What tech1 types when breaking the glass: free text about the patient, which only
+/// the custodian's and the regulator's peers hold.
+pub const BREAK_GLASS_JUSTIFICATION: &str = "patient unconscious in the lab's emergency unit";
+
 /// Connects `user` (`name`) through its organization's first peer.
 pub fn actor(status: &NetworkStatus, user: &str) -> Result<Medical> {
     let (who, peer) = crate::connect::pick(status, user, None)?;
@@ -193,10 +197,7 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         7,
         "emergency: tech1 (LabMSP) breaks the glass; drgrey, treating, re-wraps the key for tech1; tech1 reads",
     );
-    let emergency = cast
-        .lab
-        .call("request_access", &json!({"record_id": record_id, "purpose": "ETREAT", "justification": "patient unconscious in the lab's emergency unit"}))
-        .await?;
+    let emergency = cast.lab.request_access(&record_id, "ETREAT", Some(BREAK_GLASS_JUSTIFICATION)).await?;
     let break_glass_access = emergency["access_id"].as_str().context("access id")?.to_owned();
     println!(
         "    break-glass access {}…, review due at {}",

@@ -24,6 +24,21 @@ use medfabric_types::{ChannelSpec, OrgSpec};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// The topology's role grants, checked: every MSP id names an application organization.
+fn role_grants(topology: &Topology) -> Result<BTreeMap<String, Vec<String>>> {
+    for (role, msp_ids) in &topology.roles {
+        if role.is_empty() || msp_ids.is_empty() {
+            bail!("roles: {role:?} needs a role name and at least one organization");
+        }
+        for msp_id in msp_ids {
+            if !topology.organizations.iter().any(|o| &o.msp_id == msp_id) {
+                bail!("roles: {role} is granted to {msp_id}, which is not an organization of this topology");
+            }
+        }
+    }
+    Ok(topology.roles.clone())
+}
+
 /// Certificate lifetimes, as cryptogen uses them.
 const CA_VALIDITY_DAYS: i64 = 3650;
 const LEAF_VALIDITY_DAYS: i64 = 3650;
@@ -39,6 +54,12 @@ pub struct Topology {
     pub organizations: Vec<PeerOrg>,
     #[serde(default)]
     pub chaincodes: Vec<ChaincodeEntry>,
+    /// The consortium's role grants: role → MSP ids of the organizations whose
+    /// identities may act in it (e.g. `payer: [InsurerMSP]`). Written into the channel
+    /// config (`MedfabricRoles`, mod_policy Admins); a `role` attribute in a certificate
+    /// counts only for a granted organization.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -403,6 +424,7 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
                 })
             })
             .collect::<Result<_>>()?,
+        roles: role_grants(topology)?,
     };
     let timestamp = medfabric_proto::Timestamp { seconds: now.unix_timestamp(), nanos: 0 };
     let genesis = spec.genesis_block(timestamp)?;

@@ -364,6 +364,12 @@ impl ProposalDraft {
         self
     }
 
+    /// A `ChaincodeInput` decoration (peers ignore those under their `medfabric.` prefix).
+    pub fn decoration(mut self, key: &str, value: impl Into<Bytes>) -> Self {
+        self.builder = self.builder.decoration(key, value);
+        self
+    }
+
     /// Endorse on exactly these organizations' peers (no endorsement plan).
     pub fn endorsing_organizations(mut self, orgs: &[&str]) -> Self {
         self.endorsing_orgs = orgs.iter().map(|o| (*o).to_owned()).collect();

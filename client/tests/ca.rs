@@ -114,8 +114,10 @@ async fn an_identity_from_the_ca_works_until_revoked() {
     ]);
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("1 certificate(s) revoked") && out.contains("CRL installed in 2 peer MSP(s)"),
-        "{out}"
+        out.contains("1 certificate(s) revoked")
+            && out.contains("CRL installed in 2 peer MSP(s)")
+            && out.contains("validation of blocks is unchanged"),
+        "the CLI says what the CRL governs: {out}"
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

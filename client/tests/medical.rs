@@ -234,6 +234,7 @@ organizations:
     peers: [ {{ name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 }} ]
     users:
 {}
+roles: {{ payer: [HospitalMSP], researcher: [ResearchMSP], provider: [HospitalMSP] }}
 chaincodes:
   - {{ name: medical, version: "1.0", sequence: 1, endorsement_policy: "OR('HospitalMSP.peer', 'ResearchMSP.peer')" }}
 "#,

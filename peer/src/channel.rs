@@ -143,9 +143,11 @@ impl Channel {
         *self.member.write().unwrap_or_else(|p| p.into_inner()) = Some(identity);
     }
 
-    /// Puts certificate revocation lists (PEM) from this peer's local MSP in force on the
-    /// channel: identities they revoke are refused from now on. Returns whether they
-    /// changed.
+    /// Puts certificate revocation lists (PEM) from this peer's local MSP in force for
+    /// what this peer admits (endorsement, gateway, Deliver, private data requests):
+    /// identities they revoke are refused from now on. Validation keeps using the
+    /// channel config's MSPs alone, so peers with different local lists never commit
+    /// different codes. Returns whether they changed.
     pub fn set_local_crls(&self, crls: Vec<Vec<u8>>) -> Result<bool, CommitError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         if *self.local_crls.read().unwrap_or_else(|p| p.into_inner()) == crls {
@@ -153,11 +155,15 @@ impl Channel {
         }
         let current = self.context();
         // Rebuilt from the config, so CRLs removed from the folder stop applying.
-        let resources = current
+        let admission = current
             .resources
             .with_local_crls(&crls)
             .map_err(|e| CommitError::Config(format!("local CRLs: {e}")))?;
-        let next = ChannelContext { resources: Arc::new(resources), registry: current.registry.clone() };
+        let next = ChannelContext {
+            resources: current.resources.clone(),
+            admission: Arc::new(admission),
+            registry: current.registry.clone(),
+        };
         *self.context.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         *self.local_crls.write().unwrap_or_else(|p| p.into_inner()) = crls;
         Ok(true)
@@ -349,21 +355,20 @@ impl Channel {
             let next = match (validated.new_config.take(), validated.lifecycle_writes.is_empty()) {
                 (None, true) => None,
                 (config, _) => {
-                    let resources = match config {
-                        None => context.resources.clone(),
-                        // A new config keeps this peer's local CRLs in force.
+                    let (resources, admission) = match config {
+                        None => (context.resources.clone(), context.admission.clone()),
+                        // A new config keeps this peer's local CRLs in force for admission.
                         Some(fresh) => {
                             let crls = self.local_crls.read().unwrap_or_else(|p| p.into_inner()).clone();
-                            Arc::new(
-                                fresh
-                                    .with_local_crls(&crls)
-                                    .map_err(|e| BlockError::Rejected { number, why: e.to_string() })?,
-                            )
+                            let admission = fresh
+                                .with_local_crls(&crls)
+                                .map_err(|e| BlockError::Rejected { number, why: e.to_string() })?;
+                            (Arc::new(*fresh), Arc::new(admission))
                         }
                     };
                     let registry = registry_for(&resources, &snapshot, &validated.lifecycle_writes)
                         .map_err(|e| BlockError::Rejected { number, why: e.to_string() })?;
-                    Some(ChannelContext { resources, registry })
+                    Some(ChannelContext { resources, admission, registry })
                 }
             };
             (validated, next)
@@ -433,5 +438,5 @@ fn load_context(ledger: &ChannelLedger) -> Result<ChannelContext, CommitError> {
     let resources = ChannelResources::from_config_block(&config_block)
         .map_err(|e| CommitError::Config(format!("config block {}: {e}", savepoint.last_config)))?;
     let registry = registry_for(&resources, &ledger.snapshot(), &[])?;
-    Ok(ChannelContext { resources: Arc::new(resources), registry })
+    Ok(ChannelContext::new(Arc::new(resources), registry))
 }

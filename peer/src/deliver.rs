@@ -144,7 +144,7 @@ impl DeliverService {
         let Some(channel) = self.channels.get(&channel_id) else {
             return Err(Refusal::new(Status::NotFound, format!("channel {channel_id} not found")));
         };
-        let request = check_seek_request(envelope, &channel.context().resources, READERS_POLICY)?;
+        let request = check_seek_request(envelope, &channel.context().admission, READERS_POLICY)?;
         if request.tx.header_type() != HeaderType::DeliverSeekInfo as i32 {
             return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
         }
@@ -167,7 +167,7 @@ impl DeliverService {
         self.metrics.deliver_streams_opened.inc();
         let sent = self.metrics.deliver_blocks_sent.clone();
         let fetch = |number| channel.ledger().block(number).map_err(|e| e.to_string());
-        let requester = channel.context().resources.msps.deserialize(request.tx.creator()).ok();
+        let requester = channel.context().admission.msps.deserialize(request.tx.creator()).ok();
         stream_blocks(range, channel.watch_height(), fetch, out, |block| {
             sent.inc();
             let r#type = match kind {

@@ -23,7 +23,7 @@ use medfabric_proto::rwset::TxPvtReadWriteSet;
 
 use crate::channel::Channel;
 use crate::pvtnet::{PrivatePeers, eligible_part};
-use crate::simulator::{ChannelCollections, Installed, context_of, interest, simulate};
+use crate::simulator::{ChannelCollections, Installed, context_of, decorate, interest, simulate};
 
 /// Policy a proposal's creator must satisfy (Fabric's `peer/Propose` ACL).
 pub const WRITERS_POLICY: &str = "/Channel/Application/Writers";
@@ -171,7 +171,8 @@ impl Endorser {
             return Err(Rejection::Response(format!("channel '{channel_id}' not found")));
         };
         let (context, snapshot) = channel.view();
-        let resources = &context.resources;
+        // What this peer admits: the channel's MSPs with its local CRLs.
+        let resources = &context.admission;
         let creator = match resources.msps.deserialize(proposal.creator()) {
             Ok(identity) => identity,
             Err(_) => {
@@ -231,6 +232,7 @@ impl Endorser {
         }
         let installed = Installed { chaincodes: &self.chaincodes, registry: &context.registry };
         let mut tx_context = context_of(&proposal, Some(signed.clone()));
+        decorate(&mut tx_context, &resources.config);
         tx_context.collections =
             Some(Arc::new(ChannelCollections { context: context.clone(), creator: creator.clone() }));
         let simulated = simulate(&name, &tx_context, &snapshot, &installed)

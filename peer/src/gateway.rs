@@ -70,6 +70,11 @@ pub struct GatewayOptions {
     pub concurrency_limit: usize,
     pub endorsement_timeout: Duration,
     pub broadcast_timeout: Duration,
+    /// How long a CommitStatus call waits for its transaction to commit before it
+    /// answers DEADLINE_EXCEEDED and gives its concurrency permit back (a client asking
+    /// after a tx id that never commits cannot hold a permit for ever; one that goes
+    /// away releases it at once).
+    pub commit_status_timeout: Duration,
     pub max_message_bytes: usize,
 }
 
@@ -79,6 +84,7 @@ impl Default for GatewayOptions {
             concurrency_limit: 500,
             endorsement_timeout: Duration::from_secs(30),
             broadcast_timeout: Duration::from_secs(30),
+            commit_status_timeout: Duration::from_secs(300),
             max_message_bytes: 100 << 20,
         }
     }
@@ -567,7 +573,7 @@ impl Gateway {
         request: &[u8],
         signature: &[u8],
     ) -> Result<(), tonic::Status> {
-        let resources = channel.context().resources.clone();
+        let resources = channel.context().admission.clone();
         check_creator(&resources, identity, request, signature, READERS_POLICY).map_err(|denial| {
             let (Denial::Creator(why) | Denial::Policy(why)) = denial;
             tonic::Status::permission_denied(format!(
@@ -593,21 +599,31 @@ impl Gateway {
         self.check_reader(channel, &request.identity, &signed.request, &signed.signature)?;
         // Subscribe before looking, so a commit between the two is not missed.
         let mut commits = channel.subscribe();
-        loop {
-            let found = channel
-                .ledger()
-                .transaction(&request.transaction_id)
-                .map_err(|e| tonic::Status::unavailable(format!("ledger: {e}")))?;
-            if let Some((block_number, _, code)) = found {
-                return Ok(CommitStatusResponse { result: i32::from(code), block_number });
-            }
-            match commits.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return Err(tonic::Status::unavailable("the peer is stopping"));
+        let bound = self.options.commit_status_timeout;
+        let wait = async {
+            loop {
+                let found = channel
+                    .ledger()
+                    .transaction(&request.transaction_id)
+                    .map_err(|e| tonic::Status::unavailable(format!("ledger: {e}")))?;
+                if let Some((block_number, _, code)) = found {
+                    return Ok(CommitStatusResponse { result: i32::from(code), block_number });
+                }
+                match commits.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(tonic::Status::unavailable("the peer is stopping"));
+                    }
                 }
             }
-        }
+        };
+        tokio::time::timeout(bound, wait).await.unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "transaction {} was not committed within {} ms",
+                request.transaction_id,
+                bound.as_millis()
+            )))
+        })
     }
 
     /// Starts a ChaincodeEvents stream: checks, then the blocks from the start position

@@ -121,6 +121,8 @@ pub struct GatewaySection {
     pub concurrency_limit: usize,
     pub endorsement_timeout_ms: u64,
     pub broadcast_timeout_ms: u64,
+    /// How long CommitStatus waits for a transaction before DEADLINE_EXCEEDED.
+    pub commit_status_timeout_ms: u64,
 }
 
 impl Default for GatewaySection {
@@ -130,6 +132,7 @@ impl Default for GatewaySection {
             concurrency_limit: defaults.concurrency_limit,
             endorsement_timeout_ms: defaults.endorsement_timeout.as_millis() as u64,
             broadcast_timeout_ms: defaults.broadcast_timeout.as_millis() as u64,
+            commit_status_timeout_ms: defaults.commit_status_timeout.as_millis() as u64,
         }
     }
 }
@@ -273,6 +276,7 @@ impl Peer {
             concurrency_limit: config.gateway.concurrency_limit,
             endorsement_timeout: Duration::from_millis(config.gateway.endorsement_timeout_ms),
             broadcast_timeout: Duration::from_millis(config.gateway.broadcast_timeout_ms),
+            commit_status_timeout: Duration::from_millis(config.gateway.commit_status_timeout_ms),
             max_message_bytes: limits.max_message_bytes,
         };
         let gateway = Arc::new(Gateway::new(

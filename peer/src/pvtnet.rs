@@ -17,9 +17,14 @@
 //! TLS client certificate (its SHA-256 is in the signed payload), as Fabric's gossip
 //! binds its handshake: a message arriving over any other connection is refused, so
 //! one peer cannot replay another's messages as its own.
+//!
+//! What one sender may keep in this peer's transient store is bounded ([`PushQuota`]:
+//! pending pushes and their bytes, counted until the transaction commits or the
+//! transient store drops them), so a member peer pushing data for transactions that
+//! never commit cannot fill another peer's disk.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -285,12 +290,59 @@ fn digest_of(missing: &Missing) -> Digest {
     }
 }
 
+/// How much one sending peer may hold in this peer's transient store at once: pushes
+/// whose data the transient store still holds (their transaction has neither
+/// committed nor expired), and the bytes of their write sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushQuota {
+    pub entries: usize,
+    pub bytes: u64,
+}
+
+impl Default for PushQuota {
+    /// 10,000 pending pushes and 256 MiB per sender.
+    fn default() -> Self {
+        Self { entries: 10_000, bytes: 256 << 20 }
+    }
+}
+
+/// One sender's pushes still counted against its quota.
+#[derive(Debug, Default)]
+struct Pending {
+    pushes: VecDeque<(Arc<Channel>, String, u64)>,
+    bytes: u64,
+}
+
+impl Pending {
+    /// Forgets pushes whose data the transient store no longer holds (committed,
+    /// purged or expired).
+    fn prune(&mut self) -> Result<(), tonic::Status> {
+        let mut kept = VecDeque::with_capacity(self.pushes.len());
+        for (channel, tx_id, bytes) in self.pushes.drain(..) {
+            if pvtdata::transient_get(channel.ledger(), &tx_id).map_err(ledger_status)?.is_empty() {
+                self.bytes -= bytes;
+            } else {
+                kept.push_back((channel, tx_id, bytes));
+            }
+        }
+        self.pushes = kept;
+        Ok(())
+    }
+
+    fn fits(&self, quota: PushQuota, bytes: u64) -> bool {
+        self.pushes.len() < quota.entries && self.bytes.saturating_add(bytes) <= quota.bytes
+    }
+}
+
 /// The `PrivateData` service: accepts pushes into the transient store and serves pulls
 /// from the private data store or the transient store.
 #[derive(Debug, Clone)]
 pub struct PrivateDataService {
     channels: BTreeMap<String, Arc<Channel>>,
     tls_binding: bool,
+    quota: PushQuota,
+    /// By SHA-256 of the sender's serialized identity.
+    pending: Arc<Mutex<HashMap<[u8; 32], Pending>>>,
 }
 
 /// What a request says about its sender: the signed message, its timestamp and the TLS
@@ -308,7 +360,42 @@ fn connection_cert_hash<T>(request: &tonic::Request<T>) -> Option<[u8; 32]> {
 
 impl PrivateDataService {
     pub fn new(channels: BTreeMap<String, Arc<Channel>>) -> Self {
-        Self { channels, tls_binding: false }
+        Self { channels, tls_binding: false, quota: PushQuota::default(), pending: Arc::default() }
+    }
+
+    /// Bounds what each sender may hold in this peer's transient store.
+    pub fn with_push_quota(mut self, quota: PushQuota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// Counts a push of `bytes` for `tx_id` against `sender`'s quota, or refuses it.
+    fn charge(
+        &self,
+        sender: &[u8],
+        channel: &Arc<Channel>,
+        tx_id: &str,
+        bytes: u64,
+    ) -> Result<(), tonic::Status> {
+        let key: [u8; 32] = Sha256::digest(sender).into();
+        let mut all = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = all.entry(key).or_default();
+        if !pending.fits(self.quota, bytes) {
+            // Only at the limit: one pass over the sender's pushes.
+            pending.prune()?;
+        }
+        if !pending.fits(self.quota, bytes) {
+            return Err(tonic::Status::resource_exhausted(format!(
+                "private data push quota of this sender exceeded: {} pushes ({} bytes) not yet committed, limit {} pushes / {} bytes",
+                pending.pushes.len(),
+                pending.bytes,
+                self.quota.entries,
+                self.quota.bytes
+            )));
+        }
+        pending.bytes += bytes;
+        pending.pushes.push_back((channel.clone(), tx_id.to_owned(), bytes));
+        Ok(())
     }
 
     /// Served over TLS: every message must be bound to its connection's client
@@ -334,7 +421,7 @@ impl PrivateDataService {
                 ));
             }
         }
-        let resources = channel.context().resources.clone();
+        let resources = channel.context().admission.clone();
         let identity = resources
             .msps
             .deserialize(&message.identity)
@@ -399,6 +486,7 @@ impl PrivateData for PrivateDataService {
                 "this peer is not a member of the pushed collections",
             ));
         };
+        self.charge(&message.identity, channel, &payload.tx_id, payload.pvt_rwset.len() as u64)?;
         let height = channel.height().map_err(ledger_status)?;
         pvtdata::transient_put(channel.ledger(), &payload.tx_id, height, &part).map_err(ledger_status)?;
         Ok(tonic::Response::new(PushResponse {}))

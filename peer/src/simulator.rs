@@ -261,7 +261,32 @@ pub fn context_of(
         transient: proposal.transient_map.clone(),
         timestamp: proposal.channel_header.timestamp,
         signed_proposal: signed,
+        // A client's own decorations pass through (Fabric's default decorator), but
+        // never under the peer's prefix: those only the peer sets (`decorate`).
+        decorations: proposal
+            .input
+            .decorations
+            .iter()
+            .filter(|(k, _)| !k.starts_with(PEER_DECORATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         collections: None,
+    }
+}
+
+/// Decoration keys only the endorsing peer sets.
+pub const PEER_DECORATION_PREFIX: &str = "medfabric.";
+
+/// The decoration with the consortium's role grants (JSON: role → MSP ids).
+pub const ROLES_DECORATION: &str = "medfabric.roles";
+
+/// Adds the peer's decorations from the channel config: the consortium's role grants,
+/// when the channel has them. Every endorser of a channel reads the same config, so
+/// they decorate alike.
+pub fn decorate(context: &mut TxContext, config: &medfabric_types::config::ChannelConfig) {
+    if !config.roles.is_empty() {
+        let json = serde_json::to_vec(&config.roles).expect("a map of strings serializes");
+        context.decorations.insert(ROLES_DECORATION.to_owned(), Bytes::from(json));
     }
 }
 

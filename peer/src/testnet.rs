@@ -194,6 +194,7 @@ impl TestNetwork {
                 },
                 definition("kvand", "AND('Org1MSP.peer', 'Org2MSP.peer')"),
             ],
+            roles: Default::default(),
         };
         let genesis = spec
             .genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 })

@@ -42,8 +42,21 @@ pub trait CommittedState: StateView + Sync {
 /// A channel's configuration and chaincode definitions, as of the last committed block.
 #[derive(Debug)]
 pub struct ChannelContext {
+    /// The channel config's MSPs and policies: what validation uses, the same on every
+    /// peer.
     pub resources: Arc<ChannelResources>,
+    /// The same with this peer's local CRLs in force: what the peer admits (proposals,
+    /// gateway calls, Deliver, private data requests). As in Fabric, a local CRL never
+    /// changes a validation code; two peers with different `crls/` commit alike.
+    pub admission: Arc<ChannelResources>,
     pub registry: ChaincodeRegistry,
+}
+
+impl ChannelContext {
+    /// A context whose admission uses the config's MSPs alone (no local CRLs).
+    pub fn new(resources: Arc<ChannelResources>, registry: ChaincodeRegistry) -> Self {
+        Self { admission: resources.clone(), resources, registry }
+    }
 }
 
 /// Namespaces that only system transactions may write.

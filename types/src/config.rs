@@ -11,7 +11,7 @@ use medfabric_proto::common::{
     OrdererAddresses, Payload, Policy, SignatureHeader, implicit_meta_policy, policy,
 };
 use medfabric_proto::etcdraft;
-use medfabric_proto::medfabric::config::{ChaincodeDefinition, ChaincodeDefinitions};
+use medfabric_proto::medfabric::config::{ChaincodeDefinition, ChaincodeDefinitions, MspIds, RoleGrants};
 use medfabric_proto::msp::{FabricMspConfig, MspConfig};
 use medfabric_proto::orderer::{BatchSize, BatchTimeout, ChannelRestrictions, ConsensusType};
 use medfabric_proto::protos::{AnchorPeer, AnchorPeers};
@@ -26,6 +26,9 @@ use crate::txid::{compute_tx_id, new_nonce};
 
 /// Config value key of medfabric's chaincode definitions in `/Channel/Application`.
 pub const CHAINCODES_KEY: &str = "MedfabricChaincodes";
+
+/// Config value key of the consortium's role grants in `/Channel/Application`.
+pub const ROLES_KEY: &str = "MedfabricRoles";
 
 const CHANNEL: &str = "Channel";
 const APPLICATION: &str = "Application";
@@ -74,6 +77,8 @@ pub struct ChannelConfig {
     /// Chaincode definitions carried in the config (medfabric channels only).
     #[serde(skip)]
     pub chaincodes: Vec<ChaincodeDefinition>,
+    /// The consortium's role grants: role → MSP ids (empty: none configured).
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 /// A channel config with its MSPs and policies ready for validation.
@@ -179,6 +184,7 @@ impl ChannelConfig {
             capabilities.insert(name.to_owned(), caps.capabilities.keys().cloned().collect());
         }
         let chaincodes: ChaincodeDefinitions = value(application, CHAINCODES_KEY)?.unwrap_or_default();
+        let roles: RoleGrants = value(application, ROLES_KEY)?.unwrap_or_default();
         Ok(Self {
             channel_id: channel_id.to_owned(),
             sequence: raw.sequence,
@@ -196,6 +202,7 @@ impl ChannelConfig {
             capabilities,
             hashing_algorithm: hashing.name,
             chaincodes: chaincodes.definitions,
+            roles: roles.roles.into_iter().map(|(role, ids)| (role, ids.msp_ids)).collect(),
         })
     }
 }
@@ -313,6 +320,8 @@ pub struct ChannelSpec {
     pub batch_size: BatchSize,
     pub batch_timeout_ms: u64,
     pub chaincodes: Vec<ChaincodeDefinition>,
+    /// The consortium's role grants (role → MSP ids); written only when not empty.
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 impl ChannelSpec {
@@ -358,6 +367,14 @@ impl ChannelSpec {
             CHAINCODES_KEY,
             &ChaincodeDefinitions { definitions: self.chaincodes.clone() },
         );
+        if !self.roles.is_empty() {
+            let roles = self
+                .roles
+                .iter()
+                .map(|(role, ids)| (role.clone(), MspIds { msp_ids: ids.clone() }))
+                .collect();
+            put_value(&mut application, ROLES_KEY, &RoleGrants { roles });
+        }
         put_meta_policies(&mut application);
         put_policy(
             &mut application,

@@ -37,6 +37,7 @@ pub struct ProposalBuilder {
     chaincode: String,
     args: Vec<Bytes>,
     transient: BTreeMap<String, Bytes>,
+    decorations: BTreeMap<String, Bytes>,
     header_type: HeaderType,
 }
 
@@ -47,6 +48,7 @@ impl ProposalBuilder {
             chaincode: chaincode.to_owned(),
             args: Vec::new(),
             transient: BTreeMap::new(),
+            decorations: BTreeMap::new(),
             header_type: HeaderType::EndorserTransaction,
         }
     }
@@ -59,6 +61,13 @@ impl ProposalBuilder {
 
     pub fn transient(mut self, key: &str, value: impl Into<Bytes>) -> Self {
         self.transient.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// A `ChaincodeInput` decoration. Peers drop client decorations under their own
+    /// prefix (`medfabric.`) and set those themselves.
+    pub fn decoration(mut self, key: &str, value: impl Into<Bytes>) -> Self {
+        self.decorations.insert(key.to_owned(), value.into());
         self
     }
 
@@ -93,7 +102,11 @@ impl ProposalBuilder {
             chaincode_spec: Some(ChaincodeSpec {
                 r#type: protos::chaincode_spec::Type::Node as i32,
                 chaincode_id: Some(chaincode_id),
-                input: Some(ChaincodeInput { args: self.args, ..Default::default() }),
+                input: Some(ChaincodeInput {
+                    args: self.args,
+                    decorations: self.decorations,
+                    is_init: false,
+                }),
                 timeout: 0,
             }),
         };

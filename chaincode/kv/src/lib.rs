@@ -36,7 +36,6 @@
 
 use bytes::Bytes;
 use medfabric_shim::{ChaincodeStub, ContractError, Router};
-use prost::Message;
 
 /// Most keys one `seed` call writes.
 pub const MAX_SEED: u32 = 1000;
@@ -206,21 +205,8 @@ fn sbepvt(stub: &mut dyn ChaincodeStub, (collection, key, orgs): (String, String
 
 /// `AND('<org>.peer', …)` of the comma-separated MSP ids, serialized.
 fn peers_of_every(orgs: &str) -> Outcome<Bytes> {
-    let mut orgs: Vec<&str> = orgs.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
-    if orgs.is_empty() {
-        return Err(ContractError::new("sbe needs at least one MSP id"));
-    }
-    orgs.sort_unstable();
-    orgs.dedup();
-    if let Some(bad) =
-        orgs.iter().find(|o| !o.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
-    {
-        return Err(ContractError::new(format!("{bad:?} is not an MSP id")));
-    }
-    let text = format!("AND({})", orgs.iter().map(|o| format!("'{o}.peer'")).collect::<Vec<_>>().join(", "));
-    let policy = medfabric_msp::parse_policy(&text)
-        .map_err(|e| ContractError::new(format!("key-level policy: {e}")))?;
-    Ok(Bytes::from(policy.encode_to_vec()))
+    let orgs: Vec<&str> = orgs.split(',').collect();
+    Ok(medfabric_shim::statebased::peers_of_every(&orgs)?)
 }
 
 fn callput(

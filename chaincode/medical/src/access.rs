@@ -227,9 +227,64 @@ pub struct AccessInput {
     pub record_id: String,
     /// Purpose of use (TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH, PUBHLTH…).
     pub purpose: String,
-    /// Required for break-glass (purpose ETREAT without a permitting consent).
+    /// Refused: arguments land in blocks. A break-glass justification travels in the
+    /// transient map under [`TRANSIENT_JUSTIFICATION`].
     #[serde(default)]
     pub justification: Option<String>,
+}
+
+/// Transient key of a break-glass justification (free text, kept off the chain).
+pub const TRANSIENT_JUSTIFICATION: &str = "justification";
+/// Transient key of a break-glass review note.
+pub const TRANSIENT_NOTE: &str = "note";
+
+/// Free text from the transient map under `key` (trimmed; absent or blank: `None`).
+fn transient_text(stub: &dyn ChaincodeStub, key: &str) -> Outcome<Option<String>> {
+    let Some(bytes) = stub.transient().get(key) else { return Ok(None) };
+    let text = std::str::from_utf8(bytes).or_else(|_| fail(format!("transient {key:?} is not UTF-8")))?;
+    let text = text.trim();
+    if text.len() > MAX_NOTE_BYTES {
+        return fail(format!("transient {key:?} is longer than {MAX_NOTE_BYTES} bytes"));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
+/// Longest justification or review note.
+pub const MAX_NOTE_BYTES: usize = 4096;
+
+fn note_key(stub: &dyn ChaincodeStub, event_id: &str, what: &str) -> Outcome<String> {
+    key(stub, PHI_NOTE, &[event_id, what])
+}
+
+/// Keeps free text about an access in the custodian's audit collection (held by the
+/// custodian's and the regulators' peers only; blocks carry its hash).
+fn keep_note(
+    stub: &mut dyn ChaincodeStub,
+    custodian: &str,
+    event_id: &str,
+    what: &str,
+    text: &str,
+) -> Outcome<()> {
+    let id = note_key(stub, event_id, what)?;
+    Ok(stub.put_private_data(&audit_collection(custodian), &id, Bytes::from(text.to_owned()))?)
+}
+
+/// The event with its free text filled in where this peer holds the custodian's audit
+/// collection (`None` elsewhere: the text never left the members' peers).
+pub fn with_notes(stub: &mut dyn ChaincodeStub, custodian: &str, mut event: AuditEvent) -> AuditEvent {
+    let collection = audit_collection(custodian);
+    let mut read = |what: &str| -> Option<String> {
+        let id = note_key(stub, &event.event_id, what).ok()?;
+        let bytes = stub.get_private_data(&collection, &id).ok().flatten()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    if event.break_glass {
+        event.justification = read("justification");
+    }
+    if let Some(review) = event.reviewed.as_mut() {
+        review.note = read("review").unwrap_or_default();
+    }
+    event
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -258,10 +313,15 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         return fail(format!("record {} was erased", meta.record_id));
     }
     let time = now(stub);
+    if input.justification.is_some() {
+        return fail(format!(
+            "a justification is free text about the patient and may not be an argument (arguments land in blocks): send it in the transient map under {TRANSIENT_JUSTIFICATION:?}"
+        ));
+    }
     let consents = applicable(stub, &who, &meta.patient_id)?;
     let request = Request { caller: &who, action: "access", purpose: &input.purpose, record: &meta, time };
     let verdict = consent::evaluate(&consents, &request);
-    let justification = input.justification.as_deref().map(str::trim).filter(|j| !j.is_empty());
+    let justification = transient_text(stub, TRANSIENT_JUSTIFICATION)?;
     let (authorization, consent_ref, fee, break_glass) = match verdict {
         Verdict::Permit { consent, fee } => (consent.clone(), Some(consent), fee, false),
         _ if input.purpose == "ETREAT" && who.role == Role::Provider && justification.is_some() => {
@@ -305,12 +365,15 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         purpose: input.purpose.clone(),
         consent: consent_ref,
         break_glass,
-        justification: justification.map(str::to_owned),
+        justification: None,
         review_due,
         reviewed: None,
         fee: fee.map(|f| f.amount).filter(|a| *a > 0),
     };
-    write_audit(stub, &event)?;
+    write_audit(stub, &meta.custodian, &event)?;
+    if let Some(text) = justification.as_deref().filter(|_| break_glass) {
+        keep_note(stub, &meta.custodian, &event.event_id, "justification", text)?;
+    }
     let grant = Grant {
         record_id: meta.record_id.clone(),
         actor: who.actor(),
@@ -323,6 +386,8 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
     };
     let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor()])?;
     put_json(stub, &grant_key, &grant)?;
+    custodian_only(stub, &meta.custodian, &grant_key)?;
+    seal_access(stub, &meta.custodian, &grant)?;
     Ok(AccessResult {
         access_id,
         record_id: meta.record_id,
@@ -333,11 +398,52 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
     })
 }
 
+/// Gives `key` the key-level policy "a peer of `custodian`": from now on no transaction
+/// changes or deletes it without the custodian's endorsement, whatever the chaincode's
+/// policy lets other organizations do together.
+pub fn custodian_only(stub: &mut dyn ChaincodeStub, custodian: &str, key: &str) -> Outcome<()> {
+    let policy = medfabric_shim::statebased::peers_of_every(&[custodian])?;
+    Ok(stub.set_state_validation_parameter(key, policy)?)
+}
+
+fn seal_key(stub: &dyn ChaincodeStub, access_id: &str) -> Outcome<String> {
+    key(stub, ACCESS_SEAL, &[access_id])
+}
+
+fn seal_value(grant: &Grant) -> Bytes {
+    Bytes::from(format!("{}\0{}\0{}", grant.access_id, grant.record_id, grant.actor))
+}
+
+/// Writes the custodian's seal of an access into its implicit collection. Writes to an
+/// organization's implicit collection need that organization's endorsement
+/// (`/Channel/Application/<Org>/Endorsement`), so a transaction not endorsed by the
+/// custodian cannot create one: a grant or audit event that other organizations forge
+/// together carries no seal.
+fn seal_access(stub: &mut dyn ChaincodeStub, custodian: &str, grant: &Grant) -> Outcome<()> {
+    let id = seal_key(stub, &grant.access_id)?;
+    Ok(stub.put_private_data(&custodian_collection(custodian), &id, seal_value(grant))?)
+}
+
+/// Removes the seal of a withdrawn access (with the custodian's endorsement).
+pub fn unseal_access(stub: &mut dyn ChaincodeStub, custodian: &str, access_id: &str) -> Outcome<()> {
+    let id = seal_key(stub, access_id)?;
+    Ok(stub.del_private_data(&custodian_collection(custodian), &id)?)
+}
+
+/// Did the custodian endorse the transaction that made this grant? Checked against the
+/// seal's hash, which every peer holds.
+pub fn sealed_by_custodian(stub: &mut dyn ChaincodeStub, custodian: &str, grant: &Grant) -> Outcome<bool> {
+    let id = seal_key(stub, &grant.access_id)?;
+    let held = stub.get_private_data_hash(&custodian_collection(custodian), &id)?;
+    Ok(held.is_some_and(|h| h.as_ref() == medfabric_shim::tx::hash(&seal_value(grant)).as_slice()))
+}
+
 /// The event and its indexes: by patient, actor, organization and record (time-ordered),
-/// and the break-glass list.
-fn write_audit(stub: &mut dyn ChaincodeStub, event: &AuditEvent) -> Outcome<()> {
+/// and the break-glass list; each only the custodian may change from now on.
+fn write_audit(stub: &mut dyn ChaincodeStub, custodian: &str, event: &AuditEvent) -> Outcome<()> {
     let id = key(stub, AUDIT, &[&event.event_id])?;
     put_json(stub, &id, event)?;
+    custodian_only(stub, custodian, &id)?;
     let time = padded(event.time);
     let marker = Bytes::from(event.event_id.clone());
     for (index, subject) in [
@@ -348,10 +454,12 @@ fn write_audit(stub: &mut dyn ChaincodeStub, event: &AuditEvent) -> Outcome<()> 
     ] {
         let k = key(stub, index, &[subject, &time, &event.event_id])?;
         stub.put_state(&k, marker.clone())?;
+        custodian_only(stub, custodian, &k)?;
     }
     if event.break_glass {
         let k = key(stub, BREAK_GLASS, &[&time, &event.event_id])?;
         stub.put_state(&k, marker)?;
+        custodian_only(stub, custodian, &k)?;
     }
     Ok(())
 }
@@ -362,11 +470,10 @@ pub fn audit_event(stub: &mut dyn ChaincodeStub, event_id: &str) -> Outcome<Audi
 }
 
 /// Records the review of a break-glass access: by a provider of the record's custodian
-/// (the privacy officer) or a regulator.
-pub fn review_break_glass(
-    stub: &mut dyn ChaincodeStub,
-    (event_id, note): (String, String),
-) -> Outcome<AuditEvent> {
+/// (the privacy officer) or a regulator. The note travels in the transient map
+/// ([`TRANSIENT_NOTE`]) and is kept in the audit collection; the event returned (and
+/// so the block) carries neither the note nor the justification.
+pub fn review_break_glass(stub: &mut dyn ChaincodeStub, (event_id,): (String,)) -> Outcome<AuditEvent> {
     let who = caller(stub)?;
     who.require("review_break_glass", &[Role::Provider, Role::Regulator])?;
     let mut event = audit_event(stub, &event_id)?;
@@ -383,11 +490,13 @@ pub fn review_break_glass(
     if event.actor == who.actor() {
         return fail(format!("access denied: {} may not review their own break-glass access", who.actor()));
     }
-    if note.trim().is_empty() {
-        return fail("a review needs a note");
-    }
-    event.reviewed = Some(Review { reviewer: who.actor(), time: now(stub), note });
+    let Some(note) = transient_text(stub, TRANSIENT_NOTE)? else {
+        return fail(format!("a review needs a note, in the transient map under {TRANSIENT_NOTE:?}"));
+    };
+    let meta = record(stub, &event.record_id)?;
+    event.reviewed = Some(Review { reviewer: who.actor(), time: now(stub), note: String::new() });
     let id = key(stub, AUDIT, &[&event_id])?;
     put_json(stub, &id, &event)?;
+    keep_note(stub, &meta.custodian, &event_id, "review", &note)?;
     Ok(event)
 }

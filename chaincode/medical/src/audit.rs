@@ -8,7 +8,7 @@ use medfabric_shim::{ChaincodeStub, ContractError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::access::audit_event;
+use crate::access::{audit_event, with_notes};
 use crate::consent::{Consent, Decision, Grantee, Provision, Status};
 use crate::identity::{Role, caller};
 use crate::model::*;
@@ -98,8 +98,16 @@ fn page_of(
     Ok(Page { count: items.len(), items, bookmark: metadata.bookmark })
 }
 
-fn event_item(stub: &mut dyn ChaincodeStub, event_id: &str, fhir: bool) -> Outcome<Value> {
+/// An audit event with its free text, read from the custodian's audit collection
+/// (held by the regulators' peers; a peer without it answers without the text).
+fn noted_event(stub: &mut dyn ChaincodeStub, event_id: &str) -> Outcome<AuditEvent> {
     let event = audit_event(stub, event_id)?;
+    let custodian = crate::records::record(stub, &event.record_id)?.custodian;
+    Ok(with_notes(stub, &custodian, event))
+}
+
+fn event_item(stub: &mut dyn ChaincodeStub, event_id: &str, fhir: bool) -> Outcome<Value> {
+    let event = noted_event(stub, event_id)?;
     Ok(if fhir { audit_event_fhir(&event) } else { to_value(&event)? })
 }
 
@@ -140,7 +148,7 @@ pub fn break_glass(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<
     let fhir = query.fhir()?;
     let time = now(stub);
     page_of(stub, BREAK_GLASS, &[], &query, |s, id, _| {
-        let event = audit_event(s, id)?;
+        let event = noted_event(s, id)?;
         let overdue = event.reviewed.is_none() && event.review_due.is_some_and(|due| time > due);
         if fhir {
             let mut value = audit_event_fhir(&event);

@@ -1,6 +1,13 @@
 //! Who is calling: the role and actor id from the caller's certificate (Fabric CA
 //! attributes `role` and `hf.EnrollmentID`, extension 1.2.3.4.5.6.7.8.1), and the MSP.
+//!
+//! An organization's CA can write any `role` into the certificates it issues, so the
+//! attribute alone proves nothing: a role counts only when the consortium granted it
+//! to the caller's organization. The grants live in the channel config
+//! (`MedfabricRoles`, changed only under `/Channel/Application/Admins`); the endorsing
+//! peer passes them in the decoration [`ROLES_DECORATION`], never the client.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use medfabric_shim::ChaincodeStub;
@@ -88,7 +95,26 @@ impl Caller {
     }
 }
 
-/// The caller of this transaction, from its certificate.
+/// The decoration holding the consortium's role grants (JSON: role → MSP ids).
+pub const ROLES_DECORATION: &str = "medfabric.roles";
+
+/// The consortium's role grants, as the endorsing peer decorated the proposal.
+pub fn role_grants(stub: &dyn ChaincodeStub) -> Outcome<BTreeMap<String, Vec<String>>> {
+    let Some(json) = stub.decorations().get(ROLES_DECORATION) else {
+        return fail(
+            "access denied: the channel config grants no roles (MedfabricRoles); no role attribute is honoured",
+        );
+    };
+    serde_json::from_slice(json).or_else(|e| fail(format!("the consortium's role grants are corrupt: {e}")))
+}
+
+/// Is `msp_id` granted `role` by the consortium?
+pub fn granted(grants: &BTreeMap<String, Vec<String>>, role: Role, msp_id: &str) -> bool {
+    grants.get(role.as_str()).is_some_and(|ids| ids.iter().any(|id| id == msp_id))
+}
+
+/// The caller of this transaction, from its certificate; its role only if the
+/// consortium granted that role to its organization.
 pub fn caller(stub: &dyn ChaincodeStub) -> Outcome<Caller> {
     let identity = stub.client_identity()?;
     let Some(role_text) = identity.attribute("role") else {
@@ -104,6 +130,13 @@ pub fn caller(stub: &dyn ChaincodeStub) -> Outcome<Caller> {
     let enrollment_id = identity.enrollment_id().to_owned();
     if enrollment_id.is_empty() || enrollment_id.contains('/') {
         return fail(format!("access denied: bad enrollment id {enrollment_id:?}"));
+    }
+    if !granted(&role_grants(stub)?, role, identity.msp_id()) {
+        return fail(format!(
+            "access denied: the consortium has not granted role {role} to {}; {}/{enrollment_id}'s certificate attribute does not count",
+            identity.msp_id(),
+            identity.msp_id(),
+        ));
     }
     Ok(Caller { msp_id: identity.msp_id().to_owned(), enrollment_id, role })
 }

@@ -41,6 +41,19 @@ pub const ERASURE: &str = "erasure";
 /// Private keys (in the custodian's implicit collection).
 pub const CIPHERTEXT: &str = "ct";
 pub const WRAPPED_KEY: &str = "wk";
+/// The custodian's seal of an access: written only by transactions its peers endorsed.
+pub const ACCESS_SEAL: &str = "accessseal";
+
+/// Free text people typed about an access (justification, review note), in the
+/// custodian's audit collection, keyed `phinote/<event id>/<what>`.
+pub const PHI_NOTE: &str = "phinote";
+
+/// The collection holding a custodian's audit free text: members are the custodian
+/// and the consortium's regulator organizations (defined with the chaincode, e.g.
+/// `audit_HospitalMSP` with policy `OR('HospitalMSP.member', 'RegulatorMSP.member')`).
+pub fn audit_collection(custodian: &str) -> String {
+    format!("audit_{custodian}")
+}
 
 /// The implicit private data collection of an organization.
 pub fn custodian_collection(msp_id: &str) -> String {
@@ -189,6 +202,10 @@ pub struct AuditEvent {
     /// `consentId@version` (None for break-glass).
     pub consent: Option<String>,
     pub break_glass: bool,
+    /// The break-glass justification: never in public state or blocks (it travels in
+    /// the transient map and is kept in the custodian's audit collection,
+    /// [`audit_collection`]); filled in only for readers holding that collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
     /// Break-glass: the justification must be reviewed by then.
     pub review_due: Option<u64>,
@@ -201,6 +218,8 @@ pub struct AuditEvent {
 pub struct Review {
     pub reviewer: String,
     pub time: u64,
+    /// The reviewer's note: like the justification, kept only in the audit collection.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
 

@@ -1,9 +1,18 @@
 //! Payments in integer minor units. An account is a base balance plus credit entries:
-//! a credit is a blind write of its own key (`credit/<owner>/<tx>/<n>`), so any number
-//! of concurrent payments into one account never conflict with each other; a debit
-//! reads the base and every credit, folds them in and subtracts, so a balance can
+//! a credit is a blind write of its own key (`credit/<owner>/<time>/<tx>/<n>`), so any
+//! number of concurrent payments into one account never conflict with each other; a
+//! debit reads the base and credits, folds them in and subtracts, so a balance can
 //! never go negative. Totals are conserved: money only moves between accounts and
 //! escrows, and enters only by `deposit`.
+//!
+//! A busy account (a hospital's, receiving fees all day) must stay spendable: a debit
+//! that read *every* credit would be invalidated (phantom read) by any credit
+//! committed meanwhile. So a debit first reads only *settled* credits, those stamped
+//! more than [`SETTLE_SECONDS`] before its own transaction time. Peers refuse
+//! proposals stamped further than their clock-skew limit (5 minutes by default) from
+//! their clock, so no credit endorsed alongside the debit can land in that range. Only
+//! when the base and settled credits do not cover the amount does the debit read the
+//! recent credits as well (and may then conflict with concurrent credits).
 
 use bytes::Bytes;
 use medfabric_shim::{ChaincodeStub, ContractError};
@@ -18,18 +27,52 @@ fn account_key(stub: &dyn ChaincodeStub, owner: &str) -> Outcome<String> {
     key(stub, ACCOUNT, &[owner])
 }
 
-/// The base balance and the keys of unfolded credits with their amounts.
-fn load(stub: &mut dyn ChaincodeStub, owner: &str) -> Outcome<(Account, Vec<(String, u64)>)> {
+/// Credits older than this (by transaction time) are settled: a debit covered by them
+/// never reads newer credits. Must exceed the peers' clock-skew limit.
+pub const SETTLE_SECONDS: u64 = 15 * 60;
+
+fn load_account(stub: &mut dyn ChaincodeStub, owner: &str) -> Outcome<Account> {
     let id = account_key(stub, owner)?;
-    let account = get_json(stub, &id)?.unwrap_or(Account { owner: owner.to_owned(), balance: 0 });
+    Ok(get_json(stub, &id)?.unwrap_or(Account { owner: owner.to_owned(), balance: 0 }))
+}
+
+/// Credits of `owner` in `[start, end)` (composite keys), with their amounts.
+fn credits_between(stub: &mut dyn ChaincodeStub, start: &str, end: &str) -> Outcome<Vec<(String, u64)>> {
     let mut credits = Vec::new();
-    for entry in stub.get_state_by_partial_composite_key(CREDIT, &[owner])? {
+    for entry in stub.query_range(start, end)? {
         let amount = std::str::from_utf8(&entry.value)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| ContractError::new(format!("credit {:?} is corrupt", entry.key)))?;
         credits.push((entry.key, amount));
     }
+    Ok(credits)
+}
+
+/// `owner`'s credits stamped before `cutoff` (`Some`), from `cutoff` on, or all (`None`
+/// for both bounds is every credit).
+fn credits(
+    stub: &mut dyn ChaincodeStub,
+    owner: &str,
+    before: Option<u64>,
+    from: Option<u64>,
+) -> Outcome<Vec<(String, u64)>> {
+    let prefix = key(stub, CREDIT, &[owner])?;
+    let start = match from {
+        Some(t) => key(stub, CREDIT, &[owner, &padded(t)])?,
+        None => prefix.clone(),
+    };
+    let end = match before {
+        Some(t) => key(stub, CREDIT, &[owner, &padded(t)])?,
+        None => format!("{prefix}{}", medfabric_shim::MAX_UNICODE_RUNE),
+    };
+    credits_between(stub, &start, &end)
+}
+
+/// The base balance and every unfolded credit with its amount.
+fn load(stub: &mut dyn ChaincodeStub, owner: &str) -> Outcome<(Account, Vec<(String, u64)>)> {
+    let account = load_account(stub, owner)?;
+    let credits = credits(stub, owner, None, None)?;
     Ok((account, credits))
 }
 
@@ -54,9 +97,10 @@ pub fn credit(stub: &mut dyn ChaincodeStub, owner: &str, amount: u64) -> Outcome
     }
     // One transaction may credit the same owner more than once: number the entries.
     let tx_id = stub.tx_id().to_owned();
+    let time = padded(now(stub));
     let mut n = 0u32;
     loop {
-        let k = key(stub, CREDIT, &[owner, &tx_id, &n.to_string()])?;
+        let k = key(stub, CREDIT, &[owner, &time, &tx_id, &n.to_string()])?;
         if !pending_write(stub, &k) {
             stub.put_state(&k, Bytes::from(amount.to_string()))?;
             return Ok(());
@@ -73,17 +117,24 @@ fn pending_write(stub: &mut dyn ChaincodeStub, key: &str) -> bool {
     stub.get_state(key).ok().flatten().is_some()
 }
 
-/// Takes `amount` from `owner`, folding its credits into the base.
+/// Takes `amount` from `owner`, folding credits into the base: the settled ones, and
+/// the recent ones too only when the settled ones do not cover the amount.
 pub fn debit(stub: &mut dyn ChaincodeStub, owner: &str, amount: u64) -> Outcome<()> {
-    let (mut account, credits) = load(stub, owner)?;
-    let total = total(&account, &credits)?;
-    if total < amount {
-        return fail(format!("insufficient funds: {owner} has {total}, needs {amount}"));
+    let mut account = load_account(stub, owner)?;
+    let cutoff = now(stub).saturating_sub(SETTLE_SECONDS);
+    let mut folded = credits(stub, owner, Some(cutoff), None)?;
+    let mut available = total(&account, &folded)?;
+    if available < amount {
+        folded.extend(credits(stub, owner, None, Some(cutoff))?);
+        available = total(&account, &folded)?;
+        if available < amount {
+            return fail(format!("insufficient funds: {owner} has {available}, needs {amount}"));
+        }
     }
-    for (k, _) in credits {
+    for (k, _) in folded {
         stub.del_state(&k)?;
     }
-    account.balance = total - amount;
+    account.balance = available - amount;
     let id = account_key(stub, owner)?;
     put_json(stub, &id, &account)
 }
@@ -134,16 +185,23 @@ pub fn transfer(stub: &mut dyn ChaincodeStub, (to, amount): (String, u64)) -> Ou
     credit(stub, &to, amount)
 }
 
-/// Pays `amount` from the caller's organization account (`org:MSPID`) to `to`; by
-/// providers and payers of that organization.
+/// Pays `amount` from the caller's organization account (`org:MSPID`) to `to`; only
+/// by an admin of that organization (the MSP's `admin` NodeOU, as its Admins policy
+/// counts them): the org's money is not any one provider's to spend.
 pub fn org_transfer(stub: &mut dyn ChaincodeStub, (to, amount): (String, u64)) -> Outcome<()> {
-    let who = caller(stub)?;
-    who.require("org_transfer", &[Role::Provider, Role::Payer])?;
+    let identity = stub.client_identity()?;
+    if identity.role() != Some(medfabric_shim::NodeRole::Admin) {
+        return fail(format!(
+            "access denied: org_transfer requires an admin of {}; {} is not one",
+            identity.msp_id(),
+            identity.enrollment_id()
+        ));
+    }
     check_account_id(&to)?;
     if amount == 0 {
         return fail("amount must be positive");
     }
-    let from = org_account(&who.msp_id);
+    let from = org_account(identity.msp_id());
     if to == from {
         return fail("cannot transfer to the same account");
     }
@@ -273,6 +331,8 @@ pub fn refund(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
     if get_json::<Grant>(stub, &grant_key)?.is_some_and(|g| g.access_id == access_id) {
         stub.del_state(&grant_key)?;
     }
+    // Its seal goes in any case, so the grant cannot be recreated from it.
+    crate::access::unseal_access(stub, &escrow.custodian, &access_id)?;
     escrow.state = EscrowState::Refunded;
     escrow.closed_at = Some(time);
     let id = escrow_key(stub, &access_id)?;

@@ -354,6 +354,15 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
                 grant.access_id
             ));
         }
+        // Only a grant the custodian endorsed, with its audit event on the ledger.
+        let audited = crate::access::audit_event(stub, &grant.access_id)
+            .is_ok_and(|e| e.actor == grant.actor && e.record_id == grant.record_id);
+        if !audited || !crate::access::sealed_by_custodian(stub, &meta.custodian, &grant)? {
+            return fail(format!(
+                "access denied: the grant of {actor} for record {record_id} was not made by an audited access the custodian {} endorsed",
+                meta.custodian
+            ));
+        }
         grant_in_force(stub, &who, &grant, &meta)?;
     }
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;

@@ -223,6 +223,7 @@ pub struct MockStub {
     chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
     creator: Bytes,
     transient: BTreeMap<String, Bytes>,
+    decorations: BTreeMap<String, Bytes>,
     timestamp: Timestamp,
     height: u64,
     collections: Option<Arc<dyn CollectionRules>>,
@@ -246,6 +247,7 @@ impl MockStub {
             chaincodes: BTreeMap::new(),
             creator: Bytes::new(),
             transient: BTreeMap::new(),
+            decorations: BTreeMap::new(),
             timestamp: Timestamp { seconds: 1_700_000_000, nanos: 0 },
             height: 1,
             collections: None,
@@ -265,6 +267,12 @@ impl MockStub {
 
     pub fn set_transient(&mut self, transient: BTreeMap<String, Bytes>) {
         self.transient = transient;
+    }
+
+    /// Sets a decoration every later transaction carries, as an endorsing peer adds
+    /// it (e.g. `medfabric.roles`).
+    pub fn set_decoration(&mut self, key: &str, value: Bytes) {
+        self.decorations.insert(key.to_owned(), value);
     }
 
     /// The collection rules later transactions run under (default: every collection
@@ -305,6 +313,7 @@ impl MockStub {
             args,
             creator: self.creator.clone(),
             transient: self.transient.clone(),
+            decorations: self.decorations.clone(),
             timestamp: Some(self.timestamp),
             signed_proposal: None,
             collections: self.collections.clone(),

@@ -80,6 +80,10 @@ pub trait ChaincodeStub {
     /// The client's timestamp from the channel header (the same on every endorser).
     fn tx_timestamp(&self) -> Option<Timestamp>;
     fn signed_proposal(&self) -> Option<&SignedProposal>;
+    /// Decorations (`ChaincodeInput.decorations`): what the endorsing peer adds to the
+    /// input, as Fabric's decorator plugins do. Keys under `medfabric.` come only from
+    /// the peer (`medfabric.roles`: the consortium's role grants, JSON role → MSP ids).
+    fn decorations(&self) -> &BTreeMap<String, Bytes>;
 
     // ---- public state (primitives) ----------------------------------------------------
 

@@ -111,6 +111,8 @@ pub struct TxContext {
     pub transient: BTreeMap<String, Bytes>,
     pub timestamp: Option<Timestamp>,
     pub signed_proposal: Option<SignedProposal>,
+    /// `ChaincodeInput.decorations` as the endorsing peer set them.
+    pub decorations: BTreeMap<String, Bytes>,
     /// Collection rules (none: every collection exists and is open, as in a bare mock).
     pub collections: Option<Arc<dyn CollectionRules>>,
 }
@@ -369,6 +371,10 @@ impl ChaincodeStub for TxStub<'_> {
 
     fn signed_proposal(&self) -> Option<&SignedProposal> {
         self.context.signed_proposal.as_ref()
+    }
+
+    fn decorations(&self) -> &BTreeMap<String, Bytes> {
+        &self.context.decorations
     }
 
     fn get_state(&mut self, key: &str) -> ShimResult<Option<Bytes>> {

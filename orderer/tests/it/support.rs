@@ -116,6 +116,7 @@ impl Cluster {
             },
             batch_timeout_ms: timeout_ms,
             chaincodes: Vec::new(),
+            roles: Default::default(),
         };
         let genesis = spec
             .genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 })

@@ -284,3 +284,43 @@ fn a_crl_from_the_local_msp_revokes_an_identity() {
     assert!(channel.set_local_crls(Vec::new()).expect("crls"));
     assert!(endorser.process(&proposal(2)).is_ok(), "endorsed once the CRL is gone");
 }
+
+#[test]
+fn a_local_crl_never_changes_validation_codes() {
+    // Two peers of the same org; only the first has a local CRL revoking client1.
+    let net = TestNetwork::new();
+    let (dir1, dir2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (with_crl, endorser_with_crl) = net.peer(dir1.path(), net.peer1.clone());
+    let (without_crl, endorser) = net.peer(dir2.path(), net.peer1.clone());
+    let creator = medfabric_proto::msp::SerializedIdentity::decode(net.client1.serialized().as_ref())
+        .expect("identity");
+    let cert = medfabric_msp::Certificate::from_pem(&creator.id_bytes).expect("certificate");
+    let now = time::OffsetDateTime::now_utc();
+    let revoked = medfabric_ca::RevokedEntry { serial: cert.serial().to_vec(), revoked_at: now };
+    let crl = net.org1.ca.revocation_list(&[revoked], now, now + time::Duration::days(1), 1).expect("crl");
+    assert!(with_crl.set_local_crls(vec![crl.into_bytes()]).expect("crls"));
+
+    // The peer with the CRL refuses to endorse for the revoked client (admission)…
+    let signed = net.proposal(&net.client1, "kv", &["put", "k", "v"], 1);
+    match endorser_with_crl.process(&signed) {
+        Err(medfabric_peer::endorser::Rejection::Error(message)) => {
+            assert!(message.contains("access denied"), "{message}")
+        }
+        other => panic!("a locally revoked identity's proposal was endorsed: {other:?}"),
+    }
+    // …but a transaction the other peer endorsed commits with the same code on both:
+    // validation uses the channel config's MSPs only.
+    let response = endorser.process(&signed).expect("endorsed without the CRL");
+    let envelope = net.envelope(&net.client1, &signed, &[response]);
+    let block1 = net.block(&net.genesis, &[envelope]);
+    let codes: Vec<u8> = [&with_crl, &without_crl]
+        .iter()
+        .map(|channel| channel.commit(&block1).expect("commits").txs[0].code as u8)
+        .collect();
+    assert_eq!(codes, [0, 0], "identical validation codes");
+    assert_eq!(
+        with_crl.ledger().state_hash().expect("hash"),
+        without_crl.ledger().state_hash().expect("hash"),
+        "identical state"
+    );
+}

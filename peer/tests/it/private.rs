@@ -388,3 +388,42 @@ async fn peers_push_and_pull_only_what_members_may_hold() {
     assert_eq!(late.expect_err("committed").code(), tonic::Code::FailedPrecondition);
     assert_eq!(held(&committed), 0);
 }
+
+#[tokio::test]
+async fn one_sender_cannot_fill_another_peers_transient_store() {
+    use medfabric_peer::pvtnet::PushQuota;
+    let mut pair = Pair::new();
+    let quota = PushQuota { entries: 2, bytes: 1 << 20 };
+    let service2 = PrivateDataService::new(pair.org2.1.channels().clone()).with_push_quota(quota);
+    // A real transaction whose private data Org1's peer pushes to Org2's.
+    let envelope = pair.tx(&["putpvt", "both", "q"], Some("vq"));
+    let real = medfabric_types::Transaction::parse(&envelope.encode_to_vec()).expect("tx").tx_id().to_owned();
+    let rwset = pvtdata::transient_get(pair.org1.0.ledger(), &real).expect("transient").remove(0);
+    let push = |tx_id: &str, rwset: &TxPvtReadWriteSet| PushPayload {
+        channel_id: medfabric_peer::testnet::CHANNEL.into(),
+        tx_id: tx_id.into(),
+        pvt_rwset: rwset.encode_to_vec().into(),
+        timestamp: now(),
+        tls_cert_hash: Default::default(),
+    };
+    let send = |tx_id: &str| {
+        let message = signed(&pair.net.peer1, push(tx_id, &rwset).encode_to_vec());
+        let service = service2.clone();
+        async move { service.push(tonic::Request::new(message)).await }
+    };
+    send(&real).await.expect("first push");
+    send("never-committed-1").await.expect("second push");
+    let refused = send("never-committed-2").await.expect_err("over the quota");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{}", refused.message());
+    assert!(refused.message().contains("limit 2 pushes"), "{}", refused.message());
+    assert!(pvtdata::transient_get(pair.org2.0.ledger(), "never-committed-2").expect("read").is_empty());
+    // Once the real transaction commits, its push no longer counts.
+    pair.commit(&[envelope]);
+    send("never-committed-2").await.expect("room again after the commit");
+    // Bytes count too.
+    let tiny = PrivateDataService::new(pair.org2.1.channels().clone())
+        .with_push_quota(PushQuota { entries: 100, bytes: 8 });
+    let message = signed(&pair.net.peer1, push("too-big", &rwset).encode_to_vec());
+    let refused = tiny.push(tonic::Request::new(message)).await.expect_err("over the byte quota");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+}

@@ -103,7 +103,7 @@ impl Fixture {
         let tip = net.genesis.clone();
         Self {
             net,
-            context: ChannelContext { resources: std::sync::Arc::new(resources), registry },
+            context: ChannelContext::new(std::sync::Arc::new(resources), registry),
             state: MemState::default(),
             tip,
             seq: 0,

@@ -94,6 +94,7 @@ fn network() -> Network {
             endorsement_policy: Some(policy),
             ..Default::default()
         }],
+        roles: Default::default(),
     };
     let genesis =
         spec.genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 }).expect("genesis");

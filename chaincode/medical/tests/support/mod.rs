@@ -21,6 +21,9 @@ pub struct World {
     pub time: i64,
 }
 
+/// The consortium's role grants, as the endorsing peer decorates every proposal.
+pub const GRANTS: &str = r#"{"patient":["HospitalMSP"],"provider":["HospitalMSP","LabMSP"],"researcher":["ResearchMSP"],"payer":["InsurerMSP"],"regulator":["RegulatorMSP"]}"#;
+
 pub const PATIENT: &str = "HospitalMSP/patient1";
 pub const PUBLIC_KEY: &str = "04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
@@ -56,11 +59,20 @@ impl World {
             world.add(msp, name, Some(role));
         }
         world.add("HospitalMSP", "norole", None);
+        for msp in ["HospitalMSP", "InsurerMSP"] {
+            world.add_as(msp, "Admin", "admin", None);
+        }
+        world.stub.set_decoration("medfabric.roles", Bytes::from(GRANTS.to_string()));
         world
     }
 
     /// Issues `name@msp` with `role` (or none).
     pub fn add(&mut self, msp: &str, name: &str, role: Option<&str>) {
+        self.add_as(msp, name, "client", role);
+    }
+
+    /// Issues `name@msp` with NodeOU `ou` (`client`, `admin`) and `role` (or none).
+    pub fn add_as(&mut self, msp: &str, name: &str, ou: &str, role: Option<&str>) {
         let now = time::OffsetDateTime::now_utc();
         let mut attributes = BTreeMap::from([("hf.EnrollmentID".to_owned(), name.to_owned())]);
         if let Some(role) = role {
@@ -68,12 +80,8 @@ impl World {
         }
         let issued = self.cas[msp]
             .issue(
-                &LeafRequest::enrollment(
-                    name,
-                    "client",
-                    Validity::days_from(now - time::Duration::hours(1), 1),
-                )
-                .with_attributes(attributes),
+                &LeafRequest::enrollment(name, ou, Validity::days_from(now - time::Duration::hours(1), 1))
+                    .with_attributes(attributes),
             )
             .expect("issue");
         let creator = SerializedIdentity { mspid: msp.into(), id_bytes: issued.certificate_pem.into() };
@@ -216,6 +224,12 @@ pub fn unseal(outcome: &MockOutcome) -> Value {
 
 fn decode_hex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// The error message of a failed call (panics on success).
+pub fn parse_message(outcome: &MockOutcome) -> String {
+    assert!(outcome.response.status >= 400, "expected a refusal: {}", outcome.payload_str());
+    outcome.response.message.clone()
 }
 
 pub fn parse(outcome: &MockOutcome) -> Value {

@@ -1,0 +1,278 @@
+//! The trust model on the in-memory ledger: what a member organization cannot do by
+//! writing attributes into the certificates its own CA issues, or by colluding.
+
+mod support;
+
+use bytes::Bytes;
+use serde_json::json;
+use support::{PATIENT, World};
+
+const GREY: &str = "HospitalMSP/drgrey";
+const SCI: &str = "ResearchMSP/scientist1";
+const PAYER: &str = "InsurerMSP/claims1";
+const REG: &str = "RegulatorMSP/inspector1";
+
+/// A world where ResearchMSP's CA issued a `role=payer` user and LabMSP's a
+/// `role=regulator` and a second `role=provider` user.
+fn world_with_self_issued_roles() -> World {
+    let mut w = World::new();
+    w.add("ResearchMSP", "fakepayer", Some("payer"));
+    w.add("LabMSP", "fakeregulator", Some("regulator"));
+    w.add("ResearchMSP", "fakeprovider", Some("provider"));
+    w.register_patient(PATIENT);
+    w.create_record("rec-1", "lab", &["N"]);
+    w
+}
+
+#[test]
+fn a_role_counts_only_for_organizations_the_consortium_granted_it() {
+    let mut w = world_with_self_issued_roles();
+    // Minting: only a granted payer's deposit creates money.
+    let message = w.denied("ResearchMSP/fakepayer", "deposit", &json!([SCI, 1_000_000_000u64]));
+    assert!(message.contains("has not granted role payer to ResearchMSP"), "{message}");
+    w.ok(PAYER, "deposit", &json!([SCI, 10]));
+    let balance = support::parse(&w.query(SCI, "balance", &json!(SCI)));
+    assert_eq!(balance["balance"], 10, "only the Insurer's deposit counted");
+
+    // The accounting of disclosures: regulators of the regulator org only.
+    w.ok(
+        "HospitalMSP/patient1",
+        "grant_consent",
+        &json!({"patient_id": PATIENT, "consent_id": "treat", "template": "opt-in", "grantee": {"kind": "org", "value": "HospitalMSP"}}),
+    );
+    w.ok(GREY, "request_access", &json!({"record_id": "rec-1", "purpose": "TREAT"}));
+    let message = w.denied("LabMSP/fakeregulator", "disclosures", &json!({"subject": PATIENT}));
+    assert!(message.contains("has not granted role regulator to LabMSP"), "{message}");
+    let message = w.denied("LabMSP/fakeregulator", "break_glass", &json!({}));
+    assert!(message.contains("has not granted role regulator to LabMSP"), "{message}");
+    let trail = support::parse(&w.query(REG, "disclosures", &json!({"subject": PATIENT})));
+    assert_eq!(trail["items"].as_array().map(Vec::len), Some(1), "the real regulator sees it: {trail}");
+
+    // A provider role from a research org opens nothing a provider could.
+    let message = support::parse_message(&w.invoke_with(
+        "ResearchMSP/fakeprovider",
+        "request_access",
+        &json!({"record_id": "rec-1", "purpose": "ETREAT"}),
+        &[("justification", &b"emergency"[..])],
+    ));
+    assert!(message.contains("has not granted role provider to ResearchMSP"), "{message}");
+}
+
+#[test]
+fn role_grantees_in_consents_count_only_granted_providers() {
+    let mut w = world_with_self_issued_roles();
+    // emergency-only: a permit for the role provider.
+    w.ok(
+        "HospitalMSP/patient1",
+        "grant_consent",
+        &json!({"patient_id": PATIENT, "consent_id": "em-1", "template": "emergency-only"}),
+    );
+    let message = w.denied(
+        "ResearchMSP/fakeprovider",
+        "request_access",
+        &json!({"record_id": "rec-1", "purpose": "ETREAT"}),
+    );
+    assert!(message.contains("has not granted role provider to ResearchMSP"), "{message}");
+    w.ok("LabMSP/tech1", "request_access", &json!({"record_id": "rec-1", "purpose": "ETREAT"}));
+}
+
+#[test]
+fn without_grants_in_the_channel_config_no_role_is_honoured() {
+    let mut w = World::new();
+    w.stub.set_decoration("medfabric.roles", Bytes::from_static(b"{}"));
+    let message = w.denied(PAYER, "deposit", &json!([SCI, 10]));
+    assert!(message.contains("has not granted role payer to InsurerMSP"), "{message}");
+    w.stub.set_decoration("medfabric.roles", Bytes::from_static(b"not json"));
+    let message = w.denied(PAYER, "deposit", &json!([SCI, 10]));
+    assert!(message.contains("role grants are corrupt"), "{message}");
+}
+
+#[test]
+fn an_organization_account_is_spent_only_by_its_admins() {
+    let mut w = World::new();
+    w.ok(PAYER, "deposit", &json!(["org:HospitalMSP", 500]));
+    let message = w.denied(GREY, "org_transfer", &json!([GREY, 500]));
+    assert!(message.contains("org_transfer requires an admin of HospitalMSP"), "{message}");
+    w.ok("HospitalMSP/Admin", "org_transfer", &json!([GREY, 200]));
+    let mine = support::parse(&w.query(GREY, "balance", &json!(GREY)));
+    assert_eq!(mine["balance"], 200);
+    let org = support::parse(&w.query(GREY, "balance", &json!("org:HospitalMSP")));
+    assert_eq!(org["balance"], 300);
+}
+
+/// Would a commit of `key` meanwhile invalidate a transaction that recorded `record`
+/// (Fabric's MVCC and phantom checks: a point read of it, or a range covering it)?
+fn conflicts(record: &medfabric_shim::TxRecord, key: &str) -> bool {
+    let point = record.reads.get(support::CC).is_some_and(|r| r.contains_key(key));
+    let range = record.ranges.get(support::CC).is_some_and(|ranges| {
+        ranges.iter().any(|r| r.start.as_str() <= key && (r.end.is_empty() || key < r.end.as_str()))
+    });
+    point || range
+}
+
+#[test]
+fn credits_arriving_meanwhile_never_invalidate_a_covered_debit() {
+    let mut w = World::new();
+    w.ok(PAYER, "deposit", &json!([SCI, 100]));
+    // The deposit settles (older than the peers' clock-skew bound by a margin).
+    w.advance(medfabric_medical::payments::SETTLE_SECONDS as i64 + 60);
+    // A debit covered by settled money is endorsed…
+    let debit = w.query(SCI, "transfer", &json!(["org:HospitalMSP", 40]));
+    assert_eq!(debit.response.status, 200, "{}", debit.response.message);
+    // …while tiny credits into the same account commit.
+    for _ in 0..3 {
+        let before: std::collections::BTreeSet<String> = w.snapshot().into_iter().map(|(k, _)| k).collect();
+        w.ok(PAYER, "deposit", &json!([SCI, 1]));
+        let new_keys: Vec<String> =
+            w.snapshot().into_iter().map(|(k, _)| k).filter(|k| !before.contains(k)).collect();
+        assert_eq!(new_keys.len(), 1, "one credit entry: {new_keys:?}");
+        assert!(
+            !conflicts(&debit.record, &new_keys[0]),
+            "the credit {:?} would invalidate the debit (phantom read)",
+            new_keys[0]
+        );
+    }
+    // A debit the settled money does not cover reads the recent credits too.
+    let large = w.query(SCI, "transfer", &json!(["org:HospitalMSP", 102]));
+    assert_eq!(large.response.status, 200, "{}", large.response.message);
+    let before: std::collections::BTreeSet<String> = w.snapshot().into_iter().map(|(k, _)| k).collect();
+    w.ok(PAYER, "deposit", &json!([SCI, 1]));
+    let newest = w.snapshot().into_iter().map(|(k, _)| k).find(|k| !before.contains(k)).expect("credit");
+    assert!(conflicts(&large.record, &newest), "an uncovered debit must see concurrent credits");
+}
+
+/// Patient1 consents to research by scientist1 and scientist2; scientist1 makes an
+/// audited access (the custodian endorses it on a network) and reads.
+fn world_with_research_access() -> (World, String) {
+    let mut w = world_with_self_issued_roles();
+    for (consent_id, grantee) in [("r1", SCI), ("r2", "ResearchMSP/scientist2")] {
+        w.ok(
+            "HospitalMSP/patient1",
+            "grant_consent",
+            &json!({
+                "patient_id": PATIENT,
+                "consent_id": consent_id,
+                "template": "research-opt-in",
+                "grantee": {"kind": "actor", "value": grantee},
+                "classes": ["lab"],
+            }),
+        );
+    }
+    let wrapped = json!({SCI: "dd04", "ResearchMSP/scientist2": "ee05"}).to_string();
+    let shared = w.invoke_with(
+        "HospitalMSP/patient1",
+        "share_key",
+        &json!("rec-1"),
+        &[("wrapped_keys", wrapped.as_bytes())],
+    );
+    assert_eq!(shared.response.status, 200, "{}", shared.response.message);
+    let access = w.ok(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
+    let access_id = access["access_id"].as_str().expect("access id").to_owned();
+    support::unseal(&w.read(SCI, "rec-1"));
+    (w, access_id)
+}
+
+/// What two colluding organizations' peers can commit by running modified chaincode
+/// (the chaincode policy needs any two): public writes, never the custodian's seal.
+fn forge(w: &mut World, writes: Vec<(String, serde_json::Value)>) {
+    let outcome = w.stub.transact(support::CC, move |stub| {
+        for (key, value) in &writes {
+            stub.put_state(key, Bytes::from(value.to_string())).expect("write");
+        }
+        medfabric_shim::success("")
+    });
+    assert!(outcome.committed);
+}
+
+fn composite(kind: &str, parts: &[&str]) -> String {
+    medfabric_shim::create_composite_key(kind, parts).expect("key")
+}
+
+#[test]
+fn a_grant_the_custodian_did_not_endorse_serves_nothing() {
+    let (mut w, access_id) = world_with_research_access();
+    let sci2 = "ResearchMSP/scientist2";
+    let state: std::collections::BTreeMap<String, Bytes> = w.snapshot().into_iter().collect();
+    let grant: serde_json::Value =
+        serde_json::from_slice(&state[&composite("grant", &["rec-1", SCI])]).expect("grant");
+    let event: serde_json::Value =
+        serde_json::from_slice(&state[&composite("audit", &[&access_id])]).expect("event");
+
+    // A grant for scientist2 pointing at scientist1's real (sealed) access.
+    let mut borrowed = grant.clone();
+    borrowed["actor"] = json!(sci2);
+    forge(&mut w, vec![(composite("grant", &["rec-1", sci2]), borrowed)]);
+    let message = support::parse_message(&w.read(sci2, "rec-1"));
+    assert!(
+        message.contains("was not made by an audited access the custodian HospitalMSP endorsed"),
+        "{message}"
+    );
+
+    // A complete forgery: grant and audit event of a fresh access id, no seal.
+    let forged_id = "f".repeat(64);
+    let mut forged_grant = grant;
+    forged_grant["actor"] = json!(sci2);
+    forged_grant["access_id"] = json!(forged_id);
+    let mut forged_event = event;
+    forged_event["event_id"] = json!(forged_id);
+    forged_event["tx_id"] = json!(forged_id);
+    forged_event["actor"] = json!(sci2);
+    forge(
+        &mut w,
+        vec![
+            (composite("grant", &["rec-1", sci2]), forged_grant),
+            (composite("audit", &[&forged_id]), forged_event),
+        ],
+    );
+    let message = support::parse_message(&w.read(sci2, "rec-1"));
+    assert!(
+        message.contains("was not made by an audited access the custodian HospitalMSP endorsed"),
+        "{message}"
+    );
+
+    // The real path for scientist2 works (control).
+    w.ok(sci2, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
+    support::unseal(&w.read(sci2, "rec-1"));
+}
+
+#[test]
+fn grants_and_audit_events_carry_the_custodians_key_level_policy() {
+    let (w, access_id) = world_with_research_access();
+    let policy = medfabric_shim::statebased::peers_of_every(&["HospitalMSP"]).expect("policy");
+    let keys: Vec<String> = w
+        .snapshot()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            k == &composite("grant", &["rec-1", SCI])
+                || k == &composite("audit", &[&access_id])
+                || (k.starts_with("\u{0}audit") && k.ends_with(&format!("{access_id}\u{0}")))
+        })
+        .collect();
+    assert_eq!(keys.len(), 6, "grant, event and four indexes: {keys:?}");
+    for key in keys {
+        assert_eq!(w.stub.validation_parameter(support::CC, &key), Some(policy.clone()), "{key:?}");
+    }
+}
+
+#[test]
+fn a_self_issued_regulator_cannot_review_a_break_glass() {
+    let mut w = world_with_self_issued_roles();
+    let bg = support::parse(&w.invoke_with(
+        "LabMSP/tech1",
+        "request_access",
+        &json!({"record_id": "rec-1", "purpose": "ETREAT"}),
+        &[("justification", &b"unconscious"[..])],
+    ));
+    let event_id = bg["access_id"].as_str().expect("id").to_owned();
+    let outcome = w.invoke_with(
+        "LabMSP/fakeregulator",
+        "review_break_glass",
+        &json!([event_id]),
+        &[("note", &b"fine"[..])],
+    );
+    let message = support::parse_message(&outcome);
+    assert!(message.contains("has not granted role regulator to LabMSP"), "{message}");
+    let outcome = w.invoke_with(REG, "review_break_glass", &json!([event_id]), &[("note", &b"reviewed"[..])]);
+    assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
+}
