@@ -258,6 +258,26 @@ impl Medical {
         .await
     }
 
+    /// The patient's side of a consent a provider records for them: signs the action
+    /// (`grant`, `update` or `revoke`) creating consent version `version` with this
+    /// identity's key, the one the patient registered. The result is the argument of
+    /// [`Medical::record_signed_consent`].
+    pub fn sign_consent(&self, action: &str, version: u32, input: &Value) -> Result<Value> {
+        let mut document = input.clone();
+        let Some(fields) = document.as_object_mut() else { bail!("a consent input is a JSON object") };
+        fields.insert("action".into(), json!(action));
+        fields.insert("version".into(), json!(version));
+        let document = serde_json::to_string(&document)?;
+        let statement = format!("medfabric-consent-v1\0{document}");
+        let signature = self.contract.network().gateway().signer().sign(statement.as_bytes());
+        Ok(json!({"document": document, "signature": hex::encode(signature)}))
+    }
+
+    /// A provider of the custodian records a consent action the patient signed.
+    pub async fn record_signed_consent(&self, signed: &Value) -> Result<Value> {
+        self.call("record_signed_consent", signed).await
+    }
+
     pub async fn revoke_consent(&self, patient_id: &str, consent_id: &str) -> Result<Value> {
         self.call("revoke_consent", &json!([patient_id, consent_id])).await
     }

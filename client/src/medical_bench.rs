@@ -142,7 +142,8 @@ async fn access(status: &NetworkStatus, size: Size, started: Instant) -> Result<
 
     let tag = run_tag()?;
     if doctor.query("get_patient", &json!(patient_id)).await.is_err() {
-        doctor.register_patient(&patient_id, &custodian, &public_key_of_user(patient_user)?).await?;
+        // A patient registers themselves, with their certificate's key.
+        patient.register_patient(&patient_id, &custodian, &public_key_of_user(patient_user)?).await?;
     }
     let record_id = format!("bench-{tag}");
     let record = NewRecord {

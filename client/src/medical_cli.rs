@@ -27,9 +27,10 @@ pub struct Actor {
 
 #[derive(Subcommand, Debug)]
 pub enum PatientCommand {
-    /// Register a user of the network as a patient (id `MSPID/name`, key from its
-    /// certificate), custodian: the acting provider's organization.
-    Register { patient_user: String },
+    /// Register the acting user (`--as`, role patient) as a patient: id `MSPID/name`,
+    /// key from its own certificate, custodian its organization. A patient registers
+    /// only themselves (no provider picks a patient's key).
+    Register,
     /// A patient's registry entry.
     Show { patient_id: String },
 }
@@ -273,8 +274,8 @@ fn grantee(text: &str) -> Result<Value> {
 pub async fn patient(command: PatientCommand, actor: Actor) -> Result<()> {
     let (me, status) = who(&actor)?;
     match command {
-        PatientCommand::Register { patient_user } => {
-            let reader = reader_of(&status, &patient_user)?;
+        PatientCommand::Register => {
+            let reader = reader_of(&status, &actor.user)?;
             let custodian = me.actor().split('/').next().unwrap_or_default().to_owned();
             let patient = me.register_patient(&reader.name, &custodian, &reader.public_key).await?;
             print(&actor, &patient, |p| {

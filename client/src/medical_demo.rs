@@ -91,10 +91,13 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
     let patient_id = cast.patient.actor().to_owned();
     let (hospital, lab_org) = ("HospitalMSP", "LabMSP");
 
-    step(2, "drgrey (HospitalMSP) registers patient1 and adds an encrypted lab result");
+    step(
+        2,
+        "patient1 registers herself with the hospital (her certificate's key); drgrey adds an encrypted lab result",
+    );
     let patient_key = cast.reader("patient1", "patient")?.public_key;
     if cast.doctor.query("get_patient", &json!(patient_id)).await.is_err() {
-        cast.doctor.register_patient(&patient_id, hospital, &patient_key).await?;
+        cast.patient.register_patient(&patient_id, hospital, &patient_key).await?;
     }
     let record_id = format!("lab-{tag}");
     let plaintext = format!("{{\"resourceType\":\"Observation\",\"code\":\"4548-4\",\"display\":\"HbA1c\",\"value\":\"6.1 %\",\"subject\":\"{patient_id}\"}}").into_bytes();

@@ -10,11 +10,14 @@
 use std::path::{Path, PathBuf};
 
 use medfabric_client::medical::Medical;
-use medfabric_client::medical_demo::{Cast, actor, tell};
+use medfabric_client::medical_demo::{BREAK_GLASS_JUSTIFICATION, Cast, actor, tell};
 use medfabric_client::up::{self, NetworkStatus};
 use serde_json::{Value, json};
 
 mod common;
+
+/// The privacy review of the demo's break-glass access: free text, kept off the chain.
+const REVIEW_NOTE: &str = "reviewed: emergency confirmed by the attending lab physician";
 
 fn consortium() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../network-config/consortium.yaml")
@@ -88,6 +91,16 @@ async fn the_medical_story_and_its_guarantees() {
     );
     let bg = items.iter().find(|i| i["event_id"] == story.break_glass_access.as_str()).expect("break-glass");
     assert_eq!((bg["break_glass"].as_bool(), bg["consent"].is_null()), (Some(true), true));
+    // The regulator reads the justification from the audit collection its peer holds.
+    assert_eq!(bg["justification"], BREAK_GLASS_JUSTIFICATION, "{bg}");
+    // The regulator reviews it; the note too stays in the audit collection.
+    cast.regulator.review_break_glass(&story.break_glass_access, REVIEW_NOTE).await.expect("review");
+    let listed = cast.regulator.audit("break_glass", json!({})).await.expect("break-glass list");
+    let reviewed = listed["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["event_id"] == story.break_glass_access.as_str()))
+        .expect("listed");
+    assert_eq!(reviewed["reviewed"]["note"], REVIEW_NOTE, "{reviewed}");
 
     // ---- non-regulators may not run audit queries ---------------------------------------
     for who in [&cast.doctor, &cast.researcher, &cast.insurer, &cast.patient] {
@@ -190,8 +203,21 @@ async fn the_medical_story_and_its_guarantees() {
         ("the ciphertext (hex)", ciphertext_hex.as_bytes().to_vec()),
         ("the patient's wrapped key", wrapped.clone()),
         ("the patient's wrapped key (hex)", wrapped_hex.as_bytes().to_vec()),
+        ("the break-glass justification", BREAK_GLASS_JUSTIFICATION.as_bytes().to_vec()),
+        ("the break-glass review note", REVIEW_NOTE.as_bytes().to_vec()),
     ];
     scan_for(&status, &needles);
+    // The free text is held by the custodian's and the regulator's peers alone.
+    for node in status.nodes.iter().filter(|n| n.org != "HospitalMSP" && n.org != "RegulatorMSP") {
+        let mut files = Vec::new();
+        files_under(&node.data_dir, &mut files);
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            for needle in [BREAK_GLASS_JUSTIFICATION, REVIEW_NOTE] {
+                assert!(!contains(&bytes, needle.as_bytes()), "{needle:?} in {}", file.display());
+            }
+        }
+    }
     // Peers of other organizations and the orderers never stored the ciphertext at all.
     for node in status.nodes.iter().filter(|n| n.org != "HospitalMSP") {
         let mut files = Vec::new();

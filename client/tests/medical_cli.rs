@@ -38,7 +38,7 @@ fn refused(data: &Path, args: &[&str]) -> String {
 fn a_record_from_registration_to_the_audit_report() {
     let network = common::start(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../network-config/dev.yaml"));
     let data = network.data.as_path();
-    let registered = ok(data, &["patient", "register", "alice", "--as", "drhouse"]);
+    let registered = ok(data, &["patient", "register", "--as", "alice"]);
     assert!(
         registered.contains("patient HospitalMSP/alice registered, custodian HospitalMSP"),
         "{registered}"

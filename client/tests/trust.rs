@@ -140,6 +140,24 @@ async fn members_cannot_act_beyond_their_grants() {
     assert!(refused.to_string().contains("has not granted role regulator to LabMSP"), "{refused}");
     regulator.audit("disclosures", json!({"subject": patient})).await.expect("the regulator audits");
 
+    // ---- consents are the patient's --------------------------------------------------
+    let patient1 = actor(&status, "patient1").expect("patient");
+    let key =
+        medfabric_client::medical::public_key_of_user(status.user("patient1").expect("user")).expect("key");
+    patient1.register_patient(&patient, "HospitalMSP", &key).await.expect("the patient registers herself");
+    let optout = json!({"patient_id": patient, "consent_id": "no-research", "template": "opt-out"});
+    patient1.grant_consent(&patient, "no-research", optout.clone()).await.expect("opt-out");
+    let refused =
+        doctor.revoke_consent(&patient, "no-research").await.expect_err("not the doctor's to revoke");
+    assert!(refused.to_string().contains("only with the patient's signature"), "{refused}");
+    // What the patient signs, the hospital records.
+    let treat = json!({"patient_id": patient, "consent_id": "treat", "template": "opt-in", "grantee": {"kind": "org", "value": "HospitalMSP"}});
+    let signed = patient1.sign_consent("grant", 1, &treat).expect("signed");
+    let recorded = doctor.record_signed_consent(&signed).await.expect("recorded");
+    assert_eq!(recorded["recorded_by"], doctor.actor());
+    let replayed = doctor.record_signed_consent(&signed).await.expect_err("once only");
+    assert!(replayed.to_string().contains("exists"), "{replayed}");
+
     // ---- an organization's account is its admins' to spend ------------------------------
     insurer.deposit("org:HospitalMSP", 100).await.expect("deposit into the hospital's account");
     let refused = doctor.call("org_transfer", &json!([doctor.actor(), 100])).await.expect_err("refused");

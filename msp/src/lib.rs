@@ -33,4 +33,4 @@ pub use policy::{
     PolicyTree, SignatureCheck, SignaturePolicy, SignedData, check_signature_set, counted_identities,
     parse_policy, policy_to_string, valid_identities,
 };
-pub use signature::{Signer, SigningIdentity, verify_signature};
+pub use signature::{Signer, SigningIdentity, verify_document_signature, verify_signature};

@@ -16,6 +16,20 @@ use crate::cert::Certificate;
 use crate::error::{MspError, SignatureError};
 use crate::folder::read_dir_files;
 
+/// Verifies an application-level signature (a person's over a document, not a
+/// transaction): a DER ECDSA P-256 signature over SHA-256(`message`), in either S form
+/// (signers such as Node's `crypto.sign` do not normalise S; nothing here keys on the
+/// signature bytes, so malleability does not matter).
+pub fn verify_document_signature(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    let parsed = p256::ecdsa::Signature::from_der(signature).map_err(|_| SignatureError::Malformed)?;
+    let low = parsed.normalize_s();
+    verify_signature(public_key, message, low.to_der().as_bytes())
+}
+
 /// Verifies a DER ECDSA signature over SHA-256(`message`) with an uncompressed SEC1
 /// P-256 public key. High-S signatures are rejected, as Fabric does.
 pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {

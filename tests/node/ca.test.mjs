@@ -740,31 +740,60 @@ test('a patient enrolled at the Hospital CA submits through the Fabric Gateway',
 });
 
 test('the medical chaincode reads the role of an identity from the Hospital CA', { timeout: TEST_TIMEOUT_MS }, async () => {
-    // A provider (role attribute from the CA) may register a patient; a patient may not.
+    // A patient (role attribute from the CA) registers themselves; a provider may not
+    // register a patient (nor so pick a patient's key).
     const providerId = newId('gw-provider');
     const provider = await registerAndEnroll(hospital, providerId, { attrs: [{ name: 'role', value: 'provider', ecert: true }] });
     const patientId = newId('gw-patient2');
     const patient = await registerAndEnroll(hospital, patientId, { attrs: [{ name: 'role', value: 'patient', ecert: true }] });
     const medicalAs = (enrollment) => hospitalGateway(enrollment).getNetwork(CHANNEL).getContract('medical');
-    // The patient's own certificate key serves as its record-encryption key here.
+    // The patient's own certificate key is the key the chaincode registers.
     const publicKey = crypto.createPublicKey(patient.enrollment.certificate).export({ format: 'jwk' });
     const sec1 = Buffer.concat([Buffer.from([4]), Buffer.from(publicKey.x, 'base64url'), Buffer.from(publicKey.y, 'base64url')]);
     const registration = JSON.stringify({ patient_id: `${HOSPITAL}/${patientId}`, custodian: HOSPITAL, public_key: sec1.toString('hex') });
 
-    const asPatient = medicalAs(patient.enrollment);
+    const asProvider = medicalAs(provider.enrollment);
     await assert.rejects(
-        () => asPatient.submitTransaction('register_patient', registration),
+        () => asProvider.submitTransaction('register_patient', registration),
         (err) => {
             const text = [err.message, ...(err.details ?? []).map((d) => d.message)].join(' ');
-            assert.ok(text.includes('register_patient requires role provider'), text);
-            assert.ok(text.includes(`${HOSPITAL}/${patientId} has role patient`), text);
+            assert.ok(text.includes('register_patient requires role patient'), text);
+            assert.ok(text.includes(`${HOSPITAL}/${providerId} has role provider`), text);
             return true;
         },
-        'a patient may not register patients',
+        'a provider may not register patients',
     );
-    const asProvider = medicalAs(provider.enrollment);
-    const result = JSON.parse(utf8.decode(await asProvider.submitTransaction('register_patient', registration)));
-    assert.equal(result.registered_by, `${HOSPITAL}/${providerId}`, 'the chaincode saw the CA identity and its role');
-    const read = JSON.parse(utf8.decode(await asPatient.evaluateTransaction('get_patient', `${HOSPITAL}/${patientId}`)));
+    const asPatient = medicalAs(patient.enrollment);
+    const result = JSON.parse(utf8.decode(await asPatient.submitTransaction('register_patient', registration)));
+    assert.equal(result.registered_by, `${HOSPITAL}/${patientId}`, 'the chaincode saw the CA identity and its role');
+    const read = JSON.parse(utf8.decode(await asProvider.evaluateTransaction('get_patient', `${HOSPITAL}/${patientId}`)));
     assert.equal(read.custodian, HOSPITAL);
+});
+
+test('a payer role its own CA issued mints no money: the consortium grants roles', { timeout: TEST_TIMEOUT_MS }, async () => {
+    // The Hospital's CA admin registers one of its users with role=payer; on this
+    // network the consortium granted the payer role to no organization.
+    const minterId = newId('gw-minter');
+    const minter = await registerAndEnroll(hospital, minterId, { attrs: [{ name: 'role', value: 'payer', ecert: true }] });
+    assert.equal(certAttrs(minter.enrollment.certificate).role, 'payer', 'the ECert carries role=payer');
+    const contract = hospitalGateway(minter.enrollment).getNetwork(CHANNEL).getContract('medical');
+    const account = `${HOSPITAL}/${minterId}`;
+    await assert.rejects(
+        () => contract.submitTransaction('deposit', account, '1000000000'),
+        (err) => {
+            const text = [err.message, ...(err.details ?? []).map((d) => d.message)].join(' ');
+            assert.ok(text.includes(`has not granted role payer to ${HOSPITAL}`), text);
+            return true;
+        },
+        'the deposit is refused at endorsement',
+    );
+    await assert.rejects(
+        () => contract.evaluateTransaction('balance', account),
+        (err) => {
+            const text = [err.message, ...(err.details ?? []).map((d) => d.message)].join(' ');
+            assert.ok(text.includes('has not granted role payer'), text);
+            return true;
+        },
+        'nor does the role let it read balances',
+    );
 });

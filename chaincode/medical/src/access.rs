@@ -8,7 +8,7 @@ use crate::consent::{self, Consent, ConsentTerms, Fee, Grantee, PURPOSES, Reques
 use crate::identity::{Caller, Role, caller};
 use crate::model::*;
 use crate::payments;
-use crate::records::{patient, record};
+use crate::records::{is_patient, patient, record};
 
 // ---- consent ---------------------------------------------------------------------------
 
@@ -28,10 +28,6 @@ pub struct ConsentInput {
     pub classes: Vec<String>,
     #[serde(default)]
     pub fee: Option<Fee>,
-    /// SHA-256 (hex) of the signed consent form, required when a provider records the
-    /// consent on the patient's behalf.
-    #[serde(default)]
-    pub source_hash: Option<String>,
 }
 
 impl ConsentInput {
@@ -48,32 +44,54 @@ impl ConsentInput {
     }
 }
 
-/// The patient, or a provider of the patient's custodian recording the patient's
-/// signed consent (with the form's hash as evidence), may manage the patient's consents.
+/// A consent document the patient signed, relayed by a provider of the custodian
+/// (a patient at the front desk signs on a tablet; the hospital's system submits).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedConsent {
+    /// JSON text of a [`ConsentDocument`], exactly as signed.
+    pub document: String,
+    /// The patient's signature (hex DER, ECDSA P-256 over SHA-256) over
+    /// [`consent_statement`] of `document`, with the key the patient registered.
+    pub signature: String,
+}
+
+/// What a patient signs: an action on one consent, and the version it creates (1 for
+/// a grant, the current version + 1 for an update or revocation), so a signed document
+/// applies once and cannot be replayed later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsentDocument {
+    /// `grant`, `update` or `revoke`.
+    pub action: String,
+    pub version: u32,
+    #[serde(flatten)]
+    pub input: ConsentInput,
+}
+
+/// The bytes a patient signs for a consent document.
+pub fn consent_statement(document: &str) -> String {
+    format!("medfabric-consent-v1\0{document}")
+}
+
+/// Only the patient manages their consents, as the holder of the key they registered
+/// (an identity re-issued under their name by a CA holds another key). A provider
+/// relays the patient's signed document through [`record_signed_consent`].
 fn consent_manager(
     stub: &mut dyn ChaincodeStub,
     who: &Caller,
     patient_id: &str,
     function: &str,
-    source_hash: Option<&str>,
 ) -> Outcome<()> {
     let patient = patient(stub, patient_id)?;
-    let is_patient = who.role == Role::Patient && who.actor() == patient.patient_id;
-    let is_custodian = who.role == Role::Provider && who.msp_id == patient.custodian;
-    if is_patient {
+    if is_patient(stub, who, &patient)? {
         return Ok(());
     }
-    if is_custodian {
-        return match source_hash {
-            Some(hash) => check_hex32("source_hash", hash),
-            None => fail(format!(
-                "{function} on the patient's behalf needs source_hash: the SHA-256 of the signed consent form"
-            )),
-        };
+    if who.role == Role::Provider && who.msp_id == patient.custodian {
+        return fail(format!(
+            "access denied: {function} for patient {patient_id}: a provider records a patient's consent only with the patient's signature (record_signed_consent)"
+        ));
     }
     fail(format!(
-        "access denied: {function} for patient {patient_id} is reserved to the patient or a provider of {}",
-        patient.custodian
+        "access denied: {function} for patient {patient_id} is reserved to the patient, with the key they registered"
     ))
 }
 
@@ -112,7 +130,16 @@ fn store_consent(stub: &mut dyn ChaincodeStub, consent: &Consent, previous: Opti
 
 pub fn grant_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
     let who = caller(stub)?;
-    consent_manager(stub, &who, &input.patient_id, "grant_consent", input.source_hash.as_deref())?;
+    consent_manager(stub, &who, &input.patient_id, "grant_consent")?;
+    grant(stub, &who, input, None)
+}
+
+fn grant(
+    stub: &mut dyn ChaincodeStub,
+    who: &Caller,
+    input: ConsentInput,
+    evidence: Option<SignedConsent>,
+) -> Outcome<Consent> {
     check_id("consent id", &input.consent_id)?;
     if input.consent_id.contains('@') {
         return fail("a consent id may not contain '@'");
@@ -132,7 +159,7 @@ pub fn grant_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) ->
         status: Status::Active,
         terms,
         recorded_by: who.actor(),
-        source_hash: input.source_hash.clone(),
+        evidence,
         time: now(stub),
         tx_id: stub.tx_id().to_owned(),
     };
@@ -149,23 +176,45 @@ fn existing(stub: &mut dyn ChaincodeStub, patient_id: &str, consent_id: &str) ->
 /// A new version with new terms.
 pub fn update_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
     let who = caller(stub)?;
-    consent_manager(stub, &who, &input.patient_id, "update_consent", input.source_hash.as_deref())?;
+    consent_manager(stub, &who, &input.patient_id, "update_consent")?;
+    update(stub, &who, input, None, None)
+}
+
+fn update(
+    stub: &mut dyn ChaincodeStub,
+    who: &Caller,
+    input: ConsentInput,
+    evidence: Option<SignedConsent>,
+    version: Option<u32>,
+) -> Outcome<Consent> {
     let terms = input.terms()?;
     let previous = existing(stub, &input.patient_id, &input.consent_id)?;
     if previous.status == Status::Revoked {
         return fail(format!("consent {} was revoked; grant a new one", previous.consent_id));
     }
+    check_version(&previous, version)?;
     let consent = Consent {
         version: previous.version + 1,
         terms,
         recorded_by: who.actor(),
-        source_hash: input.source_hash.clone(),
+        evidence,
         time: now(stub),
         tx_id: stub.tx_id().to_owned(),
         ..previous.clone()
     };
     store_consent(stub, &consent, Some(&previous))?;
     Ok(consent)
+}
+
+/// A signed document creates exactly the version it names.
+fn check_version(previous: &Consent, version: Option<u32>) -> Outcome<()> {
+    match version {
+        Some(v) if v != previous.version + 1 => fail(format!(
+            "the signed document is for version {v} of consent {}, which is at version {}: it was applied already or is out of date",
+            previous.consent_id, previous.version
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Revokes a consent (a new, final version). Accesses endorsed under it and committed
@@ -175,16 +224,28 @@ pub fn revoke_consent(
     (patient_id, consent_id): (String, String),
 ) -> Outcome<Consent> {
     let who = caller(stub)?;
-    // A revocation is the patient's right: a provider records it without a form hash.
-    consent_manager(stub, &who, &patient_id, "revoke_consent", Some(&"0".repeat(64)))?;
-    let previous = existing(stub, &patient_id, &consent_id)?;
+    consent_manager(stub, &who, &patient_id, "revoke_consent")?;
+    revoke(stub, &who, &patient_id, &consent_id, None, None)
+}
+
+fn revoke(
+    stub: &mut dyn ChaincodeStub,
+    who: &Caller,
+    patient_id: &str,
+    consent_id: &str,
+    evidence: Option<SignedConsent>,
+    version: Option<u32>,
+) -> Outcome<Consent> {
+    let previous = existing(stub, patient_id, consent_id)?;
     if previous.status == Status::Revoked {
         return fail(format!("consent {consent_id} is already revoked"));
     }
+    check_version(&previous, version)?;
     let consent = Consent {
         version: previous.version + 1,
         status: Status::Revoked,
         recorded_by: who.actor(),
+        evidence,
         time: now(stub),
         tx_id: stub.tx_id().to_owned(),
         ..previous.clone()
@@ -193,14 +254,43 @@ pub fn revoke_consent(
     Ok(consent)
 }
 
+/// A provider of the custodian records a consent action the patient signed (grant,
+/// update or revoke): the signature is verified against the patient's registered key,
+/// and the document is stored with the consent version as evidence.
+pub fn record_signed_consent(stub: &mut dyn ChaincodeStub, (signed,): (SignedConsent,)) -> Outcome<Consent> {
+    let who = caller(stub)?;
+    who.require("record_signed_consent", &[Role::Provider])?;
+    let document: ConsentDocument = serde_json::from_str(&signed.document)
+        .or_else(|e| fail(format!("the signed document is not a consent document: {e}")))?;
+    let patient = patient(stub, &document.input.patient_id)?;
+    who.require_org("record_signed_consent", &patient.custodian)?;
+    check_patient_signature(&patient.public_key, &consent_statement(&signed.document), &signed.signature)?;
+    let input = document.input;
+    match document.action.as_str() {
+        "grant" if document.version == 1 => grant(stub, &who, input, Some(signed)),
+        "grant" => fail("a signed grant creates version 1"),
+        "update" => update(stub, &who, input, Some(signed), Some(document.version)),
+        "revoke" => {
+            let (patient_id, consent_id) = (input.patient_id.clone(), input.consent_id.clone());
+            revoke(stub, &who, &patient_id, &consent_id, Some(signed), Some(document.version))
+        }
+        other => fail(format!("unknown consent action {other:?} (grant, update, revoke)")),
+    }
+}
+
 /// A consent's current version: the patient, its custodian's providers, regulators.
 pub fn get_consent(
     stub: &mut dyn ChaincodeStub,
     (patient_id, consent_id): (String, String),
 ) -> Outcome<Consent> {
     let who = caller(stub)?;
-    if who.role != Role::Regulator {
-        consent_manager(stub, &who, &patient_id, "get_consent", Some(&"0".repeat(64)))?;
+    let registered = patient(stub, &patient_id)?;
+    let custodian = who.role == Role::Provider && who.msp_id == registered.custodian;
+    if who.role != Role::Regulator && !custodian && !is_patient(stub, &who, &registered)? {
+        return fail(format!(
+            "access denied: consents of {patient_id} are read by the patient, providers of {} and regulators",
+            registered.custodian
+        ));
     }
     existing(stub, &patient_id, &consent_id)
 }
@@ -384,7 +474,8 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         // Paid access serves once the fee is settled (and is refundable until then).
         active: event.fee.is_none(),
     };
-    let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor()])?;
+    // One grant per access: concurrent accesses never write the same key.
+    let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor(), &access_id])?;
     put_json(stub, &grant_key, &grant)?;
     custodian_only(stub, &meta.custodian, &grant_key)?;
     seal_access(stub, &meta.custodian, &grant)?;

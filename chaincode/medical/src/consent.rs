@@ -153,9 +153,9 @@ pub struct Consent {
     #[serde(flatten)]
     pub terms: ConsentTerms,
     pub recorded_by: String,
-    /// SHA-256 of the signed form when a provider recorded it for the patient.
-    #[serde(default)]
-    pub source_hash: Option<String>,
+    /// The patient's signed document, when a provider recorded this version for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::access::SignedConsent>,
     pub time: u64,
     pub tx_id: String,
 }

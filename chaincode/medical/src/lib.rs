@@ -10,12 +10,14 @@
 //!
 //! | function | who | what |
 //! |---|---|---|
-//! | `register_patient` | provider of the custodian | patient id, custodian org, P-256 public key |
 //! | `create_record`, `append_version` | provider of the custodian | metadata + commitment; transient `ciphertext`, `wrapped_keys` |
 //! | `get_record`, `get_patient` | any role | metadata only |
 //! | `read_record` | patient, custodian providers, holders of a committed grant | ciphertext + the caller's wrapped key, sealed to the caller's transient `response_key` |
 //! | `share_key` | patient, custodian provider | more wrapped keys (transient `wrapped_keys`) |
-//! | `grant_consent`, `update_consent`, `revoke_consent`, `get_consent` | patient, custodian provider | FHIR Consent semantics, templates |
+//! | `register_patient` | the patient, or a custodian provider with the patient's proof of key | patient id `<custodian>/<id>`, P-256 public key |
+//! | `grant_consent`, `update_consent`, `revoke_consent` | the patient (creator key = registered key) | FHIR Consent semantics, templates |
+//! | `record_signed_consent` | custodian provider | a consent action the patient signed (verified against the registered key) |
+//! | `get_consent` | patient, custodian provider, regulator | current version |
 //! | `request_access` | provider, researcher, payer | consent check, audit event, grant, fee escrow; break-glass |
 //! | `review_break_glass` | custodian provider, regulator | review note |
 //! | `deposit`, `transfer`, `org_transfer`, `balance` | account owners | integer minor units |
@@ -48,6 +50,7 @@ pub fn chaincode() -> Router {
         .route("grant_consent", access::grant_consent)
         .route("update_consent", access::update_consent)
         .route("revoke_consent", access::revoke_consent)
+        .route("record_signed_consent", access::record_signed_consent)
         .route("get_consent", access::get_consent)
         .route("request_access", access::request_access)
         .route("review_break_glass", access::review_break_glass)

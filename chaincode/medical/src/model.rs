@@ -101,6 +101,26 @@ pub fn check_id(what: &str, id: &str) -> Outcome<()> {
 }
 
 /// Checks a 32-byte value written as 64 hex digits.
+/// Bytes from hex text (either case).
+pub fn from_hex(what: &str, text: &str) -> Outcome<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return fail(format!("{what} is not hex"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).or_else(|_| fail(format!("{what} is not hex"))))
+        .collect()
+}
+
+/// Verifies a patient's signature (hex DER, ECDSA P-256 over SHA-256) over
+/// `statement` with their registered key (hex SEC1).
+pub fn check_patient_signature(public_key: &str, statement: &str, signature: &str) -> Outcome<()> {
+    let key = from_hex("public key", public_key)?;
+    let signature = from_hex("signature", signature)?;
+    medfabric_shim::verify_document_signature(&key, statement.as_bytes(), &signature)
+        .or_else(|e| fail(format!("access denied: the patient's signature does not verify ({e})")))
+}
+
 pub fn check_hex32(what: &str, value: &str) -> Outcome<()> {
     if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())

@@ -306,10 +306,8 @@ pub fn settle(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
     put_json(stub, &id, &escrow)?;
     // The paid grant now serves.
     let event = crate::access::audit_event(stub, &access_id)?;
-    let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer])?;
-    if let Some(mut grant) = get_json::<Grant>(stub, &grant_key)?
-        && grant.access_id == access_id
-    {
+    let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer, &access_id])?;
+    if let Some(mut grant) = get_json::<Grant>(stub, &grant_key)? {
         grant.active = true;
         put_json(stub, &grant_key, &grant)?;
     }
@@ -327,8 +325,8 @@ pub fn refund(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
     credit(stub, &escrow.payer, escrow.amount)?;
     // Withdraw the grant this access gave (never used: it waited for settlement).
     let event = crate::access::audit_event(stub, &access_id)?;
-    let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer])?;
-    if get_json::<Grant>(stub, &grant_key)?.is_some_and(|g| g.access_id == access_id) {
+    let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer, &access_id])?;
+    if stub.get_state(&grant_key)?.is_some() {
         stub.del_state(&grant_key)?;
     }
     // Its seal goes in any case, so the grant cannot be recreated from it.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use medfabric_shim::ChaincodeStub;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{Role, caller};
+use crate::identity::{Caller, Role, caller};
 use crate::model::*;
 
 /// Transient-map entries of `create_record` and `append_version`.
@@ -24,22 +24,51 @@ pub const READ_AAD: &str = "medfabric-read-v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatientInput {
+    /// `<custodian MSP id>/<enrollment id>`: the registering patient's own actor id.
     pub patient_id: String,
     pub custodian: String,
+    /// The patient's P-256 key (hex SEC1, uncompressed): that of their certificate.
     pub public_key: String,
 }
 
-/// Registers a patient; by a provider of the custodian organization.
+/// The uncompressed SEC1 key of the caller's certificate, hex.
+pub fn caller_key(stub: &dyn ChaincodeStub) -> Outcome<String> {
+    Ok(hex(stub.client_identity()?.certificate().public_key()))
+}
+
+/// Is the caller the patient — their role, their id and the very key they registered?
+/// An identity re-issued under the same name by a CA holds another key and is not.
+pub fn is_patient(stub: &dyn ChaincodeStub, who: &Caller, patient: &Patient) -> Outcome<bool> {
+    if who.role != Role::Patient || who.actor() != patient.patient_id {
+        return Ok(false);
+    }
+    Ok(caller_key(stub)? == patient.public_key)
+}
+
+/// Is the caller the patient of this record (see [`is_patient`])?
+pub fn is_record_patient(stub: &mut dyn ChaincodeStub, who: &Caller, meta: &RecordMeta) -> Outcome<bool> {
+    if who.role != Role::Patient || who.actor() != meta.patient_id {
+        return Ok(false);
+    }
+    let registered = patient(stub, &meta.patient_id)?;
+    is_patient(stub, who, &registered)
+}
+
+/// Registers a patient: the patient themselves, enrolled at the custodian's CA, with
+/// the key of their own certificate (which the peer validated against the custodian's
+/// MSP). So the key is one the patient holds, the custodian is the patient's own
+/// organization, and no provider can register a key of its choosing for a patient.
 pub fn register_patient(stub: &mut dyn ChaincodeStub, (input,): (PatientInput,)) -> Outcome<Patient> {
     let who = caller(stub)?;
-    who.require("register_patient", &[Role::Provider])?;
+    who.require("register_patient", &[Role::Patient])?;
     who.require_org("register_patient", &input.custodian)?;
     check_id("patient id", &input.patient_id)?;
-    let key_ok = input.public_key.len() == 130
-        && input.public_key.starts_with("04")
-        && input.public_key.chars().all(|c| c.is_ascii_hexdigit());
-    if !key_ok {
-        return fail("public_key must be an uncompressed SEC1 P-256 point (130 hex digits, 04…)");
+    let public_key = input.public_key.to_ascii_lowercase();
+    if who.actor() != input.patient_id || caller_key(stub)? != public_key {
+        return fail(format!(
+            "access denied: a patient registers only themselves ({}), with the key of their own certificate",
+            who.actor()
+        ));
     }
     let id = key(stub, PATIENT, &[&input.patient_id])?;
     if stub.get_state(&id)?.is_some() {
@@ -48,7 +77,7 @@ pub fn register_patient(stub: &mut dyn ChaincodeStub, (input,): (PatientInput,))
     let patient = Patient {
         patient_id: input.patient_id,
         custodian: input.custodian,
-        public_key: input.public_key.to_ascii_lowercase(),
+        public_key,
         registered_by: who.actor(),
         registered_at: now(stub),
     };
@@ -314,6 +343,60 @@ fn seal_answer(stub: &dyn ChaincodeStub, key: &[u8], answer: &Ciphertext) -> Out
     })
 }
 
+/// Most grants of one reader for one record a read looks at.
+pub const MAX_GRANTS_SCANNED: u32 = 1000;
+
+/// Checks one grant: settled, made by an audited access the custodian endorsed, and
+/// still in force.
+fn grant_serves(stub: &mut dyn ChaincodeStub, who: &Caller, grant: &Grant, meta: &RecordMeta) -> Outcome<()> {
+    if !grant.active {
+        return fail(format!(
+            "access denied: access {} awaits the settlement of its fee (pay settle)",
+            grant.access_id
+        ));
+    }
+    let audited = crate::access::audit_event(stub, &grant.access_id)
+        .is_ok_and(|e| e.actor == grant.actor && e.record_id == grant.record_id);
+    if !audited || !crate::access::sealed_by_custodian(stub, &meta.custodian, grant)? {
+        return fail(format!(
+            "access denied: the grant of {} for record {} was not made by an audited access the custodian {} endorsed",
+            grant.actor, grant.record_id, meta.custodian
+        ));
+    }
+    grant_in_force(stub, who, grant, meta)
+}
+
+/// The caller's grants for the record (one per access), newest access last; the first
+/// that serves, else the reason the newest does not.
+fn serving_grant(stub: &mut dyn ChaincodeStub, who: &Caller, meta: &RecordMeta) -> Outcome<Grant> {
+    let actor = who.actor();
+    let prefix = key(stub, GRANT, &[&meta.record_id, &actor])?;
+    let end = format!("{prefix}{}", medfabric_shim::MAX_UNICODE_RUNE);
+    let (entries, _) = stub.query_range_page(&prefix, &end, MAX_GRANTS_SCANNED, "")?;
+    let mut grants = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let grant: Grant = serde_json::from_slice(&entry.value)
+            .or_else(|e| fail(format!("grant {:?} is corrupt: {e}", entry.key)))?;
+        grants.push(grant);
+    }
+    grants.sort_by_key(|g| g.time);
+    let mut refusal = None;
+    for grant in grants.into_iter().rev() {
+        match grant_serves(stub, who, &grant, meta) {
+            Ok(()) => return Ok(grant),
+            Err(e) => {
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    Err(refusal.unwrap_or_else(|| {
+        medfabric_shim::ContractError::new(format!(
+            "access denied: {actor} holds no committed access grant for record {}",
+            meta.record_id
+        ))
+    }))
+}
+
 /// Reads the latest ciphertext and the caller's wrapped key — an evaluate on a peer of
 /// the custodian organization. Allowed to the patient, the record's custodian
 /// providers, and whoever holds a committed access grant. The answer is sealed to the
@@ -340,30 +423,9 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
     let actor = who.actor();
     // Only the patient reads without a grant; everyone else — the custodian's own
     // providers included — reads through an audited access.
-    let patient = who.role == Role::Patient && actor == meta.patient_id;
+    let patient = is_record_patient(stub, &who, &meta)?;
     if !patient {
-        let grant_key = key(stub, GRANT, &[&record_id, &actor])?;
-        let Some(grant) = get_json::<Grant>(stub, &grant_key)? else {
-            return fail(format!(
-                "access denied: {actor} holds no committed access grant for record {record_id}"
-            ));
-        };
-        if !grant.active {
-            return fail(format!(
-                "access denied: access {} awaits the settlement of its fee (pay settle)",
-                grant.access_id
-            ));
-        }
-        // Only a grant the custodian endorsed, with its audit event on the ledger.
-        let audited = crate::access::audit_event(stub, &grant.access_id)
-            .is_ok_and(|e| e.actor == grant.actor && e.record_id == grant.record_id);
-        if !audited || !crate::access::sealed_by_custodian(stub, &meta.custodian, &grant)? {
-            return fail(format!(
-                "access denied: the grant of {actor} for record {record_id} was not made by an audited access the custodian {} endorsed",
-                meta.custodian
-            ));
-        }
-        grant_in_force(stub, &who, &grant, &meta)?;
+        serving_grant(stub, &who, &meta)?;
     }
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     let collection = custodian_collection(&meta.custodian);
@@ -409,7 +471,7 @@ pub struct ShareInput {
 pub fn share_key(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<usize> {
     let who = caller(stub)?;
     let meta = record(stub, &record_id)?;
-    let patient = who.role == Role::Patient && who.actor() == meta.patient_id;
+    let patient = is_record_patient(stub, &who, &meta)?;
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     if !(patient || custodian) {
         return fail(format!(
@@ -465,7 +527,7 @@ pub struct EraseInput {
 pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Outcome<Erasure> {
     let who = caller(stub)?;
     let mut meta = record(stub, &input.record_id)?;
-    let patient = who.role == Role::Patient && who.actor() == meta.patient_id;
+    let patient = is_record_patient(stub, &who, &meta)?;
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     if !(patient || custodian) {
         return fail(format!(

@@ -36,7 +36,7 @@ fn consent(id: &str, terms: ConsentTerms) -> Consent {
         status: Status::Active,
         terms,
         recorded_by: "HospitalMSP/patient1".into(),
-        source_hash: None,
+        evidence: None,
         time: 0,
         tx_id: "t".into(),
     }

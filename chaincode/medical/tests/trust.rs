@@ -194,14 +194,14 @@ fn a_grant_the_custodian_did_not_endorse_serves_nothing() {
     let sci2 = "ResearchMSP/scientist2";
     let state: std::collections::BTreeMap<String, Bytes> = w.snapshot().into_iter().collect();
     let grant: serde_json::Value =
-        serde_json::from_slice(&state[&composite("grant", &["rec-1", SCI])]).expect("grant");
+        serde_json::from_slice(&state[&composite("grant", &["rec-1", SCI, &access_id])]).expect("grant");
     let event: serde_json::Value =
         serde_json::from_slice(&state[&composite("audit", &[&access_id])]).expect("event");
 
     // A grant for scientist2 pointing at scientist1's real (sealed) access.
     let mut borrowed = grant.clone();
     borrowed["actor"] = json!(sci2);
-    forge(&mut w, vec![(composite("grant", &["rec-1", sci2]), borrowed)]);
+    forge(&mut w, vec![(composite("grant", &["rec-1", sci2, &access_id]), borrowed)]);
     let message = support::parse_message(&w.read(sci2, "rec-1"));
     assert!(
         message.contains("was not made by an audited access the custodian HospitalMSP endorsed"),
@@ -220,7 +220,7 @@ fn a_grant_the_custodian_did_not_endorse_serves_nothing() {
     forge(
         &mut w,
         vec![
-            (composite("grant", &["rec-1", sci2]), forged_grant),
+            (composite("grant", &["rec-1", sci2, &forged_id]), forged_grant),
             (composite("audit", &[&forged_id]), forged_event),
         ],
     );
@@ -244,7 +244,7 @@ fn grants_and_audit_events_carry_the_custodians_key_level_policy() {
         .into_iter()
         .map(|(k, _)| k)
         .filter(|k| {
-            k == &composite("grant", &["rec-1", SCI])
+            k == &composite("grant", &["rec-1", SCI, &access_id])
                 || k == &composite("audit", &[&access_id])
                 || (k.starts_with("\u{0}audit") && k.ends_with(&format!("{access_id}\u{0}")))
         })
@@ -275,4 +275,70 @@ fn a_self_issued_regulator_cannot_review_a_break_glass() {
     assert!(message.contains("has not granted role regulator to LabMSP"), "{message}");
     let outcome = w.invoke_with(REG, "review_break_glass", &json!([event_id]), &[("note", &b"reviewed"[..])]);
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
+}
+
+#[test]
+fn a_patient_registers_only_themselves_with_their_certificates_key() {
+    let mut w = World::new();
+    // No provider registers a patient (and so a key of its choosing).
+    let message = w.denied(GREY, "register_patient", &w.registration(PATIENT));
+    assert!(message.contains("register_patient requires role patient"), "{message}");
+    // A patient registers neither someone else nor another key.
+    let mut other = w.registration("HospitalMSP/patient2");
+    let message = w.denied(PATIENT, "register_patient", &other);
+    assert!(message.contains("registers only themselves"), "{message}");
+    other["patient_id"] = json!(PATIENT);
+    let message = w.denied(PATIENT, "register_patient", &other);
+    assert!(message.contains("with the key of their own certificate"), "{message}");
+    // Nor with another organization as custodian.
+    let mut elsewhere = w.registration(PATIENT);
+    elsewhere["custodian"] = json!("LabMSP");
+    let message = w.denied(PATIENT, "register_patient", &elsewhere);
+    assert!(message.contains("reserved to LabMSP"), "{message}");
+    w.ok(PATIENT, "register_patient", &w.registration(PATIENT));
+    let message = w.denied(PATIENT, "register_patient", &w.registration(PATIENT));
+    assert!(message.contains("already registered"), "{message}");
+}
+
+#[test]
+fn consents_are_the_patients_own() {
+    let mut w = world_with_self_issued_roles();
+    let opt_out = json!({"patient_id": PATIENT, "consent_id": "no", "template": "opt-out"});
+    w.ok("HospitalMSP/patient1", "grant_consent", &opt_out);
+    // A provider can neither revoke the patient's opt-out nor file consents directly.
+    let message = w.denied(GREY, "revoke_consent", &json!([PATIENT, "no"]));
+    assert!(message.contains("only with the patient's signature"), "{message}");
+    let message = w.denied(
+        GREY,
+        "grant_consent",
+        &json!({"patient_id": PATIENT, "consent_id": "yes", "template": "opt-in", "grantee": {"kind": "org", "value": "HospitalMSP"}}),
+    );
+    assert!(message.contains("only with the patient's signature"), "{message}");
+
+    // A signed document the patient did not sign is refused…
+    let revoke =
+        json!({"action": "revoke", "version": 2, "patient_id": PATIENT, "consent_id": "no"}).to_string();
+    let statement = medfabric_medical::access::consent_statement(&revoke);
+    let forged = json!({"document": revoke, "signature": w.sign(GREY, &statement)});
+    let message = w.denied(GREY, "record_signed_consent", &forged);
+    assert!(message.contains("signature does not verify"), "{message}");
+    // …the patient's is recorded, once.
+    let signed = json!({"document": revoke, "signature": w.sign("HospitalMSP/patient1", &statement)});
+    let revoked = w.ok(GREY, "record_signed_consent", &signed);
+    assert_eq!((revoked["status"].as_str(), revoked["version"].as_u64()), (Some("revoked"), Some(2)));
+    assert_eq!(revoked["evidence"]["document"], revoke.as_str(), "the signed document is kept as evidence");
+    let message = w.denied(GREY, "record_signed_consent", &signed);
+    assert!(message.contains("already revoked"), "replayed: {message}");
+
+    // An identity re-issued under the patient's name (another key) has none of the
+    // patient's powers.
+    w.add("HospitalMSP", "patient1", Some("patient"));
+    let message = w.denied(
+        "HospitalMSP/patient1",
+        "grant_consent",
+        &json!({"patient_id": PATIENT, "consent_id": "again", "template": "opt-out"}),
+    );
+    assert!(message.contains("with the key they registered"), "{message}");
+    let message = support::parse_message(&w.read("HospitalMSP/patient1", "rec-1"));
+    assert!(message.contains("holds no committed access grant"), "{message}");
 }

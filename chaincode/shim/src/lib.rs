@@ -24,7 +24,7 @@ pub mod tx;
 pub use composite::{COMPOSITE_KEY_NAMESPACE, MAX_UNICODE_RUNE, create_composite_key, split_composite_key};
 pub use error::{ShimError, ShimResult};
 pub use identity::ClientIdentity;
-pub use medfabric_msp::NodeRole;
+pub use medfabric_msp::{NodeRole, verify_document_signature};
 pub use memory::{MemoryState, MockOutcome, MockStub};
 pub use router::{ArgsError, ContractError, Router, decode_args};
 pub use stub::{

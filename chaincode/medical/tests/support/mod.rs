@@ -18,6 +18,7 @@ pub struct World {
     pub stub: MockStub,
     cas: BTreeMap<String, CertificateAuthority>,
     identities: BTreeMap<String, Bytes>,
+    keys: BTreeMap<String, medfabric_msp::Signer>,
     pub time: i64,
 }
 
@@ -43,6 +44,7 @@ impl World {
             stub: MockStub::new("medchannel").with_chaincode(CC, medfabric_medical::chaincode()),
             cas,
             identities: BTreeMap::new(),
+            keys: BTreeMap::new(),
             time: 1_800_000_000,
         };
         for (msp, name, role) in [
@@ -84,8 +86,25 @@ impl World {
                     .with_attributes(attributes),
             )
             .expect("issue");
+        let signer = medfabric_msp::Signer::from_pem(&issued.key_pem()).expect("key");
+        self.keys.insert(format!("{msp}/{name}"), signer);
         let creator = SerializedIdentity { mspid: msp.into(), id_bytes: issued.certificate_pem.into() };
         self.identities.insert(format!("{msp}/{name}"), creator.encode_to_vec().into());
+    }
+
+    /// The P-256 key of `who`'s certificate (hex SEC1).
+    pub fn public_key(&self, who: &str) -> String {
+        hex(self.keys.get(who).unwrap_or_else(|| panic!("no identity {who}")).public_key())
+    }
+
+    /// `who`'s signature (hex DER) over `message`, with their certificate's key.
+    pub fn sign(&self, who: &str, message: &str) -> String {
+        hex(&self.keys.get(who).unwrap_or_else(|| panic!("no identity {who}")).sign(message.as_bytes()))
+    }
+
+    /// The registration of `patient_id` (an identity of this world) by the patient.
+    pub fn registration(&self, patient_id: &str) -> Value {
+        json!({"patient_id": patient_id, "custodian": "HospitalMSP", "public_key": self.public_key(patient_id)})
     }
 
     /// Advances the transaction clock.
@@ -195,11 +214,8 @@ impl World {
     }
 
     pub fn register_patient(&mut self, patient_id: &str) {
-        self.ok(
-            "HospitalMSP/drgrey",
-            "register_patient",
-            &json!({"patient_id": patient_id, "custodian": "HospitalMSP", "public_key": PUBLIC_KEY}),
-        );
+        let registration = self.registration(patient_id);
+        self.ok(patient_id, "register_patient", &registration);
     }
 }
 
@@ -220,6 +236,10 @@ pub fn unseal(outcome: &MockOutcome) -> Value {
         .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &bytes("sealed"), aad: aad.as_bytes() })
         .expect("the answer opens with the response key");
     serde_json::from_slice(&plaintext).expect("json answer")
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_hex(text: &str) -> Vec<u8> {
