@@ -91,14 +91,18 @@ async fn an_identity_from_the_ca_works_until_revoked() {
     let network_handle =
         Gateway::connect(&peer.address, Some(&tls), signer).expect("gateway").network(&status.channel);
     network_handle.contract("kv").submit("put", &["ca-key", "from-the-ca"]).await.expect("kv put as nurse7");
-    // The medical chaincode reads the certificate's role: a provider of HospitalMSP may
-    // register a patient.
+    // The medical chaincode reads the certificate's role (granted to HospitalMSP): a
+    // provider may not register a patient (patients register themselves).
     let medical = network_handle.contract("medical");
     let patient_key = hex::encode(medfabric_client::records::public_key_of_pem(&pem).expect("key"));
     let input = json!({"patient_id": "HospitalMSP/patient-ca", "custodian": "HospitalMSP", "public_key": patient_key}).to_string();
-    let registered =
-        medical.submit("register_patient", &[input.as_str()]).await.expect("register_patient as a provider");
-    assert!(String::from_utf8_lossy(&registered).contains("\"registered_by\":\"HospitalMSP/nurse7\""));
+    let refused = medical.submit("register_patient", &[input.as_str()]).await.expect_err("a provider");
+    assert!(
+        refused
+            .to_string()
+            .contains("register_patient requires role patient; HospitalMSP/nurse7 has role provider"),
+        "{refused}"
+    );
 
     // Revoke and install the CRL: within seconds the peers refuse the identity.
     let (ok, out, err) = run(&[
