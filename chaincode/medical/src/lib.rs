@@ -14,7 +14,7 @@
 //! | `get_record`, `get_patient` | any role | metadata only |
 //! | `read_record` | patient, custodian providers, holders of a committed grant | ciphertext + the caller's wrapped key, sealed to the caller's transient `response_key` |
 //! | `share_key` | patient, custodian provider | more wrapped keys (transient `wrapped_keys`) |
-//! | `register_patient` | the patient, or a custodian provider with the patient's proof of key | patient id `<custodian>/<id>`, P-256 public key |
+//! | `register_patient` | the patient themselves (their org is the custodian) | patient id `<custodian>/<id>`, the key of their certificate |
 //! | `grant_consent`, `update_consent`, `revoke_consent` | the patient (creator key = registered key) | FHIR Consent semantics, templates |
 //! | `record_signed_consent` | custodian provider | a consent action the patient signed (verified against the registered key) |
 //! | `get_consent` | patient, custodian provider, regulator | current version |

@@ -100,7 +100,6 @@ pub fn check_id(what: &str, id: &str) -> Outcome<()> {
     }
 }
 
-/// Checks a 32-byte value written as 64 hex digits.
 /// Bytes from hex text (either case).
 pub fn from_hex(what: &str, text: &str) -> Outcome<Vec<u8>> {
     if !text.len().is_multiple_of(2) || !text.is_ascii() {
@@ -121,6 +120,7 @@ pub fn check_patient_signature(public_key: &str, statement: &str, signature: &st
         .or_else(|e| fail(format!("access denied: the patient's signature does not verify ({e})")))
 }
 
+/// Checks a 32-byte value written as 64 hex digits.
 pub fn check_hex32(what: &str, value: &str) -> Outcome<()> {
     if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())

@@ -326,9 +326,7 @@ pub fn refund(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
     // Withdraw the grant this access gave (never used: it waited for settlement).
     let event = crate::access::audit_event(stub, &access_id)?;
     let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer, &access_id])?;
-    if stub.get_state(&grant_key)?.is_some() {
-        stub.del_state(&grant_key)?;
-    }
+    stub.del_state(&grant_key)?;
     // Its seal goes in any case, so the grant cannot be recreated from it.
     crate::access::unseal_access(stub, &escrow.custodian, &access_id)?;
     escrow.state = EscrowState::Refunded;

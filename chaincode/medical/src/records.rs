@@ -50,8 +50,7 @@ pub fn is_record_patient(stub: &mut dyn ChaincodeStub, who: &Caller, meta: &Reco
     if who.role != Role::Patient || who.actor() != meta.patient_id {
         return Ok(false);
     }
-    let registered = patient(stub, &meta.patient_id)?;
-    is_patient(stub, who, &registered)
+    Ok(caller_key(stub)? == patient(stub, &meta.patient_id)?.public_key)
 }
 
 /// Registers a patient: the patient themselves, enrolled at the custodian's CA, with

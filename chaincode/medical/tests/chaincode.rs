@@ -5,15 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{PATIENT, World};
-
-const GREY: &str = "HospitalMSP/drgrey";
-const ALICE: &str = "HospitalMSP/patient1";
-const SCI: &str = "ResearchMSP/scientist1";
-const SCI2: &str = "ResearchMSP/scientist2";
-const TECH: &str = "LabMSP/tech1";
-const PAYER: &str = "InsurerMSP/claims1";
-const REG: &str = "RegulatorMSP/inspector1";
+use support::{ALICE, GREY, PATIENT, PAYER, REG, SCI, SCI2, TECH, World};
 
 fn world_with_record() -> World {
     let mut w = World::new();

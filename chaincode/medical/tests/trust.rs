@@ -5,12 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use serde_json::json;
-use support::{PATIENT, World};
-
-const GREY: &str = "HospitalMSP/drgrey";
-const SCI: &str = "ResearchMSP/scientist1";
-const PAYER: &str = "InsurerMSP/claims1";
-const REG: &str = "RegulatorMSP/inspector1";
+use support::{GREY, PATIENT, PAYER, REG, SCI, World};
 
 /// A world where ResearchMSP's CA issued a `role=payer` user and LabMSP's a
 /// `role=regulator` and a second `role=provider` user.

@@ -25,6 +25,15 @@ pub struct World {
 /// The consortium's role grants, as the endorsing peer decorates every proposal.
 pub const GRANTS: &str = r#"{"patient":["HospitalMSP"],"provider":["HospitalMSP","LabMSP"],"researcher":["ResearchMSP"],"payer":["InsurerMSP"],"regulator":["RegulatorMSP"]}"#;
 
+/// Actors of the world.
+pub const GREY: &str = "HospitalMSP/drgrey";
+pub const ALICE: &str = "HospitalMSP/patient1";
+pub const SCI: &str = "ResearchMSP/scientist1";
+pub const SCI2: &str = "ResearchMSP/scientist2";
+pub const TECH: &str = "LabMSP/tech1";
+pub const PAYER: &str = "InsurerMSP/claims1";
+pub const REG: &str = "RegulatorMSP/inspector1";
+
 pub const PATIENT: &str = "HospitalMSP/patient1";
 pub const PUBLIC_KEY: &str = "04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
