@@ -458,6 +458,7 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         justification: None,
         review_due,
         reviewed: None,
+        custodian_sealed: None,
         fee: fee.map(|f| f.amount).filter(|a| *a > 0),
     };
     write_audit(stub, &meta.custodian, &event)?;
@@ -478,7 +479,9 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
     let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor(), &access_id])?;
     put_json(stub, &grant_key, &grant)?;
     custodian_only(stub, &meta.custodian, &grant_key)?;
-    seal_access(stub, &meta.custodian, &grant)?;
+    let sealed = (access_id.as_str(), meta.record_id.as_str(), grant.actor.as_str());
+    seal_access(stub, Seal::Grant, &meta.custodian, sealed)?;
+    seal_access(stub, Seal::Event, &meta.custodian, sealed)?;
     Ok(AccessResult {
         access_id,
         record_id: meta.record_id,
@@ -497,36 +500,62 @@ pub fn custodian_only(stub: &mut dyn ChaincodeStub, custodian: &str, key: &str) 
     Ok(stub.set_state_validation_parameter(key, policy)?)
 }
 
-fn seal_key(stub: &dyn ChaincodeStub, access_id: &str) -> Outcome<String> {
-    key(stub, ACCESS_SEAL, &[access_id])
+/// What the custodian seals in its implicit collection. Writes there need the
+/// custodian's endorsement (`/Channel/Application/<Org>/Endorsement`), so a grant or an
+/// audit event that other organizations write together carries no seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seal {
+    /// A grant: `read_record` serves it only while sealed; withdrawn with a refund.
+    Grant,
+    /// An audit event: sealed for ever; regulators see which events are.
+    Event,
 }
 
-fn seal_value(grant: &Grant) -> Bytes {
-    Bytes::from(format!("{}\0{}\0{}", grant.access_id, grant.record_id, grant.actor))
+fn seal_key(stub: &dyn ChaincodeStub, seal: Seal, access_id: &str) -> Outcome<String> {
+    let object = match seal {
+        Seal::Grant => ACCESS_SEAL,
+        Seal::Event => AUDIT_SEAL,
+    };
+    key(stub, object, &[access_id])
 }
 
-/// Writes the custodian's seal of an access into its implicit collection. Writes to an
-/// organization's implicit collection need that organization's endorsement
-/// (`/Channel/Application/<Org>/Endorsement`), so a transaction not endorsed by the
-/// custodian cannot create one: a grant or audit event that other organizations forge
-/// together carries no seal.
-fn seal_access(stub: &mut dyn ChaincodeStub, custodian: &str, grant: &Grant) -> Outcome<()> {
-    let id = seal_key(stub, &grant.access_id)?;
-    Ok(stub.put_private_data(&custodian_collection(custodian), &id, seal_value(grant))?)
+fn seal_value(access_id: &str, record_id: &str, actor: &str) -> Bytes {
+    Bytes::from(format!("{access_id}\0{record_id}\0{actor}"))
 }
 
-/// Removes the seal of a withdrawn access (with the custodian's endorsement).
+/// Writes the custodian's `seal` of access `access_id` (by `actor` to `record_id`).
+fn seal_access(
+    stub: &mut dyn ChaincodeStub,
+    seal: Seal,
+    custodian: &str,
+    (access_id, record_id, actor): (&str, &str, &str),
+) -> Outcome<()> {
+    let id = seal_key(stub, seal, access_id)?;
+    Ok(stub.put_private_data(
+        &custodian_collection(custodian),
+        &id,
+        seal_value(access_id, record_id, actor),
+    )?)
+}
+
+/// Removes the grant seal of a withdrawn access (with the custodian's endorsement).
 pub fn unseal_access(stub: &mut dyn ChaincodeStub, custodian: &str, access_id: &str) -> Outcome<()> {
-    let id = seal_key(stub, access_id)?;
+    let id = seal_key(stub, Seal::Grant, access_id)?;
     Ok(stub.del_private_data(&custodian_collection(custodian), &id)?)
 }
 
-/// Did the custodian endorse the transaction that made this grant? Checked against the
-/// seal's hash, which every peer holds.
-pub fn sealed_by_custodian(stub: &mut dyn ChaincodeStub, custodian: &str, grant: &Grant) -> Outcome<bool> {
-    let id = seal_key(stub, &grant.access_id)?;
+/// Did the custodian endorse the transaction that made this grant or event? Checked
+/// against the seal's hash, which every peer holds.
+pub fn sealed_by_custodian(
+    stub: &mut dyn ChaincodeStub,
+    seal: Seal,
+    custodian: &str,
+    (access_id, record_id, actor): (&str, &str, &str),
+) -> Outcome<bool> {
+    let id = seal_key(stub, seal, access_id)?;
     let held = stub.get_private_data_hash(&custodian_collection(custodian), &id)?;
-    Ok(held.is_some_and(|h| h.as_ref() == medfabric_shim::tx::hash(&seal_value(grant)).as_slice()))
+    let expected = medfabric_shim::tx::hash(&seal_value(access_id, record_id, actor));
+    Ok(held.is_some_and(|h| h.as_ref() == expected.as_slice()))
 }
 
 /// The event and its indexes: by patient, actor, organization and record (time-ordered),

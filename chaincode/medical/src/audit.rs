@@ -8,7 +8,7 @@ use medfabric_shim::{ChaincodeStub, ContractError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::access::{audit_event, with_notes};
+use crate::access::{Seal, audit_event, sealed_by_custodian, with_notes};
 use crate::consent::{Consent, Decision, Grantee, Provision, Status};
 use crate::identity::{Role, caller};
 use crate::model::*;
@@ -100,10 +100,16 @@ fn page_of(
 
 /// An audit event with its free text, read from the custodian's audit collection
 /// (held by the regulators' peers; a peer without it answers without the text).
+/// `custodian_sealed` tells whether the custodian endorsed the event's transaction: an
+/// event other organizations wrote together (a forged disclosure) shows `false`.
 fn noted_event(stub: &mut dyn ChaincodeStub, event_id: &str) -> Outcome<AuditEvent> {
     let event = audit_event(stub, event_id)?;
     let custodian = crate::records::record(stub, &event.record_id)?.custodian;
-    Ok(with_notes(stub, &custodian, event))
+    let sealed = (event.event_id.as_str(), event.record_id.as_str(), event.actor.as_str());
+    let custodian_sealed = sealed_by_custodian(stub, Seal::Event, &custodian, sealed)?;
+    let mut event = with_notes(stub, &custodian, event);
+    event.custodian_sealed = Some(custodian_sealed);
+    Ok(event)
 }
 
 fn event_item(stub: &mut dyn ChaincodeStub, event_id: &str, fhir: bool) -> Outcome<Value> {
@@ -307,6 +313,13 @@ pub fn audit_event_fhir(event: &AuditEvent) -> Value {
             "url": "urn:medfabric:break-glass",
             "valueString": event.justification.clone().unwrap_or_default(),
         }]);
+    }
+    if event.custodian_sealed == Some(false) {
+        let unsealed = json!({"url": "urn:medfabric:custodian-sealed", "valueBoolean": false});
+        match resource["extension"].as_array_mut() {
+            Some(extensions) => extensions.insert(0, unsealed),
+            None => resource["extension"] = json!([unsealed]),
+        }
     }
     resource
 }

@@ -43,6 +43,8 @@ pub const CIPHERTEXT: &str = "ct";
 pub const WRAPPED_KEY: &str = "wk";
 /// The custodian's seal of an access: written only by transactions its peers endorsed.
 pub const ACCESS_SEAL: &str = "accessseal";
+/// The custodian's seal of an audit event (never removed).
+pub const AUDIT_SEAL: &str = "auditseal";
 
 /// Free text people typed about an access (justification, review note), in the
 /// custodian's audit collection, keyed `phinote/<event id>/<what>`.
@@ -230,6 +232,10 @@ pub struct AuditEvent {
     /// Break-glass: the justification must be reviewed by then.
     pub review_due: Option<u64>,
     pub reviewed: Option<Review>,
+    /// Whether the custodian sealed this event (its peers endorsed the access): filled
+    /// in by regulator queries, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custodian_sealed: Option<bool>,
     /// The escrowed fee for this access, if the consent carries one.
     pub fee: Option<u64>,
 }

@@ -356,7 +356,10 @@ fn grant_serves(stub: &mut dyn ChaincodeStub, who: &Caller, grant: &Grant, meta:
     }
     let audited = crate::access::audit_event(stub, &grant.access_id)
         .is_ok_and(|e| e.actor == grant.actor && e.record_id == grant.record_id);
-    if !audited || !crate::access::sealed_by_custodian(stub, &meta.custodian, grant)? {
+    let sealed = (grant.access_id.as_str(), grant.record_id.as_str(), grant.actor.as_str());
+    if !audited
+        || !crate::access::sealed_by_custodian(stub, crate::access::Seal::Grant, &meta.custodian, sealed)?
+    {
         return fail(format!(
             "access denied: the grant of {} for record {} was not made by an audited access the custodian {} endorsed",
             grant.actor, grant.record_id, meta.custodian

@@ -172,7 +172,9 @@ fn world_with_research_access() -> (World, String) {
 fn forge(w: &mut World, writes: Vec<(String, serde_json::Value)>) {
     let outcome = w.stub.transact(support::CC, move |stub| {
         for (key, value) in &writes {
-            stub.put_state(key, Bytes::from(value.to_string())).expect("write");
+            // Strings raw (index entries hold an event id), anything else as JSON.
+            let bytes = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            stub.put_state(key, Bytes::from(bytes)).expect("write");
         }
         medfabric_shim::success("")
     });
@@ -208,6 +210,7 @@ fn a_grant_the_custodian_did_not_endorse_serves_nothing() {
     let mut forged_grant = grant;
     forged_grant["actor"] = json!(sci2);
     forged_grant["access_id"] = json!(forged_id);
+    let forged_time = event["time"].as_u64().expect("time");
     let mut forged_event = event;
     forged_event["event_id"] = json!(forged_id);
     forged_event["tx_id"] = json!(forged_id);
@@ -216,6 +219,10 @@ fn a_grant_the_custodian_did_not_endorse_serves_nothing() {
         &mut w,
         vec![
             (composite("grant", &["rec-1", sci2, &forged_id]), forged_grant),
+            (
+                composite("auditpatient", &[PATIENT, &format!("{:020}", forged_time), &forged_id]),
+                json!(forged_id),
+            ),
             (composite("audit", &[&forged_id]), forged_event),
         ],
     );
@@ -224,6 +231,16 @@ fn a_grant_the_custodian_did_not_endorse_serves_nothing() {
         message.contains("was not made by an audited access the custodian HospitalMSP endorsed"),
         "{message}"
     );
+    // The regulator sees the forged disclosure for what it is.
+    let trail = support::parse(&w.query(REG, "disclosures", &json!({"subject": PATIENT})));
+    let sealed: Vec<(String, bool)> = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap_or_default().to_owned(), e["custodian_sealed"] == true))
+        .collect();
+    assert!(sealed.contains(&(access_id.clone(), true)), "the real access is sealed: {sealed:?}");
+    assert!(sealed.contains(&(forged_id.clone(), false)), "the forged one is not: {sealed:?}");
 
     // The real path for scientist2 works (control).
     w.ok(sci2, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
