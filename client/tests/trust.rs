@@ -80,7 +80,7 @@ chaincodes:
     sequence: 1
     endorsement_policy: "OutOf(2, 'HospitalMSP.peer', 'LabMSP.peer', 'InsurerMSP.peer', 'ResearchMSP.peer', 'RegulatorMSP.peer')"
     collections:
-      - { name: audit_HospitalMSP, policy: "OR('HospitalMSP.member', 'RegulatorMSP.member')", required_peer_count: 0, maximum_peer_count: 2, member_only_read: true, member_only_write: false }
+      - { name: audit_HospitalMSP, policy: "OR('HospitalMSP.member', 'RegulatorMSP.member')", required_peer_count: 0, maximum_peer_count: 2, member_only_read: true, member_only_write: false, endorsement_policy: "OR('HospitalMSP.peer')" }
 "#;
 
 /// Restarts `org`'s peer with `gateway` settings in its node config.

@@ -82,7 +82,7 @@ fn consent_manager(
     function: &str,
 ) -> Outcome<()> {
     let patient = patient(stub, patient_id)?;
-    if is_patient(stub, who, &patient)? {
+    if is_patient(who, &patient) {
         return Ok(());
     }
     if who.role == Role::Provider && who.msp_id == patient.custodian {
@@ -108,8 +108,39 @@ fn grantee_key(
     key(stub, CONSENT_BY_GRANTEE, &[&grantee.index(), patient_id, consent_id])
 }
 
-/// Writes a consent version: current value, history entry, grantee index.
+/// What a consent version's seal holds: the version as stored.
+fn consent_seal(consent: &Consent) -> Outcome<Bytes> {
+    serde_json::to_vec(consent).map(Bytes::from).or_else(|e| fail(format!("encoding a consent: {e}")))
+}
+
+/// The current version of a consent, if its custodian sealed it; `Ok(None)` when there
+/// is none, an error when one is filed without the custodian's seal (written by other
+/// organizations together).
+pub fn sealed_consent(
+    stub: &mut dyn ChaincodeStub,
+    custodian: &str,
+    patient_id: &str,
+    consent_id: &str,
+) -> Outcome<Option<Consent>> {
+    let current = consent_key(stub, patient_id, consent_id)?;
+    let Some(consent) = get_json::<Consent>(stub, &current)? else { return Ok(None) };
+    let version = consent.version.to_string();
+    let id = [patient_id, consent_id, version.as_str()];
+    if consent.patient_id != patient_id
+        || consent.consent_id != consent_id
+        || !sealed_by_custodian(stub, Seal::Consent, custodian, &id, &consent_seal(&consent)?)?
+    {
+        return fail(format!(
+            "consent {consent_id} of {patient_id} was not recorded with its custodian {custodian}'s endorsement"
+        ));
+    }
+    Ok(Some(consent))
+}
+
+/// Writes a consent version: current value, history entry, grantee index; each only
+/// the custodian may change from now on, and the version is sealed by the custodian.
 fn store_consent(stub: &mut dyn ChaincodeStub, consent: &Consent, previous: Option<&Consent>) -> Outcome<()> {
+    let custodian = patient(stub, &consent.patient_id)?.custodian;
     if let Some(previous) = previous
         && previous.terms.grantee != consent.terms.grantee
     {
@@ -125,7 +156,13 @@ fn store_consent(stub: &mut dyn ChaincodeStub, consent: &Consent, previous: Opti
         CONSENT_VERSION,
         &[&consent.patient_id, &consent.consent_id, &padded(u64::from(consent.version))],
     )?;
-    put_json(stub, &history, consent)
+    put_json(stub, &history, consent)?;
+    for k in [&index, &current, &history] {
+        custodian_only(stub, &custodian, k)?;
+    }
+    let version = consent.version.to_string();
+    let id = [consent.patient_id.as_str(), consent.consent_id.as_str(), version.as_str()];
+    seal(stub, Seal::Consent, &custodian, &id, consent_seal(consent)?)
 }
 
 pub fn grant_consent(stub: &mut dyn ChaincodeStub, (input,): (ConsentInput,)) -> Outcome<Consent> {
@@ -168,8 +205,8 @@ fn grant(
 }
 
 fn existing(stub: &mut dyn ChaincodeStub, patient_id: &str, consent_id: &str) -> Outcome<Consent> {
-    let current = consent_key(stub, patient_id, consent_id)?;
-    get_json(stub, &current)?
+    let custodian = patient(stub, patient_id)?.custodian;
+    sealed_consent(stub, &custodian, patient_id, consent_id)?
         .ok_or_else(|| ContractError::new(format!("consent {consent_id} of {patient_id} not found")))
 }
 
@@ -286,7 +323,7 @@ pub fn get_consent(
     let who = caller(stub)?;
     let registered = patient(stub, &patient_id)?;
     let custodian = who.role == Role::Provider && who.msp_id == registered.custodian;
-    if who.role != Role::Regulator && !custodian && !is_patient(stub, &who, &registered)? {
+    if who.role != Role::Regulator && !custodian && !is_patient(&who, &registered) {
         return fail(format!(
             "access denied: consents of {patient_id} are read by the patient, providers of {} and regulators",
             registered.custodian
@@ -298,13 +335,17 @@ pub fn get_consent(
 /// Consents that may apply to `who` for `patient_id`: the four grantee indexes (each a
 /// range read, re-checked at commit) and the consents they name (point reads).
 pub fn applicable(stub: &mut dyn ChaincodeStub, who: &Caller, patient_id: &str) -> Outcome<Vec<Consent>> {
+    let custodian = patient(stub, patient_id)?.custodian;
     let mut found = Vec::new();
     for grantee in Grantee::candidates(who) {
         let index = grantee.index();
         for entry in stub.get_state_by_partial_composite_key(CONSENT_BY_GRANTEE, &[&index, patient_id])? {
             let (_, attributes) = stub.split_composite_key(&entry.key)?;
             let Some(consent_id) = attributes.get(2) else { continue };
-            found.push(existing(stub, patient_id, consent_id)?);
+            // Only consents the custodian sealed count; forged ones are ignored.
+            if let Ok(Some(consent)) = sealed_consent(stub, &custodian, patient_id, consent_id) {
+                found.push(consent);
+            }
         }
     }
     Ok(found)
@@ -479,9 +520,8 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
     let grant_key = key(stub, GRANT, &[&meta.record_id, &who.actor(), &access_id])?;
     put_json(stub, &grant_key, &grant)?;
     custodian_only(stub, &meta.custodian, &grant_key)?;
-    let sealed = (access_id.as_str(), meta.record_id.as_str(), grant.actor.as_str());
-    seal_access(stub, Seal::Grant, &meta.custodian, sealed)?;
-    seal_access(stub, Seal::Event, &meta.custodian, sealed)?;
+    seal(stub, Seal::Grant, &meta.custodian, &[&access_id], grant_seal(&grant))?;
+    seal(stub, Seal::Event, &meta.custodian, &[&access_id], event_seal(&event))?;
     Ok(AccessResult {
         access_id,
         record_id: meta.record_id,
@@ -492,70 +532,28 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
     })
 }
 
-/// Gives `key` the key-level policy "a peer of `custodian`": from now on no transaction
-/// changes or deletes it without the custodian's endorsement, whatever the chaincode's
-/// policy lets other organizations do together.
-pub fn custodian_only(stub: &mut dyn ChaincodeStub, custodian: &str, key: &str) -> Outcome<()> {
-    let policy = medfabric_shim::statebased::peers_of_every(&[custodian])?;
-    Ok(stub.set_state_validation_parameter(key, policy)?)
+/// What a grant's seal says: the access, its record and actor.
+pub fn grant_seal(grant: &Grant) -> Bytes {
+    Bytes::from(format!("{}\0{}\0{}", grant.access_id, grant.record_id, grant.actor))
 }
 
-/// What the custodian seals in its implicit collection. Writes there need the
-/// custodian's endorsement (`/Channel/Application/<Org>/Endorsement`), so a grant or an
-/// audit event that other organizations write together carries no seal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seal {
-    /// A grant: `read_record` serves it only while sealed; withdrawn with a refund.
-    Grant,
-    /// An audit event: sealed for ever; regulators see which events are.
-    Event,
-}
-
-fn seal_key(stub: &dyn ChaincodeStub, seal: Seal, access_id: &str) -> Outcome<String> {
-    let object = match seal {
-        Seal::Grant => ACCESS_SEAL,
-        Seal::Event => AUDIT_SEAL,
-    };
-    key(stub, object, &[access_id])
-}
-
-fn seal_value(access_id: &str, record_id: &str, actor: &str) -> Bytes {
-    Bytes::from(format!("{access_id}\0{record_id}\0{actor}"))
-}
-
-/// Writes the custodian's `seal` of access `access_id` (by `actor` to `record_id`).
-fn seal_access(
-    stub: &mut dyn ChaincodeStub,
-    seal: Seal,
-    custodian: &str,
-    (access_id, record_id, actor): (&str, &str, &str),
-) -> Outcome<()> {
-    let id = seal_key(stub, seal, access_id)?;
-    Ok(stub.put_private_data(
-        &custodian_collection(custodian),
-        &id,
-        seal_value(access_id, record_id, actor),
-    )?)
-}
-
-/// Removes the grant seal of a withdrawn access (with the custodian's endorsement).
-pub fn unseal_access(stub: &mut dyn ChaincodeStub, custodian: &str, access_id: &str) -> Outcome<()> {
-    let id = seal_key(stub, Seal::Grant, access_id)?;
-    Ok(stub.del_private_data(&custodian_collection(custodian), &id)?)
-}
-
-/// Did the custodian endorse the transaction that made this grant or event? Checked
-/// against the seal's hash, which every peer holds.
-pub fn sealed_by_custodian(
-    stub: &mut dyn ChaincodeStub,
-    seal: Seal,
-    custodian: &str,
-    (access_id, record_id, actor): (&str, &str, &str),
-) -> Outcome<bool> {
-    let id = seal_key(stub, seal, access_id)?;
-    let held = stub.get_private_data_hash(&custodian_collection(custodian), &id)?;
-    let expected = medfabric_shim::tx::hash(&seal_value(access_id, record_id, actor));
-    Ok(held.is_some_and(|h| h.as_ref() == expected.as_slice()))
+/// What an event's seal says: every field fixed when the access was made (the review
+/// is added later, and the free text lives in the audit collection).
+pub fn event_seal(event: &AuditEvent) -> Bytes {
+    let fixed = (
+        &event.event_id,
+        &event.record_id,
+        &event.patient_id,
+        &event.actor,
+        &event.org,
+        &event.purpose,
+        &event.consent,
+        event.break_glass,
+        event.time,
+        event.review_due,
+        event.fee,
+    );
+    Bytes::from(serde_json::to_vec(&fixed).expect("plain values serialize"))
 }
 
 /// The event and its indexes: by patient, actor, organization and record (time-ordered),

@@ -8,7 +8,7 @@ use medfabric_shim::{ChaincodeStub, ContractError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::access::{Seal, audit_event, sealed_by_custodian, with_notes};
+use crate::access::{audit_event, event_seal, with_notes};
 use crate::consent::{Consent, Decision, Grantee, Provision, Status};
 use crate::identity::{Role, caller};
 use crate::model::*;
@@ -57,7 +57,7 @@ impl Query {
     }
 }
 
-fn regulator(stub: &dyn ChaincodeStub, function: &str) -> Outcome<()> {
+fn regulator(stub: &mut dyn ChaincodeStub, function: &str) -> Outcome<()> {
     caller(stub)?.require(function, &[Role::Regulator])
 }
 
@@ -105,8 +105,9 @@ fn page_of(
 fn noted_event(stub: &mut dyn ChaincodeStub, event_id: &str) -> Outcome<AuditEvent> {
     let event = audit_event(stub, event_id)?;
     let custodian = crate::records::record(stub, &event.record_id)?.custodian;
-    let sealed = (event.event_id.as_str(), event.record_id.as_str(), event.actor.as_str());
-    let custodian_sealed = sealed_by_custodian(stub, Seal::Event, &custodian, sealed)?;
+    // The body must be the one filed under this id, and sealed as it stands.
+    let custodian_sealed = event.event_id == event_id
+        && sealed_by_custodian(stub, Seal::Event, &custodian, &[event_id], &event_seal(&event))?;
     let mut event = with_notes(stub, &custodian, event);
     event.custodian_sealed = Some(custodian_sealed);
     Ok(event)

@@ -14,6 +14,7 @@ use medfabric_shim::ChaincodeStub;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Outcome, fail};
+use crate::records::hex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -114,8 +115,10 @@ pub fn granted(grants: &BTreeMap<String, Vec<String>>, role: Role, msp_id: &str)
 }
 
 /// The caller of this transaction, from its certificate; its role only if the
-/// consortium granted that role to its organization.
-pub fn caller(stub: &dyn ChaincodeStub) -> Outcome<Caller> {
+/// consortium granted that role to its organization. An actor id that names a
+/// registered patient is that patient only with the key the patient registered: an
+/// identity a CA re-issued under the same name (in any role) acts for nobody.
+pub fn caller(stub: &mut dyn ChaincodeStub) -> Outcome<Caller> {
     let identity = stub.client_identity()?;
     let Some(role_text) = identity.attribute("role") else {
         return fail(format!(
@@ -138,5 +141,14 @@ pub fn caller(stub: &dyn ChaincodeStub) -> Outcome<Caller> {
             identity.msp_id(),
         ));
     }
-    Ok(Caller { msp_id: identity.msp_id().to_owned(), enrollment_id, role })
+    let caller = Caller { msp_id: identity.msp_id().to_owned(), enrollment_id, role };
+    if let Some(patient) = crate::records::registered_patient(stub, &caller.actor())?
+        && hex(identity.certificate().public_key()) != patient.public_key
+    {
+        return fail(format!(
+            "access denied: {} is a registered patient, and this certificate does not hold the key the patient registered",
+            caller.actor()
+        ));
+    }
+    Ok(caller)
 }

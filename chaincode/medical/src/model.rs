@@ -45,6 +45,9 @@ pub const WRAPPED_KEY: &str = "wk";
 pub const ACCESS_SEAL: &str = "accessseal";
 /// The custodian's seal of an audit event (never removed).
 pub const AUDIT_SEAL: &str = "auditseal";
+/// The custodian's seals of patient registrations and consent versions.
+pub const PATIENT_SEAL: &str = "patientseal";
+pub const CONSENT_SEAL: &str = "consentseal";
 
 /// Free text people typed about an access (justification, review note), in the
 /// custodian's audit collection, keyed `phinote/<event id>/<what>`.
@@ -55,6 +58,72 @@ pub const PHI_NOTE: &str = "phinote";
 /// `audit_HospitalMSP` with policy `OR('HospitalMSP.member', 'RegulatorMSP.member')`).
 pub fn audit_collection(custodian: &str) -> String {
     format!("audit_{custodian}")
+}
+
+/// What the custodian seals in its implicit collection. Writes there need the
+/// custodian's endorsement (`/Channel/Application/<Org>/Endorsement`), so state other
+/// organizations write together (running modified chaincode) carries no seal, and
+/// readers honour only sealed state. The seal holds the state's fixed fields; its hash,
+/// which every peer holds, is what readers check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seal {
+    /// A patient's registration (id, custodian, key).
+    Patient,
+    /// A consent version.
+    Consent,
+    /// A grant: `read_record` serves it only while sealed; withdrawn with a refund.
+    Grant,
+    /// An audit event: sealed for ever; regulators see which events are.
+    Event,
+}
+
+fn seal_key(stub: &dyn ChaincodeStub, kind: Seal, id: &[&str]) -> Outcome<String> {
+    let object = match kind {
+        Seal::Patient => PATIENT_SEAL,
+        Seal::Consent => CONSENT_SEAL,
+        Seal::Grant => ACCESS_SEAL,
+        Seal::Event => AUDIT_SEAL,
+    };
+    key(stub, object, id)
+}
+
+/// Writes the custodian's seal of `value` under `id`.
+pub fn seal(
+    stub: &mut dyn ChaincodeStub,
+    kind: Seal,
+    custodian: &str,
+    id: &[&str],
+    value: Bytes,
+) -> Outcome<()> {
+    let k = seal_key(stub, kind, id)?;
+    Ok(stub.put_private_data(&custodian_collection(custodian), &k, value)?)
+}
+
+/// Removes a seal (with the custodian's endorsement).
+pub fn unseal(stub: &mut dyn ChaincodeStub, kind: Seal, custodian: &str, id: &[&str]) -> Outcome<()> {
+    let k = seal_key(stub, kind, id)?;
+    Ok(stub.del_private_data(&custodian_collection(custodian), &k)?)
+}
+
+/// Did the custodian seal `value` under `id`?
+pub fn sealed_by_custodian(
+    stub: &mut dyn ChaincodeStub,
+    kind: Seal,
+    custodian: &str,
+    id: &[&str],
+    value: &[u8],
+) -> Outcome<bool> {
+    let k = seal_key(stub, kind, id)?;
+    let held = stub.get_private_data_hash(&custodian_collection(custodian), &k)?;
+    Ok(held.is_some_and(|h| h.as_ref() == medfabric_shim::tx::hash(value).as_slice()))
+}
+
+/// Gives `key` the key-level policy "a peer of `custodian`": from now on no transaction
+/// changes or deletes it without the custodian's endorsement, whatever the chaincode's
+/// policy lets other organizations do together.
+pub fn custodian_only(stub: &mut dyn ChaincodeStub, custodian: &str, key: &str) -> Outcome<()> {
+    let policy = medfabric_shim::statebased::peers_of_every(&[custodian])?;
+    Ok(stub.set_state_validation_parameter(key, policy)?)
 }
 
 /// The implicit private data collection of an organization.

@@ -328,7 +328,7 @@ pub fn refund(stub: &mut dyn ChaincodeStub, (access_id,): (String,)) -> Outcome<
     let grant_key = key(stub, GRANT, &[&event.record_id, &escrow.payer, &access_id])?;
     stub.del_state(&grant_key)?;
     // Its seal goes in any case, so the grant cannot be recreated from it.
-    crate::access::unseal_access(stub, &escrow.custodian, &access_id)?;
+    unseal(stub, Seal::Grant, &escrow.custodian, &[&access_id])?;
     escrow.state = EscrowState::Refunded;
     escrow.closed_at = Some(time);
     let id = escrow_key(stub, &access_id)?;

@@ -36,21 +36,15 @@ pub fn caller_key(stub: &dyn ChaincodeStub) -> Outcome<String> {
     Ok(hex(stub.client_identity()?.certificate().public_key()))
 }
 
-/// Is the caller the patient — their role, their id and the very key they registered?
-/// An identity re-issued under the same name by a CA holds another key and is not.
-pub fn is_patient(stub: &dyn ChaincodeStub, who: &Caller, patient: &Patient) -> Outcome<bool> {
-    if who.role != Role::Patient || who.actor() != patient.patient_id {
-        return Ok(false);
-    }
-    Ok(caller_key(stub)? == patient.public_key)
+/// Is the caller the patient? Their role and id; [`caller`] already refused anyone
+/// under a registered patient's id without the registered key.
+pub fn is_patient(who: &Caller, patient: &Patient) -> bool {
+    who.role == Role::Patient && who.actor() == patient.patient_id
 }
 
 /// Is the caller the patient of this record (see [`is_patient`])?
-pub fn is_record_patient(stub: &mut dyn ChaincodeStub, who: &Caller, meta: &RecordMeta) -> Outcome<bool> {
-    if who.role != Role::Patient || who.actor() != meta.patient_id {
-        return Ok(false);
-    }
-    Ok(caller_key(stub)? == patient(stub, &meta.patient_id)?.public_key)
+pub fn is_record_patient(who: &Caller, meta: &RecordMeta) -> bool {
+    who.role == Role::Patient && who.actor() == meta.patient_id
 }
 
 /// Registers a patient: the patient themselves, enrolled at the custodian's CA, with
@@ -81,12 +75,36 @@ pub fn register_patient(stub: &mut dyn ChaincodeStub, (input,): (PatientInput,))
         registered_at: now(stub),
     };
     put_json(stub, &id, &patient)?;
+    custodian_only(stub, &patient.custodian, &id)?;
+    seal(stub, Seal::Patient, &patient.custodian, &[&patient.patient_id], patient_seal(&patient))?;
     Ok(patient)
 }
 
-pub fn patient(stub: &mut dyn ChaincodeStub, patient_id: &str) -> Outcome<Patient> {
+/// What a registration's seal holds: id, custodian and key.
+fn patient_seal(patient: &Patient) -> Bytes {
+    Bytes::from(format!("{}\0{}\0{}", patient.patient_id, patient.custodian, patient.public_key))
+}
+
+/// A patient's registration, if the custodian sealed it: its id names the custodian
+/// (`<custodian>/<id>`), and the seal is in that custodian's collection, so a
+/// registration other organizations wrote together does not count.
+pub fn registered_patient(stub: &mut dyn ChaincodeStub, patient_id: &str) -> Outcome<Option<Patient>> {
     let id = key(stub, PATIENT, &[patient_id])?;
-    get_json(stub, &id)?
+    let Some(patient) = get_json::<Patient>(stub, &id)? else { return Ok(None) };
+    let ok = patient.patient_id == patient_id
+        && patient_id.starts_with(&format!("{}/", patient.custodian))
+        && sealed_by_custodian(
+            stub,
+            Seal::Patient,
+            &patient.custodian,
+            &[patient_id],
+            &patient_seal(&patient),
+        )?;
+    Ok(ok.then_some(patient))
+}
+
+pub fn patient(stub: &mut dyn ChaincodeStub, patient_id: &str) -> Outcome<Patient> {
+    registered_patient(stub, patient_id)?
         .ok_or_else(|| medfabric_shim::ContractError::new(format!("patient {patient_id} is not registered")))
 }
 
@@ -163,7 +181,8 @@ fn put_version(stub: &mut dyn ChaincodeStub, meta: &RecordMeta, readers: Vec<Str
         readers,
     };
     let id = key(stub, RECORD_VERSION, &[&meta.record_id, &padded(u64::from(meta.version))])?;
-    put_json(stub, &id, &version)
+    put_json(stub, &id, &version)?;
+    custodian_only(stub, &meta.custodian, &id)
 }
 
 /// Creates a record (version 1); by a provider of the patient's custodian organization.
@@ -198,6 +217,7 @@ pub fn create_record(stub: &mut dyn ChaincodeStub, (input,): (RecordInput,)) -> 
     };
     let readers = store_payload(stub, &meta)?;
     put_json(stub, &id, &meta)?;
+    custodian_only(stub, &meta.custodian, &id)?;
     put_version(stub, &meta, readers)?;
     Ok(meta)
 }
@@ -225,6 +245,7 @@ pub fn append_version(stub: &mut dyn ChaincodeStub, (input,): (VersionInput,)) -
     let readers = store_payload(stub, &meta)?;
     let id = key(stub, RECORD, &[&meta.record_id])?;
     put_json(stub, &id, &meta)?;
+    custodian_only(stub, &meta.custodian, &id)?;
     put_version(stub, &meta, readers)?;
     Ok(meta)
 }
@@ -255,8 +276,8 @@ fn grant_in_force(
         return Ok(());
     }
     let (consent_id, version) = grant.authorization.rsplit_once('@').unwrap_or((&grant.authorization, ""));
-    let id = key(stub, CONSENT, &[&meta.patient_id, consent_id])?;
-    let consent: Option<crate::consent::Consent> = get_json(stub, &id)?;
+    let consent =
+        crate::access::sealed_consent(stub, &meta.custodian, &meta.patient_id, consent_id).ok().flatten();
     let in_force = consent.is_some_and(|c| {
         c.status == crate::consent::Status::Active
             && c.version.to_string() == version
@@ -345,24 +366,49 @@ fn seal_answer(stub: &dyn ChaincodeStub, key: &[u8], answer: &Ciphertext) -> Out
 /// Most grants of one reader for one record a read looks at.
 pub const MAX_GRANTS_SCANNED: u32 = 1000;
 
-/// Checks one grant: settled, made by an audited access the custodian endorsed, and
+/// Checks one grant, filed under `filed_as`: it is the grant of the access it names
+/// (key = body), for this record and caller, sealed by the custodian, and agrees with
+/// that access's sealed audit event (so no field was forged after the fact); settled;
 /// still in force.
-fn grant_serves(stub: &mut dyn ChaincodeStub, who: &Caller, grant: &Grant, meta: &RecordMeta) -> Outcome<()> {
+fn grant_serves(
+    stub: &mut dyn ChaincodeStub,
+    who: &Caller,
+    filed_as: &str,
+    grant: &Grant,
+    meta: &RecordMeta,
+) -> Outcome<()> {
+    use crate::access::{event_seal, grant_seal};
+    let not_custodians = || {
+        fail(format!(
+            "access denied: the grant of {} for record {} was not made by an audited access the custodian {} endorsed",
+            grant.actor, meta.record_id, meta.custodian
+        ))
+    };
+    let actor = who.actor();
+    if filed_as != key(stub, GRANT, &[&meta.record_id, &actor, &grant.access_id])?
+        || grant.record_id != meta.record_id
+        || grant.actor != actor
+    {
+        return not_custodians();
+    }
+    let Ok(event) = crate::access::audit_event(stub, &grant.access_id) else { return not_custodians() };
+    let authorization = event.consent.clone().unwrap_or_else(|| "break-glass".to_owned());
+    let agrees = event.event_id == grant.access_id
+        && event.actor == grant.actor
+        && event.record_id == grant.record_id
+        && event.purpose == grant.purpose
+        && event.time == grant.time
+        && authorization == grant.authorization;
+    if !agrees
+        || !sealed_by_custodian(stub, Seal::Event, &meta.custodian, &[&event.event_id], &event_seal(&event))?
+        || !sealed_by_custodian(stub, Seal::Grant, &meta.custodian, &[&grant.access_id], &grant_seal(grant))?
+    {
+        return not_custodians();
+    }
     if !grant.active {
         return fail(format!(
             "access denied: access {} awaits the settlement of its fee (pay settle)",
             grant.access_id
-        ));
-    }
-    let audited = crate::access::audit_event(stub, &grant.access_id)
-        .is_ok_and(|e| e.actor == grant.actor && e.record_id == grant.record_id);
-    let sealed = (grant.access_id.as_str(), grant.record_id.as_str(), grant.actor.as_str());
-    if !audited
-        || !crate::access::sealed_by_custodian(stub, crate::access::Seal::Grant, &meta.custodian, sealed)?
-    {
-        return fail(format!(
-            "access denied: the grant of {} for record {} was not made by an audited access the custodian {} endorsed",
-            grant.actor, grant.record_id, meta.custodian
         ));
     }
     grant_in_force(stub, who, grant, meta)
@@ -379,12 +425,12 @@ fn serving_grant(stub: &mut dyn ChaincodeStub, who: &Caller, meta: &RecordMeta) 
     for entry in entries {
         let grant: Grant = serde_json::from_slice(&entry.value)
             .or_else(|e| fail(format!("grant {:?} is corrupt: {e}", entry.key)))?;
-        grants.push(grant);
+        grants.push((entry.key, grant));
     }
-    grants.sort_by_key(|g| g.time);
+    grants.sort_by_key(|(_, g)| g.time);
     let mut refusal = None;
-    for grant in grants.into_iter().rev() {
-        match grant_serves(stub, who, &grant, meta) {
+    for (filed_as, grant) in grants.into_iter().rev() {
+        match grant_serves(stub, who, &filed_as, &grant, meta) {
             Ok(()) => return Ok(grant),
             Err(e) => {
                 refusal.get_or_insert(e);
@@ -425,7 +471,7 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
     let actor = who.actor();
     // Only the patient reads without a grant; everyone else — the custodian's own
     // providers included — reads through an audited access.
-    let patient = is_record_patient(stub, &who, &meta)?;
+    let patient = is_record_patient(&who, &meta);
     if !patient {
         serving_grant(stub, &who, &meta)?;
     }
@@ -473,7 +519,7 @@ pub struct ShareInput {
 pub fn share_key(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<usize> {
     let who = caller(stub)?;
     let meta = record(stub, &record_id)?;
-    let patient = is_record_patient(stub, &who, &meta)?;
+    let patient = is_record_patient(&who, &meta);
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     if !(patient || custodian) {
         return fail(format!(
@@ -529,7 +575,7 @@ pub struct EraseInput {
 pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Outcome<Erasure> {
     let who = caller(stub)?;
     let mut meta = record(stub, &input.record_id)?;
-    let patient = is_record_patient(stub, &who, &meta)?;
+    let patient = is_record_patient(&who, &meta);
     let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     if !(patient || custodian) {
         return fail(format!(
@@ -558,6 +604,7 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
     meta.updated_at = now(stub);
     let id = key(stub, RECORD, &[&meta.record_id])?;
     put_json(stub, &id, &meta)?;
+    custodian_only(stub, &meta.custodian, &id)?;
     let erasure = Erasure {
         record_id: meta.record_id.clone(),
         patient_id: meta.patient_id.clone(),

@@ -342,15 +342,83 @@ fn consents_are_the_patients_own() {
     let message = w.denied(GREY, "record_signed_consent", &signed);
     assert!(message.contains("already revoked"), "replayed: {message}");
 
-    // An identity re-issued under the patient's name (another key) has none of the
-    // patient's powers.
-    w.add("HospitalMSP", "patient1", Some("patient"));
-    let message = w.denied(
+    // An identity re-issued under the patient's name (another key), in any role, has
+    // none of the patient's powers: not over consents, reads, money or escrows.
+    w.ok(PAYER, "deposit", &json!([PATIENT, 50]));
+    for role in ["patient", "provider"] {
+        w.add("HospitalMSP", "patient1", Some(role));
+        for (function, arg) in [
+            ("grant_consent", json!({"patient_id": PATIENT, "consent_id": "again", "template": "opt-out"})),
+            ("transfer", json!([GREY, 50])),
+            ("balance", json!(PATIENT)),
+        ] {
+            let message = w.denied(PATIENT, function, &arg);
+            assert!(
+                message.contains("does not hold the key the patient registered"),
+                "{role} {function}: {message}"
+            );
+        }
+        let message = support::parse_message(&w.read(PATIENT, "rec-1"));
+        assert!(message.contains("does not hold the key the patient registered"), "{message}");
+    }
+}
+
+#[test]
+fn consents_and_registrations_other_orgs_write_together_do_not_count() {
+    let mut w = world_with_self_issued_roles();
+    // Two colluding organizations commit a consent naming their researcher, and a
+    // registration of a patient the hospital never registered (no custodian seal).
+    let consent = json!({
+        "consent_id": "forged", "patient_id": PATIENT, "version": 1, "status": "active",
+        "grantee": {"kind": "actor", "value": SCI}, "decision": "permit",
+        "rule": {"purposes": ["HRESCH"]}, "provisions": [], "fee": null, "template": null,
+        "recorded_by": SCI, "time": 1, "tx_id": "t",
+    });
+    let key_of_sci = w.public_key(SCI);
+    forge(
+        &mut w,
+        vec![
+            (composite("consent", &[PATIENT, "forged"]), consent),
+            (composite("consentgrantee", &[&format!("actor:{SCI}"), PATIENT, "forged"]), json!("1")),
+            (
+                composite("patient", &["HospitalMSP/ghost"]),
+                json!({"patient_id": "HospitalMSP/ghost", "custodian": "HospitalMSP", "public_key": key_of_sci, "registered_by": SCI, "registered_at": 1}),
+            ),
+        ],
+    );
+    // It reads as a consent, and is refused for want of the custodian's seal…
+    let message = w.denied("HospitalMSP/patient1", "get_consent", &json!([PATIENT, "forged"]));
+    assert!(message.contains("was not recorded with its custodian HospitalMSP's endorsement"), "{message}");
+    // …so no access comes of it.
+    let message = w.denied(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
+    assert!(message.contains("no consent of patient"), "the forged consent is ignored: {message}");
+    let message = w.denied(SCI, "get_patient", &json!("HospitalMSP/ghost"));
+    assert!(message.contains("is not registered"), "{message}");
+    // A consent the patient granted is sealed and counts (control).
+    w.ok(
         "HospitalMSP/patient1",
         "grant_consent",
-        &json!({"patient_id": PATIENT, "consent_id": "again", "template": "opt-out"}),
+        &json!({"patient_id": PATIENT, "consent_id": "real", "template": "research-opt-in", "grantee": {"kind": "actor", "value": SCI}, "classes": ["lab"]}),
     );
-    assert!(message.contains("with the key they registered"), "{message}");
-    let message = support::parse_message(&w.read("HospitalMSP/patient1", "rec-1"));
-    assert!(message.contains("holds no committed access grant"), "{message}");
+    w.ok(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
+}
+
+#[test]
+fn a_sealed_grant_copied_with_other_terms_serves_nothing() {
+    let (mut w, access_id) = world_with_research_access();
+    let state: std::collections::BTreeMap<String, Bytes> = w.snapshot().into_iter().collect();
+    let grant: serde_json::Value =
+        serde_json::from_slice(&state[&composite("grant", &["rec-1", SCI, &access_id])]).expect("grant");
+    // The copy names the real sealed access but lasts for ever as "break-glass".
+    let mut copy = grant.clone();
+    copy["authorization"] = json!("break-glass");
+    copy["time"] = json!(4_000_000_000u64);
+    forge(&mut w, vec![(composite("grant", &["rec-1", SCI, &"e".repeat(64)]), copy)]);
+    // The patient revokes the research consent: the real grant stops, and the copy
+    // must not serve either.
+    w.ok("HospitalMSP/patient1", "revoke_consent", &json!([PATIENT, "r1"]));
+    let message = support::parse_message(&w.read(SCI, "rec-1"));
+    assert!(!message.is_empty() && !message.contains("awaits"), "{message}");
+    let outcome = w.read(SCI, "rec-1");
+    assert!(outcome.response.status >= 400, "a copied grant serves: {}", outcome.payload_str());
 }
