@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, RevokedEntry, Usage, Validity};
+use medfabric_ca::{CertificateAuthority, LeafRequest, Name, OuLayout, RevokedEntry, Usage, Validity};
 use medfabric_msp::Certificate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::authority;
 use crate::registry::{Attribute, CertificateRecord, IdentityRecord, Registry, SecretHash, normalize_hex};
 
 /// A failure as Fabric CA reports it.
@@ -80,6 +81,42 @@ pub struct CaConfig {
     pub max_enrollments: i32,
     #[serde(default)]
     pub allow_identity_removal: bool,
+    /// Identities that exist without this CA having registered them (the ones
+    /// `network generate` issued from the same CA key): registered once, with no usable
+    /// secret, so nobody can register or enroll the same enrollment id again.
+    #[serde(default)]
+    pub seed_identities: Vec<SeedIdentity>,
+    /// HTTPS: the CA's server certificate and key, from the organization's TLS CA.
+    #[serde(default)]
+    pub tls: Option<CaTls>,
+    /// Serve plain HTTP; only when a config asks for it (without it, no `tls` is an error).
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+/// The CA's HTTPS files.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The TLS CA that issued `cert_file` (what clients trust; reported by `network status`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// An identity made outside the CA (`CaConfig::seed_identities`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeedIdentity {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub affiliation: String,
+    #[serde(default)]
+    pub attrs: std::collections::BTreeMap<String, String>,
+    /// Its certificate (PEM), so that revoking the identity revokes it and the CRL lists it.
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
 }
 
 fn unlimited() -> i32 {
@@ -121,20 +158,11 @@ pub struct CaService {
     registry: Mutex<Registry>,
 }
 
-fn flag(record: &IdentityRecord, name: &str) -> bool {
-    matches!(record.attr(name), Some("1" | "true"))
-}
-
 fn set_attr(attrs: &mut Vec<Attribute>, name: &str, value: &str) {
     match attrs.iter_mut().find(|a| a.name == name) {
         Some(a) => a.value = value.to_owned(),
         None => attrs.push(Attribute { name: name.to_owned(), value: value.to_owned(), ecert: true }),
     }
-}
-
-/// Does `list` (comma-separated, or `*`) allow `value`?
-fn allows(list: Option<&str>, value: &str) -> bool {
-    list.is_some_and(|l| l.split(',').map(str::trim).any(|v| v == "*" || v == value))
 }
 
 fn now() -> i64 {
@@ -271,9 +299,69 @@ impl CaService {
                 enrollments: 0,
                 secret: SecretHash::new(&config.bootstrap.secret)?,
                 revoked: false,
+                seeded: false,
             };
             registry.data.identities.insert(admin.id.clone(), admin);
             registry.data.affiliations.extend(config.affiliations.iter().cloned());
+            registry.save()?;
+        }
+        for affiliation in &config.affiliations {
+            authority::check_affiliation_name(affiliation).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(clash) = config.seed_identities.iter().find(|s| s.id == config.bootstrap.id) {
+            anyhow::bail!("seed identity '{}' has the bootstrap identity's id", clash.id);
+        }
+        let unseeded: Vec<&SeedIdentity> =
+            config.seed_identities.iter().filter(|s| !registry.data.identities.contains_key(&s.id)).collect();
+        if !unseeded.is_empty() {
+            for seed in unseeded {
+                if let Some(file) = &seed.certificate_file {
+                    let pem = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let cert = Certificate::from_pem(pem.as_bytes())
+                        .with_context(|| format!("the certificate of seed identity {}", seed.id))?;
+                    registry.data.certificates.push(CertificateRecord {
+                        serial: normalize_hex(&cert.serial_hex()),
+                        aki: normalize_hex(&cert.authority_key_id().map(hex::encode).unwrap_or_default()),
+                        id: seed.id.clone(),
+                        pem,
+                        not_after: cert.not_after(),
+                        revoked_at: None,
+                        reason: 0,
+                    });
+                }
+                let mut attrs = vec![
+                    Attribute { name: authority::ENROLLMENT_ID.into(), value: seed.id.clone(), ecert: true },
+                    Attribute { name: authority::TYPE.into(), value: seed.kind.clone(), ecert: true },
+                    Attribute {
+                        name: authority::AFFILIATION.into(),
+                        value: seed.affiliation.clone(),
+                        ecert: true,
+                    },
+                ];
+                attrs.extend(
+                    seed.attrs.iter().filter(|(n, _)| !n.starts_with("hf.")).map(|(n, v)| Attribute {
+                        name: n.clone(),
+                        value: v.clone(),
+                        ecert: true,
+                    }),
+                );
+                registry.data.identities.insert(
+                    seed.id.clone(),
+                    IdentityRecord {
+                        id: seed.id.clone(),
+                        kind: seed.kind.clone(),
+                        affiliation: seed.affiliation.clone(),
+                        attrs,
+                        // Enrolled outside the CA: no enrollment through it.
+                        max_enrollments: 0,
+                        enrollments: 0,
+                        secret: SecretHash::unusable(),
+                        revoked: false,
+                        seeded: true,
+                    },
+                );
+            }
             registry.save()?;
         }
         Ok(Self { config, ca, ca_cert, registry: Mutex::new(registry) })
@@ -408,17 +496,21 @@ impl CaService {
                 record.attrs.iter().filter(|a| reqs.iter().any(|r| r.name == a.name)).collect()
             }
         };
+        // Fabric CA's subject: the type and each affiliation level as OUs, in one RDN.
         let mut ous = vec![record.kind.clone()];
-        if !record.affiliation.is_empty() {
-            ous.push(record.affiliation.clone());
-        }
+        ous.extend(record.affiliation.split('.').filter(|level| !level.is_empty()).map(str::to_owned));
         let ca_not_before = OffsetDateTime::from_unix_timestamp(self.ca_cert.not_before())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let ca_not_after = OffsetDateTime::from_unix_timestamp(self.ca_cert.not_after())
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let not_after = (OffsetDateTime::now_utc() + time::Duration::hours(8760)).min(ca_not_after);
         let leaf = LeafRequest {
-            name: Name { common_name: record.id.clone(), organizational_units: ous, ..Name::default() },
+            name: Name {
+                common_name: record.id.clone(),
+                organizational_units: ous,
+                ou_layout: OuLayout::MultiValued,
+                ..Name::default()
+            },
             subject_alt_names: Vec::new(),
             attributes: (!attributes.is_empty())
                 .then(|| attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect()),
@@ -466,30 +558,31 @@ impl CaService {
         self.issue(caller, body)
     }
 
-    /// `register`: by a registrar allowed to register the type and attributes.
+    /// `register`: by a registrar allowed to register the type, affiliation and attributes
+    /// (`authority`). Type and affiliation default to the caller's; affiliation `.` is the root.
     pub fn register(&self, caller: &IdentityRecord, body: &[u8]) -> Result<Value, ApiError> {
         let request: RegisterBody = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
-        let kind = request.kind.clone().filter(|k| !k.is_empty()).unwrap_or_else(|| "client".into());
+        // Stored in lower case: the type becomes a NodeOU, which the MSP matches exactly.
+        let kind = request
+            .kind
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| caller.kind.clone())
+            .to_ascii_lowercase();
+        let affiliation = match request.affiliation.as_str() {
+            "" => caller.affiliation.clone(),
+            "." => String::new(),
+            other => other.to_owned(),
+        };
         let denied =
-            |why: &str| ApiError::authorization(format!("Registration of '{}' failed: {why}", request.id));
+            |why: String| ApiError::authorization(format!("Registration of '{}' failed: {why}", request.id));
         if request.id.is_empty() || request.id.contains(['/', ':']) {
             return Err(ApiError::bad_request(format!("Invalid identity name {:?}", request.id)));
         }
-        if !allows(caller.attr("hf.Registrar.Roles"), &kind) {
-            return Err(denied("the caller may not register this type"));
-        }
-        let attribute_rights = caller.attr("hf.Registrar.Attributes");
-        if let Some(attr) = request.attrs.iter().find(|a| !allows(attribute_rights, &a.name)) {
-            return Err(denied(&format!("the caller may not register attribute {}", attr.name)));
-        }
-        if request
-            .attrs
-            .iter()
-            .any(|a| a.name.starts_with("hf.") && !caller.attrs.iter().any(|c| c.name == a.name))
-        {
-            return Err(denied("the caller may not delegate an hf. attribute it lacks"));
-        }
+        authority::can_act_on_type(caller, &kind).map_err(denied)?;
+        authority::can_act_on_affiliation(caller, &affiliation).map_err(denied)?;
+        authority::can_register_attributes(&request.attrs, None, caller).map_err(denied)?;
         let secret = match request.secret.clone().filter(|s| !s.is_empty()) {
             Some(s) => s,
             None => random_secret()?,
@@ -500,16 +593,25 @@ impl CaService {
             n => n,
         };
         let hash = SecretHash::new(&secret).map_err(|e| ApiError::internal(e.to_string()))?;
-        let affiliation = request.affiliation.clone();
         let mut attrs = vec![
             Attribute { name: "hf.EnrollmentID".into(), value: request.id.clone(), ecert: true },
             Attribute { name: "hf.Type".into(), value: kind.clone(), ecert: true },
             Attribute { name: "hf.Affiliation".into(), value: affiliation.clone(), ecert: true },
         ];
-        attrs.extend(request.attrs.iter().filter(|a| !a.name.starts_with("hf.Enrollment")).cloned());
+        for attr in request.attrs.iter().filter(|a| !a.value.is_empty()) {
+            attrs.retain(|a| a.name != attr.name);
+            attrs.push(attr.clone());
+        }
         self.registry().update(|data| {
             if !affiliation.is_empty() && !data.affiliations.contains(&affiliation) {
-                return Err(denied("unknown affiliation"));
+                return Err(denied(format!("unknown affiliation '{affiliation}'")));
+            }
+            if data.removed.contains(&request.id) {
+                return Err(ApiError::new(
+                    409,
+                    74,
+                    format!("Identity '{}' was removed and cannot be registered again", request.id),
+                ));
             }
             if data.identities.contains_key(&request.id) {
                 return Err(ApiError::new(
@@ -529,6 +631,7 @@ impl CaService {
                     enrollments: 0,
                     secret: hash,
                     revoked: false,
+                    seeded: false,
                 },
             );
             Ok(())
@@ -538,19 +641,33 @@ impl CaService {
 
     /// `revoke`: by id (every certificate, and the identity) or serial + AKI.
     pub fn revoke(&self, caller: &IdentityRecord, body: &[u8]) -> Result<Value, ApiError> {
-        if !flag(caller, "hf.Revoker") {
+        if !authority::holds(caller, authority::REVOKER) {
             return Err(ApiError::authorization("Caller does not have authority to revoke"));
         }
         let request: RevokeBody = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
         let reason = reason_code(&request.reason);
         let at = now();
+        let bootstrap = self.config.bootstrap.id.as_str();
+        // Anyone may revoke itself; anyone else only as a registrar that can manage it.
+        let may_revoke = |data: &crate::registry::RegistryData, owner: &str| -> Result<(), ApiError> {
+            if owner == caller.id {
+                return Ok(());
+            }
+            let target = data
+                .identities
+                .get(owner)
+                .ok_or_else(|| ApiError::new(404, 63, format!("Identity {owner} was not found")))?;
+            authority::can_manage(caller, target, bootstrap).map_err(ApiError::authorization)
+        };
         let revoked = self.registry().update(|data| {
             let mut revoked = Vec::new();
-            if !request.id.is_empty() {
-                let Some(identity) = data.identities.get_mut(&request.id) else {
+            if !request.id.is_empty() && request.serial.is_empty() {
+                if !data.identities.contains_key(&request.id) {
                     return Err(ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"));
-                };
+                }
+                may_revoke(data, &request.id)?;
+                let identity = data.identities.get_mut(&request.id).expect("checked above");
                 identity.revoked = true;
                 for cert in
                     data.certificates.iter_mut().filter(|c| c.id == request.id && c.revoked_at.is_none())
@@ -577,6 +694,23 @@ impl CaService {
                         format!("Certificate with serial {serial} and AKI {aki} was already revoked"),
                     ));
                 }
+                if !request.id.is_empty() && request.id != cert.id {
+                    return Err(ApiError::new(
+                        400,
+                        0,
+                        format!(
+                            "Certificate with serial {serial} and AKI {aki} is not owned by {}",
+                            request.id
+                        ),
+                    ));
+                }
+                let owner = cert.id.clone();
+                may_revoke(data, &owner)?;
+                let cert = data
+                    .certificates
+                    .iter_mut()
+                    .find(|c| c.serial == serial && normalize_hex(&c.aki) == aki)
+                    .expect("found above");
                 cert.revoked_at = Some(at);
                 cert.reason = reason;
                 revoked.push(json!({"Serial": cert.serial, "AKI": cert.aki}));
@@ -622,7 +756,7 @@ impl CaService {
 
     /// `gencrl`: by an identity with `hf.GenCRL`.
     pub fn gencrl(&self, caller: &IdentityRecord) -> Result<Value, ApiError> {
-        if !flag(caller, "hf.GenCRL") {
+        if !authority::holds(caller, authority::GEN_CRL) {
             return Err(ApiError::authorization(format!(
                 "The identity '{}' does not have authority to generate a CRL",
                 caller.id
@@ -641,23 +775,35 @@ impl CaService {
         })
     }
 
-    /// `GET identities` (registrars).
+    /// `GET identities`: the identities the caller could manage.
     pub fn identities(&self, caller: &IdentityRecord) -> Result<Value, ApiError> {
-        if caller.attr("hf.Registrar.Roles").is_none() {
-            return Err(ApiError::authorization("not a registrar"));
+        if !authority::is_registrar(caller) {
+            return Err(ApiError::authorization("Caller is not a registrar"));
         }
-        let list: Vec<Value> = self.registry().data.identities.values().map(Self::identity_json).collect();
+        let bootstrap = self.config.bootstrap.id.as_str();
+        let list: Vec<Value> = self
+            .registry()
+            .data
+            .identities
+            .values()
+            .filter(|r| authority::can_manage(caller, r, bootstrap).is_ok())
+            .map(Self::identity_json)
+            .collect();
         Ok(json!({"identities": list, "caname": self.config.name}))
     }
 
-    /// `GET identities/{id}` (registrars).
-    pub fn identity_info(&self, caller: &IdentityRecord, id: &str) -> Result<Value, ApiError> {
-        if caller.attr("hf.Registrar.Roles").is_none() {
-            return Err(ApiError::authorization("not a registrar"));
-        }
+    /// The identity `id`, if the caller may manage it.
+    fn managed(&self, caller: &IdentityRecord, id: &str) -> Result<IdentityRecord, ApiError> {
         let record = self
             .identity(id)
             .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))?;
+        authority::can_manage(caller, &record, &self.config.bootstrap.id).map_err(ApiError::authorization)?;
+        Ok(record)
+    }
+
+    /// `GET identities/{id}` (registrars that can manage it).
+    pub fn identity_info(&self, caller: &IdentityRecord, id: &str) -> Result<Value, ApiError> {
+        let record = self.managed(caller, id)?;
         let mut value = Self::identity_json(&record);
         if !self.config.name.is_empty() {
             value["caname"] = json!(self.config.name);
@@ -665,24 +811,37 @@ impl CaService {
         Ok(value)
     }
 
-    /// `DELETE identities/{id}` (registrars, when removal is enabled).
-    pub fn remove_identity(&self, caller: &IdentityRecord, id: &str) -> Result<Value, ApiError> {
+    /// `DELETE identities/{id}[?force=true]` (registrars that can manage it, when removal is
+    /// enabled; one's own identity only with `force`).
+    pub fn remove_identity(&self, caller: &IdentityRecord, id: &str, force: bool) -> Result<Value, ApiError> {
         if !self.config.allow_identity_removal {
             return Err(ApiError::new(403, 56, "Identity removal is disabled"));
         }
-        if caller.attr("hf.Registrar.Roles").is_none() {
-            return Err(ApiError::authorization("not a registrar"));
+        if id == caller.id && !force {
+            return Err(ApiError::new(403, 56, "Need to use 'force' option to delete your own identity"));
+        }
+        let target = self.managed(caller, id)?;
+        authority::can_take_over(caller, &target, &self.config.bootstrap.id)
+            .map_err(ApiError::authorization)?;
+        if target.seeded {
+            return Err(ApiError::authorization(format!(
+                "'{id}' was issued outside this CA; it is not removed here"
+            )));
         }
         let removed = self.registry().update(|data| {
-            data.identities
+            let removed = data
+                .identities
                 .remove(id)
-                .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))
+                .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))?;
+            data.removed.insert(id.to_owned());
+            Ok(removed)
         })?;
         Ok(Self::identity_json(&removed))
     }
 
-    /// `PUT identities/{id}`: type, affiliation, attributes, max enrollments, secret
-    /// (registrars allowed to register the resulting type and attributes).
+    /// `PUT identities/{id}`: type, affiliation, attributes, max enrollments, secret, by a
+    /// registrar that can manage the identity and give the new type, affiliation and
+    /// attributes (`authority`).
     pub fn modify_identity(&self, caller: &IdentityRecord, id: &str, body: &[u8]) -> Result<Value, ApiError> {
         #[derive(Deserialize)]
         struct Modify {
@@ -699,21 +858,37 @@ impl CaService {
         }
         let change: Modify = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
-        let kind = change.kind.clone();
-        if let Some(kind) = &kind
-            && !allows(caller.attr("hf.Registrar.Roles"), kind)
-        {
-            return Err(ApiError::authorization("the caller may not give this type"));
+        let target = self.managed(caller, id)?;
+        let denied = |why: String| ApiError::authorization(format!("Modifying '{id}' failed: {why}"));
+        // `.` is the root affiliation; empty means unchanged.
+        let affiliation = match change.affiliation.as_deref() {
+            None | Some("") => None,
+            Some(".") => Some(String::new()),
+            Some(other) => Some(other.to_owned()),
+        };
+        if let Some(affiliation) = &affiliation {
+            if !affiliation.is_empty() && !self.registry().data.affiliations.contains(affiliation) {
+                return Err(ApiError::bad_request(format!("Affiliation '{affiliation}' is not supported")));
+            }
+            authority::can_act_on_affiliation(caller, affiliation).map_err(denied)?;
         }
-        if !allows(caller.attr("hf.Registrar.Roles"), &self.identity(id).map(|r| r.kind).unwrap_or_default())
-        {
-            return Err(ApiError::authorization("the caller may not modify this identity"));
+        let kind = change.kind.clone().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase());
+        if let Some(kind) = &kind {
+            authority::can_act_on_type(caller, kind).map_err(denied)?;
         }
-        if let Some(attrs) = &change.attrs
-            && let Some(bad) = attrs.iter().find(|a| !allows(caller.attr("hf.Registrar.Attributes"), &a.name))
-        {
-            return Err(ApiError::authorization(format!("the caller may not set attribute {}", bad.name)));
+        // A new secret or enrollment allowance hands the identity's rights to whoever sets
+        // it: only to a caller that could have given them, never for an identity issued
+        // outside this CA.
+        let rekeys = change.secret.as_deref().is_some_and(|s| !s.is_empty())
+            || change.max_enrollments.is_some_and(|m| m != 0);
+        if rekeys {
+            if target.seeded {
+                return Err(denied(format!("'{id}' was issued outside this CA; its secret is not set here")));
+            }
+            authority::can_take_over(caller, &target, &self.config.bootstrap.id).map_err(denied)?;
         }
+        let attrs = change.attrs.clone().unwrap_or_default();
+        authority::can_register_attributes(&attrs, Some(&target), caller).map_err(denied)?;
         let secret = change
             .secret
             .as_deref()
@@ -721,33 +896,32 @@ impl CaService {
             .map(SecretHash::new)
             .transpose()
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let default_max = self.config.max_enrollments;
         let updated = self.registry().update(|data| {
-            if let Some(affiliation) = &change.affiliation
-                && !affiliation.is_empty()
-                && !data.affiliations.contains(affiliation)
-            {
-                return Err(ApiError::authorization("unknown affiliation"));
-            }
             let record = data
                 .identities
                 .get_mut(id)
                 .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))?;
             if let Some(kind) = kind {
-                record.kind = kind.clone();
-                set_attr(&mut record.attrs, "hf.Type", &kind);
+                set_attr(&mut record.attrs, authority::TYPE, &kind);
+                record.kind = kind;
             }
-            if let Some(affiliation) = change.affiliation {
-                set_attr(&mut record.attrs, "hf.Affiliation", &affiliation);
+            if let Some(affiliation) = affiliation {
+                set_attr(&mut record.attrs, authority::AFFILIATION, &affiliation);
                 record.affiliation = affiliation;
             }
-            if let Some(attrs) = change.attrs {
-                for attr in attrs.into_iter().filter(|a| !a.name.starts_with("hf.Enrollment")) {
-                    record.attrs.retain(|a| a.name != attr.name);
+            // An empty value deletes the attribute; others replace or add it.
+            for attr in attrs {
+                record.attrs.retain(|a| a.name != attr.name);
+                if !attr.value.is_empty() {
                     record.attrs.push(attr);
                 }
             }
-            if let Some(max) = change.max_enrollments {
-                record.max_enrollments = max;
+            match change.max_enrollments {
+                None | Some(0) => {}
+                Some(-2) => record.max_enrollments = default_max,
+                Some(n) if n < -1 => return Err(ApiError::bad_request("max_enrollments must be -1 or more")),
+                Some(n) => record.max_enrollments = n,
             }
             if let Some(secret) = secret {
                 record.secret = secret;
@@ -759,9 +933,10 @@ impl CaService {
 
     /// `DELETE affiliations/{name}` (hf.AffiliationMgr; refused while identities use it).
     pub fn remove_affiliation(&self, caller: &IdentityRecord, name: &str) -> Result<Value, ApiError> {
-        if !flag(caller, "hf.AffiliationMgr") {
+        if !authority::holds(caller, authority::AFFILIATION_MGR) {
             return Err(ApiError::authorization("not an affiliation manager"));
         }
+        authority::can_act_on_affiliation(caller, name).map_err(ApiError::authorization)?;
         self.registry().update(|data| {
             let prefix = format!("{name}.");
             if data.identities.values().any(|i| i.affiliation == name || i.affiliation.starts_with(&prefix)) {
@@ -801,7 +976,7 @@ impl CaService {
 
     /// `POST affiliations` (hf.AffiliationMgr).
     pub fn add_affiliation(&self, caller: &IdentityRecord, body: &[u8]) -> Result<Value, ApiError> {
-        if !flag(caller, "hf.AffiliationMgr") {
+        if !authority::holds(caller, authority::AFFILIATION_MGR) {
             return Err(ApiError::authorization("not an affiliation manager"));
         }
         #[derive(Deserialize)]
@@ -810,6 +985,8 @@ impl CaService {
         }
         let add: Add = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+        authority::can_act_on_affiliation(caller, &add.name).map_err(ApiError::authorization)?;
+        authority::check_affiliation_name(&add.name).map_err(ApiError::bad_request)?;
         self.registry().update(|data| {
             if !data.affiliations.insert(add.name.clone()) {
                 return Err(ApiError::new(409, 0, format!("Affiliation '{}' already exists", add.name)));

@@ -1,5 +1,6 @@
 //! A small client of the CA's REST API (what `medfabric ca enroll|register|revoke` uses):
-//! enrollment with a fresh P-256 key, token-authenticated calls, MSP folders.
+//! HTTPS (or plain HTTP), enrollment with a fresh P-256 key, token-authenticated calls,
+//! MSP folders.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -11,17 +12,61 @@ use serde_json::{Value, json};
 
 use crate::base64;
 
-/// One HTTP/1.1 exchange with the CA at `address`; (status, body).
-fn exchange(
-    address: &str,
+/// Where a CA listens, and the TLS CA to trust there (`None`: plain HTTP).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: String,
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// The name the CA's certificate must carry (default: the host of `address`). Naming
+    /// the CA itself (`ca.<domain>`) keeps other servers of the same TLS CA — the org's
+    /// peers — from answering for it.
+    pub server_name: Option<String>,
+}
+
+impl Endpoint {
+    pub fn plain(address: &str) -> Self {
+        Self { address: address.to_owned(), tls_ca_pem: None, server_name: None }
+    }
+
+    /// HTTPS to `address`, trusting the TLS CA certificate(s) in `tls_ca_file`.
+    pub fn https(address: &str, tls_ca_file: &Path) -> Result<Self> {
+        let pem = std::fs::read(tls_ca_file).with_context(|| format!("reading {}", tls_ca_file.display()))?;
+        Ok(Self { address: address.to_owned(), tls_ca_pem: Some(pem), server_name: None })
+    }
+
+    /// Checks the CA's certificate against `name` instead of the address's host.
+    pub fn with_server_name(mut self, name: &str) -> Self {
+        self.server_name = Some(name.to_owned());
+        self
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls_ca_pem.is_some() { "https" } else { "http" }, self.address)
+    }
+}
+
+/// Largest CA response read.
+const MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// One HTTP/1.1 exchange with the CA; (status, body).
+pub fn exchange(
+    endpoint: &Endpoint,
     method: &str,
     uri: &str,
     authorization: Option<&str>,
     body: &[u8],
 ) -> Result<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(address)
+    use std::net::ToSocketAddrs;
+    let address = endpoint.address.as_str();
+    let addr = address
+        .to_socket_addrs()
+        .with_context(|| format!("CA address {address}"))?
+        .next()
+        .ok_or_else(|| anyhow!("CA address {address} resolves to nothing"))?;
+    let tcp = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
         .with_context(|| format!("connecting to the CA at {address}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    tcp.set_write_timeout(Some(std::time::Duration::from_secs(30)))?;
     let mut head = format!(
         "{method} {uri} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -30,15 +75,46 @@ fn exchange(
         head.push_str(&format!("Authorization: {auth}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    match &endpoint.tls_ca_pem {
+        None => {
+            let mut stream = tcp;
+            stream.write_all(head.as_bytes())?;
+            stream.write_all(body)?;
+            stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw)?;
+        }
+        Some(ca_pem) => {
+            let name = endpoint.server_name.as_deref().unwrap_or(address);
+            let connection = rustls::ClientConnection::new(
+                crate::tls::client_config(ca_pem)?,
+                crate::tls::server_name(name)?,
+            )?;
+            let mut stream = rustls::StreamOwned::new(connection, tcp);
+            stream.write_all(head.as_bytes()).with_context(|| format!("TLS to the CA at {address}"))?;
+            stream.write_all(body)?;
+            stream.flush()?;
+            match stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw) {
+                Ok(_) => {}
+                // A server that closes without close_notify after a whole response.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                Err(e) => return Err(e).with_context(|| format!("reading from the CA at {address}")),
+            }
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) =
         text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response from {address}"))?;
     let status =
         head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("no HTTP status"))?;
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+    });
+    if let Some(length) = length
+        && body.len() < length
+    {
+        bail!("the CA at {address} sent {} of {length} body bytes", body.len());
+    }
     Ok((status, body.to_owned()))
 }
 
@@ -61,14 +137,14 @@ pub struct Enrollment {
 }
 
 /// Enrolls `id` with `secret` under a fresh P-256 key.
-pub fn enroll(address: &str, ca_name: &str, id: &str, secret: &str) -> Result<Enrollment> {
+pub fn enroll(endpoint: &Endpoint, ca_name: &str, id: &str, secret: &str) -> Result<Enrollment> {
     let key = KeyPair::generate();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(rcgen::DnType::CommonName, id);
     let csr = params.serialize_request(&key)?.pem()?;
     let body = json!({"certificate_request": csr, "caname": ca_name}).to_string();
     let basic = format!("Basic {}", base64::encode(format!("{id}:{secret}").as_bytes()));
-    let (status, text) = exchange(address, "POST", "/api/v1/enroll", Some(&basic), body.as_bytes())?;
+    let (status, text) = exchange(endpoint, "POST", "/api/v1/enroll", Some(&basic), body.as_bytes())?;
     let found = result(status, &text)?;
     let decode = |field: &Value| -> Result<String> {
         let bytes = base64::decode(field.as_str().unwrap_or_default())
@@ -84,7 +160,7 @@ pub fn enroll(address: &str, ca_name: &str, id: &str, secret: &str) -> Result<En
 
 /// A token-authenticated call as `signer` (whose certificate this CA issued).
 pub fn call(
-    address: &str,
+    endpoint: &Endpoint,
     signer: &SigningIdentity,
     certificate_pem: &str,
     method: &str,
@@ -95,7 +171,7 @@ pub fn call(
     let b64cert = base64::encode(certificate_pem.as_bytes());
     let payload = format!("{method}.{}.{}.{b64cert}", base64::encode(uri.as_bytes()), base64::encode(&bytes));
     let token = format!("{b64cert}.{}", base64::encode(&signer.sign(payload.as_bytes())));
-    let (status, text) = exchange(address, method, uri, Some(&token), &bytes)?;
+    let (status, text) = exchange(endpoint, method, uri, Some(&token), &bytes)?;
     result(status, &text)
 }
 

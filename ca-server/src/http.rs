@@ -158,8 +158,14 @@ async fn identities(State(service): Shared, call: Call) -> Response {
 
 async fn identity(State(service): Shared, Path(id): Path<String>, call: Call) -> Response {
     let method = call.method.clone();
+    let force = call
+        .uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .any(|kv| kv.strip_prefix("force=").and_then(crate::authority::parse_bool) == Some(true));
     let outcome = call.with_token(&service, |c, body| match method {
-        Method::DELETE => service.remove_identity(c, &id),
+        Method::DELETE => service.remove_identity(c, &id, force),
         Method::PUT => service.modify_identity(c, &id, body),
         _ => service.identity_info(c, &id),
     });

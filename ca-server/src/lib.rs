@@ -3,9 +3,11 @@
 //! issuing through `medfabric-ca`, with its registry on disk.
 
 pub mod api;
+pub mod authority;
 pub mod base64;
 pub mod client;
 pub mod http;
 pub mod registry;
+pub mod tls;
 
-pub use api::{ApiError, CaConfig, CaService};
+pub use api::{ApiError, CaConfig, CaService, CaTls, SeedIdentity};

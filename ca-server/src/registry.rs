@@ -60,6 +60,12 @@ impl SecretHash {
         })
     }
 
+    /// A hash no secret matches (identities enrolled outside the CA): cheap to make, unlike
+    /// hashing a random secret.
+    pub fn unusable() -> Self {
+        Self { salt: String::new(), iterations: 0, hash: String::new() }
+    }
+
     /// Constant-time comparison of `secret` with the stored hash.
     pub fn matches(&self, secret: &str) -> bool {
         let Ok(salt) = hex::decode(&self.salt) else { return false };
@@ -84,6 +90,9 @@ pub struct IdentityRecord {
     /// Revoked identities can no longer enroll.
     #[serde(default)]
     pub revoked: bool,
+    /// Issued outside this CA (by `network generate`): never re-keyed or removed here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seeded: bool,
 }
 
 impl IdentityRecord {
@@ -113,6 +122,10 @@ pub struct RegistryData {
     pub affiliations: BTreeSet<String>,
     #[serde(default)]
     pub crl_number: u64,
+    /// Ids removed from the registry: never registered again, so a new holder never gets
+    /// the actor id (and the grants on chain) of an old one.
+    #[serde(default)]
+    pub removed: BTreeSet<String>,
 }
 
 /// The registry and the file it lives in.

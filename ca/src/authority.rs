@@ -9,6 +9,7 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::der;
 use crate::key::{KeyPair, PublicKey};
 
 /// Fabric CA's attribute extension OID.
@@ -26,9 +27,22 @@ pub enum CaError {
     TooManyOus(usize),
     #[error("invalid subject alternative name {0:?}")]
     BadSan(String),
+    #[error("certificate DER: {0}")]
+    Der(&'static str),
 }
 
-/// A certificate subject in cryptogen's layout: `C, ST, L, O, OU, CN`.
+/// How a subject carries its OUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OuLayout {
+    /// cryptogen's: one RDN per OU (at most two).
+    #[default]
+    OnePerRdn,
+    /// Fabric CA's: every OU in one multi-valued RDN, in DER (SET OF) order, e.g.
+    /// `OU=org1+OU=client+OU=department1` (`reference/fabric-ca-behaviour.md`).
+    MultiValued,
+}
+
+/// A certificate subject: `C, ST, L, O, OU, CN`.
 #[derive(Debug, Clone, Default)]
 pub struct Name {
     pub country: Option<String>,
@@ -37,6 +51,7 @@ pub struct Name {
     pub organization: Option<String>,
     pub organizational_units: Vec<String>,
     pub common_name: String,
+    pub ou_layout: OuLayout,
 }
 
 impl Name {
@@ -49,7 +64,36 @@ impl Name {
             organization: organization.map(str::to_owned),
             organizational_units: ous.iter().map(|s| (*s).to_owned()).collect(),
             common_name: common_name.to_owned(),
+            ou_layout: OuLayout::OnePerRdn,
         }
+    }
+
+    /// The subject's DER (an RDNSequence) with the OUs in one multi-valued RDN. Strings are
+    /// PrintableString where they fit it and UTF8String otherwise, as Go's encoder writes them.
+    fn multi_valued_der(&self) -> Vec<u8> {
+        let atv =
+            |oid: &[u8], value: &str| der::tlv(0x30, &[der::tlv(0x06, oid), der::string(value)].concat());
+        let single = |oid: &[u8], value: &str| der::tlv(0x31, &atv(oid, value));
+        let mut rdns = Vec::new();
+        for (oid, value) in [
+            (&[0x55, 0x04, 0x06][..], &self.country),
+            (&[0x55, 0x04, 0x08][..], &self.state),
+            (&[0x55, 0x04, 0x07][..], &self.locality),
+            (&[0x55, 0x04, 0x0a][..], &self.organization),
+        ] {
+            if let Some(value) = value {
+                rdns.push(single(oid, value));
+            }
+        }
+        if !self.organizational_units.is_empty() {
+            let mut ous: Vec<Vec<u8>> =
+                self.organizational_units.iter().map(|ou| atv(&[0x55, 0x04, 0x0b], ou)).collect();
+            // DER orders a SET OF by the elements' encodings.
+            ous.sort();
+            rdns.push(der::tlv(0x31, &ous.concat()));
+        }
+        rdns.push(single(&[0x55, 0x04, 0x03], &self.common_name));
+        der::tlv(0x30, &rdns.concat())
     }
 
     fn to_rcgen(&self) -> Result<DistinguishedName, CaError> {
@@ -67,6 +111,8 @@ impl Name {
             dn.push(DnType::OrganizationName, o.as_str());
         }
         match self.organizational_units.as_slice() {
+            // The real subject is written after signing (`resubject`).
+            _ if self.ou_layout == OuLayout::MultiValued => {}
             [] => {}
             [one] => dn.push(DnType::OrganizationalUnitName, one.as_str()),
             [one, two] => {
@@ -290,6 +336,13 @@ impl CertificateAuthority {
                 (params.signed_by(&key, &self.issuer)?, Some(key))
             }
         };
+        if request.name.ou_layout == OuLayout::MultiValued {
+            // rcgen writes one RDN per attribute: put the multi-valued subject into the TBS
+            // certificate and sign that again.
+            let certificate_der = der::resubject(cert.der(), &request.name.multi_valued_der(), &self.key)?;
+            let certificate_pem = der::pem("CERTIFICATE", &certificate_der);
+            return Ok(Issued { certificate_pem, certificate_der, key, serial });
+        }
         Ok(Issued { certificate_pem: cert.pem(), certificate_der: cert.der().to_vec(), key, serial })
     }
 
@@ -420,5 +473,62 @@ mod tests {
         let reloaded = CertificateAuthority::from_pem(root.certificate_pem(), &root.key().to_pkcs8_pem())
             .expect("reload");
         assert_eq!(reloaded.certificate_der(), root.certificate_der());
+    }
+
+    #[test]
+    fn fabric_ca_subjects_carry_one_multi_valued_ou_rdn() {
+        use x509_parser::prelude::FromDer;
+        let now = OffsetDateTime::now_utc();
+        let root = CertificateAuthority::new_root(
+            &Name::fabric_style("ca.org1", Some("org1"), &[]),
+            Validity::days_from(now, 365),
+        )
+        .expect("root");
+        let name = Name {
+            common_name: "user_1@org1".into(),
+            organizational_units: vec!["client".into(), "org1".into(), "department1".into()],
+            ou_layout: OuLayout::MultiValued,
+            ..Name::default()
+        };
+        let issued = root
+            .issue(&LeafRequest {
+                name,
+                ..LeafRequest::enrollment("x", "client", Validity::days_from(now, 30))
+            })
+            .expect("leaf");
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(&issued.certificate_der).expect("DER");
+        let rdns: Vec<Vec<(String, String)>> = cert
+            .subject()
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|atv| (atv.attr_type().to_id_string(), atv.as_str().expect("string").to_owned()))
+                    .collect()
+            })
+            .collect();
+        let ou = |v: &str| ("2.5.4.11".to_owned(), v.to_owned());
+        // DER order: shorter encodings first.
+        assert_eq!(
+            rdns,
+            vec![
+                vec![ou("org1"), ou("client"), ou("department1")],
+                vec![("2.5.4.3".to_owned(), "user_1@org1".to_owned())],
+            ]
+        );
+        // "user_1@org1" is no PrintableString: UTF8String, as Go writes it.
+        let cn = cert.subject().iter_common_name().next().expect("CN");
+        assert_eq!(cn.attr_value().tag(), x509_parser::der_parser::asn1_rs::Tag::Utf8String);
+        // Signed again over the new subject: it verifies under the CA, and the PEM is the DER.
+        let (_, ca) =
+            x509_parser::certificate::X509Certificate::from_der(root.certificate_der()).expect("CA");
+        cert.verify_signature(Some(ca.public_key())).expect("signature over the new TBS");
+        assert_eq!(pem_der(&issued.certificate_pem).expect("PEM"), issued.certificate_der);
+        // The cryptogen layout is unchanged: one RDN per OU.
+        let plain =
+            root.issue(&LeafRequest::enrollment("p", "peer", Validity::days_from(now, 30))).expect("peer");
+        let (_, plain) =
+            x509_parser::certificate::X509Certificate::from_der(&plain.certificate_der).expect("DER");
+        assert!(plain.subject().iter().all(|rdn| rdn.iter().count() == 1));
     }
 }

@@ -7,9 +7,11 @@
 //! nothing touches the disk.
 
 mod authority;
+mod der;
 mod key;
 
 pub use authority::{
-    CaError, CertificateAuthority, Issued, LeafRequest, Name, RevokedEntry, Usage, Validity, ski_hex,
+    CaError, CertificateAuthority, Issued, LeafRequest, Name, OuLayout, RevokedEntry, Usage, Validity,
+    ski_hex,
 };
 pub use key::KeyPair;

@@ -78,6 +78,23 @@ struct CaNode {
     bootstrap_admin: BootstrapAdmin,
     #[serde(default)]
     affiliations: Vec<String>,
+    #[serde(default)]
+    tls: Option<CaNodeTls>,
+    /// Where this node file is (TLS paths are relative to it).
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaNodeTls {
+    ca_file: PathBuf,
+}
+
+impl CaNode {
+    fn endpoint(&self) -> Result<client::Endpoint> {
+        let tls_ca = self.tls.as_ref().map(|t| self.dir.join(&t.ca_file));
+        crate::up::ca_endpoint(&self.listen_address, &self.ca_name, tls_ca.as_deref())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,8 +119,9 @@ fn ca_of(data: &Path, org: &str) -> Result<CaNode> {
         if !text.starts_with("kind: ca") {
             continue;
         }
-        let node: CaNode =
+        let mut node: CaNode =
             serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        node.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if node.msp_id == org {
             return Ok(node);
         }
@@ -124,12 +142,8 @@ fn org_msp(data: &Path, org: &str) -> Result<PathBuf> {
 fn registrar(data: &Path, ca: &CaNode) -> Result<(SigningIdentity, String)> {
     let dir = data.join("ca-admins").join(&ca.ca_name).join("msp");
     if !dir.join("signcerts/cert.pem").exists() {
-        let enrollment = client::enroll(
-            &ca.listen_address,
-            &ca.ca_name,
-            &ca.bootstrap_admin.id,
-            &ca.bootstrap_admin.secret,
-        )?;
+        let enrollment =
+            client::enroll(&ca.endpoint()?, &ca.ca_name, &ca.bootstrap_admin.id, &ca.bootstrap_admin.secret)?;
         client::write_msp(&dir, &enrollment, None)?;
     }
     let cert = std::fs::read_to_string(dir.join("signcerts/cert.pem"))?;
@@ -152,7 +166,7 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
     match command {
         CaCommand::Enroll { org, id, secret, out } => {
             let ca = ca_of(&data, &org)?;
-            let enrollment: Enrollment = client::enroll(&ca.listen_address, &ca.ca_name, &id, &secret)?;
+            let enrollment: Enrollment = client::enroll(&ca.endpoint()?, &ca.ca_name, &id, &secret)?;
             client::write_msp(&out, &enrollment, Some(&org_msp(&data, &org)?))?;
             print(
                 &args,
@@ -179,7 +193,7 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
             if let Some(secret) = secret {
                 body["secret"] = json!(secret);
             }
-            let found = client::call(&ca.listen_address, &signer, &cert, "POST", "/api/v1/register", &body)?;
+            let found = client::call(&ca.endpoint()?, &signer, &cert, "POST", "/api/v1/register", &body)?;
             let secret = found["secret"].as_str().unwrap_or_default();
             print(
                 &args,
@@ -191,7 +205,7 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
             let ca = ca_of(&data, &org)?;
             let (signer, cert) = registrar(&data, &ca)?;
             let body = json!({"id": id, "reason": reason, "gencrl": true, "caname": ca.ca_name});
-            let found = client::call(&ca.listen_address, &signer, &cert, "POST", "/api/v1/revoke", &body)?;
+            let found = client::call(&ca.endpoint()?, &signer, &cert, "POST", "/api/v1/revoke", &body)?;
             let crl = medfabric_ca_server::base64::decode(found["CRL"].as_str().unwrap_or_default())
                 .context("CRL")?;
             let mut installed = Vec::new();

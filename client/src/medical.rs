@@ -1,11 +1,12 @@
 //! The medical chaincode from a client: typed calls, with record encryption done here
 //! ([`crate::records`]) so that plaintext never leaves the client.
 //!
-//! Writes that carry ciphertext (records, shared keys) go to the record custodian's
-//! private collection; their endorsers are named explicitly (the custodian and one more
-//! organization, as the chaincode policy needs two): the transient data they see is
-//! ciphertext and wrapped keys only. Reading a record is an evaluate on the custodian's
-//! peer, the only one holding the ciphertext.
+//! Writes that carry ciphertext go to the record custodian's private collection; their
+//! endorsers are named explicitly (the custodian and one more organization, as the
+//! chaincode policy needs two): the transient data they see is ciphertext and the two key
+//! wraps (the patient's and the custodian's record key). Reading a record is an evaluate
+//! on the custodian's peer, the only one holding the ciphertext and the record key: under
+//! a live grant it wraps the data key to the reader's certificate key.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ pub struct NewRecord {
     pub plaintext: Vec<u8>,
 }
 
-/// A reader of a record: its name in the chaincode (`patient`, an actor id, or
+/// A holder of a record's stored key wrap: its name in the chaincode (`patient` or
 /// `org:MSPID`) and its P-256 public key (uncompressed SEC1).
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -142,34 +143,67 @@ impl Medical {
         self.call("register_patient", &input).await
     }
 
-    /// Encrypts and stores a record (version 1), wrapping its key for `readers`; endorsed
-    /// by the patient's custodian and `second_org`.
+    /// The two holders a record's data key is wrapped for: the patient (their registered
+    /// key, from the ledger) and the custodian organization's record key (from the channel
+    /// config, through the chaincode). Nobody else: grantees get it through `read_record`.
+    pub async fn record_holders(&self, patient_id: &str, custodian: &str) -> Result<Vec<Reader>> {
+        let patient = self.query("get_patient", &json!(patient_id)).await?;
+        let org = self.query("record_key", &json!(custodian)).await?;
+        let key = |value: &Value, what: &str| -> Result<Vec<u8>> {
+            hex::decode(
+                value["public_key"].as_str().with_context(|| format!("{what} has no public_key: {value}"))?,
+            )
+            .with_context(|| format!("{what}'s public key hex"))
+        };
+        Ok(vec![
+            Reader { name: "patient".into(), public_key: key(&patient, "the patient")? },
+            Reader { name: format!("org:{custodian}"), public_key: key(&org, "the record key")? },
+        ])
+    }
+
+    /// Encrypts and stores a record (version 1), its key wrapped for the patient and the
+    /// custodian's record key only; endorsed by the patient's custodian and `second_org`.
+    /// The transient data reaches both endorsers: for a record with sensitive labels, make
+    /// `second_org` a member of the custodian's audit collection (a regulator organization).
     pub async fn create_record(
         &self,
         record: &NewRecord,
         custodian: &str,
-        readers: &[Reader],
         second_org: &str,
     ) -> Result<Value> {
+        let holders = self.record_holders(&record.patient_id, custodian).await?;
         let key = DataKey::generate()?;
         let aad = records::associated_data(&record.record_id, 1, &record.patient_id);
         let ciphertext = records::seal(&key, &record.plaintext, &aad)?;
         let mut wrapped = serde_json::Map::new();
-        for reader in readers {
-            let sealed = records::wrap(&key, &reader.public_key, &record.record_id, 1)
-                .with_context(|| format!("wrapping the key for {}", reader.name))?;
-            wrapped.insert(reader.name.clone(), Value::String(hex::encode(sealed)));
+        for holder in &holders {
+            let sealed = records::wrap(&key, &holder.public_key, &record.record_id, 1)
+                .with_context(|| format!("wrapping the key for {}", holder.name))?;
+            wrapped.insert(holder.name.clone(), Value::String(hex::encode(sealed)));
         }
+        // Sensitive labels (HIV, PSY, …) identify a condition: they travel in the transient
+        // map, salted, into the custodian's audit collection; the public metadata keeps the
+        // confidentiality codes only.
+        let (sensitive, public): (Vec<&String>, Vec<&String>) = record
+            .security_labels
+            .iter()
+            .partition(|l| medfabric_medical::model::SENSITIVE.contains(&l.as_str()));
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(|e| anyhow!("OS random source: {e}"))?;
+        let labels = json!({"labels": sensitive, "salt": hex::encode(salt)}).to_string();
         let input = json!({
             "record_id": record.record_id,
             "patient_id": record.patient_id,
             "resource_type": record.resource_type,
             "data_class": record.data_class,
-            "security_labels": record.security_labels,
+            "security_labels": public,
             "commitment": records::commitment(&key, &ciphertext),
         });
-        let transient =
-            [("ciphertext", ciphertext), ("wrapped_keys", Value::Object(wrapped).to_string().into_bytes())];
+        let transient = [
+            ("ciphertext", ciphertext),
+            ("wrapped_keys", Value::Object(wrapped).to_string().into_bytes()),
+            ("sensitive_labels", labels.into_bytes()),
+        ];
         let orgs = endorsers(custodian, second_org);
         let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
         self.submit("create_record", &[input.to_string()], &transient, &orgs).await
@@ -218,26 +252,6 @@ impl Medical {
             .await
             .map_err(describe)?;
         open_read(&response_key, &parse(&result))
-    }
-
-    /// Re-wraps this identity's key of the latest version for `reader` (the patient
-    /// sharing with a grantee), stored in the custodian's collection.
-    pub async fn share_key(
-        &self,
-        record_id: &str,
-        custodian: &str,
-        reader: &Reader,
-        second_org: &str,
-    ) -> Result<Value> {
-        let found = self.fetch_record(record_id, custodian).await?;
-        let version = u32::try_from(found["version"].as_u64().context("version")?)?;
-        let wrapped = hex::decode(found["wrapped_key"].as_str().context("wrapped key")?)?;
-        let key = records::unwrap(&wrapped, &records::private_key_of(&self.msp_dir)?, record_id, version)?;
-        let rewrapped = records::wrap(&key, &reader.public_key, record_id, version)?;
-        let keys = json!({ reader.name.clone(): hex::encode(rewrapped) }).to_string();
-        let orgs = endorsers(custodian, second_org);
-        let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-        self.submit("share_key", &[record_id.to_owned()], &[("wrapped_keys", keys.into_bytes())], &orgs).await
     }
 }
 
@@ -346,7 +360,8 @@ impl Medical {
         self.call("pay_claim", &json!(claim_id)).await
     }
 
-    /// Crypto-shreds a record (endorsed by its custodian and `second_org`).
+    /// Crypto-shreds a record (endorsed by its custodian and `second_org`; the reason reaches
+    /// both in the transient map).
     pub async fn erase_record(
         &self,
         record_id: &str,
@@ -354,10 +369,11 @@ impl Medical {
         custodian: &str,
         second_org: &str,
     ) -> Result<Value> {
-        let input = json!({"record_id": record_id, "reason": reason}).to_string();
+        // The reason is free text: transient, into the custodian's audit collection.
+        let input = json!({"record_id": record_id}).to_string();
         let orgs = endorsers(custodian, second_org);
         let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-        self.submit("erase_record", &[input], &[], &orgs).await
+        self.submit("erase_record", &[input], &[("reason", reason.as_bytes().to_vec())], &orgs).await
     }
 
     /// A regulator query (`disclosures`, `accesses_by_actor`, `accesses_by_org`,
@@ -365,28 +381,43 @@ impl Medical {
     /// `erasures`): `query` holds `subject`, `from`, `to`, `page_size`, `bookmark`,
     /// `format` (`json` or `fhir`).
     pub async fn audit(&self, function: &str, query: Value) -> Result<Value> {
-        self.query(function, &query).await
+        // Free text (justifications, notes, reasons) comes only in an answer sealed to a
+        // one-time key sent in the transient map.
+        let mut response_key = [0u8; 32];
+        getrandom::fill(&mut response_key).map_err(|e| anyhow!("OS random source: {e}"))?;
+        let result = self
+            .contract
+            .proposal_builder(function, &[arg_text(&query)])
+            .transient("response_key", response_key.to_vec())
+            .signed(self.contract.network().gateway().signer())
+            .evaluate()
+            .await
+            .map_err(describe)?;
+        open_sealed(&response_key, &parse(&result), &format!("medfabric-audit-v1\0{function}"))
     }
 }
 
 /// Opens a sealed `read_record` answer (`nonce`, `sealed`: AES-256-GCM under the
 /// response key, associated data `medfabric-read-v1 \0 record_id`).
 pub fn open_read(response_key: &[u8; 32], sealed: &Value) -> Result<Value> {
+    let record_id = sealed["record_id"].as_str().context("read_record answered without record_id")?;
+    open_sealed(response_key, sealed, &format!("medfabric-read-v1\0{record_id}"))
+}
+
+/// Opens `{nonce, sealed}` (hex; AES-256-GCM under `response_key`, associated data `aad`).
+pub fn open_sealed(response_key: &[u8; 32], sealed: &Value, aad: &str) -> Result<Value> {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     let field = |name: &str| -> Result<Vec<u8>> {
-        let text =
-            sealed[name].as_str().ok_or_else(|| anyhow!("read_record answered without {name}: {sealed}"))?;
+        let text = sealed[name].as_str().ok_or_else(|| anyhow!("the answer has no {name}: {sealed}"))?;
         hex::decode(text).with_context(|| format!("{name} hex"))
     };
     let nonce: [u8; 12] =
-        field("nonce")?.try_into().map_err(|_| anyhow!("read_record nonce is not 12 bytes"))?;
-    let record_id = sealed["record_id"].as_str().context("read_record answered without record_id")?;
-    let aad = format!("medfabric-read-v1\0{record_id}");
+        field("nonce")?.try_into().map_err(|_| anyhow!("the answer's nonce is not 12 bytes"))?;
     let plaintext = aes_gcm::Aes256Gcm::new_from_slice(response_key)
         .map_err(|e| anyhow!("response key: {e}"))?
         .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &field("sealed")?, aad: aad.as_bytes() })
-        .map_err(|_| anyhow!("the read_record answer does not open with this request's response key"))?;
-    serde_json::from_slice(&plaintext).context("read_record answer")
+        .map_err(|_| anyhow!("the answer does not open with this request's response key"))?;
+    serde_json::from_slice(&plaintext).context("the sealed answer")
 }
 
 fn merge(mut base: Value, extra: Value) -> Value {

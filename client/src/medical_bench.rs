@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::load::{LoadReport, LoadSpec};
-use crate::medical::{Medical, NewRecord, Reader, public_key_of_user};
+use crate::medical::{Medical, NewRecord, public_key_of_user};
 use crate::medical_demo::actor;
 use crate::up::{NetworkStatus, UserStatus};
 
@@ -154,11 +154,7 @@ async fn access(status: &NetworkStatus, size: Size, started: Instant) -> Result<
         security_labels: vec!["N".into()],
         plaintext: format!("{{\"resourceType\":\"Observation\",\"id\":\"{record_id}\"}}").into_bytes(),
     };
-    let readers = [
-        Reader { name: patient_id.clone(), public_key: public_key_of_user(patient_user)? },
-        Reader { name: actor_id(doctor_user), public_key: public_key_of_user(doctor_user)? },
-    ];
-    doctor.create_record(&record, &custodian, &readers, &second_org).await?;
+    doctor.create_record(&record, &custodian, &second_org).await?;
     patient
         .call(
             "grant_consent",

@@ -57,9 +57,6 @@ pub enum RecordCommand {
         file: Option<PathBuf>,
         #[arg(long)]
         text: Option<String>,
-        /// More users who get a wrapped key (the patient and the author always do).
-        #[arg(long = "reader")]
-        readers: Vec<String>,
     },
     /// Fetch the ciphertext from the custodian's peer and decrypt it.
     Read {
@@ -70,12 +67,6 @@ pub enum RecordCommand {
     },
     /// Public metadata (no PHI).
     Show { id: String },
-    /// Re-wrap your key of the latest version for another user.
-    Share {
-        id: String,
-        #[arg(long = "with")]
-        with_user: String,
-    },
     /// Crypto-shred the record (purge ciphertext and wrapped keys everywhere).
     Erase {
         id: String,
@@ -244,6 +235,15 @@ fn second_org(status: &NetworkStatus, me: &Medical, custodian: &str) -> Result<S
         .context("the network has a single organization")
 }
 
+/// An organization the consortium made a regulator (from the network's topology), other
+/// than the custodian.
+fn regulator_org(data: &std::path::Path, custodian: &str) -> Result<String> {
+    let topology = crate::network::Topology::load(&data.join("network.yaml"))?;
+    topology.roles.get("regulator").and_then(|orgs| orgs.iter().find(|o| *o != custodian).cloned()).context(
+        "a record with sensitive labels needs a regulator organization to endorse it with the custodian",
+    )
+}
+
 fn print(actor: &Actor, value: &Value, human: impl FnOnce(&Value)) -> Result<()> {
     if actor.json {
         println!("{}", serde_json::to_string_pretty(value)?);
@@ -300,7 +300,7 @@ pub async fn patient(command: PatientCommand, actor: Actor) -> Result<()> {
 pub async fn record(command: RecordCommand, actor: Actor) -> Result<()> {
     let (me, status) = who(&actor)?;
     match command {
-        RecordCommand::Create { id, patient, resource_type, class, labels, file, text, readers } => {
+        RecordCommand::Create { id, patient, resource_type, class, labels, file, text } => {
             let plaintext = match (file, text) {
                 (Some(file), None) => {
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
@@ -310,14 +310,6 @@ pub async fn record(command: RecordCommand, actor: Actor) -> Result<()> {
             };
             let registry = me.query("get_patient", &json!(patient)).await?;
             let custodian = field(&registry, "custodian");
-            let patient_key = hex::decode(field(&registry, "public_key")).context("patient key")?;
-            let mut wrap_for = vec![
-                Reader { name: "patient".into(), public_key: patient_key },
-                reader_of(&status, &actor.user)?,
-            ];
-            for user in &readers {
-                wrap_for.push(reader_of(&status, user)?);
-            }
             let record = NewRecord {
                 record_id: id,
                 patient_id: patient,
@@ -326,8 +318,18 @@ pub async fn record(command: RecordCommand, actor: Actor) -> Result<()> {
                 security_labels: labels,
                 plaintext,
             };
-            let second = second_org(&status, &me, &custodian)?;
-            let meta = me.create_record(&record, &custodian, &wrap_for, &second).await?;
+            // Sensitive labels reach both endorsers in the transient map: the second is then
+            // a regulator organization (a member of the custodian's audit collection).
+            let sensitive = record
+                .security_labels
+                .iter()
+                .any(|l| medfabric_medical::model::SENSITIVE.contains(&l.as_str()));
+            let second = if sensitive {
+                regulator_org(&actor.data, &custodian)?
+            } else {
+                second_org(&status, &me, &custodian)?
+            };
+            let meta = me.create_record(&record, &custodian, &second).await?;
             print(&actor, &meta, |m| {
                 println!(
                     "record {} v{} of {} ({} / {}), commitment {}",
@@ -381,23 +383,11 @@ pub async fn record(command: RecordCommand, actor: Actor) -> Result<()> {
                 )
             })
         }
-        RecordCommand::Share { id, with_user } => {
-            let meta = me.query("get_record", &json!(id)).await?;
-            let custodian = field(&meta, "custodian");
-            let reader = reader_of(&status, &with_user)?;
-            let second = second_org(&status, &me, &custodian)?;
-            me.share_key(&id, &custodian, &reader, &second).await?;
-            print(&actor, &json!({"record_id": id, "shared_with": reader.name}), |v| {
-                println!("record {}: key wrapped for {}", field(v, "record_id"), field(v, "shared_with"))
-            })
-        }
         RecordCommand::Erase { id, reason } => {
             let meta = me.query("get_record", &json!(id)).await?;
             let custodian = field(&meta, "custodian");
             let second = second_org(&status, &me, &custodian)?;
-            let input = json!({"record_id": id, "reason": reason}).to_string();
-            let erased =
-                me.submit("erase_record", &[input], &[], &[custodian.as_str(), second.as_str()]).await?;
+            let erased = me.erase_record(&id, &reason, &custodian, &second).await?;
             print(&actor, &erased, |e| {
                 println!(
                     "record {} erased ({} versions shredded) by {}",
@@ -580,7 +570,20 @@ pub async fn audit(args: AuditArgs, mut actor: Actor) -> Result<()> {
         query["format"] = json!("fhir");
         actor.json = true;
     }
-    let page = me.query(function, &query).await?;
+    // Queries whose answers can carry free text are sealed to a one-time key.
+    let sealed = [
+        "disclosures",
+        "accesses_by_actor",
+        "accesses_by_org",
+        "accesses_to_record",
+        "break_glass",
+        "erasures",
+    ];
+    let page = if sealed.contains(&function) {
+        me.audit(function, query).await?
+    } else {
+        me.query(function, &query).await?
+    };
     print(&actor, &page, |p| {
         let items = p["items"].as_array().cloned().unwrap_or_default();
         match function {

@@ -109,10 +109,9 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         security_labels: vec!["N".into()],
         plaintext: plaintext.clone(),
     };
-    let readers = [cast.reader("patient1", "patient")?, cast.reader("drgrey", cast.doctor.actor())?];
-    let meta = cast.doctor.create_record(&record, hospital, &readers, lab_org).await?;
+    let meta = cast.doctor.create_record(&record, hospital, lab_org).await?;
     println!(
-        "    record {record_id} v{}: commitment {} (ciphertext and wrapped keys in HospitalMSP's private collection)",
+        "    record {record_id} v{}: commitment {} (ciphertext and the key, wrapped for patient1 and for HospitalMSP's peers only, in HospitalMSP's private collection)",
         meta["version"],
         &meta["commitment"].as_str().unwrap_or_default()[..16]
     );
@@ -145,10 +144,8 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         consent["decision"],
         show(&consent["grantee"])
     );
-    let grantee = cast.reader("scientist1", cast.researcher.actor())?;
-    cast.patient.share_key(&record_id, hospital, &grantee, lab_org).await?;
     println!(
-        "    the record key, re-wrapped for {} on patient1's machine, is in the hospital's collection",
+        "    no key exists yet for {}: the hospital's peer wraps one only for a committed, live access",
         cast.researcher.actor()
     );
 
@@ -178,7 +175,10 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         settled["state"], patient_balance["balance"], hospital_balance["balance"]
     );
 
-    step(5, "scientist1 reads the ciphertext from the hospital's peer and decrypts it locally");
+    step(
+        5,
+        "scientist1 reads from the hospital's peer, which wraps the key to scientist1's certificate under the grant; decrypted locally",
+    );
     let opened = cast.researcher.read_record(&record_id, hospital).await?;
     ensure!(opened.plaintext == plaintext, "the decrypted record differs from what was written");
     println!(
@@ -198,7 +198,7 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
 
     step(
         7,
-        "emergency: tech1 (LabMSP) breaks the glass; drgrey, treating, re-wraps the key for tech1; tech1 reads",
+        "emergency: tech1 (LabMSP) breaks the glass and reads at once (the hospital's peer releases the key under the audited grant)",
     );
     let emergency = cast.lab.request_access(&record_id, "ETREAT", Some(BREAK_GLASS_JUSTIFICATION)).await?;
     let break_glass_access = emergency["access_id"].as_str().context("access id")?.to_owned();
@@ -209,10 +209,13 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
     );
     // The hospital's own providers read through an audited access too (treatment consent).
     cast.doctor.call("request_access", &json!({"record_id": record_id, "purpose": "TREAT"})).await?;
-    let tech = cast.reader("tech1", cast.lab.actor())?;
-    cast.doctor.share_key(&record_id, hospital, &tech, lab_org).await?;
     let read = cast.lab.read_record(&record_id, hospital).await?;
     println!("    tech1 decrypted {} bytes", read.plaintext.len());
+    let own = cast.doctor.read_record(&record_id, hospital).await?;
+    println!(
+        "    drgrey (the hospital's own provider) decrypted {} bytes through the audited access",
+        own.plaintext.len()
+    );
 
     step(8, "an insurance claim: drgrey submits, claims1 (InsurerMSP) approves and pays");
     let claim_id = format!("claim-{tag}");
@@ -227,7 +230,7 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
     println!("    claim {claim_id}: {} {}", paid["state"], paid["approved_amount"]);
 
     step(9, "the regulator's accounting of disclosures for patient1 (HIPAA §164.528)");
-    let disclosures = cast.regulator.query("disclosures", &json!({"subject": patient_id})).await?;
+    let disclosures = cast.regulator.audit("disclosures", json!({"subject": patient_id})).await?;
     println!("    {:<20} {:<26} {:<8} {:<22} what", "date", "recipient", "purpose", "authorisation");
     for item in disclosures["items"].as_array().into_iter().flatten() {
         let date = utc(item["time"].as_u64().unwrap_or(0));

@@ -347,18 +347,26 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
 
     // Peer organizations.
     let mut app_orgs = Vec::new();
+    let mut record_keys = BTreeMap::new();
     for org in &topology.organizations {
         let org_dir = out.join("organizations/peerOrganizations").join(&org.domain);
         let cas = OrgCas::new(&org.domain, &org_dir, now)?;
+        // The org's record key: held by its peers only, published in the channel config.
+        let record_key = medfabric_ca::KeyPair::generate();
+        record_keys.insert(org.msp_id.clone(), record_key.public_key_sec1().to_vec());
         for peer in &org.peers {
             let fqdn = format!("{}.{}", peer.name, org.domain);
             let dir = org_dir.join("peers").join(&fqdn);
             cas.write_identity(&dir, &fqdn, "peer", None, now)?;
             cas.write_tls(&dir, &fqdn, &[&peer.host, &fqdn], "server", now)?;
+            write_key(&dir.join("recordkey/priv_sk"), &record_key.to_pkcs8_pem())?;
         }
         for user in &with_admin(&org.users) {
             write_user(&cas, &org_dir, &org.domain, user, now)?;
         }
+        // The org's CA serves HTTPS with a certificate from the org's TLS CA.
+        let ca_host = format!("ca.{}", org.domain);
+        cas.write_tls(&org_dir.join("ca"), &ca_host, &[&org.ca.host, &ca_host], "server", now)?;
         let mut spec = OrgSpec::application(&org.name, MspFolder::load(&org_dir.join("msp"), &org.msp_id)?);
         let anchor = &org.peers[0];
         spec.anchor_peers = vec![(anchor.host.clone(), i32::from(anchor.port))];
@@ -425,6 +433,7 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
             })
             .collect::<Result<_>>()?,
         roles: role_grants(topology)?,
+        record_keys,
     };
     let timestamp = medfabric_proto::Timestamp { seconds: now.unix_timestamp(), nanos: 0 };
     let genesis = spec.genesis_block(timestamp)?;
@@ -472,6 +481,33 @@ fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
     }
     std::fs::create_dir_all(out)?;
     Ok(())
+}
+
+/// What an org's CA must know it did not issue itself: every peer (actor id: its common
+/// name) and every user (actor id: `hf.EnrollmentID`, the user's name).
+fn seed_identities(org: &PeerOrg) -> Vec<SeedIdentity> {
+    let org_dir = format!("../organizations/peerOrganizations/{}", org.domain);
+    let peers = org.peers.iter().map(|p| {
+        let fqdn = format!("{}.{}", p.name, org.domain);
+        SeedIdentity {
+            certificate_file: format!("{org_dir}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem"),
+            id: fqdn,
+            kind: "peer".into(),
+            affiliation: String::new(),
+            attrs: BTreeMap::new(),
+        }
+    });
+    let users = with_admin(&org.users).into_iter().map(|u| {
+        let cn = format!("{}@{}", u.name, org.domain);
+        SeedIdentity {
+            certificate_file: format!("{org_dir}/users/{cn}/msp/signcerts/{cn}-cert.pem"),
+            id: u.name,
+            kind: u.user_type,
+            affiliation: String::new(),
+            attrs: u.attrs,
+        }
+    });
+    peers.chain(users).collect()
 }
 
 fn with_admin(users: &[User]) -> Vec<User> {
@@ -660,6 +696,8 @@ struct PeerNodeConfig {
     chaincodes: BTreeMap<String, String>,
     limits: Limits,
     private_data: PrivateDataConfig,
+    /// The org's record key: only its peers hold it.
+    record_key_file: String,
 }
 
 /// The peers' `private_data` section: Fabric's defaults, except reconciliation every
@@ -701,6 +739,29 @@ struct CaNodeConfig {
     max_request_body_bytes: u64,
     /// Affiliations the CA starts with.
     affiliations: Vec<String>,
+    /// The identities generated here from the same CA key (their enrollment ids), so the
+    /// CA never registers them again.
+    seed_identities: Vec<SeedIdentity>,
+    /// HTTPS (the org's TLS CA issued `cert_file`; clients trust `ca_file`).
+    tls: CaTlsFiles,
+}
+
+#[derive(Debug, Serialize)]
+struct CaTlsFiles {
+    cert_file: String,
+    key_file: String,
+    ca_file: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SeedIdentity {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    affiliation: String,
+    attrs: BTreeMap<String, String>,
+    /// Its certificate, so the CA can revoke it.
+    certificate_file: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -804,6 +865,7 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                     msp_id: org.msp_id.clone(),
                     msp_dir: format!("{node_dir}/msp"),
                     tls: tls_files(&node_dir, "server", &tls_cas),
+                    record_key_file: format!("{node_dir}/recordkey/priv_sk"),
                     listen_address: format!("{}:{}", peer.host, peer.port),
                     operations_address: format!("{}:{}", peer.host, peer.operations_port),
                     data_dir: format!("../data/{fqdn}"),
@@ -848,6 +910,12 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                 bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
                 max_request_body_bytes: 1 << 20,
                 affiliations: vec![org.name.to_lowercase()],
+                seed_identities: seed_identities(org),
+                tls: CaTlsFiles {
+                    cert_file: format!("{ca_dir}/tls/server.crt"),
+                    key_file: format!("{ca_dir}/tls/server.key"),
+                    ca_file: format!("{ca_dir}/tls/ca.crt"),
+                },
             })?,
             true,
         )?;

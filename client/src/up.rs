@@ -251,6 +251,21 @@ pub fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// A CA's endpoint: HTTPS trusting its TLS CA when its config has one, checking that the
+/// server's certificate names the CA (`ca_name`, e.g. `ca.<domain>`).
+pub fn ca_endpoint(
+    address: &str,
+    ca_name: &str,
+    tls_ca_file: Option<&Path>,
+) -> Result<medfabric_ca_server::client::Endpoint> {
+    match tls_ca_file {
+        Some(file) => {
+            Ok(medfabric_ca_server::client::Endpoint::https(address, file)?.with_server_name(ca_name))
+        }
+        None => Ok(medfabric_ca_server::client::Endpoint::plain(address)),
+    }
+}
+
 fn health(operations: Option<&str>) -> String {
     match operations.map(|a| http_get(a, "/healthz")) {
         Some(Ok((200, _))) => "OK".into(),
@@ -272,11 +287,19 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
         let health = match (&pid, node.kind.as_str()) {
             (None, _) => "down".into(),
             // A CA answers its own REST API.
-            (Some(_), "ca") => match http_get(&node.listen_address, "/api/v1/cainfo") {
-                Ok((200, _)) => "OK".into(),
-                Ok(_) => "unavailable".into(),
-                Err(_) => "down".into(),
-            },
+            (Some(_), "ca") => {
+                match ca_endpoint(
+                    &node.listen_address,
+                    &node.node_id,
+                    node.tls.as_ref().map(|t| t.ca_file.as_path()),
+                )
+                .and_then(|e| medfabric_ca_server::client::exchange(&e, "GET", "/api/v1/cainfo", None, b""))
+                {
+                    Ok((200, _)) => "OK".into(),
+                    Ok(_) => "unavailable".into(),
+                    Err(_) => "down".into(),
+                }
+            }
             (Some(_), _) => health(node.operations_address.as_deref()),
         };
         nodes.push(NodeStatus {

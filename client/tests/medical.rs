@@ -207,6 +207,43 @@ async fn the_medical_story_and_its_guarantees() {
         ("the break-glass review note", REVIEW_NOTE.as_bytes().to_vec()),
     ];
     scan_for(&status, &needles);
+    // What DeliverWithPrivateData serves any client of the custodian: every private write
+    // set the Hospital's peer holds. No stored value opens the record for anyone but the
+    // patient — the grantees read through releases, which are never stored.
+    let store =
+        medfabric_peer::Store::open_read_only(&hospital_peer.data_dir.join("ledger")).expect("ledger");
+    let hospital_ledger = store.channel(&status.channel).expect("channel");
+    let user_keys: Vec<_> = status
+        .users
+        .iter()
+        .map(|u| (u.name.clone(), medfabric_client::records::private_key_of(&u.msp_dir).expect("user key")))
+        .collect();
+    let (mut opened, mut tried) = (Vec::new(), 0);
+    for number in 0..hospital_ledger.height().expect("height") {
+        for (_, bytes) in medfabric_peer::pvtdata::block_private_data(&hospital_ledger, number).expect("pvt")
+        {
+            let set: medfabric_proto::kvrwset::KvrwSet =
+                prost::Message::decode(bytes.as_ref()).expect("KVRWSet");
+            for write in set.writes {
+                let Some(wrap) = std::str::from_utf8(&write.value).ok().and_then(|t| hex::decode(t).ok())
+                else {
+                    continue;
+                };
+                tried += 1;
+                for (name, key) in &user_keys {
+                    if medfabric_client::records::unwrap(&wrap, key, &story.record_id, 1).is_ok() {
+                        opened.push((write.key.clone(), name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let openers: Vec<&str> = opened.iter().map(|(_, name)| name.as_str()).collect();
+    assert_eq!(
+        openers,
+        ["patient1"],
+        "only the patient's own wrap opens, among {tried} stored values: {opened:?}"
+    );
     // The free text is held by the custodian's and the regulator's peers alone.
     for node in status.nodes.iter().filter(|n| n.org != "HospitalMSP" && n.org != "RegulatorMSP") {
         let mut files = Vec::new();

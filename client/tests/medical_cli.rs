@@ -56,8 +56,6 @@ fn a_record_from_registration_to_the_audit_report() {
             "lab",
             "--text",
             "Ferritin 12 ng/mL",
-            "--reader",
-            "tech1",
             "--as",
             "drhouse",
         ],

@@ -48,6 +48,8 @@ pub struct Endorser {
     /// timestamp is the transaction time chaincode sees, so time-based rules (consent
     /// periods, deadlines) hold to within this window.
     max_clock_skew: std::sync::OnceLock<std::time::Duration>,
+    /// This peer's organization record key (unset: the peer holds none).
+    record_key: std::sync::OnceLock<crate::simulator::RecordKey>,
 }
 
 /// A simulated transaction's private write sets, to keep and disseminate.
@@ -79,7 +81,13 @@ impl Endorser {
             signer,
             private_peers: std::sync::OnceLock::new(),
             max_clock_skew: std::sync::OnceLock::new(),
+            record_key: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The organization record key this peer holds (set once, at start).
+    pub fn set_record_key(&self, key: crate::simulator::RecordKey) {
+        let _ = self.record_key.set(key);
     }
 
     /// Refuses proposals whose timestamp is further than `skew` from this peer's clock.
@@ -232,7 +240,7 @@ impl Endorser {
         }
         let installed = Installed { chaincodes: &self.chaincodes, registry: &context.registry };
         let mut tx_context = context_of(&proposal, Some(signed.clone()));
-        decorate(&mut tx_context, &resources.config);
+        decorate(&mut tx_context, &resources.config, &name, self.record_key.get());
         tx_context.collections =
             Some(Arc::new(ChannelCollections { context: context.clone(), creator: creator.clone() }));
         let simulated = simulate(&name, &tx_context, &snapshot, &installed)

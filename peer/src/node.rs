@@ -68,6 +68,11 @@ pub struct PeerConfig {
     /// chaincode sees).
     #[serde(default = "default_clock_skew_ms")]
     pub max_clock_skew_ms: u64,
+    /// The organization's record key (PKCS#8 PEM, P-256): the private half of this org's
+    /// entry in the channel config's record keys. Record data keys are wrapped to it, and
+    /// only chaincode on this org's peers can release them (to grantees, under a grant).
+    #[serde(default)]
+    pub record_key_file: Option<PathBuf>,
 }
 
 fn default_clock_skew_ms() -> u64 {
@@ -142,6 +147,7 @@ impl PeerConfig {
         medfabric_types::node_config::load(path, |c: &mut Self| {
             let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
             paths.extend(c.peers.iter_mut().map(|p| &mut p.cert_file));
+            paths.extend(c.record_key_file.as_mut());
             if let Some(tls) = &mut c.tls {
                 paths.extend(tls.paths_mut());
             }
@@ -174,6 +180,35 @@ fn installed_chaincodes(config: &PeerConfig) -> Result<BTreeMap<String, Arc<dyn 
         installed.insert(name.clone(), chaincode.clone());
     }
     Ok(installed)
+}
+
+/// Loads the org's record key and checks it is the one the channel config publishes for
+/// this org; it goes to the chaincodes that run the medical implementation.
+fn record_key(config: &PeerConfig, file: &Path, channel: &Channel) -> Result<crate::simulator::RecordKey> {
+    let pem = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the record key {}", file.display()))?;
+    let key = medfabric_ca::KeyPair::from_pem(&pem).with_context(|| format!("parsing {}", file.display()))?;
+    let context = channel.context();
+    let published = context.resources.config.record_keys.get(&config.msp_id);
+    if published.map(Vec::as_slice) != Some(key.public_key_sec1()) {
+        bail!(
+            "{} is not {}'s record key in the channel config of {}",
+            file.display(),
+            config.msp_id,
+            config.channel
+        );
+    }
+    let chaincodes = if config.chaincodes.is_empty() {
+        ["medical".to_owned()].into()
+    } else {
+        config
+            .chaincodes
+            .iter()
+            .filter(|(_, implementation)| *implementation == "medical")
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    Ok(crate::simulator::RecordKey::new(&config.msp_id, key.secret().to_bytes().to_vec(), chaincodes))
 }
 
 /// A running peer's parts.
@@ -215,6 +250,9 @@ impl Peer {
         channel.set_transient_retention(config.private_data.transient_retention_blocks);
         let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
         endorser.set_max_clock_skew(Duration::from_millis(config.max_clock_skew_ms));
+        if let Some(file) = &config.record_key_file {
+            endorser.set_record_key(record_key(config, file, &channel)?);
+        }
         let metrics = Arc::new(PeerMetrics::new());
         metrics.height.set(i64::try_from(channel.height()?).unwrap_or(i64::MAX));
         let others: Vec<PeerInfo> = config

@@ -280,13 +280,60 @@ pub const PEER_DECORATION_PREFIX: &str = "medfabric.";
 /// The decoration with the consortium's role grants (JSON: role → MSP ids).
 pub const ROLES_DECORATION: &str = "medfabric.roles";
 
-/// Adds the peer's decorations from the channel config: the consortium's role grants,
-/// when the channel has them. Every endorser of a channel reads the same config, so
-/// they decorate alike.
-pub fn decorate(context: &mut TxContext, config: &medfabric_types::config::ChannelConfig) {
+/// The decoration with every organization's record public key (JSON: MSP id → hex).
+pub const RECORD_KEYS_DECORATION: &str = "medfabric.recordkeys";
+
+/// The decoration with this peer's organization record key (JSON: `msp_id`,
+/// `private_key` hex), given only to the chaincodes the key is for.
+pub const ORG_KEY_DECORATION: &str = "medfabric.orgkey";
+
+/// An organization's record key as its peers hold it: the private half of the public key
+/// in the channel config's `MedfabricRecordKeys`, and the chaincodes that may use it.
+pub struct RecordKey {
+    pub msp_id: String,
+    private_key: Vec<u8>,
+    pub chaincodes: std::collections::BTreeSet<String>,
+}
+
+impl RecordKey {
+    pub fn new(msp_id: &str, private_key: Vec<u8>, chaincodes: std::collections::BTreeSet<String>) -> Self {
+        Self { msp_id: msp_id.to_owned(), private_key, chaincodes }
+    }
+
+    fn decoration(&self) -> Bytes {
+        let json = serde_json::json!({"msp_id": self.msp_id, "private_key": hex::encode(&self.private_key)});
+        Bytes::from(json.to_string())
+    }
+}
+
+impl std::fmt::Debug for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecordKey({}, {:?})", self.msp_id, self.chaincodes)
+    }
+}
+
+/// Adds the peer's decorations from the channel config: the consortium's role grants and
+/// the organizations' record public keys, when the channel has them (every endorser of a
+/// channel reads the same config, so they decorate alike); and, for the chaincodes it is
+/// for, this peer's organization record key.
+pub fn decorate(
+    context: &mut TxContext,
+    config: &medfabric_types::config::ChannelConfig,
+    chaincode: &str,
+    record_key: Option<&RecordKey>,
+) {
     if !config.roles.is_empty() {
         let json = serde_json::to_vec(&config.roles).expect("a map of strings serializes");
         context.decorations.insert(ROLES_DECORATION.to_owned(), Bytes::from(json));
+    }
+    if !config.record_keys.is_empty() {
+        let keys: BTreeMap<&String, String> =
+            config.record_keys.iter().map(|(org, key)| (org, hex::encode(key))).collect();
+        let json = serde_json::to_vec(&keys).expect("a map of strings serializes");
+        context.decorations.insert(RECORD_KEYS_DECORATION.to_owned(), Bytes::from(json));
+    }
+    if let Some(key) = record_key.filter(|k| k.chaincodes.contains(chaincode)) {
+        context.decorations.insert(ORG_KEY_DECORATION.to_owned(), key.decoration());
     }
 }
 

@@ -195,6 +195,7 @@ impl TestNetwork {
                 definition("kvand", "AND('Org1MSP.peer', 'Org2MSP.peer')"),
             ],
             roles: Default::default(),
+            record_keys: Default::default(),
         };
         let genesis = spec
             .genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 })

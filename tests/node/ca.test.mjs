@@ -180,7 +180,10 @@ async function orgCa(mspId) {
     if (!caName || !adminId || !adminSecret) {
         throw setupError(`${node.config_file}: no ca_name, bootstrap_admin.id or bootstrap_admin.secret`);
     }
-    const ca = new FabricCAServices(`http://${node.address}`, undefined, caName);
+    // Fabric CA in production: HTTPS, trusting the org's TLS CA from `network status`.
+    if (!node.tls_ca_file) throw setupError(`network status gives no tls_ca_file for ${node.name}`);
+    const tlsOptions = { trustedRoots: [readFile(node.tls_ca_file, `tls_ca_file of ${node.name}`).toString()], verify: true };
+    const ca = new FabricCAServices(`https://${node.address}`, tlsOptions, caName);
     const enrollment = await ca.enroll({ enrollmentID: adminId, enrollmentSecret: adminSecret });
     const admin = userOf(adminId, adminSecret, mspId, enrollment);
     return { ca, node, caName, adminId, adminSecret, mspId, affiliation: AFFILIATIONS[mspId], admin };
@@ -697,6 +700,63 @@ test('refused: wrong secret, registration by a non-registrar', { timeout: TEST_T
             `register(${id}) twice`,
         );
         assertCaError(err, 74, `Identity '${id}' is already registered`, `register(${id}) twice`);
+    });
+
+    await t.test('an identity network generate issued cannot be registered again: 74', async () => {
+        // drhouse's certificate came from `network generate`; a CA registration of the same
+        // enrollment ID would give a second holder the same actor id on chain.
+        const err = await caRejection(
+            () => hospital.ca.register({ enrollmentID: 'drhouse', affiliation: 'hospital', role: 'client' }, hospital.admin),
+            'register(drhouse)',
+        );
+        assertCaError(err, 74, "Identity 'drhouse' is already registered", 'register(drhouse)');
+    });
+});
+
+test('a registrar acts only within its grants (Fabric CA rules)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    // The issue's registrar: clients only, attribute `role` only, affiliation hospital.
+    const { user: registrar } = await registerAndEnroll(hospital, newId('registrar'), {
+        attrs: [
+            { name: 'hf.Registrar.Roles', value: 'client' },
+            { name: 'hf.Registrar.Attributes', value: 'role' },
+        ],
+    });
+    const identities = hospital.ca.newIdentityService();
+    const adminBefore = await identities.getOne(hospital.adminId, hospital.admin);
+
+    await t.test('modifying the bootstrap admin: refused (71), the admin unchanged', async () => {
+        const err = await caRejection(
+            () => identities.update(hospital.adminId, { attrs: [{ name: 'role', value: 'payer' }], enrollmentSecret: 'taken' }, registrar),
+            'PUT identities/admin by a limited registrar',
+        );
+        assertCaError(err, 71, 'Authorization failure', 'modify admin');
+        const adminAfter = await identities.getOne(hospital.adminId, hospital.admin);
+        assert.deepEqual(adminAfter.result, adminBefore.result, 'the admin identity did not change');
+        // Its secret still works, the one the attacker tried to set does not.
+        await hospital.ca.enroll({ enrollmentID: hospital.adminId, enrollmentSecret: hospital.adminSecret });
+    });
+
+    await t.test('registering a peer, or a right it lacks: refused (71)', async () => {
+        for (const [what, request] of [
+            ['type peer', { enrollmentID: newId('as-peer'), affiliation: 'hospital', role: 'peer' }],
+            ['hf.Revoker', { enrollmentID: newId('revoker'), affiliation: 'hospital', role: 'client', attrs: [{ name: 'hf.Revoker', value: 'true' }] }],
+            ['the root affiliation', { enrollmentID: newId('root'), affiliation: '.', role: 'client' }],
+        ]) {
+            const err = await caRejection(() => hospital.ca.register(request, registrar), `register ${what}`);
+            assertCaError(err, 71, 'Authorization failure', `register ${what}`);
+            const lookup = await caRejection(() => identities.getOne(request.enrollmentID, hospital.admin), `${what} not registered`);
+            assertCaError(lookup, 63, 'Failed to get User: sql: no rows in result set', `${what} not registered`);
+        }
+    });
+
+    await t.test('a client with role=provider: allowed, within its grants', async () => {
+        const id = newId('by-registrar');
+        const secret = await hospital.ca.register(
+            { enrollmentID: id, affiliation: 'hospital', role: 'client', attrs: [{ name: 'role', value: 'provider', ecert: true }] },
+            registrar,
+        );
+        const enrollment = await hospital.ca.enroll({ enrollmentID: id, enrollmentSecret: secret });
+        assert.equal(certAttrs(enrollment.certificate).role, 'provider');
     });
 });
 

@@ -11,7 +11,9 @@ use medfabric_proto::common::{
     OrdererAddresses, Payload, Policy, SignatureHeader, implicit_meta_policy, policy,
 };
 use medfabric_proto::etcdraft;
-use medfabric_proto::medfabric::config::{ChaincodeDefinition, ChaincodeDefinitions, MspIds, RoleGrants};
+use medfabric_proto::medfabric::config::{
+    ChaincodeDefinition, ChaincodeDefinitions, MspIds, RecordKeys, RoleGrants,
+};
 use medfabric_proto::msp::{FabricMspConfig, MspConfig};
 use medfabric_proto::orderer::{BatchSize, BatchTimeout, ChannelRestrictions, ConsensusType};
 use medfabric_proto::protos::{AnchorPeer, AnchorPeers};
@@ -29,6 +31,8 @@ pub const CHAINCODES_KEY: &str = "MedfabricChaincodes";
 
 /// Config value key of the consortium's role grants in `/Channel/Application`.
 pub const ROLES_KEY: &str = "MedfabricRoles";
+/// The application value with each organization's record key (`medfabric.config.RecordKeys`).
+pub const RECORD_KEYS_KEY: &str = "MedfabricRecordKeys";
 
 const CHANNEL: &str = "Channel";
 const APPLICATION: &str = "Application";
@@ -79,6 +83,8 @@ pub struct ChannelConfig {
     pub chaincodes: Vec<ChaincodeDefinition>,
     /// The consortium's role grants: role → MSP ids (empty: none configured).
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Each organization's record key (MSP id → uncompressed P-256 public key).
+    pub record_keys: BTreeMap<String, Vec<u8>>,
 }
 
 /// A channel config with its MSPs and policies ready for validation.
@@ -185,6 +191,7 @@ impl ChannelConfig {
         }
         let chaincodes: ChaincodeDefinitions = value(application, CHAINCODES_KEY)?.unwrap_or_default();
         let roles: RoleGrants = value(application, ROLES_KEY)?.unwrap_or_default();
+        let record_keys: RecordKeys = value(application, RECORD_KEYS_KEY)?.unwrap_or_default();
         Ok(Self {
             channel_id: channel_id.to_owned(),
             sequence: raw.sequence,
@@ -203,6 +210,7 @@ impl ChannelConfig {
             hashing_algorithm: hashing.name,
             chaincodes: chaincodes.definitions,
             roles: roles.roles.into_iter().map(|(role, ids)| (role, ids.msp_ids)).collect(),
+            record_keys: record_keys.keys.into_iter().map(|(org, key)| (org, key.to_vec())).collect(),
         })
     }
 }
@@ -322,6 +330,8 @@ pub struct ChannelSpec {
     pub chaincodes: Vec<ChaincodeDefinition>,
     /// The consortium's role grants (role → MSP ids); written only when not empty.
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Each organization's record key (MSP id → public key); written only when not empty.
+    pub record_keys: BTreeMap<String, Vec<u8>>,
 }
 
 impl ChannelSpec {
@@ -374,6 +384,10 @@ impl ChannelSpec {
                 .map(|(role, ids)| (role.clone(), MspIds { msp_ids: ids.clone() }))
                 .collect();
             put_value(&mut application, ROLES_KEY, &RoleGrants { roles });
+        }
+        if !self.record_keys.is_empty() {
+            let keys = self.record_keys.iter().map(|(org, key)| (org.clone(), key.clone().into())).collect();
+            put_value(&mut application, RECORD_KEYS_KEY, &RecordKeys { keys });
         }
         put_meta_policies(&mut application);
         put_policy(

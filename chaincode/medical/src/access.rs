@@ -370,7 +370,7 @@ pub const TRANSIENT_JUSTIFICATION: &str = "justification";
 pub const TRANSIENT_NOTE: &str = "note";
 
 /// Free text from the transient map under `key` (trimmed; absent or blank: `None`).
-fn transient_text(stub: &dyn ChaincodeStub, key: &str) -> Outcome<Option<String>> {
+pub fn transient_text(stub: &dyn ChaincodeStub, key: &str) -> Outcome<Option<String>> {
     let Some(bytes) = stub.transient().get(key) else { return Ok(None) };
     let text = std::str::from_utf8(bytes).or_else(|_| fail(format!("transient {key:?} is not UTF-8")))?;
     let text = text.trim();
@@ -403,6 +403,11 @@ fn keep_note(
 /// The event with its free text filled in where this peer holds the custodian's audit
 /// collection (`None` elsewhere: the text never left the members' peers).
 pub fn with_notes(stub: &mut dyn ChaincodeStub, custodian: &str, mut event: AuditEvent) -> AuditEvent {
+    // Free text leaves only in an answer sealed to the caller's response key: should the
+    // query be submitted, its block then holds ciphertext only.
+    if !matches!(crate::records::response_key(stub), Ok(Some(_))) {
+        return event;
+    }
     let collection = audit_collection(custodian);
     let mut read = |what: &str| -> Option<String> {
         let id = note_key(stub, &event.event_id, what).ok()?;

@@ -98,6 +98,24 @@ fn page_of(
     Ok(Page { count: items.len(), items, bookmark: metadata.bookmark })
 }
 
+/// The page `query` makes, sealed to the caller's `response_key` when it sent one (the only
+/// way free text — justifications, review notes, erasure reasons — is included), else as is.
+fn answer(
+    stub: &mut dyn ChaincodeStub,
+    function: &str,
+    query: impl FnOnce(&mut dyn ChaincodeStub) -> Outcome<Page>,
+) -> Outcome<Value> {
+    let key = crate::records::response_key(stub)?;
+    let page = to_value(&query(stub)?)?;
+    match key {
+        Some(key) => crate::records::seal_json(stub, &key, &format!("{AUDIT_AAD}\0{function}"), &page),
+        None => Ok(page),
+    }
+}
+
+/// Associated-data prefix of a sealed regulator answer (then the function name).
+pub const AUDIT_AAD: &str = "medfabric-audit-v1";
+
 /// An audit event with its free text, read from the custodian's audit collection
 /// (held by the regulators' peers; a peer without it answers without the text).
 /// `custodian_sealed` tells whether the custodian endorsed the event's transaction: an
@@ -124,51 +142,61 @@ fn to_value<T: Serialize>(value: &T) -> Outcome<Value> {
 
 /// HIPAA accounting of disclosures: every access to the patient's records in the time
 /// range, with date, recipient, what, purpose and the authorizing consent version.
-pub fn disclosures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
+pub fn disclosures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Value> {
     regulator(stub, "disclosures")?;
-    let fhir = query.fhir()?;
-    page_of(stub, AUDIT_BY_PATIENT, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    answer(stub, "disclosures", |stub| {
+        let fhir = query.fhir()?;
+        page_of(stub, AUDIT_BY_PATIENT, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    })
 }
 
-pub fn accesses_by_actor(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
+pub fn accesses_by_actor(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Value> {
     regulator(stub, "accesses_by_actor")?;
-    let fhir = query.fhir()?;
-    page_of(stub, AUDIT_BY_ACTOR, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    answer(stub, "accesses_by_actor", |stub| {
+        let fhir = query.fhir()?;
+        page_of(stub, AUDIT_BY_ACTOR, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    })
 }
 
-pub fn accesses_by_org(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
+pub fn accesses_by_org(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Value> {
     regulator(stub, "accesses_by_org")?;
-    let fhir = query.fhir()?;
-    page_of(stub, AUDIT_BY_ORG, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    answer(stub, "accesses_by_org", |stub| {
+        let fhir = query.fhir()?;
+        page_of(stub, AUDIT_BY_ORG, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    })
 }
 
-pub fn accesses_to_record(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
+pub fn accesses_to_record(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Value> {
     regulator(stub, "accesses_to_record")?;
-    let fhir = query.fhir()?;
-    page_of(stub, AUDIT_BY_RECORD, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    answer(stub, "accesses_to_record", |stub| {
+        let fhir = query.fhir()?;
+        page_of(stub, AUDIT_BY_RECORD, &[&query.subject], &query, |s, id, _| event_item(s, id, fhir))
+    })
 }
 
 /// Break-glass accesses in the time range, each with `overdue` = not reviewed by its
 /// deadline (as of this query's transaction time).
-pub fn break_glass(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
+pub fn break_glass(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Value> {
     regulator(stub, "break_glass")?;
-    let fhir = query.fhir()?;
-    let time = now(stub);
-    page_of(stub, BREAK_GLASS, &[], &query, |s, id, _| {
-        let event = noted_event(s, id)?;
-        let overdue = event.reviewed.is_none() && event.review_due.is_some_and(|due| time > due);
-        if fhir {
-            let mut value = audit_event_fhir(&event);
-            if let Some(extensions) = value["extension"].as_array_mut() {
-                extensions.push(
-                    json!({"url": "urn:medfabric:break-glass-review-overdue", "valueBoolean": overdue}),
-                );
+    answer(stub, "break_glass", |stub| {
+        let fhir = query.fhir()?;
+        let time = now(stub);
+        page_of(stub, BREAK_GLASS, &[], &query, |s, id, _| {
+            let event = noted_event(s, id)?;
+            let overdue = event.reviewed.is_none() && event.review_due.is_some_and(|due| time > due);
+            if fhir {
+                let mut value = audit_event_fhir(&event);
+                if let Some(extensions) = value["extension"].as_array_mut() {
+                    extensions.push(
+                        json!({"url": "urn:medfabric:break-glass-review-overdue", "valueBoolean": overdue}),
+                    );
+                }
+                return Ok(value);
             }
-            return Ok(value);
-        }
-        let mut value = to_value(&event)?;
-        value["overdue"] = json!(overdue);
-        Ok(value)
+            let mut value = to_value(&event)?;
+            value["overdue"] = json!(overdue);
+            Ok(value)
+        })
     })
 }
 
@@ -223,11 +251,27 @@ pub fn commitment_at(
 }
 
 /// Crypto-shred events.
-pub fn erasures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Page> {
+pub fn erasures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Value> {
     regulator(stub, "erasures")?;
-    let unbounded = Query { from: None, to: None, ..query.clone() };
-    page_of(stub, ERASURE, &[], &unbounded, |_, value, _| {
-        serde_json::from_str(value).map_err(|e| ContractError::new(format!("stored erasure is corrupt: {e}")))
+    answer(stub, "erasures", |stub| {
+        let unbounded = Query { from: None, to: None, ..query.clone() };
+        page_of(stub, ERASURE, &[], &unbounded, |stub, value, _| {
+            let mut erasure: crate::model::Erasure = serde_json::from_str(value)
+                .map_err(|e| ContractError::new(format!("stored erasure is corrupt: {e}")))?;
+            // The reason where this peer holds the custodian's audit collection, and only
+            // for an answer sealed to the caller.
+            let custodian = erasure.patient_id.split('/').next().unwrap_or_default().to_owned();
+            let note = crate::records::erasure_reason_key(stub, &erasure.record_id)?;
+            let sealed = matches!(crate::records::response_key(stub), Ok(Some(_)));
+            erasure.reason = stub
+                .get_private_data(&crate::model::audit_collection(&custodian), &note)
+                .ok()
+                .flatten()
+                .filter(|_| sealed)
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            serde_json::to_value(&erasure)
+                .map_err(|e| ContractError::new(format!("encoding an erasure: {e}")))
+        })
     })
 }
 

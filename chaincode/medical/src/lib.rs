@@ -10,10 +10,10 @@
 //!
 //! | function | who | what |
 //! |---|---|---|
-//! | `create_record`, `append_version` | provider of the custodian | metadata + commitment; transient `ciphertext`, `wrapped_keys` |
+//! | `create_record`, `append_version` | provider of the custodian | metadata + commitment; transient `ciphertext`, `wrapped_keys` (for `patient` and `org:<custodian>` only), `sensitive_labels` (create) |
+//! | `record_key` | any role | an organization's record public key (from the channel config) |
 //! | `get_record`, `get_patient` | any role | metadata only |
-//! | `read_record` | patient, custodian providers, holders of a committed grant | ciphertext + the caller's wrapped key, sealed to the caller's transient `response_key` |
-//! | `share_key` | patient, custodian provider | more wrapped keys (transient `wrapped_keys`) |
+//! | `read_record` | the patient, holders of a live committed grant (custodian staff too) | ciphertext + the data key wrapped to the caller's certificate key (the custodian's peer wraps it from its record key), sealed to the caller's transient `response_key` |
 //! | `register_patient` | the patient themselves (their org is the custodian) | patient id `<custodian>/<id>`, the key of their certificate |
 //! | `grant_consent`, `update_consent`, `revoke_consent` | the patient (creator key = registered key) | FHIR Consent semantics, templates |
 //! | `record_signed_consent` | custodian provider | a consent action the patient signed (verified against the registered key) |
@@ -24,12 +24,13 @@
 //! | `settle`, `refund` | parties to an escrow | fee to patient and custodian, or back to the payer |
 //! | `submit_claim`, `adjudicate_claim`, `pay_claim`, `get_claim` | provider, payer | insurance claims |
 //! | `disclosures`, `accesses_by_actor`, `accesses_by_org`, `accesses_to_record`, `break_glass`, `consent_history`, `payments_for_disclosures`, `commitment_at`, `erasures` | regulator | paginated, JSON or FHIR |
-//! | `erase_record` | patient, custodian provider | crypto-shred (purge) with an erasure event |
+//! | `erase_record` | patient, custodian provider | crypto-shred (purge) with an erasure event; the reason in transient `reason` |
 
 pub mod access;
 pub mod audit;
 pub mod consent;
 pub mod identity;
+pub mod keywrap;
 pub mod model;
 pub mod payments;
 pub mod records;
@@ -45,7 +46,7 @@ pub fn chaincode() -> Router {
         .route("append_version", records::append_version)
         .route("get_record", records::get_record)
         .route("read_record", records::read_record)
-        .route("share_key", records::share_key)
+        .route("record_key", records::record_key)
         .route("erase_record", records::erase_record)
         .route("grant_consent", access::grant_consent)
         .route("update_consent", access::update_consent)

@@ -53,6 +53,12 @@ pub const CONSENT_SEAL: &str = "consentseal";
 /// custodian's audit collection, keyed `phinote/<event id>/<what>`.
 pub const PHI_NOTE: &str = "phinote";
 
+/// A record's sensitive security labels (HIV, PSY, …), in the custodian's audit collection
+/// (for regulators) and its implicit collection (for releases), keyed `seclabels/<record id>`: written for every record (an empty list too, so that the
+/// key's public hash tells nothing), with the writer's random salt in the value so that its
+/// public hash cannot be matched against guessed label sets.
+pub const SENSITIVE_LABELS: &str = "seclabels";
+
 /// The collection holding a custodian's audit free text: members are the custodian
 /// and the consortium's regulator organizations (defined with the chaincode, e.g.
 /// `audit_HospitalMSP` with policy `OR('HospitalMSP.member', 'RegulatorMSP.member')`).
@@ -386,7 +392,10 @@ pub struct Erasure {
     pub record_id: String,
     pub patient_id: String,
     pub requested_by: String,
-    pub reason: String,
+    /// Free text: never stored here (it is in the custodian's audit collection); filled in
+    /// for readers whose peer holds that collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub time: u64,
     pub tx_id: String,
     pub versions: u32,

@@ -1,8 +1,17 @@
 //! Patients and records. The client encrypts each record version (AES-256-GCM, fresh
-//! key; record id, version and patient as associated data), wraps the key with HPKE for
-//! each reader, and sends ciphertext and wrapped keys in the transient map: they go to
-//! the custodian organization's private collection. Public state gets metadata and the
-//! keyed commitment only.
+//! key; record id, version and patient as associated data), wraps the key with HPKE
+//! ([`crate::keywrap`]) for exactly two holders — the patient's registered key and the
+//! custodian organization's record key, held only by the custodian's peers — and sends
+//! ciphertext and wrapped keys in the transient map: they go to the custodian's private
+//! collection. Public state gets metadata and the keyed commitment only.
+//!
+//! Keys are released only by `read_record`, an evaluate on a custodian peer: under a live
+//! committed grant, the peer's chaincode unwraps the record-key copy and wraps the data
+//! key to the key of the caller's certificate, in an answer sealed to the caller's
+//! one-time response key. No grantee's wrap is ever stored, so nothing in blocks,
+//! collections or `DeliverWithPrivateData` opens a record without a grant; purging the two
+//! stored wraps and the ciphertext crypto-shreds every copy. Revocation is forward-only: a
+//! key released before it stays with the grantee who fetched it.
 
 use std::collections::BTreeMap;
 
@@ -17,10 +26,82 @@ use crate::model::*;
 pub const TRANSIENT_CIPHERTEXT: &str = "ciphertext";
 /// JSON object: reader (actor id, `org:MSPID` or `patient`) → wrapped key (hex).
 pub const TRANSIENT_WRAPPED_KEYS: &str = "wrapped_keys";
+/// Transient entry of `create_record`: JSON `{"labels": [sensitive labels], "salt": hex of
+/// 32 random bytes}`. Sensitive labels identify a condition: they never enter arguments,
+/// public state or blocks, only the custodian's audit collection.
+pub const TRANSIENT_SENSITIVE_LABELS: &str = "sensitive_labels";
 /// Transient key of `read_record`: the 32-byte AES-256 key its answer is sealed to.
 pub const TRANSIENT_RESPONSE_KEY: &str = "response_key";
 /// Associated-data prefix of a sealed `read_record` answer (then the record id).
 pub const READ_AAD: &str = "medfabric-read-v1";
+/// The two holders of a stored wrap: the patient, and the custodian's record key.
+pub const PATIENT_HOLDER: &str = "patient";
+/// The peer's decoration with every organization's record public key (JSON MSP → hex).
+pub const RECORD_KEYS_DECORATION: &str = "medfabric.recordkeys";
+/// The peer's decoration with its own organization's record key (JSON `msp_id`,
+/// `private_key` hex); only the organization's peers have it.
+pub const ORG_KEY_DECORATION: &str = "medfabric.orgkey";
+
+/// The name of the custodian's record-key wrap.
+pub fn org_holder(custodian: &str) -> String {
+    format!("org:{custodian}")
+}
+
+/// The record public key of `org` (hex), as the channel config publishes it.
+fn published_record_key(stub: &dyn ChaincodeStub, org: &str) -> Outcome<String> {
+    let keys: BTreeMap<String, String> = match stub.decorations().get(RECORD_KEYS_DECORATION) {
+        Some(json) => serde_json::from_slice(json)
+            .or_else(|e| fail(format!("the peer's {RECORD_KEYS_DECORATION} decoration: {e}")))?,
+        None => BTreeMap::new(),
+    };
+    keys.get(org).cloned().ok_or_else(|| {
+        medfabric_shim::ContractError::new(format!("the channel config publishes no record key of {org}"))
+    })
+}
+
+/// The private record key of `org`, if this peer is one of `org`'s (and holds it).
+fn held_record_key(stub: &dyn ChaincodeStub, org: &str) -> Outcome<Option<Vec<u8>>> {
+    #[derive(Deserialize)]
+    struct OrgKey {
+        msp_id: String,
+        private_key: String,
+    }
+    let Some(json) = stub.decorations().get(ORG_KEY_DECORATION) else { return Ok(None) };
+    let held: OrgKey = serde_json::from_slice(json)
+        .or_else(|e| fail(format!("the peer's {ORG_KEY_DECORATION} decoration: {e}")))?;
+    if held.msp_id != org {
+        return Ok(None);
+    }
+    let private_key =
+        unhex(&held.private_key).ok_or_else(|| medfabric_shim::ContractError::new("record key hex"))?;
+    // The key must be the one the consortium published for the org.
+    let public =
+        crate::keywrap::public_key_of(&private_key).map_err(|e| medfabric_shim::ContractError::new(e.0))?;
+    if hex(&public) != published_record_key(stub, org)? {
+        return fail(format!("this peer's record key is not the one the channel config publishes for {org}"));
+    }
+    Ok(Some(private_key))
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordKeyInfo {
+    pub msp_id: String,
+    /// Hex of the uncompressed P-256 public key data keys are wrapped to.
+    pub public_key: String,
+}
+
+/// An organization's record public key: what a writer wraps the data key to.
+pub fn record_key(stub: &mut dyn ChaincodeStub, (org,): (String,)) -> Outcome<RecordKeyInfo> {
+    caller(stub)?;
+    Ok(RecordKeyInfo { public_key: published_record_key(stub, &org)?, msp_id: org })
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatientInput {
@@ -132,12 +213,67 @@ pub fn record(stub: &mut dyn ChaincodeStub, record_id: &str) -> Outcome<RecordMe
 }
 
 fn check_labels(labels: &[String]) -> Outcome<()> {
-    if let Some(bad) =
-        labels.iter().find(|l| !CONFIDENTIALITY.contains(&l.as_str()) && !SENSITIVE.contains(&l.as_str()))
-    {
+    if let Some(bad) = labels.iter().find(|l| SENSITIVE.contains(&l.as_str())) {
+        return fail(format!(
+            "security label {bad:?} identifies a condition: send it in the transient map under \
+             {TRANSIENT_SENSITIVE_LABELS:?}, not in the public metadata"
+        ));
+    }
+    if let Some(bad) = labels.iter().find(|l| !CONFIDENTIALITY.contains(&l.as_str())) {
         return fail(format!("unknown security label {bad:?}"));
     }
     Ok(())
+}
+
+/// What the custodian's audit collection holds about a record's sensitive labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SensitiveLabels {
+    pub labels: Vec<String>,
+    /// Hex of 32 random bytes from the writer.
+    pub salt: String,
+}
+
+/// Stores the record's sensitive labels (from the transient map) in the custodian's audit
+/// collection.
+fn store_sensitive_labels(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<()> {
+    let Some(json) = stub.transient().get(TRANSIENT_SENSITIVE_LABELS).cloned() else {
+        return fail(format!(
+            "the transient map must carry {TRANSIENT_SENSITIVE_LABELS:?} (the record's sensitive labels, possibly none, and a salt)"
+        ));
+    };
+    let mut entry: SensitiveLabels =
+        serde_json::from_slice(&json).or_else(|e| fail(format!("{TRANSIENT_SENSITIVE_LABELS}: {e}")))?;
+    if unhex(&entry.salt).is_none_or(|s| s.len() != 32) {
+        return fail(format!("{TRANSIENT_SENSITIVE_LABELS}: the salt must be 32 bytes (hex)"));
+    }
+    if let Some(bad) = entry.labels.iter().find(|l| !SENSITIVE.contains(&l.as_str())) {
+        return fail(format!("{TRANSIENT_SENSITIVE_LABELS}: {bad:?} is not a sensitive label"));
+    }
+    entry.labels.sort();
+    entry.labels.dedup();
+    let id = key(stub, SENSITIVE_LABELS, &[&meta.record_id])?;
+    let value = Bytes::from(serde_json::to_vec(&entry).or_else(|e| fail(format!("encoding labels: {e}")))?);
+    // The audit collection's copy is the regulators'; the implicit collection's (the
+    // custodian's peers only, readable for any caller there) is what a release checks.
+    stub.put_private_data(&audit_collection(&meta.custodian), &id, value.clone())?;
+    Ok(stub.put_private_data(&custodian_collection(&meta.custodian), &id, value)?)
+}
+
+/// The record with its sensitive labels, read on a peer of the custodian: what consent is
+/// checked against when a key is released.
+fn with_sensitive_labels(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<RecordMeta> {
+    let id = key(stub, SENSITIVE_LABELS, &[&meta.record_id])?;
+    let Some(bytes) = stub.get_private_data(&custodian_collection(&meta.custodian), &id)? else {
+        return fail(format!(
+            "this peer does not hold the sensitive labels of {}: no key is released without checking them",
+            meta.record_id
+        ));
+    };
+    let entry: SensitiveLabels = serde_json::from_slice(&bytes)
+        .or_else(|e| fail(format!("the sensitive labels of {} are corrupt: {e}", meta.record_id)))?;
+    let mut full = meta.clone();
+    full.security_labels.extend(entry.labels);
+    Ok(full)
 }
 
 /// Ciphertext and wrapped keys from the transient map, into the custodian's collection;
@@ -152,19 +288,44 @@ fn store_payload(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<Vec
             .map_err(|e| medfabric_shim::ContractError::new(format!("{TRANSIENT_WRAPPED_KEYS}: {e}")))?,
         None => BTreeMap::new(),
     };
-    if wrapped.is_empty() {
-        return fail("at least one wrapped key is needed (the patient's)");
+    // Exactly the patient's and the custodian's record-key wraps: a key for anyone else
+    // comes into being only through a grant.
+    let org = org_holder(&meta.custodian);
+    let holders: Vec<&str> = wrapped.keys().map(String::as_str).collect();
+    if holders != [org.as_str(), PATIENT_HOLDER] {
+        return fail(format!(
+            "{TRANSIENT_WRAPPED_KEYS} must hold exactly the wraps for {PATIENT_HOLDER:?} and {org:?} (got {holders:?}): \
+             other readers get the key through a grant"
+        ));
+    }
+    for (holder, wrapped_key) in &wrapped {
+        if unhex(wrapped_key).is_none_or(|w| w.is_empty()) {
+            return fail(format!("wrapped key for {holder:?} must be hex"));
+        }
+    }
+    // On the custodian's peer (whose endorsement the private write needs), the record
+    // key opens its wrap and the data key the ciphertext: a record is always releasable.
+    if let Some(private_key) = held_record_key(stub, &meta.custodian)? {
+        let opened = unhex(&wrapped[&org])
+            .and_then(|w| crate::keywrap::unwrap(&w, &private_key, &meta.record_id, meta.version).ok())
+            .filter(|data_key| crate::keywrap::commitment(data_key, ciphertext) == meta.commitment)
+            .filter(|data_key| {
+                let aad = crate::keywrap::associated_data(&meta.record_id, meta.version, &meta.patient_id);
+                crate::keywrap::open(data_key, ciphertext, &aad).is_ok()
+            });
+        if opened.is_none() {
+            return fail(format!(
+                "the {org} wrap does not open the ciphertext of {} version {} under its commitment",
+                meta.record_id, meta.version
+            ));
+        }
     }
     let collection = custodian_collection(&meta.custodian);
     let version = padded(u64::from(meta.version));
     let ct = key(stub, CIPHERTEXT, &[&meta.record_id, &version])?;
     stub.put_private_data(&collection, &ct, ciphertext.clone())?;
-    for (reader, wrapped_key) in &wrapped {
-        if reader.is_empty() || wrapped_key.is_empty() || !wrapped_key.chars().all(|c| c.is_ascii_hexdigit())
-        {
-            return fail(format!("wrapped key for {reader:?} must be hex"));
-        }
-        let wk = key(stub, WRAPPED_KEY, &[&meta.record_id, &version, reader])?;
+    for (holder, wrapped_key) in &wrapped {
+        let wk = key(stub, WRAPPED_KEY, &[&meta.record_id, &version, holder])?;
         stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
     }
     Ok(wrapped.into_keys().collect())
@@ -216,6 +377,7 @@ pub fn create_record(stub: &mut dyn ChaincodeStub, (input,): (RecordInput,)) -> 
         erased: false,
     };
     let readers = store_payload(stub, &meta)?;
+    store_sensitive_labels(stub, &meta)?;
     put_json(stub, &id, &meta)?;
     custodian_only(stub, &meta.custodian, &id)?;
     put_version(stub, &meta, readers)?;
@@ -298,13 +460,19 @@ fn grant_in_force(
         record: meta,
         time,
     };
-    if let crate::consent::Verdict::Deny { consent } = crate::consent::evaluate(&consents, &request) {
-        return fail(format!(
+    match crate::consent::evaluate(&consents, &request) {
+        crate::consent::Verdict::Permit { .. } => Ok(()),
+        crate::consent::Verdict::Deny { consent } => fail(format!(
             "access denied: consent {consent} of patient {} now denies this access",
             meta.patient_id
-        ));
+        )),
+        // The record's sensitive labels (checked only here, where they are known) are not
+        // named by any consent of the patient.
+        crate::consent::Verdict::NoConsent => fail(format!(
+            "access denied: no consent of patient {} covers every security label of {}",
+            meta.patient_id, meta.record_id
+        )),
     }
-    Ok(())
 }
 
 /// What a reader needs to decrypt one version.
@@ -318,7 +486,8 @@ pub struct Ciphertext {
     pub ciphertext: String,
     /// Hex of the HPKE-wrapped key for this reader.
     pub wrapped_key: String,
-    /// Whose wrapped key this is (the caller's actor id, `org:MSPID` or `patient`).
+    /// Whose key it is wrapped to: `patient` (the registered key), or the caller's actor id
+    /// (the key of the caller's certificate, wrapped by the custodian's peer for this read).
     pub key_holder: String,
 }
 
@@ -340,27 +509,50 @@ pub struct SealedRead {
 }
 
 fn seal_answer(stub: &dyn ChaincodeStub, key: &[u8], answer: &Ciphertext) -> Outcome<SealedRead> {
+    let plaintext = serde_json::to_value(answer)
+        .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
+    let sealed = seal_json(stub, key, &format!("{READ_AAD}\0{}", answer.record_id), &plaintext)?;
+    let field = |name: &str| sealed[name].as_str().unwrap_or_default().to_owned();
+    Ok(SealedRead {
+        record_id: answer.record_id.clone(),
+        version: answer.version,
+        nonce: field("nonce"),
+        sealed: field("sealed"),
+    })
+}
+
+/// The caller's one-time `response_key` from the transient map, if it sent one.
+pub fn response_key(stub: &dyn ChaincodeStub) -> Outcome<Option<Bytes>> {
+    match stub.transient().get(TRANSIENT_RESPONSE_KEY) {
+        None => Ok(None),
+        Some(key) if key.len() == 32 => Ok(Some(key.clone())),
+        Some(key) => fail(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes, got {}", key.len())),
+    }
+}
+
+/// `value` sealed with AES-256-GCM to `key`: `{"nonce", "sealed"}` (hex), associated data
+/// `aad`. The nonce comes from the transaction id (unique per proposal, the same on every
+/// endorser).
+pub fn seal_json(
+    stub: &dyn ChaincodeStub,
+    key: &[u8],
+    aad: &str,
+    value: &serde_json::Value,
+) -> Outcome<serde_json::Value> {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|_| {
         medfabric_shim::ContractError::new(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes"))
     })?;
     let nonce_bytes: [u8; 12] =
-        medfabric_shim::tx::hash(format!("{READ_AAD}\0nonce\0{}", stub.tx_id()).as_bytes())[..12]
+        medfabric_shim::tx::hash(format!("{aad}\0nonce\0{}", stub.tx_id()).as_bytes())[..12]
             .try_into()
             .map_err(|_| medfabric_shim::ContractError::new("nonce length"))?;
-    let nonce = aes_gcm::Nonce::from(nonce_bytes);
-    let plaintext = serde_json::to_vec(answer)
+    let plaintext = serde_json::to_vec(value)
         .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
-    let aad = format!("{READ_AAD}\0{}", answer.record_id);
     let sealed = cipher
-        .encrypt(&nonce, Payload { msg: &plaintext, aad: aad.as_bytes() })
+        .encrypt(&aes_gcm::Nonce::from(nonce_bytes), Payload { msg: &plaintext, aad: aad.as_bytes() })
         .map_err(|_| medfabric_shim::ContractError::new("sealing the answer failed"))?;
-    Ok(SealedRead {
-        record_id: answer.record_id.clone(),
-        version: answer.version,
-        nonce: hex(&nonce_bytes),
-        sealed: hex(&sealed),
-    })
+    Ok(serde_json::json!({"nonce": hex(&nonce_bytes), "sealed": hex(&sealed)}))
 }
 
 /// Most grants of one reader for one record a read looks at.
@@ -445,10 +637,11 @@ fn serving_grant(stub: &mut dyn ChaincodeStub, who: &Caller, meta: &RecordMeta) 
     }))
 }
 
-/// Reads the latest ciphertext and the caller's wrapped key — an evaluate on a peer of
-/// the custodian organization. Allowed to the patient, the record's custodian
-/// providers, and whoever holds a committed access grant. The answer is sealed to the
-/// caller's `response_key` ([`SealedRead`]).
+/// Reads the latest ciphertext with its data key wrapped for the caller — an evaluate on
+/// a peer of the custodian organization. The patient gets the wrap to their registered
+/// key; anyone else (the custodian's own staff included) needs a live committed grant,
+/// and gets the data key wrapped to their certificate's key by this peer. The answer is
+/// sealed to the caller's `response_key` ([`SealedRead`]).
 pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<SealedRead> {
     let Some(response_key) = stub.transient().get(TRANSIENT_RESPONSE_KEY).cloned() else {
         return fail(format!(
@@ -473,90 +666,57 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
     // providers included — reads through an audited access.
     let patient = is_record_patient(&who, &meta);
     if !patient {
-        serving_grant(stub, &who, &meta)?;
+        // Consent is checked here against the sensitive labels too: only the custodian's
+        // (and the regulators') peers know them.
+        let full = with_sensitive_labels(stub, &meta)?;
+        serving_grant(stub, &who, &full)?;
     }
-    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
     let collection = custodian_collection(&meta.custodian);
     let version = padded(u64::from(meta.version));
     let ct = key(stub, CIPHERTEXT, &[&record_id, &version])?;
     let ciphertext = stub.get_private_data(&collection, &ct)?.ok_or_else(|| {
         medfabric_shim::ContractError::new(format!("ciphertext of {record_id} is not held on this peer"))
     })?;
-    let holders = if patient {
-        vec!["patient".to_owned(), actor.clone()]
-    } else if custodian {
-        vec![actor.clone(), format!("org:{}", who.msp_id)]
-    } else {
-        vec![actor.clone()]
-    };
-    for holder in holders {
-        let wk = key(stub, WRAPPED_KEY, &[&record_id, &version, &holder])?;
-        if let Some(wrapped) = stub.get_private_data(&collection, &wk)? {
-            return Ok(Ciphertext {
-                record_id,
-                patient_id: meta.patient_id,
-                version: meta.version,
-                commitment: meta.commitment,
-                ciphertext: hex(&ciphertext),
-                wrapped_key: String::from_utf8_lossy(&wrapped).into_owned(),
-                key_holder: holder,
-            });
-        }
-    }
-    fail(format!("no key of record {record_id} version {} is wrapped for {actor}", meta.version))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShareInput {
-    pub record_id: String,
-    /// Reader (actor id or `org:MSPID`) → wrapped key (hex) of the latest version.
-    pub wrapped_keys: BTreeMap<String, String>,
-}
-
-/// Adds wrapped keys of the latest version for more readers (the patient's client
-/// re-wraps its own copy when it grants consent); by the patient or a custodian
-/// provider. The keys travel in the transient map under `wrapped_keys`.
-pub fn share_key(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Outcome<usize> {
-    let who = caller(stub)?;
-    let meta = record(stub, &record_id)?;
-    let patient = is_record_patient(&who, &meta);
-    let custodian = who.role == Role::Provider && who.msp_id == meta.custodian;
-    if !(patient || custodian) {
-        return fail(format!(
-            "access denied: only the patient or a provider of {} shares keys",
-            meta.custodian
-        ));
-    }
-    if meta.erased {
-        return fail(format!("record {record_id} was erased"));
-    }
-    let wrapped: BTreeMap<String, String> = match stub.transient().get(TRANSIENT_WRAPPED_KEYS) {
-        Some(json) => serde_json::from_slice(json)
-            .map_err(|e| medfabric_shim::ContractError::new(format!("{TRANSIENT_WRAPPED_KEYS}: {e}")))?,
-        None => return fail(format!("the transient map must carry {TRANSIENT_WRAPPED_KEYS:?}")),
-    };
-    let collection = custodian_collection(&meta.custodian);
-    let version = padded(u64::from(meta.version));
-    for (reader, wrapped_key) in &wrapped {
-        if reader.is_empty() || !wrapped_key.chars().all(|c| c.is_ascii_hexdigit()) || wrapped_key.is_empty()
-        {
-            return fail(format!("wrapped key for {reader:?} must be hex"));
-        }
-        let wk = key(stub, WRAPPED_KEY, &[&record_id, &version, reader])?;
-        stub.put_private_data(&collection, &wk, Bytes::from(wrapped_key.clone()))?;
-    }
-    let version_key = key(stub, RECORD_VERSION, &[&record_id, &version])?;
-    let mut entry: RecordVersion = get_json(stub, &version_key)?.ok_or_else(|| {
-        medfabric_shim::ContractError::new(format!("version {version} of {record_id} missing"))
+    let holder = if patient { PATIENT_HOLDER.to_owned() } else { org_holder(&meta.custodian) };
+    let wk = key(stub, WRAPPED_KEY, &[&record_id, &version, &holder])?;
+    let stored = stub.get_private_data(&collection, &wk)?.ok_or_else(|| {
+        medfabric_shim::ContractError::new(format!(
+            "no key of record {record_id} version {} for {holder}",
+            meta.version
+        ))
     })?;
-    for reader in wrapped.keys() {
-        if !entry.readers.contains(reader) {
-            entry.readers.push(reader.clone());
-        }
-    }
-    entry.readers.sort();
-    put_json(stub, &version_key, &entry)?;
-    Ok(wrapped.len())
+    let stored = String::from_utf8_lossy(&stored).into_owned();
+    let (wrapped_key, key_holder) = if patient {
+        (stored, holder)
+    } else {
+        // The release: this peer's record key opens the custodian's wrap; the data key is
+        // wrapped to the caller's certificate key, for this answer only.
+        let Some(private_key) = held_record_key(stub, &meta.custodian)? else {
+            return fail(format!(
+                "this peer does not hold {}'s record key: read {record_id} on a peer of {}",
+                meta.custodian, meta.custodian
+            ));
+        };
+        let release = |why: String| {
+            medfabric_shim::ContractError::new(format!("releasing the key of {record_id}: {why}"))
+        };
+        let wrapped = unhex(&stored).ok_or_else(|| release("the stored wrap is not hex".into()))?;
+        let data_key = crate::keywrap::unwrap(&wrapped, &private_key, &record_id, meta.version)
+            .map_err(|e| release(e.0))?;
+        let reader_key = stub.client_identity()?.certificate().public_key().to_vec();
+        let rewrapped = crate::keywrap::wrap(&data_key, &reader_key, &record_id, meta.version)
+            .map_err(|e| release(e.0))?;
+        (hex(&rewrapped), actor)
+    };
+    Ok(Ciphertext {
+        record_id,
+        patient_id: meta.patient_id,
+        version: meta.version,
+        commitment: meta.commitment,
+        ciphertext: hex(&ciphertext),
+        wrapped_key,
+        key_holder,
+    })
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -566,7 +726,19 @@ pub fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EraseInput {
     pub record_id: String,
+    /// Must be empty: the reason is free text, sent in the transient map under
+    /// [`TRANSIENT_REASON`] (arguments land in blocks).
+    #[serde(default)]
     pub reason: String,
+}
+
+/// Transient entry of `erase_record`: why (free text), kept in the custodian's audit
+/// collection.
+pub const TRANSIENT_REASON: &str = "reason";
+
+/// The audit-collection key of an erasure's reason.
+pub fn erasure_reason_key(stub: &dyn ChaincodeStub, record_id: &str) -> Outcome<String> {
+    key(stub, PHI_NOTE, &[&format!("erasure-{record_id}"), TRANSIENT_REASON])
 }
 
 /// Crypto-shreds a record: purges every version's ciphertext and wrapped keys from the
@@ -586,6 +758,12 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
     if meta.erased {
         return fail(format!("record {} was already erased", meta.record_id));
     }
+    if !input.reason.is_empty() {
+        return fail(format!(
+            "a reason is free text and may not be an argument (arguments land in blocks): send it in the transient map under {TRANSIENT_REASON:?}"
+        ));
+    }
+    let reason = crate::access::transient_text(stub, TRANSIENT_REASON)?;
     let collection = custodian_collection(&meta.custodian);
     for v in 1..=meta.version {
         let version = padded(u64::from(v));
@@ -600,6 +778,9 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
             stub.purge_private_data(&collection, &wk)?;
         }
     }
+    let labels = key(stub, SENSITIVE_LABELS, &[&meta.record_id])?;
+    stub.purge_private_data(&audit_collection(&meta.custodian), &labels)?;
+    stub.purge_private_data(&custodian_collection(&meta.custodian), &labels)?;
     meta.erased = true;
     meta.updated_at = now(stub);
     let id = key(stub, RECORD, &[&meta.record_id])?;
@@ -609,12 +790,16 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
         record_id: meta.record_id.clone(),
         patient_id: meta.patient_id.clone(),
         requested_by: who.actor(),
-        reason: input.reason,
+        reason: None,
         time: meta.updated_at,
         tx_id: stub.tx_id().to_owned(),
         versions: meta.version,
     };
     let id = key(stub, ERASURE, &[&meta.record_id])?;
     put_json(stub, &id, &erasure)?;
-    Ok(erasure)
+    if let Some(text) = &reason {
+        let note = erasure_reason_key(stub, &meta.record_id)?;
+        stub.put_private_data(&audit_collection(&meta.custodian), &note, Bytes::from(text.clone()))?;
+    }
+    Ok(Erasure { reason, ..erasure })
 }

@@ -114,19 +114,18 @@ fn a_record_keeps_phi_out_of_public_state() {
     let meta = w.create_record("rec-1", "lab", &["N"]);
     assert_eq!(meta["version"], 1);
     assert_eq!(meta["author"], GREY);
-    for (key, value) in w.snapshot() {
-        let text = String::from_utf8_lossy(&value);
-        assert!(!text.contains("CIPHERTEXT"), "public {key:?} holds ciphertext");
-        assert!(!text.contains("bb02"), "public {key:?} holds a wrapped key");
-    }
     let collection = "_implicit_org_HospitalMSP";
     let wk_key = "\u{0}wk\u{0}rec-1\u{0}00000000000000000001\u{0}patient\u{0}";
-    assert_eq!(w.stub.private_value("medical", collection, wk_key).as_deref(), Some(&b"aa01"[..]));
+    let patient_wrap = w.stub.private_value("medical", collection, wk_key).expect("the patient's wrap");
     let ct_key = "\u{0}ct\u{0}rec-1\u{0}00000000000000000001\u{0}";
-    assert_eq!(
-        w.stub.private_value("medical", collection, ct_key).as_deref(),
-        Some(&b"CIPHERTEXT-OF-rec-1"[..])
-    );
+    let ciphertext = w.stub.private_value("medical", collection, ct_key).expect("the ciphertext");
+    assert!(!ciphertext.windows(12).any(|x| x == b"PLAINTEXT-OF"), "encrypted");
+    for (key, value) in w.snapshot() {
+        let text = String::from_utf8_lossy(&value);
+        assert!(!text.contains("PLAINTEXT-OF"), "public {key:?} holds plaintext");
+        assert!(!value.windows(16).any(|x| x == &ciphertext[..16]), "public {key:?} holds ciphertext");
+        assert!(!text.contains(&String::from_utf8_lossy(&patient_wrap)[..32]), "public {key:?} holds a wrap");
+    }
     // Lab providers may not add records to the hospital's patients; bad input is refused.
     let message = w.denied(
         TECH,
@@ -149,12 +148,16 @@ fn a_record_keeps_phi_out_of_public_state() {
     // The patient and the custodian read the ciphertext; a researcher without a grant may not.
     let mine = w.read(ALICE, "rec-1");
     let sealed = support::parse(&mine);
-    assert!(!sealed.to_string().contains("aa01"), "the answer is sealed: {sealed}");
-    assert!(!sealed.to_string().contains(&hex("CIPHERTEXT-OF-rec-1")), "the answer is sealed: {sealed}");
+    assert!(!sealed.to_string().contains(&String::from_utf8_lossy(&patient_wrap)[..32]), "sealed: {sealed}");
+    assert!(!sealed.to_string().contains(&hex(&ciphertext[..16])), "the answer is sealed: {sealed}");
     let mine = support::unseal(&mine);
     assert_eq!(mine["key_holder"], "patient");
-    assert_eq!(mine["wrapped_key"], "aa01");
-    assert_eq!(mine["ciphertext"], hex("CIPHERTEXT-OF-rec-1"));
+    assert_eq!(mine["wrapped_key"].as_str(), Some(&*String::from_utf8_lossy(&patient_wrap)));
+    assert_eq!(mine["ciphertext"], hex(&ciphertext));
+    assert_eq!(
+        w.decrypt(ALICE, &mine).expect("the patient decrypts"),
+        support::plaintext_of("rec-1").as_bytes()
+    );
     // No response key, or a short one: refused, nothing returned.
     let unkeyed = w.query(ALICE, "read_record", &json!("rec-1"));
     assert!(
@@ -191,16 +194,15 @@ fn a_permitted_access_leaves_one_event_in_every_index() {
     assert_eq!(indexes, ["auditactor", "auditorg", "auditpatient", "auditrecord"]);
     // Event + 4 indexes + grant.
     assert_eq!(w.snapshot().len(), before + 6);
-    // The grant lets the researcher read the ciphertext (its key was shared by the patient).
-    w.invoke_with(
-        ALICE,
-        "share_key",
-        &json!("rec-1"),
-        &[("wrapped_keys", br#"{"ResearchMSP/scientist1": "dd04"}"#)],
-    );
+    // The grant lets the researcher read: the custodian's peer wraps the key to the
+    // researcher's certificate key for this answer.
     let read = support::unseal(&w.read(SCI, "rec-1"));
-    assert_eq!(read["wrapped_key"], "dd04");
-    assert_eq!(read["ciphertext"], hex("CIPHERTEXT-OF-rec-1"));
+    assert_eq!(read["key_holder"], SCI);
+    assert_eq!(
+        w.decrypt(SCI, &read).expect("the grantee decrypts"),
+        support::plaintext_of("rec-1").as_bytes()
+    );
+    assert!(w.decrypt(SCI2, &read).is_err(), "the release is for the grantee's key only");
     // Denied requests leave no event.
     let message = w.denied(SCI2, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
     assert!(
@@ -337,7 +339,14 @@ fn break_glass_is_allowed_flagged_and_reported_when_overdue() {
     let reviewed = support::parse(&outcome);
     assert_eq!(reviewed["reviewed"]["reviewer"], "HospitalMSP/nurse1");
     assert!(!outcome.payload_str().contains("physician"), "the answer (in the block) carries no note");
-    let listed = support::parse(&w.query(REG, "break_glass", &json!({})));
+    // Without a response key the answer carries no free text (a submitted query would put
+    // it in a block); with one, the answer is sealed and holds it.
+    let plain = w.query(REG, "break_glass", &json!({}));
+    assert!(!plain.payload_str().contains("unconscious"), "{}", plain.payload_str());
+    assert!(support::parse(&plain)["items"][0]["justification"].is_null());
+    let sealed = w.query_with(REG, "break_glass", &json!({}), &[("response_key", &support::RESPONSE_KEY)]);
+    assert!(!sealed.payload_str().contains("unconscious"), "sealed: {}", sealed.payload_str());
+    let listed = w.audit(REG, "break_glass", &json!({}));
     assert_eq!(listed["items"][0]["overdue"], false, "reviewed");
     // The regulator reads the free text from the audit collection; public state has none.
     assert_eq!(listed["items"][0]["justification"], "unconscious, allergy check");
@@ -406,7 +415,9 @@ fn the_regulator_gets_disclosures_by_patient_actor_org_and_record_paginated() {
     assert!(event["recorded"].as_str().expect("time").starts_with("2027-01-15T"), "{}", event["recorded"]);
     // The commitment in force at a time.
     let at = support::parse(&w.query(REG, "commitment_at", &json!(["rec-1", end])));
-    assert_eq!(at["version"]["commitment"], "ab".repeat(32));
+    let record = support::parse(&w.query(REG, "get_record", &json!("rec-1")));
+    assert_eq!(at["version"]["commitment"], record["commitment"]);
+    assert_eq!(at["version"]["commitment"].as_str().map(str::len), Some(64));
 }
 
 #[test]
@@ -425,12 +436,6 @@ fn fees_are_escrowed_settled_or_refunded_and_totals_are_conserved() {
     };
     assert_eq!(balance(&mut w, SCI, SCI), Some(500));
     let access_id = first["access_id"].as_str().expect("id").to_owned();
-    w.invoke_with(
-        ALICE,
-        "share_key",
-        &json!("rec-1"),
-        &[("wrapped_keys", br#"{"ResearchMSP/scientist1": "dd04"}"#)],
-    );
     let outcome = w.read(SCI, "rec-1");
     assert!(
         outcome.response.message.contains("awaits the settlement of its fee"),
@@ -523,18 +528,32 @@ fn claims_are_submitted_adjudicated_and_paid_by_the_right_parties() {
 #[test]
 fn erasure_purges_the_payload_and_leaves_an_event() {
     let mut w = world_with_record();
+    let payload = w.payload("rec-1", 2, b"version two");
     let outcome = w.invoke_with(
         GREY,
         "append_version",
-        &json!({"record_id": "rec-1", "commitment": "cd".repeat(32)}),
-        &[("ciphertext", b"CIPHERTEXT-V2"), ("wrapped_keys", br#"{"patient":"ee05"}"#)],
+        &json!({"record_id": "rec-1", "commitment": payload.commitment}),
+        &[("ciphertext", &payload.ciphertext), ("wrapped_keys", payload.wrapped.as_bytes())],
     );
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
-    let message = w.denied(SCI, "erase_record", &json!({"record_id": "rec-1", "reason": "r"}));
+    let message = w.denied(SCI, "erase_record", &json!({"record_id": "rec-1"}));
     assert!(message.contains("only the patient or a provider"), "{message}");
-    let erased =
-        w.ok(ALICE, "erase_record", &json!({"record_id": "rec-1", "reason": "GDPR Art. 17 request"}));
+    // A reason typed as an argument would land in a block: refused.
+    let message =
+        w.denied(ALICE, "erase_record", &json!({"record_id": "rec-1", "reason": "GDPR Art. 17 request"}));
+    assert!(message.contains("may not be an argument"), "{message}");
+    let outcome = w.invoke_with(
+        ALICE,
+        "erase_record",
+        &json!({"record_id": "rec-1"}),
+        &[("reason", b"GDPR Art. 17 request")],
+    );
+    assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
+    let erased = support::parse(&outcome);
     assert_eq!(erased["versions"], 2);
+    for (key, value) in w.snapshot() {
+        assert!(!String::from_utf8_lossy(&value).contains("GDPR"), "public {key:?} holds the reason");
+    }
     let collection = "_implicit_org_HospitalMSP";
     for version in ["00000000000000000001", "00000000000000000002"] {
         let ct = format!("\u{0}ct\u{0}rec-1\u{0}{version}\u{0}");
@@ -546,13 +565,15 @@ fn erasure_purges_the_payload_and_leaves_an_event() {
     assert!(outcome.response.message.contains("was erased"), "{}", outcome.response.message);
     let message = w.denied(GREY, "request_access", &json!({"record_id": "rec-1", "purpose": "TREAT"}));
     assert!(message.contains("was erased"), "{message}");
-    let events = support::parse(&w.query(REG, "erasures", &json!({})));
+    let events = w.audit(REG, "erasures", &json!({}));
     assert_eq!(events["items"][0]["reason"], "GDPR Art. 17 request");
+    let plain = support::parse(&w.query(REG, "erasures", &json!({})));
+    assert!(plain["items"][0]["reason"].is_null(), "no free text in an unsealed answer: {plain}");
     // The commitments stay: the record provably existed.
     let at = support::parse(&w.query(REG, "commitment_at", &json!(["rec-1", w.time])));
     assert_eq!(at["version"]["version"], 2);
 }
 
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+fn hex(bytes: &[u8]) -> String {
+    support::hex(bytes)
 }

@@ -153,14 +153,6 @@ fn world_with_research_access() -> (World, String) {
             }),
         );
     }
-    let wrapped = json!({SCI: "dd04", "ResearchMSP/scientist2": "ee05"}).to_string();
-    let shared = w.invoke_with(
-        "HospitalMSP/patient1",
-        "share_key",
-        &json!("rec-1"),
-        &[("wrapped_keys", wrapped.as_bytes())],
-    );
-    assert_eq!(shared.response.status, 200, "{}", shared.response.message);
     let access = w.ok(SCI, "request_access", &json!({"record_id": "rec-1", "purpose": "HRESCH"}));
     let access_id = access["access_id"].as_str().expect("access id").to_owned();
     support::unseal(&w.read(SCI, "rec-1"));

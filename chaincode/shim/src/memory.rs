@@ -114,6 +114,15 @@ impl MemoryState {
         self.private.get(&(namespace.to_owned(), collection.to_owned(), key.to_owned()))
     }
 
+    /// Every private key and value of `collection` of chaincode `namespace`, in key order.
+    pub fn private_entries(&self, namespace: &str, collection: &str) -> Vec<(String, Bytes)> {
+        self.private
+            .iter()
+            .filter(|((ns, c, _), _)| ns == namespace && c == collection)
+            .map(|((_, _, key), v)| (key.clone(), v.value.clone()))
+            .collect()
+    }
+
     /// Sets (or with `None` removes) a key directly, as a committer applying a block
     /// update does.
     pub fn set(&mut self, namespace: &str, key: &str, value: Option<VersionedValue>) {
@@ -273,6 +282,11 @@ impl MockStub {
     /// it (e.g. `medfabric.roles`).
     pub fn set_decoration(&mut self, key: &str, value: Bytes) {
         self.decorations.insert(key.to_owned(), value);
+    }
+
+    /// Drops a decoration (a peer that does not add it).
+    pub fn remove_decoration(&mut self, key: &str) {
+        self.decorations.remove(key);
     }
 
     /// The collection rules later transactions run under (default: every collection

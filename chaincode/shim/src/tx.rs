@@ -101,8 +101,9 @@ impl Resolver for BTreeMap<String, Arc<dyn Chaincode>> {
     }
 }
 
-/// What the proposal tells the chaincode.
-#[derive(Debug, Clone, Default)]
+/// What the proposal tells the chaincode. Its `Debug` names the transient and decoration
+/// keys only: their values can be secrets (ciphertext, response keys, an org's record key).
+#[derive(Clone, Default)]
 pub struct TxContext {
     pub channel_id: String,
     pub tx_id: String,
@@ -115,6 +116,19 @@ pub struct TxContext {
     pub decorations: BTreeMap<String, Bytes>,
     /// Collection rules (none: every collection exists and is open, as in a bare mock).
     pub collections: Option<Arc<dyn CollectionRules>>,
+}
+
+impl std::fmt::Debug for TxContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxContext")
+            .field("channel_id", &self.channel_id)
+            .field("tx_id", &self.tx_id)
+            .field("args", &self.args.len())
+            .field("transient", &self.transient.keys().collect::<Vec<_>>())
+            .field("timestamp", &self.timestamp)
+            .field("decorations", &self.decorations.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A private write.

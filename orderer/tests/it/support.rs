@@ -117,6 +117,7 @@ impl Cluster {
             batch_timeout_ms: timeout_ms,
             chaincodes: Vec::new(),
             roles: Default::default(),
+            record_keys: Default::default(),
         };
         let genesis = spec
             .genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 })

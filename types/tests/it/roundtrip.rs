@@ -95,6 +95,7 @@ fn network() -> Network {
             ..Default::default()
         }],
         roles: Default::default(),
+        record_keys: Default::default(),
     };
     let genesis =
         spec.genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 }).expect("genesis");

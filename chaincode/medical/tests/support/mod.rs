@@ -19,7 +19,21 @@ pub struct World {
     cas: BTreeMap<String, CertificateAuthority>,
     identities: BTreeMap<String, Bytes>,
     keys: BTreeMap<String, medfabric_msp::Signer>,
+    /// Each identity's private scalar (to unwrap keys released to it).
+    secrets: BTreeMap<String, Vec<u8>>,
+    /// Each organization's record key (the stub plays the Hospital's peer by default).
+    pub record_keys: BTreeMap<String, medfabric_ca::KeyPair>,
+    /// The data key of each record version created here.
+    pub data_keys: BTreeMap<(String, u32), medfabric_medical::keywrap::DataKey>,
     pub time: i64,
+}
+
+/// A record version's transient payload.
+pub struct Payload {
+    pub ciphertext: Vec<u8>,
+    /// JSON holder → hex wrap.
+    pub wrapped: String,
+    pub commitment: String,
 }
 
 /// The consortium's role grants, as the endorsing peer decorates every proposal.
@@ -49,11 +63,18 @@ impl World {
             .expect("ca");
             cas.insert(msp.to_owned(), ca);
         }
+        let record_keys: BTreeMap<String, medfabric_ca::KeyPair> = ["HospitalMSP", "LabMSP"]
+            .into_iter()
+            .map(|msp| (msp.to_owned(), medfabric_ca::KeyPair::generate()))
+            .collect();
         let mut world = Self {
             stub: MockStub::new("medchannel").with_chaincode(CC, medfabric_medical::chaincode()),
             cas,
             identities: BTreeMap::new(),
             keys: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            record_keys,
+            data_keys: BTreeMap::new(),
             time: 1_800_000_000,
         };
         for (msp, name, role) in [
@@ -74,7 +95,63 @@ impl World {
             world.add_as(msp, "Admin", "admin", None);
         }
         world.stub.set_decoration("medfabric.roles", Bytes::from(GRANTS.to_string()));
+        let published: BTreeMap<&String, String> =
+            world.record_keys.iter().map(|(msp, key)| (msp, hex(key.public_key_sec1()))).collect();
+        world.stub.set_decoration("medfabric.recordkeys", Bytes::from(json!(published).to_string()));
+        world.on_peer_of(Some("HospitalMSP"));
         world
+    }
+
+    /// Later calls run on a peer of `msp` (holding its record key), or on a peer that holds
+    /// none.
+    pub fn on_peer_of(&mut self, msp: Option<&str>) {
+        match msp {
+            Some(msp) => {
+                let key = &self.record_keys[msp];
+                let held = json!({"msp_id": msp, "private_key": hex(&key.secret().to_bytes())});
+                self.stub.set_decoration("medfabric.orgkey", Bytes::from(held.to_string()));
+            }
+            None => self.stub.remove_decoration("medfabric.orgkey"),
+        }
+    }
+
+    /// The private scalar of `who`'s certificate key.
+    pub fn secret(&self, who: &str) -> &[u8] {
+        self.secrets.get(who).unwrap_or_else(|| panic!("no identity {who}"))
+    }
+
+    /// Encrypts `plaintext` as `record_id` version `version` of [`PATIENT`], its key
+    /// wrapped for the patient and the Hospital's record key, as the SDK does.
+    pub fn payload(&mut self, record_id: &str, version: u32, plaintext: &[u8]) -> Payload {
+        use medfabric_medical::keywrap;
+        let key = keywrap::DataKey::generate().expect("data key");
+        let ciphertext =
+            keywrap::seal(&key, plaintext, &keywrap::associated_data(record_id, version, PATIENT))
+                .expect("seal");
+        let patient_key = decode_hex(&self.public_key(PATIENT));
+        let org_key = self.record_keys["HospitalMSP"].public_key_sec1().to_vec();
+        let wrapped = json!({
+            "patient": hex(&keywrap::wrap(&key, &patient_key, record_id, version).expect("wrap")),
+            "org:HospitalMSP": hex(&keywrap::wrap(&key, &org_key, record_id, version).expect("wrap")),
+        })
+        .to_string();
+        let commitment = keywrap::commitment(&key, &ciphertext);
+        self.data_keys.insert((record_id.to_owned(), version), key);
+        Payload { ciphertext, wrapped, commitment }
+    }
+
+    /// Opens a `read_record` answer's ciphertext with the key wrapped in it, as `who`.
+    pub fn decrypt(&self, who: &str, answer: &Value) -> Result<Vec<u8>, String> {
+        use medfabric_medical::keywrap;
+        let field =
+            |name: &str| decode_hex(answer[name].as_str().unwrap_or_else(|| panic!("no {name}: {answer}")));
+        let record_id = answer["record_id"].as_str().expect("record id");
+        let version = u32::try_from(answer["version"].as_u64().expect("version")).expect("u32");
+        let key =
+            keywrap::unwrap(&field("wrapped_key"), self.secret(who), record_id, version).map_err(|e| e.0)?;
+        let aad =
+            keywrap::associated_data(record_id, version, answer["patient_id"].as_str().expect("patient"));
+        keywrap::open(&key, &field("ciphertext"), &aad).map_err(|e| e.0)
     }
 
     /// Issues `name@msp` with `role` (or none).
@@ -96,6 +173,8 @@ impl World {
             )
             .expect("issue");
         let signer = medfabric_msp::Signer::from_pem(&issued.key_pem()).expect("key");
+        let secret = issued.key.as_ref().expect("issuer generated a key").secret().to_bytes().to_vec();
+        self.secrets.insert(format!("{msp}/{name}"), secret);
         self.keys.insert(format!("{msp}/{name}"), signer);
         let creator = SerializedIdentity { mspid: msp.into(), id_bytes: issued.certificate_pem.into() };
         self.identities.insert(format!("{msp}/{name}"), creator.encode_to_vec().into());
@@ -200,11 +279,23 @@ impl World {
         self.stub.entries(CC).into_iter().map(|kv| (kv.key, kv.value)).collect()
     }
 
-    /// A record created by drgrey for patient1 with a fake ciphertext.
+    /// A record created by drgrey for patient1, really encrypted: its plaintext is
+    /// [`plaintext_of`]`(record_id)`.
     pub fn create_record(&mut self, record_id: &str, data_class: &str, labels: &[&str]) -> Value {
-        let wrapped =
-            json!({"patient": "aa01", "HospitalMSP/drgrey": "bb02", "org:HospitalMSP": "cc03"}).to_string();
-        let ciphertext = format!("CIPHERTEXT-OF-{record_id}");
+        self.create_labelled(record_id, data_class, labels, &[])
+    }
+
+    /// [`World::create_record`] with sensitive labels, sent in the transient map as the SDK
+    /// does (salted).
+    pub fn create_labelled(
+        &mut self,
+        record_id: &str,
+        data_class: &str,
+        labels: &[&str],
+        sensitive: &[&str],
+    ) -> Value {
+        let payload = self.payload(record_id, 1, plaintext_of(record_id).as_bytes());
+        let sensitive = json!({"labels": sensitive, "salt": "5a".repeat(32)}).to_string();
         let outcome = self.invoke_with(
             "HospitalMSP/drgrey",
             "create_record",
@@ -214,9 +305,13 @@ impl World {
                 "resource_type": "Observation",
                 "data_class": data_class,
                 "security_labels": labels,
-                "commitment": "ab".repeat(32),
+                "commitment": payload.commitment,
             }),
-            &[("ciphertext", ciphertext.as_bytes()), ("wrapped_keys", wrapped.as_bytes())],
+            &[
+                ("ciphertext", &payload.ciphertext),
+                ("wrapped_keys", payload.wrapped.as_bytes()),
+                ("sensitive_labels", sensitive.as_bytes()),
+            ],
         );
         assert_eq!(outcome.response.status, 200, "create_record: {}", outcome.response.message);
         parse(&outcome)
@@ -228,8 +323,36 @@ impl World {
     }
 }
 
+/// The plaintext of a record [`World::create_record`] made.
+pub fn plaintext_of(record_id: &str) -> String {
+    format!("PLAINTEXT-OF-{record_id}: HbA1c 6.1 %")
+}
+
 /// The one-time key the tests' reads are sealed to.
 pub const RESPONSE_KEY: [u8; 32] = [0x5e; 32];
+
+impl World {
+    /// A regulator query as `who` with [`RESPONSE_KEY`]: the opened answer, free text
+    /// included (an answer without the key carries none).
+    pub fn audit(&mut self, who: &str, function: &str, arg: &Value) -> Value {
+        let outcome = self.query_with(who, function, arg, &[("response_key", &RESPONSE_KEY)]);
+        assert_eq!(outcome.response.status, 200, "{function}: {}", outcome.response.message);
+        open_sealed(&parse(&outcome), &format!("medfabric-audit-v1\0{function}"))
+    }
+}
+
+/// Opens `{nonce, sealed}` (hex) with [`RESPONSE_KEY`] and associated data `aad`.
+pub fn open_sealed(sealed: &Value, aad: &str) -> Value {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let bytes =
+        |field: &str| decode_hex(sealed[field].as_str().unwrap_or_else(|| panic!("no {field}: {sealed}")));
+    let nonce: [u8; 12] = bytes("nonce").try_into().expect("12-byte nonce");
+    let plaintext = aes_gcm::Aes256Gcm::new_from_slice(&RESPONSE_KEY)
+        .expect("key")
+        .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &bytes("sealed"), aad: aad.as_bytes() })
+        .expect("the answer opens with the response key");
+    serde_json::from_slice(&plaintext).expect("json answer")
+}
 
 /// Opens a successful `read_record` answer sealed to [`RESPONSE_KEY`].
 pub fn unseal(outcome: &MockOutcome) -> Value {
@@ -251,7 +374,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_hex(text: &str) -> Vec<u8> {
+pub fn decode_hex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
 }
 

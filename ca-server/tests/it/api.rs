@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use medfabric_ca::{CertificateAuthority, KeyPair, Name, Validity};
+use medfabric_ca::KeyPair;
 use medfabric_ca_server::{CaConfig, CaService, base64, http};
 use medfabric_msp::Certificate;
 use p256::ecdsa::signature::Signer;
@@ -20,14 +20,7 @@ struct Ca {
 
 async fn start() -> Ca {
     let dir = tempfile::tempdir().expect("dir");
-    let now = time::OffsetDateTime::now_utc();
-    let root = CertificateAuthority::new_root(
-        &Name::fabric_style("ca.hospital.example", Some("hospital.example"), &[]),
-        Validity::days_from(now - time::Duration::hours(1), 365),
-    )
-    .expect("root");
-    std::fs::write(dir.path().join("ca-cert.pem"), root.certificate_pem()).expect("cert");
-    std::fs::write(dir.path().join("ca-key.pem"), root.key().to_pkcs8_pem()).expect("key");
+    crate::root_ca(dir.path());
     let registry_file = dir.path().join("registry.json");
     let config = CaConfig {
         name: "ca-hospital".into(),
@@ -41,6 +34,9 @@ async fn start() -> Ca {
         affiliations: vec!["hospital".into(), "hospital.ward1".into()],
         max_enrollments: -1,
         allow_identity_removal: false,
+        seed_identities: Vec::new(),
+        tls: None,
+        plain_http: true,
     };
     let service = Arc::new(CaService::open(config).expect("open"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
