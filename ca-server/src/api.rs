@@ -828,12 +828,18 @@ impl CaService {
                 "'{id}' was issued outside this CA; it is not removed here"
             )));
         }
+        let at = now();
         let removed = self.registry().update(|data| {
             let removed = data
                 .identities
                 .remove(id)
                 .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))?;
             data.removed.insert(id.to_owned());
+            // As Fabric CA does: a removed identity's certificates are revoked with it.
+            for cert in data.certificates.iter_mut().filter(|c| c.id == id && c.revoked_at.is_none()) {
+                cert.revoked_at = Some(at);
+                cert.reason = reason_code("cessationofoperation");
+            }
             Ok(removed)
         })?;
         Ok(Self::identity_json(&removed))
@@ -876,16 +882,14 @@ impl CaService {
         if let Some(kind) = &kind {
             authority::can_act_on_type(caller, kind).map_err(denied)?;
         }
-        // A new secret or enrollment allowance hands the identity's rights to whoever sets
-        // it: only to a caller that could have given them, never for an identity issued
-        // outside this CA.
+        // Any change — a new secret or allowance, or taking away or replacing an attribute —
+        // needs a caller that could have given the identity everything it holds: otherwise a
+        // lesser registrar could demote a greater one, then re-key it and become it.
+        authority::can_take_over(caller, &target, &self.config.bootstrap.id).map_err(denied)?;
         let rekeys = change.secret.as_deref().is_some_and(|s| !s.is_empty())
             || change.max_enrollments.is_some_and(|m| m != 0);
-        if rekeys {
-            if target.seeded {
-                return Err(denied(format!("'{id}' was issued outside this CA; its secret is not set here")));
-            }
-            authority::can_take_over(caller, &target, &self.config.bootstrap.id).map_err(denied)?;
+        if rekeys && target.seeded {
+            return Err(denied(format!("'{id}' was issued outside this CA; its secret is not set here")));
         }
         let attrs = change.attrs.clone().unwrap_or_default();
         authority::can_register_attributes(&attrs, Some(&target), caller).map_err(denied)?;

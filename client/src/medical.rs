@@ -222,8 +222,14 @@ impl Medical {
         let wrapped = hex::decode(field("wrapped_key")?).context("wrapped key hex")?;
         let private_key = records::private_key_of(&self.msp_dir)?;
         let key = records::unwrap(&wrapped, &private_key, record_id, version)?;
-        if records::commitment(&key, &ciphertext) != field("commitment")? {
-            bail!("the ciphertext of {record_id} does not match its commitment on the ledger");
+        // Checked against the ledger, not the answer: whoever saw the response key on the
+        // way could have forged a consistent answer.
+        let ledger = self.query("get_record", &json!(record_id)).await?;
+        if ledger["version"].as_u64() != Some(u64::from(version))
+            || found["record_id"].as_str() != Some(record_id)
+            || records::commitment(&key, &ciphertext) != ledger["commitment"].as_str().unwrap_or_default()
+        {
+            bail!("the ciphertext of {record_id} does not match its version and commitment on the ledger");
         }
         let aad = records::associated_data(record_id, version, patient_id);
         let plaintext = records::open(&key, &ciphertext, &aad)?;
@@ -306,7 +312,22 @@ impl Medical {
         purpose: &str,
         justification: Option<&str>,
     ) -> Result<Value> {
-        let input = json!({"record_id": record_id, "purpose": purpose});
+        self.request_access_under(record_id, purpose, justification, None).await
+    }
+
+    /// [`Medical::request_access`] under a named consent of the patient (needed for one that
+    /// names sensitive labels).
+    pub async fn request_access_under(
+        &self,
+        record_id: &str,
+        purpose: &str,
+        justification: Option<&str>,
+        consent_id: Option<&str>,
+    ) -> Result<Value> {
+        let mut input = json!({"record_id": record_id, "purpose": purpose});
+        if let Some(id) = consent_id {
+            input["consent_id"] = json!(id);
+        }
         let transient: Vec<(&str, Vec<u8>)> =
             justification.map(|j| ("justification", j.as_bytes().to_vec())).into_iter().collect();
         self.submit("request_access", &positional(&input), &transient, &[]).await

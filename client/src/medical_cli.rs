@@ -129,6 +129,9 @@ pub enum AccessCommand {
         /// off the chain in the custodian's audit collection).
         #[arg(long)]
         justification: Option<String>,
+        /// Request under this consent (needed for one that names sensitive labels).
+        #[arg(long)]
+        consent: Option<String>,
     },
     /// Review a break-glass access.
     Review {
@@ -235,13 +238,19 @@ fn second_org(status: &NetworkStatus, me: &Medical, custodian: &str) -> Result<S
         .context("the network has a single organization")
 }
 
-/// An organization the consortium made a regulator (from the network's topology), other
-/// than the custodian.
-fn regulator_org(data: &std::path::Path, custodian: &str) -> Result<String> {
+/// The second endorser of record writes: an organization the consortium made a regulator
+/// (from the network's topology), other than the custodian; else any other organization.
+fn endorser_for_records(
+    data: &std::path::Path,
+    status: &NetworkStatus,
+    me: &Medical,
+    custodian: &str,
+) -> Result<String> {
     let topology = crate::network::Topology::load(&data.join("network.yaml"))?;
-    topology.roles.get("regulator").and_then(|orgs| orgs.iter().find(|o| *o != custodian).cloned()).context(
-        "a record with sensitive labels needs a regulator organization to endorse it with the custodian",
-    )
+    match topology.roles.get("regulator").and_then(|orgs| orgs.iter().find(|o| *o != custodian)) {
+        Some(regulator) => Ok(regulator.clone()),
+        None => second_org(status, me, custodian),
+    }
 }
 
 fn print(actor: &Actor, value: &Value, human: impl FnOnce(&Value)) -> Result<()> {
@@ -318,17 +327,10 @@ pub async fn record(command: RecordCommand, actor: Actor) -> Result<()> {
                 security_labels: labels,
                 plaintext,
             };
-            // Sensitive labels reach both endorsers in the transient map: the second is then
-            // a regulator organization (a member of the custodian's audit collection).
-            let sensitive = record
-                .security_labels
-                .iter()
-                .any(|l| medfabric_medical::model::SENSITIVE.contains(&l.as_str()));
-            let second = if sensitive {
-                regulator_org(&actor.data, &custodian)?
-            } else {
-                second_org(&status, &me, &custodian)?
-            };
+            // The transient data (sensitive labels among it) reaches both endorsers: the
+            // second is a regulator organization, a member of the custodian's audit
+            // collection — always, so the choice says nothing about the record.
+            let second = endorser_for_records(&actor.data, &status, &me, &custodian)?;
             let meta = me.create_record(&record, &custodian, &second).await?;
             print(&actor, &meta, |m| {
                 println!(
@@ -386,7 +388,7 @@ pub async fn record(command: RecordCommand, actor: Actor) -> Result<()> {
         RecordCommand::Erase { id, reason } => {
             let meta = me.query("get_record", &json!(id)).await?;
             let custodian = field(&meta, "custodian");
-            let second = second_org(&status, &me, &custodian)?;
+            let second = endorser_for_records(&actor.data, &status, &me, &custodian)?;
             let erased = me.erase_record(&id, &reason, &custodian, &second).await?;
             print(&actor, &erased, |e| {
                 println!(
@@ -448,8 +450,10 @@ pub async fn consent(command: ConsentCommand, actor: Actor) -> Result<()> {
 pub async fn access(command: AccessCommand, actor: Actor) -> Result<()> {
     let (me, _) = who(&actor)?;
     match command {
-        AccessCommand::Request { record, purpose, justification } => {
-            let result = me.request_access(&record, &purpose, justification.as_deref()).await?;
+        AccessCommand::Request { record, purpose, justification, consent } => {
+            let result = me
+                .request_access_under(&record, &purpose, justification.as_deref(), consent.as_deref())
+                .await?;
             print(&actor, &result, |r| {
                 println!(
                     "access {} to {} authorised by {}{}{}",

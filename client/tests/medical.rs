@@ -18,6 +18,8 @@ mod common;
 
 /// The privacy review of the demo's break-glass access: free text, kept off the chain.
 const REVIEW_NOTE: &str = "reviewed: emergency confirmed by the attending lab physician";
+/// Why a record is erased: free text, kept off the chain.
+const ERASURE_REASON: &str = "patient withdrew after the mis-filed psychiatric note was found";
 
 fn consortium() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../network-config/consortium.yaml")
@@ -196,7 +198,33 @@ async fn the_medical_story_and_its_guarantees() {
     let wrapped_hex = held["wrapped_key"].as_str().expect("wrapped").to_owned();
     let ciphertext = hex::decode(&ciphertext_hex).expect("hex");
     let wrapped = hex::decode(&wrapped_hex).expect("hex");
+    // A record with a sensitive label (endorsed by the custodian and the regulator, who hold
+    // the audit collection), then erased with a reason: neither the label nor the reason
+    // may reach a block or public state.
+    let labelled = medfabric_client::medical::NewRecord {
+        record_id: format!("{}-psy", story.record_id),
+        patient_id: story.patient_id.clone(),
+        resource_type: "Observation".into(),
+        data_class: "lab".into(),
+        security_labels: vec!["N".into(), "PSY".into()],
+        plaintext: b"sensitive lab value".to_vec(),
+    };
+    let meta =
+        cast.doctor.create_record(&labelled, "HospitalMSP", "RegulatorMSP").await.expect("labelled record");
+    assert_eq!(meta["security_labels"], json!(["N"]), "public labels: {meta}");
+    cast.doctor
+        .erase_record(&labelled.record_id, ERASURE_REASON, "HospitalMSP", "RegulatorMSP")
+        .await
+        .expect("erased");
+    let erasures = cast.regulator.audit("erasures", json!({})).await.expect("erasures");
+    let erased = erasures["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|e| e["record_id"] == labelled.record_id.as_str()))
+        .expect("listed");
+    assert_eq!(erased["reason"], ERASURE_REASON, "the regulator reads the reason, sealed: {erased}");
     let needles = [
+        ("the sensitive label (JSON string)", b"\"PSY\"".to_vec()),
+        ("the erasure reason", ERASURE_REASON.as_bytes().to_vec()),
         ("the record plaintext", story.plaintext.clone()),
         ("a distinctive part of the plaintext", b"HbA1c".to_vec()),
         ("the ciphertext", ciphertext.clone()),
@@ -250,7 +278,7 @@ async fn the_medical_story_and_its_guarantees() {
         files_under(&node.data_dir, &mut files);
         for file in files {
             let bytes = std::fs::read(&file).unwrap_or_default();
-            for needle in [BREAK_GLASS_JUSTIFICATION, REVIEW_NOTE] {
+            for needle in [BREAK_GLASS_JUSTIFICATION, REVIEW_NOTE, ERASURE_REASON] {
                 assert!(!contains(&bytes, needle.as_bytes()), "{needle:?} in {}", file.display());
             }
         }

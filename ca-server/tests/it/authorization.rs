@@ -138,6 +138,13 @@ fn population(f: &Fixture) {
             ("hf.GenCRL", "true"),
         ],
     );
+    // A registrar with every role, below a lesser one's reach by affiliation.
+    f.make(
+        "reg-star",
+        "client",
+        "hospital",
+        &[("hf.Registrar.Roles", "*"), ("hf.Registrar.Attributes", "role")],
+    );
     f.make("nurse", "client", "hospital", &[("role", "provider")]);
     f.make("nurse-revoker", "client", "hospital", &[("hf.Revoker", "true")]);
     f.make("ward-nurse", "client", "hospital.ward1", &[]);
@@ -625,6 +632,14 @@ fn table() -> Vec<Row> {
             "a seeded identity is revoked, with its certificate",
         ),
         row("reg-h", Remove, "reg-full", json!({}), DENIED, "removing an identity with more rights"),
+        row(
+            "reg-full",
+            Modify,
+            "reg-star",
+            json!({"attrs": attrs(&[("hf.Registrar.Roles", "")])}),
+            DENIED,
+            "demoting a greater registrar (then re-keying it)",
+        ),
         row("admin", Remove, "drgrey", json!({}), DENIED, "a seeded identity is not removed"),
         row("admin", Remove, "r19", json!({}), None, "the admin removes what it could give"),
         row(
@@ -748,6 +763,14 @@ fn registration_defaults_and_what_is_stored() {
         let refused = f.service.add_affiliation(&admin_record, json!({"name": bad}).to_string().as_bytes());
         assert_eq!(refused.map(|_| ()).expect_err(bad).status, 400, "{bad}");
     }
+    // Removing an identity revokes its certificates (as Fabric CA does).
+    let (serial, _) = f.certificate("h2-client");
+    f.service.remove_identity(&admin_record, "h2-client", false).expect("remove");
+    let registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(&f.registry_file).expect("registry")).expect("json");
+    let cert =
+        registry["certificates"].as_array().expect("certs").iter().find(|c| c["serial"] == serial.as_str());
+    assert!(cert.is_some_and(|c| !c["revoked_at"].is_null()), "{cert:?}");
     // Revoking a seeded identity revokes the certificate `network generate` gave it.
     let (serial, _) = f.certificate("drgrey");
     let revoked =

@@ -362,6 +362,12 @@ pub struct AccessInput {
     /// transient map under [`TRANSIENT_JUSTIFICATION`].
     #[serde(default)]
     pub justification: Option<String>,
+    /// Request under this consent of the patient (else: the first that permits). A consent
+    /// naming sensitive labels can authorise only this way: the labels are not public, so
+    /// here the record is taken to carry those the consent names, and the custodian's peer
+    /// checks them against the record's real ones before it releases a key.
+    #[serde(default)]
+    pub consent_id: Option<String>,
 }
 
 /// Transient key of a break-glass justification (free text, kept off the chain).
@@ -455,8 +461,38 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         ));
     }
     let consents = applicable(stub, &who, &meta.patient_id)?;
-    let request = Request { caller: &who, action: "access", purpose: &input.purpose, record: &meta, time };
-    let verdict = consent::evaluate(&consents, &request);
+    let verdict = match &input.consent_id {
+        None => {
+            let request =
+                Request { caller: &who, action: "access", purpose: &input.purpose, record: &meta, time };
+            consent::evaluate(&consents, &request)
+        }
+        Some(id) => {
+            let Some(named) = consents.iter().find(|c| &c.consent_id == id) else {
+                return fail(format!(
+                    "access denied: patient {} has no active consent {id} for {}",
+                    meta.patient_id,
+                    who.actor()
+                ));
+            };
+            let mut assumed = meta.clone();
+            assumed.security_labels.extend(
+                named
+                    .terms
+                    .rule
+                    .labels
+                    .iter()
+                    .filter(|l| crate::model::SENSITIVE.contains(&l.as_str()))
+                    .cloned(),
+            );
+            let request =
+                Request { caller: &who, action: "access", purpose: &input.purpose, record: &assumed, time };
+            match consent::evaluate(&consents, &request) {
+                deny @ Verdict::Deny { .. } => deny,
+                _ => consent::evaluate([named], &request),
+            }
+        }
+    };
     let justification = transient_text(stub, TRANSIENT_JUSTIFICATION)?;
     let (authorization, consent_ref, fee, break_glass) = match verdict {
         Verdict::Permit { consent, fee } => (consent.clone(), Some(consent), fee, false),

@@ -108,7 +108,7 @@ fn answer(
     let key = crate::records::response_key(stub)?;
     let page = to_value(&query(stub)?)?;
     match key {
-        Some(key) => crate::records::seal_json(stub, &key, &format!("{AUDIT_AAD}\0{function}"), &page),
+        Some(key) => crate::records::seal_json(&key, &format!("{AUDIT_AAD}\0{function}"), &page),
         None => Ok(page),
     }
 }

@@ -440,19 +440,21 @@ fn grant_in_force(
     let (consent_id, version) = grant.authorization.rsplit_once('@').unwrap_or((&grant.authorization, ""));
     let consent =
         crate::access::sealed_consent(stub, &meta.custodian, &meta.patient_id, consent_id).ok().flatten();
-    let in_force = consent.is_some_and(|c| {
+    let in_force = consent.as_ref().is_some_and(|c| {
         c.status == crate::consent::Status::Active
             && c.version.to_string() == version
             && c.terms.rule.period.is_none_or(|p| p.contains(time))
     });
-    if !in_force {
+    let Some(consent) = consent.filter(|_| in_force) else {
         return fail(format!(
             "access denied: consent {} that authorised {}'s access to {} is no longer in force",
             grant.authorization, grant.actor, meta.record_id
         ));
-    }
-    // A consent filed since (an opt-out, a deny) stops the grant too.
-    let consents = crate::access::applicable(stub, who, &meta.patient_id)?;
+    };
+    // The consent that authorised the grant must permit it against the whole record (its
+    // sensitive labels too, known only here), and no consent — one filed since, an
+    // opt-out, a deny naming a label — may deny it. One message for every refusal, so the
+    // answer does not tell which label is there.
     let request = crate::consent::Request {
         caller: who,
         action: "access",
@@ -460,19 +462,18 @@ fn grant_in_force(
         record: meta,
         time,
     };
-    match crate::consent::evaluate(&consents, &request) {
-        crate::consent::Verdict::Permit { .. } => Ok(()),
-        crate::consent::Verdict::Deny { consent } => fail(format!(
-            "access denied: consent {consent} of patient {} now denies this access",
-            meta.patient_id
-        )),
-        // The record's sensitive labels (checked only here, where they are known) are not
-        // named by any consent of the patient.
-        crate::consent::Verdict::NoConsent => fail(format!(
-            "access denied: no consent of patient {} covers every security label of {}",
-            meta.patient_id, meta.record_id
-        )),
+    let consents = crate::access::applicable(stub, who, &meta.patient_id)?;
+    let own =
+        matches!(crate::consent::evaluate([&consent], &request), crate::consent::Verdict::Permit { .. });
+    let denied =
+        matches!(crate::consent::evaluate(&consents, &request), crate::consent::Verdict::Deny { .. });
+    if !own || denied {
+        return fail(format!(
+            "access denied: the consents of patient {} do not permit releasing {} to {}",
+            meta.patient_id, meta.record_id, grant.actor
+        ));
     }
+    Ok(())
 }
 
 /// What a reader needs to decrypt one version.
@@ -500,18 +501,17 @@ pub struct Ciphertext {
 pub struct SealedRead {
     pub record_id: String,
     pub version: u32,
-    /// Hex of the 12-byte nonce (from the transaction id: unique per proposal, the same
-    /// on every endorser).
+    /// Hex of the 12-byte nonce (random).
     pub nonce: String,
     /// Hex of the AES-256-GCM ciphertext and tag; associated data
     /// `medfabric-read-v1 \0 record_id`.
     pub sealed: String,
 }
 
-fn seal_answer(stub: &dyn ChaincodeStub, key: &[u8], answer: &Ciphertext) -> Outcome<SealedRead> {
+fn seal_answer(key: &[u8], answer: &Ciphertext) -> Outcome<SealedRead> {
     let plaintext = serde_json::to_value(answer)
         .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
-    let sealed = seal_json(stub, key, &format!("{READ_AAD}\0{}", answer.record_id), &plaintext)?;
+    let sealed = seal_json(key, &format!("{READ_AAD}\0{}", answer.record_id), &plaintext)?;
     let field = |name: &str| sealed[name].as_str().unwrap_or_default().to_owned();
     Ok(SealedRead {
         record_id: answer.record_id.clone(),
@@ -531,22 +531,18 @@ pub fn response_key(stub: &dyn ChaincodeStub) -> Outcome<Option<Bytes>> {
 }
 
 /// `value` sealed with AES-256-GCM to `key`: `{"nonce", "sealed"}` (hex), associated data
-/// `aad`. The nonce comes from the transaction id (unique per proposal, the same on every
-/// endorser).
-pub fn seal_json(
-    stub: &dyn ChaincodeStub,
-    key: &[u8],
-    aad: &str,
-    value: &serde_json::Value,
-) -> Outcome<serde_json::Value> {
+/// `aad`, a random nonce.
+pub fn seal_json(key: &[u8], aad: &str, value: &serde_json::Value) -> Outcome<serde_json::Value> {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|_| {
         medfabric_shim::ContractError::new(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes"))
     })?;
-    let nonce_bytes: [u8; 12] =
-        medfabric_shim::tx::hash(format!("{aad}\0nonce\0{}", stub.tx_id()).as_bytes())[..12]
-            .try_into()
-            .map_err(|_| medfabric_shim::ContractError::new("nonce length"))?;
+    // A random nonce: the same proposal evaluated twice seals two different plaintexts (the
+    // release re-wrap is randomised), which a nonce derived from the proposal would put
+    // under one nonce. These answers come from evaluates: endorsers need not agree.
+    let mut nonce_bytes = [0u8; 12];
+    getrandom::fill(&mut nonce_bytes)
+        .map_err(|e| medfabric_shim::ContractError::new(format!("OS random source: {e}")))?;
     let plaintext = serde_json::to_vec(value)
         .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
     let sealed = cipher
@@ -652,7 +648,7 @@ pub fn read_record(stub: &mut dyn ChaincodeStub, (record_id,): (String,)) -> Out
         return fail(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes, got {}", response_key.len()));
     }
     let answer = unsealed_read(stub, record_id)?;
-    seal_answer(stub, &response_key, &answer)
+    seal_answer(&response_key, &answer)
 }
 
 fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Ciphertext> {
@@ -801,5 +797,6 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
         let note = erasure_reason_key(stub, &meta.record_id)?;
         stub.put_private_data(&audit_collection(&meta.custodian), &note, Bytes::from(text.clone()))?;
     }
-    Ok(Erasure { reason, ..erasure })
+    // The answer lands in the block: the reason stays in the audit collection only.
+    Ok(erasure)
 }

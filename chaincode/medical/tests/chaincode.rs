@@ -549,6 +549,11 @@ fn erasure_purges_the_payload_and_leaves_an_event() {
         &[("reason", b"GDPR Art. 17 request")],
     );
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
+    assert!(
+        !outcome.payload_str().contains("GDPR"),
+        "the answer lands in the block: {}",
+        outcome.payload_str()
+    );
     let erased = support::parse(&outcome);
     assert_eq!(erased["versions"], 2);
     for (key, value) in w.snapshot() {
