@@ -328,14 +328,17 @@ impl Medical {
         if let Some(id) = consent_id {
             input["consent_id"] = json!(id);
         }
-        let transient: Vec<(&str, Vec<u8>)> =
-            justification.map(|j| ("justification", j.as_bytes().to_vec())).into_iter().collect();
+        let mut transient: Vec<(&str, Vec<u8>)> = Vec::new();
+        if let Some(text) = justification {
+            transient.push(("justification", text.as_bytes().to_vec()));
+            transient.push(salt()?);
+        }
         self.submit("request_access", &positional(&input), &transient, &[]).await
     }
 
     /// Reviews a break-glass access; the note travels like a justification.
     pub async fn review_break_glass(&self, event_id: &str, note: &str) -> Result<Value> {
-        let transient = [("note", note.as_bytes().to_vec())];
+        let transient = [("note", note.as_bytes().to_vec()), salt()?];
         self.submit("review_break_glass", &[event_id.to_owned()], &transient, &[]).await
     }
 
@@ -394,7 +397,7 @@ impl Medical {
         let input = json!({"record_id": record_id}).to_string();
         let orgs = endorsers(custodian, second_org);
         let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-        self.submit("erase_record", &[input], &[("reason", reason.as_bytes().to_vec())], &orgs).await
+        self.submit("erase_record", &[input], &[("reason", reason.as_bytes().to_vec()), salt()?], &orgs).await
     }
 
     /// A regulator query (`disclosures`, `accesses_by_actor`, `accesses_by_org`,
@@ -439,6 +442,14 @@ pub fn open_sealed(response_key: &[u8; 32], sealed: &Value, aad: &str) -> Result
         .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &field("sealed")?, aad: aad.as_bytes() })
         .map_err(|_| anyhow!("the answer does not open with this request's response key"))?;
     serde_json::from_slice(&plaintext).context("the sealed answer")
+}
+
+/// The transient `salt` that comes with free text (32 random bytes, hex): its stored value's
+/// hash in the block cannot then be matched against guessed texts.
+fn salt() -> Result<(&'static str, Vec<u8>)> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("OS random source: {e}"))?;
+    Ok(("salt", hex::encode(bytes).into_bytes()))
 }
 
 fn merge(mut base: Value, extra: Value) -> Value {

@@ -403,7 +403,30 @@ fn keep_note(
     text: &str,
 ) -> Outcome<()> {
     let id = note_key(stub, event_id, what)?;
-    Ok(stub.put_private_data(&audit_collection(custodian), &id, Bytes::from(text.to_owned()))?)
+    let value = salted_text(stub, text)?;
+    Ok(stub.put_private_data(&audit_collection(custodian), &id, value)?)
+}
+
+/// Transient entry that comes with any free text: 32 random bytes (hex) from the writer.
+pub const TRANSIENT_SALT: &str = "salt";
+
+/// Free text as stored in a collection: `{"text", "salt"}`. The block carries the value's
+/// hash, which without the writer's salt could confirm a guessed text.
+pub fn salted_text(stub: &dyn ChaincodeStub, text: &str) -> Outcome<Bytes> {
+    let salt = stub.transient().get(TRANSIENT_SALT).map(|s| String::from_utf8_lossy(s).into_owned());
+    let Some(salt) = salt.filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())) else {
+        return fail(format!(
+            "free text needs a {TRANSIENT_SALT:?} in the transient map (32 random bytes, hex): its hash lands in a block"
+        ));
+    };
+    let value = serde_json::json!({"text": text, "salt": salt});
+    Ok(Bytes::from(value.to_string()))
+}
+
+/// The text of a value [`salted_text`] stored.
+pub fn unsalted_text(bytes: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    value["text"].as_str().map(str::to_owned)
 }
 
 /// The event with its free text filled in where this peer holds the custodian's audit
@@ -418,7 +441,7 @@ pub fn with_notes(stub: &mut dyn ChaincodeStub, custodian: &str, mut event: Audi
     let mut read = |what: &str| -> Option<String> {
         let id = note_key(stub, &event.event_id, what).ok()?;
         let bytes = stub.get_private_data(&collection, &id).ok().flatten()?;
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        unsalted_text(&bytes)
     };
     if event.break_glass {
         event.justification = read("justification");

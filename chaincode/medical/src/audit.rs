@@ -268,7 +268,7 @@ pub fn erasures(stub: &mut dyn ChaincodeStub, (query,): (Query,)) -> Outcome<Val
                 .ok()
                 .flatten()
                 .filter(|_| sealed)
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
+                .and_then(|b| crate::access::unsalted_text(&b));
             serde_json::to_value(&erasure)
                 .map_err(|e| ContractError::new(format!("encoding an erasure: {e}")))
         })

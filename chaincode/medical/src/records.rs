@@ -795,7 +795,8 @@ pub fn erase_record(stub: &mut dyn ChaincodeStub, (input,): (EraseInput,)) -> Ou
     put_json(stub, &id, &erasure)?;
     if let Some(text) = &reason {
         let note = erasure_reason_key(stub, &meta.record_id)?;
-        stub.put_private_data(&audit_collection(&meta.custodian), &note, Bytes::from(text.clone()))?;
+        let value = crate::access::salted_text(stub, text)?;
+        stub.put_private_data(&audit_collection(&meta.custodian), &note, value)?;
     }
     // The answer lands in the block: the reason stays in the audit collection only.
     Ok(erasure)

@@ -288,7 +288,12 @@ fn break_glass_is_allowed_flagged_and_reported_when_overdue() {
     let message = w.denied(GREY, "request_access", &json!({"record_id": "rec-1", "purpose": "ETREAT"}));
     assert!(message.contains("denies"), "{message}");
     let etreat = json!({"record_id": "rec-1", "purpose": "ETREAT"});
-    let outcome = w.invoke_with(SCI, "request_access", &etreat, &[("justification", &b"x"[..])]);
+    let outcome = w.invoke_with(
+        SCI,
+        "request_access",
+        &etreat,
+        &[("justification", &b"x"[..]), ("salt", support::SALT)],
+    );
     assert!(
         outcome.response.message.contains("denies"),
         "break-glass is for providers: {}",
@@ -305,7 +310,7 @@ fn break_glass_is_allowed_flagged_and_reported_when_overdue() {
         GREY,
         "request_access",
         &etreat,
-        &[("justification", &b"unconscious, allergy check"[..])],
+        &[("justification", &b"unconscious, allergy check"[..]), ("salt", support::SALT)],
     );
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
     let result = support::parse(&outcome);
@@ -320,8 +325,12 @@ fn break_glass_is_allowed_flagged_and_reported_when_overdue() {
     w.advance(73 * 3600);
     let listed = support::parse(&w.query(REG, "break_glass", &json!({})));
     assert_eq!(listed["items"][0]["overdue"], true, "unreviewed after 72 h");
-    let outcome =
-        w.invoke_with(GREY, "review_break_glass", &json!([event_id]), &[("note", &b"all fine"[..])]);
+    let outcome = w.invoke_with(
+        GREY,
+        "review_break_glass",
+        &json!([event_id]),
+        &[("note", &b"all fine"[..]), ("salt", support::SALT)],
+    );
     assert!(
         outcome.response.message.contains("may not review their own break-glass access"),
         "{}",
@@ -333,7 +342,7 @@ fn break_glass_is_allowed_flagged_and_reported_when_overdue() {
         "HospitalMSP/nurse1",
         "review_break_glass",
         &json!([event_id]),
-        &[("note", &b"confirmed by attending physician"[..])],
+        &[("note", &b"confirmed by attending physician"[..]), ("salt", support::SALT)],
     );
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
     let reviewed = support::parse(&outcome);
@@ -546,7 +555,7 @@ fn erasure_purges_the_payload_and_leaves_an_event() {
         ALICE,
         "erase_record",
         &json!({"record_id": "rec-1"}),
-        &[("reason", b"GDPR Art. 17 request")],
+        &[("reason", b"GDPR Art. 17 request"), ("salt", support::SALT)],
     );
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
     assert!(

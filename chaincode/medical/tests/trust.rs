@@ -5,7 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use serde_json::json;
-use support::{GREY, PATIENT, PAYER, REG, SCI, World};
+use support::{GREY, PATIENT, PAYER, REG, SCI, TECH, World};
 
 /// A world where ResearchMSP's CA issued a `role=payer` user and LabMSP's a
 /// `role=regulator` and a second `role=provider` user.
@@ -48,7 +48,7 @@ fn a_role_counts_only_for_organizations_the_consortium_granted_it() {
         "ResearchMSP/fakeprovider",
         "request_access",
         &json!({"record_id": "rec-1", "purpose": "ETREAT"}),
-        &[("justification", &b"emergency"[..])],
+        &[("justification", &b"emergency"[..]), ("salt", support::SALT)],
     ));
     assert!(message.contains("has not granted role provider to ResearchMSP"), "{message}");
 }
@@ -266,18 +266,23 @@ fn a_self_issued_regulator_cannot_review_a_break_glass() {
         "LabMSP/tech1",
         "request_access",
         &json!({"record_id": "rec-1", "purpose": "ETREAT"}),
-        &[("justification", &b"unconscious"[..])],
+        &[("justification", &b"unconscious"[..]), ("salt", support::SALT)],
     ));
     let event_id = bg["access_id"].as_str().expect("id").to_owned();
     let outcome = w.invoke_with(
         "LabMSP/fakeregulator",
         "review_break_glass",
         &json!([event_id]),
-        &[("note", &b"fine"[..])],
+        &[("note", &b"fine"[..]), ("salt", support::SALT)],
     );
     let message = support::parse_message(&outcome);
     assert!(message.contains("has not granted role regulator to LabMSP"), "{message}");
-    let outcome = w.invoke_with(REG, "review_break_glass", &json!([event_id]), &[("note", &b"reviewed"[..])]);
+    let outcome = w.invoke_with(
+        REG,
+        "review_break_glass",
+        &json!([event_id]),
+        &[("note", &b"reviewed"[..]), ("salt", support::SALT)],
+    );
     assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
 }
 
@@ -413,4 +418,30 @@ fn a_sealed_grant_copied_with_other_terms_serves_nothing() {
     assert!(!message.is_empty() && !message.contains("awaits"), "{message}");
     let outcome = w.read(SCI, "rec-1");
     assert!(outcome.response.status >= 400, "a copied grant serves: {}", outcome.payload_str());
+}
+
+#[test]
+fn free_text_is_stored_salted_and_refused_without_a_salt() {
+    // The block carries the hash of every private value: unsalted, a guessed justification
+    // could be confirmed by hashing guesses.
+    let mut w = World::new();
+    w.register_patient(PATIENT);
+    w.create_record("rec-1", "lab", &["N"]);
+    let etreat = json!({"record_id": "rec-1", "purpose": "ETREAT"});
+    let before = w.snapshot();
+    let refused = w.invoke_with(TECH, "request_access", &etreat, &[("justification", &b"unconscious"[..])]);
+    assert!(refused.response.message.contains("free text needs a \"salt\""), "{}", refused.response.message);
+    assert_eq!(w.snapshot(), before);
+    let outcome = w.invoke_with(
+        TECH,
+        "request_access",
+        &etreat,
+        &[("justification", &b"unconscious"[..]), ("salt", support::SALT)],
+    );
+    assert_eq!(outcome.response.status, 200, "{}", outcome.response.message);
+    let stored = w.stub.state().private_entries("medical", "audit_HospitalMSP");
+    let note = stored.iter().find(|(k, _)| k.contains("justification")).expect("the justification is kept");
+    let value: serde_json::Value = serde_json::from_slice(&note.1).expect("json");
+    assert_eq!(value["text"], "unconscious");
+    assert_eq!(value["salt"].as_str().map(str::as_bytes), Some(support::SALT));
 }

@@ -328,6 +328,9 @@ pub fn plaintext_of(record_id: &str) -> String {
     format!("PLAINTEXT-OF-{record_id}: HbA1c 6.1 %")
 }
 
+/// The salt that comes with free text in the transient map (hex of 32 bytes).
+pub const SALT: &[u8] = b"5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
 /// The one-time key the tests' reads are sealed to.
 pub const RESPONSE_KEY: [u8; 32] = [0x5e; 32];
 
