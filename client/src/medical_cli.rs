@@ -47,7 +47,8 @@ pub enum RecordCommand {
         /// FHIR resource type.
         #[arg(long = "type", default_value = "Observation")]
         resource_type: String,
-        /// Data class for consent (lab, imaging, mental-health…).
+        /// Data class for consent (lab, imaging, vitals, medication, note…; public, so never a
+        /// condition: put that in a sensitive --label).
         #[arg(long, default_value = "lab")]
         class: String,
         /// Security labels (N, R, HIV, PSY…).

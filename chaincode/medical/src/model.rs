@@ -219,6 +219,50 @@ pub struct Patient {
     pub registered_at: u64,
 }
 
+/// Data classes a record may have. They are public (consent matches on them when an access
+/// is requested), so none names a condition: a condition is a sensitive label, which stays
+/// with the custodian.
+pub const DATA_CLASSES: [&str; 14] = [
+    "lab",
+    "imaging",
+    "vitals",
+    "medication",
+    "immunization",
+    "allergy",
+    "procedure",
+    "encounter",
+    "note",
+    "document",
+    "problem",
+    "genomic",
+    "device",
+    "administrative",
+];
+
+/// FHIR resource types a record may have (public too: kinds of record, not conditions).
+pub const RESOURCE_TYPES: [&str; 20] = [
+    "Observation",
+    "DiagnosticReport",
+    "Condition",
+    "Procedure",
+    "MedicationStatement",
+    "MedicationRequest",
+    "MedicationAdministration",
+    "Immunization",
+    "AllergyIntolerance",
+    "Encounter",
+    "DocumentReference",
+    "ImagingStudy",
+    "Specimen",
+    "CarePlan",
+    "CareTeam",
+    "FamilyMemberHistory",
+    "QuestionnaireResponse",
+    "Composition",
+    "Device",
+    "Claim",
+];
+
 /// Security labels a record may carry (HL7 v3 confidentiality and sensitivity codes).
 pub const CONFIDENTIALITY: [&str; 5] = ["U", "L", "M", "N", "R"];
 pub const SENSITIVE: [&str; 9] = ["V", "ETH", "HIV", "PSY", "SUD", "SDV", "SEX", "STD", "GDIS"];
@@ -230,7 +274,7 @@ pub struct RecordMeta {
     pub custodian: String,
     /// FHIR resource type (Observation, Condition, DiagnosticReport…).
     pub resource_type: String,
-    /// Data class used by consent (lab, imaging, mental-health…).
+    /// Data class used by consent (one of [`DATA_CLASSES`]).
     pub data_class: String,
     pub security_labels: Vec<String>,
     pub author: String,

@@ -212,6 +212,23 @@ pub fn record(stub: &mut dyn ChaincodeStub, record_id: &str) -> Outcome<RecordMe
         .ok_or_else(|| medfabric_shim::ContractError::new(format!("record {record_id} not found")))
 }
 
+/// Only the fixed, public vocabularies: a free-typed class or type could name a condition.
+fn check_kind(resource_type: &str, data_class: &str) -> Outcome<()> {
+    if !RESOURCE_TYPES.contains(&resource_type) {
+        return fail(format!(
+            "resource type {resource_type:?} is not one of {}: it is public, so it may not name a condition",
+            RESOURCE_TYPES.join(", ")
+        ));
+    }
+    if !DATA_CLASSES.contains(&data_class) {
+        return fail(format!(
+            "data class {data_class:?} is not one of {}: it is public, so a condition goes in a sensitive label",
+            DATA_CLASSES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 fn check_labels(labels: &[String]) -> Outcome<()> {
     if let Some(bad) = labels.iter().find(|l| SENSITIVE.contains(&l.as_str())) {
         return fail(format!(
@@ -353,6 +370,7 @@ pub fn create_record(stub: &mut dyn ChaincodeStub, (input,): (RecordInput,)) -> 
     check_id("record id", &input.record_id)?;
     check_id("resource type", &input.resource_type)?;
     check_id("data class", &input.data_class)?;
+    check_kind(&input.resource_type, &input.data_class)?;
     check_labels(&input.security_labels)?;
     check_hex32("commitment", &input.commitment)?;
     let patient = patient(stub, &input.patient_id)?;

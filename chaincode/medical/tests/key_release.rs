@@ -318,3 +318,32 @@ fn sensitive_labels_stay_with_the_custodian_and_gate_the_release() {
         assert!(left.is_none(), "{collection}");
     }
 }
+
+#[test]
+fn the_public_kind_of_a_record_names_no_condition() {
+    let mut w = World::new();
+    w.register_patient(PATIENT);
+    for (field, value, expected) in [
+        ("data_class", "mental-health", "data class \"mental-health\" is not one of"),
+        ("data_class", "hiv-care", "data class \"hiv-care\" is not one of"),
+        ("resource_type", "HIVViralLoad", "resource type \"HIVViralLoad\" is not one of"),
+    ] {
+        let payload = w.payload("r-kind", 1, b"x");
+        let mut input = record_input("r-kind", &payload.commitment);
+        input[field] = json!(value);
+        let labels = json!({"labels": [], "salt": "5a".repeat(32)}).to_string();
+        let before = w.snapshot();
+        let refused = w.invoke_with(
+            GREY,
+            "create_record",
+            &input,
+            &[
+                ("ciphertext", &payload.ciphertext),
+                ("wrapped_keys", payload.wrapped.as_bytes()),
+                ("sensitive_labels", labels.as_bytes()),
+            ],
+        );
+        assert!(refused.response.message.contains(expected), "{}", refused.response.message);
+        assert_eq!(w.snapshot(), before);
+    }
+}
