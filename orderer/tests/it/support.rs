@@ -78,10 +78,27 @@ pub struct Cluster {
 
 /// Ports for consenters' cluster listeners: bound to `:0` by the OS, then released for
 /// the node that will listen there (consenter addresses must be in the channel config).
+/// `n` free loopback ports below the kernel's ephemeral range (32768 and up), picked at
+/// random: a port from the ephemeral range, released until the orderer binds it, can be
+/// taken in between as the source port of any outgoing connection of a concurrent test.
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+    use std::hash::{BuildHasher, Hasher};
+    const RANGE: std::ops::Range<u16> = 20_000..32_000;
+    let random = std::collections::hash_map::RandomState::new();
+    let mut ports = Vec::with_capacity(n);
+    for attempt in 0u64.. {
+        assert!(attempt < 10_000, "no free port in {RANGE:?}");
+        let mut hasher = random.build_hasher();
+        hasher.write_u64(attempt);
+        let port = RANGE.start + (hasher.finish() % u64::from(RANGE.end - RANGE.start)) as u16;
+        if !ports.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+            if ports.len() == n {
+                break;
+            }
+        }
+    }
+    ports
 }
 
 impl Cluster {
