@@ -404,40 +404,8 @@ fn random_serial() -> Vec<u8> {
     serial.to_vec()
 }
 
-fn pem_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    base64_decode(&body)
-}
-
-/// Minimal standard base64 decoding (the CA needs it only for its own PEM).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            b'\r' | b'\n' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+fn pem_der(text: &str) -> Option<Vec<u8>> {
+    pem::parse_many(text).ok()?.into_iter().find(|p| p.tag() == "CERTIFICATE").map(|p| p.into_contents())
 }
 
 /// Subject key identifier as cryptogen computes it: SHA-256 of the public point.

@@ -1,5 +1,5 @@
 //! The little DER this crate writes by hand: what rcgen cannot express (a multi-valued RDN),
-//! spliced into a certificate rcgen produced, and PEM armour for the result.
+//! spliced into a certificate rcgen produced.
 
 use rcgen::SigningKey;
 
@@ -80,25 +80,10 @@ pub(crate) fn resubject(certificate: &[u8], subject: &[u8], issuer: &KeyPair) ->
     Ok(tlv(0x30, &[tbs.as_slice(), algorithm, &bit_string].concat()))
 }
 
-/// PEM armour, 64 columns.
+/// PEM armour (64 columns, LF line ends, as Fabric CA writes certificates).
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut text = String::new();
-    for chunk in der.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                text.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                text.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in text.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
