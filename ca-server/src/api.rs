@@ -165,6 +165,15 @@ fn set_attr(attrs: &mut Vec<Attribute>, name: &str, value: &str) {
     }
 }
 
+/// The attributes the CA itself gives every identity it registers: `hf.EnrollmentID`,
+/// `hf.Type`, `hf.Affiliation` (in enrollment certificates by default).
+fn fixed_attributes(id: &str, kind: &str, affiliation: &str) -> Vec<Attribute> {
+    [(authority::ENROLLMENT_ID, id), (authority::TYPE, kind), (authority::AFFILIATION, affiliation)]
+        .into_iter()
+        .map(|(name, value)| Attribute { name: name.into(), value: value.into(), ecert: true })
+        .collect()
+}
+
 fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -330,15 +339,7 @@ impl CaService {
                         reason: 0,
                     });
                 }
-                let mut attrs = vec![
-                    Attribute { name: authority::ENROLLMENT_ID.into(), value: seed.id.clone(), ecert: true },
-                    Attribute { name: authority::TYPE.into(), value: seed.kind.clone(), ecert: true },
-                    Attribute {
-                        name: authority::AFFILIATION.into(),
-                        value: seed.affiliation.clone(),
-                        ecert: true,
-                    },
-                ];
+                let mut attrs = fixed_attributes(&seed.id, &seed.kind, &seed.affiliation);
                 attrs.extend(
                     seed.attrs.iter().filter(|(n, _)| !n.starts_with("hf.")).map(|(n, v)| Attribute {
                         name: n.clone(),
@@ -593,11 +594,7 @@ impl CaService {
             n => n,
         };
         let hash = SecretHash::new(&secret).map_err(|e| ApiError::internal(e.to_string()))?;
-        let mut attrs = vec![
-            Attribute { name: "hf.EnrollmentID".into(), value: request.id.clone(), ecert: true },
-            Attribute { name: "hf.Type".into(), value: kind.clone(), ecert: true },
-            Attribute { name: "hf.Affiliation".into(), value: affiliation.clone(), ecert: true },
-        ];
+        let mut attrs = fixed_attributes(&request.id, &kind, &affiliation);
         for attr in request.attrs.iter().filter(|a| !a.value.is_empty()) {
             attrs.retain(|a| a.name != attr.name);
             attrs.push(attr.clone());
@@ -678,8 +675,8 @@ impl CaService {
                 }
             } else {
                 let (serial, aki) = (normalize_hex(&request.serial), normalize_hex(&request.aki));
-                let Some(cert) =
-                    data.certificates.iter_mut().find(|c| c.serial == serial && normalize_hex(&c.aki) == aki)
+                let Some(index) =
+                    data.certificates.iter().position(|c| c.serial == serial && normalize_hex(&c.aki) == aki)
                 else {
                     return Err(ApiError::new(
                         404,
@@ -687,6 +684,7 @@ impl CaService {
                         format!("Certificate with serial {serial} and AKI {aki} was not found"),
                     ));
                 };
+                let cert = &data.certificates[index];
                 if cert.revoked_at.is_some() {
                     return Err(ApiError::new(
                         404,
@@ -706,11 +704,7 @@ impl CaService {
                 }
                 let owner = cert.id.clone();
                 may_revoke(data, &owner)?;
-                let cert = data
-                    .certificates
-                    .iter_mut()
-                    .find(|c| c.serial == serial && normalize_hex(&c.aki) == aki)
-                    .expect("found above");
+                let cert = &mut data.certificates[index];
                 cert.revoked_at = Some(at);
                 cert.reason = reason;
                 revoked.push(json!({"Serial": cert.serial, "AKI": cert.aki}));

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use medfabric_ca::KeyPair;
-use medfabric_ca_server::{CaConfig, CaService, base64, http};
+use medfabric_ca_server::{CaService, base64, http};
 use medfabric_msp::Certificate;
 use p256::ecdsa::signature::Signer;
 use serde_json::{Value, json};
@@ -22,22 +22,7 @@ async fn start() -> Ca {
     let dir = tempfile::tempdir().expect("dir");
     crate::root_ca(dir.path());
     let registry_file = dir.path().join("registry.json");
-    let config = CaConfig {
-        name: "ca-hospital".into(),
-        listen_address: "127.0.0.1:0".into(),
-        cert_file: dir.path().join("ca-cert.pem"),
-        key_file: dir.path().join("ca-key.pem"),
-        registry_file: registry_file.clone(),
-        data_dir: None,
-        max_request_body_bytes: 1 << 20,
-        bootstrap: medfabric_ca_server::api::Bootstrap { id: "admin".into(), secret: "adminpw".into() },
-        affiliations: vec!["hospital".into(), "hospital.ward1".into()],
-        max_enrollments: -1,
-        allow_identity_removal: false,
-        seed_identities: Vec::new(),
-        tls: None,
-        plain_http: true,
-    };
+    let config = crate::ca_config(dir.path());
     let service = Arc::new(CaService::open(config).expect("open"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");

@@ -3,7 +3,7 @@
 //! attributes. Every refused row also checks that the registry file did not change.
 
 use medfabric_ca::{KeyPair, LeafRequest, Validity};
-use medfabric_ca_server::api::{ApiError, Bootstrap};
+use medfabric_ca_server::api::ApiError;
 use medfabric_ca_server::registry::IdentityRecord;
 use medfabric_ca_server::{CaConfig, CaService, SeedIdentity};
 use serde_json::{Value, json};
@@ -25,16 +25,7 @@ fn fixture() -> Fixture {
         .expect("drgrey");
     std::fs::write(dir.path().join("drgrey-cert.pem"), &grey.certificate_pem).expect("drgrey cert");
     let config = CaConfig {
-        name: "ca-hospital".into(),
-        listen_address: "127.0.0.1:0".into(),
-        cert_file: dir.path().join("ca-cert.pem"),
-        key_file: dir.path().join("ca-key.pem"),
-        registry_file: registry_file.clone(),
-        data_dir: None,
-        max_request_body_bytes: 1 << 20,
-        bootstrap: Bootstrap { id: "admin".into(), secret: "adminpw".into() },
         affiliations: vec!["hospital".into(), "hospital.ward1".into(), "hospital2".into()],
-        max_enrollments: -1,
         allow_identity_removal: true,
         seed_identities: vec![
             SeedIdentity {
@@ -52,8 +43,7 @@ fn fixture() -> Fixture {
                 certificate_file: None,
             },
         ],
-        tls: None,
-        plain_http: true,
+        ..crate::ca_config(dir.path())
     };
     let service = CaService::open(config).expect("open");
     Fixture { service, registry_file, _dir: dir }

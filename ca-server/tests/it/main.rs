@@ -17,3 +17,24 @@ fn root_ca(dir: &std::path::Path) -> medfabric_ca::CertificateAuthority {
     std::fs::write(dir.join("ca-key.pem"), root.key().to_pkcs8_pem()).expect("key");
     root
 }
+
+/// A plain-HTTP CA config over `dir` (its root from [`root_ca`], registry `registry.json`),
+/// with the affiliations `hospital` and `hospital.ward1`.
+fn ca_config(dir: &std::path::Path) -> medfabric_ca_server::CaConfig {
+    medfabric_ca_server::CaConfig {
+        name: "ca-hospital".into(),
+        listen_address: "127.0.0.1:0".into(),
+        cert_file: dir.join("ca-cert.pem"),
+        key_file: dir.join("ca-key.pem"),
+        registry_file: dir.join("registry.json"),
+        data_dir: None,
+        max_request_body_bytes: 1 << 20,
+        bootstrap: medfabric_ca_server::api::Bootstrap { id: "admin".into(), secret: "adminpw".into() },
+        affiliations: vec!["hospital".into(), "hospital.ward1".into()],
+        max_enrollments: -1,
+        allow_identity_removal: false,
+        seed_identities: Vec::new(),
+        tls: None,
+        plain_http: true,
+    }
+}

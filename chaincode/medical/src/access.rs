@@ -414,11 +414,12 @@ pub const TRANSIENT_SALT: &str = "salt";
 /// hash, which without the writer's salt could confirm a guessed text.
 pub fn salted_text(stub: &dyn ChaincodeStub, text: &str) -> Outcome<Bytes> {
     let salt = stub.transient().get(TRANSIENT_SALT).map(|s| String::from_utf8_lossy(s).into_owned());
-    let Some(salt) = salt.filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())) else {
+    let Some(salt) = salt else {
         return fail(format!(
             "free text needs a {TRANSIENT_SALT:?} in the transient map (32 random bytes, hex): its hash lands in a block"
         ));
     };
+    check_hex32(TRANSIENT_SALT, &salt)?;
     let value = serde_json::json!({"text": text, "salt": salt});
     Ok(Bytes::from(value.to_string()))
 }

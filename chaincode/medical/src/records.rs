@@ -72,8 +72,7 @@ fn held_record_key(stub: &dyn ChaincodeStub, org: &str) -> Outcome<Option<Vec<u8
     if held.msp_id != org {
         return Ok(None);
     }
-    let private_key =
-        unhex(&held.private_key).ok_or_else(|| medfabric_shim::ContractError::new("record key hex"))?;
+    let private_key = from_hex("the record key", &held.private_key)?;
     // The key must be the one the consortium published for the org.
     let public =
         crate::keywrap::public_key_of(&private_key).map_err(|e| medfabric_shim::ContractError::new(e.0))?;
@@ -81,13 +80,6 @@ fn held_record_key(stub: &dyn ChaincodeStub, org: &str) -> Outcome<Option<Vec<u8
         return fail(format!("this peer's record key is not the one the channel config publishes for {org}"));
     }
     Ok(Some(private_key))
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,9 +252,7 @@ fn store_sensitive_labels(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Ou
     };
     let mut entry: SensitiveLabels =
         serde_json::from_slice(&json).or_else(|e| fail(format!("{TRANSIENT_SENSITIVE_LABELS}: {e}")))?;
-    if unhex(&entry.salt).is_none_or(|s| s.len() != 32) {
-        return fail(format!("{TRANSIENT_SENSITIVE_LABELS}: the salt must be 32 bytes (hex)"));
-    }
+    check_hex32(&format!("the salt of {TRANSIENT_SENSITIVE_LABELS}"), &entry.salt)?;
     if let Some(bad) = entry.labels.iter().find(|l| !SENSITIVE.contains(&l.as_str())) {
         return fail(format!("{TRANSIENT_SENSITIVE_LABELS}: {bad:?} is not a sensitive label"));
     }
@@ -316,14 +306,15 @@ fn store_payload(stub: &mut dyn ChaincodeStub, meta: &RecordMeta) -> Outcome<Vec
         ));
     }
     for (holder, wrapped_key) in &wrapped {
-        if unhex(wrapped_key).is_none_or(|w| w.is_empty()) {
-            return fail(format!("wrapped key for {holder:?} must be hex"));
+        if from_hex(&format!("wrapped key for {holder:?}"), wrapped_key)?.is_empty() {
+            return fail(format!("wrapped key for {holder:?} is empty"));
         }
     }
     // On the custodian's peer (whose endorsement the private write needs), the record
     // key opens its wrap and the data key the ciphertext: a record is always releasable.
     if let Some(private_key) = held_record_key(stub, &meta.custodian)? {
-        let opened = unhex(&wrapped[&org])
+        let opened = from_hex("wrapped key", &wrapped[&org])
+            .ok()
             .and_then(|w| crate::keywrap::unwrap(&w, &private_key, &meta.record_id, meta.version).ok())
             .filter(|data_key| crate::keywrap::commitment(data_key, ciphertext) == meta.commitment)
             .filter(|data_key| {
@@ -714,7 +705,7 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
         let release = |why: String| {
             medfabric_shim::ContractError::new(format!("releasing the key of {record_id}: {why}"))
         };
-        let wrapped = unhex(&stored).ok_or_else(|| release("the stored wrap is not hex".into()))?;
+        let wrapped = from_hex("the stored wrap", &stored)?;
         let data_key = crate::keywrap::unwrap(&wrapped, &private_key, &record_id, meta.version)
             .map_err(|e| release(e.0))?;
         let reader_key = stub.client_identity()?.certificate().public_key().to_vec();

@@ -48,6 +48,29 @@ fn create_with(w: &mut World, record_id: &str, edit: impl FnOnce(&mut Value, &Wo
     (outcome.response.status, outcome.response.message)
 }
 
+/// `create_record` with the SDK's payload and labels but its input changed by `edit`,
+/// expected to be refused with no change of state; the message.
+fn refused_create(w: &mut World, edit: impl FnOnce(&mut Value)) -> String {
+    let payload = w.payload("r-refused", 1, b"x");
+    let mut input = record_input("r-refused", &payload.commitment);
+    edit(&mut input);
+    let labels = json!({"labels": [], "salt": "5a".repeat(32)}).to_string();
+    let before = w.snapshot();
+    let refused = w.invoke_with(
+        GREY,
+        "create_record",
+        &input,
+        &[
+            ("ciphertext", &payload.ciphertext),
+            ("wrapped_keys", payload.wrapped.as_bytes()),
+            ("sensitive_labels", labels.as_bytes()),
+        ],
+    );
+    assert!(refused.response.status >= 400, "create_record should be refused: {}", refused.payload_str());
+    assert_eq!(w.snapshot(), before, "a refused create_record changed state");
+    refused.response.message
+}
+
 #[test]
 fn a_data_key_is_wrapped_for_the_patient_and_the_custodians_record_key_only() {
     let mut w = World::new();
@@ -94,7 +117,6 @@ fn nothing_stored_opens_for_anyone_but_the_patient() {
     let mut w = World::new();
     w.register_patient(PATIENT);
     w.create_record("rec-1", "lab", &["N"]);
-    let record_version = ("rec-1".to_owned(), 1);
     let private = w.stub.state().private_entries("medical", COLLECTION);
     let mut opened_by = Vec::new();
     for (key, value) in &private {
@@ -112,7 +134,6 @@ fn nothing_stored_opens_for_anyone_but_the_patient() {
     }
     assert_eq!(opened_by.len(), 1, "only the patient's own wrap opens, for her: {opened_by:?}");
     assert_eq!(opened_by[0].1, ALICE);
-    assert!(w.data_keys.contains_key(&record_version));
 }
 
 fn research_access(w: &mut World) -> String {
@@ -227,27 +248,8 @@ fn sensitive_labels_stay_with_the_custodian_and_gate_the_release() {
     let mut w = World::new();
     w.register_patient(PATIENT);
     // In the public metadata a sensitive label is refused: arguments land in blocks.
-    let payload = w.payload("r-public-hiv", 1, b"x");
-    let mut input = record_input("r-public-hiv", &payload.commitment);
-    input["security_labels"] = json!(["N", "HIV"]);
-    let labels = json!({"labels": [], "salt": "5a".repeat(32)}).to_string();
-    let before = w.snapshot();
-    let refused = w.invoke_with(
-        GREY,
-        "create_record",
-        &input,
-        &[
-            ("ciphertext", &payload.ciphertext),
-            ("wrapped_keys", payload.wrapped.as_bytes()),
-            ("sensitive_labels", labels.as_bytes()),
-        ],
-    );
-    assert!(
-        refused.response.message.contains("\"HIV\" identifies a condition"),
-        "{}",
-        refused.response.message
-    );
-    assert_eq!(w.snapshot(), before);
+    let message = refused_create(&mut w, |input| input["security_labels"] = json!(["N", "HIV"]));
+    assert!(message.contains("\"HIV\" identifies a condition"), "{message}");
     // Without the salted transient entry: refused too.
     let unlabelled = w.payload("r-no-labels", 1, b"x");
     let refused = w.invoke_with(
@@ -328,22 +330,7 @@ fn the_public_kind_of_a_record_names_no_condition() {
         ("data_class", "hiv-care", "data class \"hiv-care\" is not one of"),
         ("resource_type", "HIVViralLoad", "resource type \"HIVViralLoad\" is not one of"),
     ] {
-        let payload = w.payload("r-kind", 1, b"x");
-        let mut input = record_input("r-kind", &payload.commitment);
-        input[field] = json!(value);
-        let labels = json!({"labels": [], "salt": "5a".repeat(32)}).to_string();
-        let before = w.snapshot();
-        let refused = w.invoke_with(
-            GREY,
-            "create_record",
-            &input,
-            &[
-                ("ciphertext", &payload.ciphertext),
-                ("wrapped_keys", payload.wrapped.as_bytes()),
-                ("sensitive_labels", labels.as_bytes()),
-            ],
-        );
-        assert!(refused.response.message.contains(expected), "{}", refused.response.message);
-        assert_eq!(w.snapshot(), before);
+        let message = refused_create(&mut w, |input| input[field] = json!(value));
+        assert!(message.contains(expected), "{message}");
     }
 }
