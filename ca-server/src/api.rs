@@ -174,6 +174,20 @@ fn fixed_attributes(id: &str, kind: &str, affiliation: &str) -> Vec<Attribute> {
         .collect()
 }
 
+/// Refuses when `record` is no longer what the registry holds: authority was checked on
+/// it before the registry was locked, and a concurrent change (a revocation, a demotion)
+/// must not be overtaken.
+fn unchanged(data: &crate::registry::RegistryData, record: &IdentityRecord) -> Result<(), ApiError> {
+    match data.identities.get(&record.id) {
+        Some(current) if current == record && !current.revoked => Ok(()),
+        _ => Err(ApiError::new(
+            409,
+            0,
+            format!("identity '{}' changed while the request was processed; try again", record.id),
+        )),
+    }
+}
+
 fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -439,11 +453,14 @@ impl CaService {
         if t < cert.not_before() || t > cert.not_after() {
             return Err(ApiError::authentication("the token's certificate has expired or is not yet valid"));
         }
+        let owner;
         {
             let registry = self.registry();
             let serial = normalize_hex(&cert.serial_hex());
             let known = registry.data.certificates.iter().find(|c| c.serial == serial);
-            match known {
+            // The identity the CA issued this certificate to, not whatever its CN says (a
+            // generated certificate's CN is `name@domain`, its identity `name`).
+            owner = match known {
                 None => {
                     return Err(ApiError::authentication(
                         "the token's certificate is not in the certificate DB",
@@ -454,8 +471,8 @@ impl CaService {
                         "The certificate in the authorization header is a revoked certificate",
                     ));
                 }
-                Some(_) => {}
-            }
+                Some(c) => c.id.clone(),
+            };
         }
         let payload = format!(
             "{method}.{}.{}.{b64cert}",
@@ -464,7 +481,7 @@ impl CaService {
         );
         medfabric_msp::verify_signature(cert.public_key(), payload.as_bytes(), &signature)
             .map_err(|e| ApiError::authentication(format!("Token signature validation failed: {e}")))?;
-        let id = cert.common_name().to_owned();
+        let id = owner;
         let record = self
             .identity(&id)
             .ok_or_else(|| ApiError::authentication(format!("Failed to get user: {id}")))?;
@@ -475,7 +492,7 @@ impl CaService {
     }
 
     /// Issues an enrollment certificate for `id` from a CSR.
-    fn issue(&self, record: &IdentityRecord, body: &[u8]) -> Result<Value, ApiError> {
+    fn issue(&self, record: &IdentityRecord, body: &[u8], count_enrollment: bool) -> Result<Value, ApiError> {
         let request: EnrollBody = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
         let public_key = csr_public_key(&request.certificate_request)?;
@@ -525,6 +542,29 @@ impl CaService {
         let pem = issued.certificate_pem.clone();
         let id = record.id.clone();
         self.registry().update(|data| {
+            // Checked again under the lock: the identity may have been revoked, removed or
+            // changed (or enrolled to its limit) since the request was authenticated, and the
+            // certificate must not outlive that.
+            let current = data.identities.get_mut(&id).ok_or_else(|| {
+                ApiError::authentication(format!("{id} was removed while its certificate was being issued"))
+            })?;
+            let same = current.kind == record.kind
+                && current.affiliation == record.affiliation
+                && current.attrs == record.attrs;
+            if current.revoked || !same {
+                return Err(ApiError::authentication(format!(
+                    "{id} was revoked or changed while its certificate was being issued"
+                )));
+            }
+            if count_enrollment {
+                if current.max_enrollments >= 0 && current.enrollments >= current.max_enrollments {
+                    return Err(ApiError::authentication(format!(
+                        "Login failure: The identity {id} has already enrolled {} times, it has reached its maximum enrollment allowance",
+                        current.enrollments
+                    )));
+                }
+                current.enrollments += 1;
+            }
             data.certificates.push(CertificateRecord {
                 serial,
                 aki,
@@ -544,19 +584,12 @@ impl CaService {
     /// `enroll`: counts against the identity's enrollment limit.
     pub fn enroll(&self, id: &str, body: &[u8]) -> Result<Value, ApiError> {
         let record = self.identity(id).ok_or_else(|| ApiError::authentication("unknown identity"))?;
-        let result = self.issue(&record, body)?;
-        self.registry().update(|data| {
-            if let Some(r) = data.identities.get_mut(id) {
-                r.enrollments += 1;
-            }
-            Ok(())
-        })?;
-        Ok(result)
+        self.issue(&record, body, true)
     }
 
     /// `reenroll`: a new certificate for the token's identity.
     pub fn reenroll(&self, caller: &IdentityRecord, body: &[u8]) -> Result<Value, ApiError> {
-        self.issue(caller, body)
+        self.issue(caller, body, false)
     }
 
     /// `register`: by a registrar allowed to register the type, affiliation and attributes
@@ -578,8 +611,14 @@ impl CaService {
         };
         let denied =
             |why: String| ApiError::authorization(format!("Registration of '{}' failed: {why}", request.id));
-        if request.id.is_empty() || request.id.contains(['/', ':']) {
-            return Err(ApiError::bad_request(format!("Invalid identity name {:?}", request.id)));
+        // Ids become actor ids on the ledger: a plain alphabet, so none can pose as another
+        // (case, spaces, look-alike letters, control characters).
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._@-".contains(c);
+        if request.id.is_empty() || request.id.len() > 128 || !request.id.chars().all(plain) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid identity name {:?}: use 1-128 of [A-Za-z0-9._@-]",
+                request.id
+            )));
         }
         authority::can_act_on_type(caller, &kind).map_err(denied)?;
         authority::can_act_on_affiliation(caller, &affiliation).map_err(denied)?;
@@ -600,6 +639,7 @@ impl CaService {
             attrs.push(attr.clone());
         }
         self.registry().update(|data| {
+            unchanged(data, caller)?;
             if !affiliation.is_empty() && !data.affiliations.contains(&affiliation) {
                 return Err(denied(format!("unknown affiliation '{affiliation}'")));
             }
@@ -610,7 +650,8 @@ impl CaService {
                     format!("Identity '{}' was removed and cannot be registered again", request.id),
                 ));
             }
-            if data.identities.contains_key(&request.id) {
+            let taken = |id: &String| id.eq_ignore_ascii_case(&request.id);
+            if data.identities.keys().any(taken) || data.removed.iter().any(taken) {
                 return Err(ApiError::new(
                     409,
                     74,
@@ -646,7 +687,9 @@ impl CaService {
         let reason = reason_code(&request.reason);
         let at = now();
         let bootstrap = self.config.bootstrap.id.as_str();
-        // Anyone may revoke itself; anyone else only as a registrar that can manage it.
+        // Anyone may revoke itself; anyone else only as a registrar that could have given the
+        // identity everything it holds (revocation cannot be undone: a lesser revoker must
+        // not disable a greater registrar).
         let may_revoke = |data: &crate::registry::RegistryData, owner: &str| -> Result<(), ApiError> {
             if owner == caller.id {
                 return Ok(());
@@ -655,9 +698,10 @@ impl CaService {
                 .identities
                 .get(owner)
                 .ok_or_else(|| ApiError::new(404, 63, format!("Identity {owner} was not found")))?;
-            authority::can_manage(caller, target, bootstrap).map_err(ApiError::authorization)
+            authority::can_take_over(caller, target, bootstrap).map_err(ApiError::authorization)
         };
         let revoked = self.registry().update(|data| {
+            unchanged(data, caller)?;
             let mut revoked = Vec::new();
             if !request.id.is_empty() && request.serial.is_empty() {
                 if !data.identities.contains_key(&request.id) {
@@ -788,6 +832,10 @@ impl CaService {
 
     /// The identity `id`, if the caller may manage it.
     fn managed(&self, caller: &IdentityRecord, id: &str) -> Result<IdentityRecord, ApiError> {
+        // A non-registrar learns nothing, not even whether the id exists.
+        if !authority::is_registrar(caller) {
+            return Err(ApiError::authorization(format!("'{}' is not a registrar", caller.id)));
+        }
         let record = self
             .identity(id)
             .ok_or_else(|| ApiError::new(404, 63, "Failed to get User: sql: no rows in result set"))?;
@@ -824,6 +872,8 @@ impl CaService {
         }
         let at = now();
         let removed = self.registry().update(|data| {
+            unchanged(data, caller)?;
+            unchanged(data, &target)?;
             let removed = data
                 .identities
                 .remove(id)
@@ -896,6 +946,9 @@ impl CaService {
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let default_max = self.config.max_enrollments;
         let updated = self.registry().update(|data| {
+            // The checks above were made on these records: they must still be the ones stored.
+            unchanged(data, caller)?;
+            unchanged(data, &target)?;
             let record = data
                 .identities
                 .get_mut(id)

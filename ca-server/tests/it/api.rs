@@ -69,7 +69,13 @@ fn basic(id: &str, secret: &str) -> (&'static str, String) {
 }
 
 /// Fabric CA's token for `method uri body` by the holder of `cert_pem` / `key`.
-fn token(cert_pem: &str, key: &KeyPair, method: &str, uri: &str, body: &[u8]) -> (&'static str, String) {
+pub(crate) fn token(
+    cert_pem: &str,
+    key: &KeyPair,
+    method: &str,
+    uri: &str,
+    body: &[u8],
+) -> (&'static str, String) {
     let b64cert = base64::encode(cert_pem.as_bytes());
     let payload = format!("{method}.{}.{}.{b64cert}", base64::encode(uri.as_bytes()), base64::encode(body));
     let signing = p256::ecdsa::SigningKey::from(key.secret());

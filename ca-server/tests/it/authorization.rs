@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 struct Fixture {
     service: CaService,
     registry_file: std::path::PathBuf,
+    /// drgrey's generated certificate (CN `drgrey@hospital.example`) and key.
+    grey: (String, KeyPair),
     _dir: tempfile::TempDir,
 }
 
@@ -46,7 +48,8 @@ fn fixture() -> Fixture {
         ..crate::ca_config(dir.path())
     };
     let service = CaService::open(config).expect("open");
-    Fixture { service, registry_file, _dir: dir }
+    let grey = (grey.certificate_pem.clone(), grey.key.expect("generated key"));
+    Fixture { service, registry_file, grey, _dir: dir }
 }
 
 fn attrs(pairs: &[(&str, &str)]) -> Value {
@@ -462,6 +465,30 @@ fn table() -> Vec<Row> {
             Some((409, 74)),
             "registered before",
         ),
+        row(
+            "admin",
+            Register,
+            "Nurse",
+            reg("Nurse", "client", "hospital", &[]),
+            Some((409, 74)),
+            "the same id in other case",
+        ),
+        row(
+            "admin",
+            Register,
+            "nurse x",
+            reg("nurse x", "client", "hospital", &[]),
+            Some((400, 0)),
+            "a space in an id",
+        ),
+        row(
+            "admin",
+            Register,
+            "\u{0430}lice",
+            reg("\u{0430}lice", "client", "hospital", &[]),
+            Some((400, 0)),
+            "a look-alike letter",
+        ),
         // Modify (the issue's attack first).
         row(
             "reg-h",
@@ -646,6 +673,15 @@ fn table() -> Vec<Row> {
         row("reg-h", Remove, "reg-h", json!({}), Some((403, 56)), "oneself without force"),
         row("reg-h", Remove, "r1", json!({}), None, "an identity the registrar manages"),
         row("reg-h", Get, "admin", json!({}), DENIED, "the bootstrap admin"),
+        row(
+            "nurse",
+            Get,
+            "no-such-id",
+            json!({}),
+            DENIED,
+            "a non-registrar learns not even that an id is unknown",
+        ),
+        row("reg-full", RevokeId, "reg-star", json!({}), DENIED, "revoking a greater registrar"),
         row("reg-h", Get, "h-peer", json!({}), DENIED, "a type the registrar cannot act on"),
         row("reg-h", Get, "r3", json!({}), None, "a managed identity"),
     ]
@@ -761,6 +797,22 @@ fn registration_defaults_and_what_is_stored() {
     let cert =
         registry["certificates"].as_array().expect("certs").iter().find(|c| c["serial"] == serial.as_str());
     assert!(cert.is_some_and(|c| !c["revoked_at"].is_null()), "{cert:?}");
+    // A request authenticated before a revocation issues nothing after it.
+    let stale = f.record("nurse");
+    f.service.revoke(&admin_record, json!({"id": "nurse"}).to_string().as_bytes()).expect("revoke nurse");
+    let key = KeyPair::generate();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "nurse");
+    let csr = params.serialize_request(&key).expect("csr").pem().expect("pem");
+    let late = f.service.reenroll(&stale, json!({"certificate_request": csr}).to_string().as_bytes());
+    assert_eq!(late.map(|_| ()).expect_err("refused").status, 401);
+    // A generated certificate authenticates as the identity it was seeded for (not as
+    // whatever is registered under its CN).
+    let (cert, grey_key) = &f.grey;
+    let uri = "/api/v1/identities/drgrey";
+    let (_, header) = crate::api::token(cert, grey_key, "GET", uri, b"");
+    let who = f.service.authenticate_token(Some(&header), "GET", uri, b"").expect("token");
+    assert_eq!(who.id, "drgrey");
     // Revoking a seeded identity revokes the certificate `network generate` gave it.
     let (serial, _) = f.certificate("drgrey");
     let revoked =
