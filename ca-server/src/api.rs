@@ -1,6 +1,6 @@
 //! The CA's operations, sans-HTTP: each takes the authenticated caller and the request
 //! body and returns the `result` JSON or an [`ApiError`] with Fabric CA's HTTP status,
-//! code and (remote) message (`reference/fabric-ca-behaviour.md`).
+//! code and (remote) message (`docs/fabric-ca.md`).
 
 use std::path::PathBuf;
 use std::sync::Mutex;

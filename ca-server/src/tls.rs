@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::server::TlsStream;
@@ -49,34 +49,6 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<rustls::Se
         .context("the CA's TLS certificate and key")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// The client side: trusts the CA certificates in `ca_pem` only.
-pub fn client_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.context("a TLS CA certificate")?).context("a TLS CA certificate")?;
-    }
-    if roots.is_empty() {
-        return Err(anyhow!("no TLS CA certificate to trust"));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// The name a client checks the server's certificate against: a host name, or the host of
-/// a `host:port` address.
-pub fn server_name(address: &str) -> Result<ServerName<'static>> {
-    let host = match address.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-            host.trim_start_matches('[').trim_end_matches(']')
-        }
-        _ => address,
-    };
-    ServerName::try_from(host.to_owned()).map_err(|e| anyhow!("server name {host:?}: {e}"))
 }
 
 /// A listener that hands out TLS streams whose handshake has finished (for `axum::serve`).

@@ -38,7 +38,7 @@ pub enum OuLayout {
     #[default]
     OnePerRdn,
     /// Fabric CA's: every OU in one multi-valued RDN, in DER (SET OF) order, e.g.
-    /// `OU=org1+OU=client+OU=department1` (`reference/fabric-ca-behaviour.md`).
+    /// `OU=org1+OU=client+OU=department1` (`docs/fabric-ca.md`).
     MultiValued,
 }
 

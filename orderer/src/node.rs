@@ -28,8 +28,8 @@ use tokio_stream::{Stream, StreamExt};
 use crate::cutter::{BatchLimits, BlockCutter, Pending};
 use crate::raft::{self, BlockMachine, OrderError, OrdererStore, Raft};
 
+use medfabric_config::tls::TlsConfig;
 pub use medfabric_node::deliver::Refusal;
-use medfabric_node::tls::TlsConfig;
 
 /// The node config file of an orderer (from `medfabric network generate`). Relative
 /// paths are relative to the file.
@@ -46,7 +46,7 @@ pub struct OrdererConfig {
     pub data_dir: PathBuf,
     pub genesis_block: PathBuf,
     #[serde(default)]
-    pub limits: medfabric_types::node_config::Limits,
+    pub limits: medfabric_config::Limits,
     /// Consenter id → cluster address, overriding the channel config's consenters.
     #[serde(default)]
     pub cluster_peers: BTreeMap<u64, String>,
@@ -57,7 +57,7 @@ pub struct OrdererConfig {
 
 impl OrdererConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        medfabric_types::node_config::load(path, |c: &mut Self| {
+        medfabric_config::load(path, |c: &mut Self| {
             let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
             if let Some(tls) = &mut c.tls {
                 paths.extend(tls.paths_mut());
@@ -85,7 +85,7 @@ pub struct Orderer {
     resources: Arc<RwLock<Arc<ChannelResources>>>,
     sequencer: mpsc::Sender<Submission>,
     /// The client side of cluster links (mutual TLS), when the node has TLS material.
-    cluster_tls: Option<medfabric_node::tls::ClientTls>,
+    cluster_tls: Option<medfabric_config::tls::ClientTls>,
     pub metrics: OrdererMetrics,
     /// One connection per leader address for forwarded envelopes.
     forwarders: std::sync::Mutex<BTreeMap<String, ClusterClient<tonic::transport::Channel>>>,
@@ -285,7 +285,7 @@ impl Orderer {
         if let Some(client) = forwarders.get(address) {
             return Ok(client.clone());
         }
-        let endpoint = medfabric_node::tls::endpoint(address, self.cluster_tls.as_ref())
+        let endpoint = medfabric_config::tls::endpoint(address, self.cluster_tls.as_ref())
             .map_err(|e| Refusal::new(Status::ServiceUnavailable, e.to_string()))?
             .connect_timeout(Duration::from_secs(2));
         let client = ClusterClient::new(endpoint.connect_lazy())

@@ -600,12 +600,12 @@ const APPEND_BUDGET: usize = 32 << 20;
 /// node has TLS material).
 #[derive(Debug, Default)]
 pub struct GrpcTransport {
-    tls: Option<medfabric_node::tls::ClientTls>,
+    tls: Option<medfabric_config::tls::ClientTls>,
     clients: Mutex<BTreeMap<String, ClusterClient<tonic::transport::Channel>>>,
 }
 
 impl GrpcTransport {
-    pub fn new(tls: Option<medfabric_node::tls::ClientTls>) -> Self {
+    pub fn new(tls: Option<medfabric_config::tls::ClientTls>) -> Self {
         Self { tls, clients: Mutex::default() }
     }
 
@@ -614,7 +614,7 @@ impl GrpcTransport {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let endpoint = medfabric_node::tls::endpoint(address, self.tls.as_ref())
+        let endpoint = medfabric_config::tls::endpoint(address, self.tls.as_ref())
             .map_err(|e| TransportError::Unreachable(e.to_string()))?
             .connect_timeout(Duration::from_secs(1));
         let client = ClusterClient::new(endpoint.connect_lazy())

@@ -1,6 +1,6 @@
 //! The endorser: `protos.Endorser/ProcessProposal`.
 //!
-//! Checks run in Fabric's order (`reference/fabric.md` §1.1): the proposal's structure
+//! Checks run in Fabric's order (`docs/fabric-wire.md`, "Endorser check order"): the proposal's structure
 //! (header type, epoch, nonce, creator), the channel, the creator's validity in the
 //! channel's MSPs and its signature, the tx-id rule, a duplicate tx id, the Writers ACL,
 //! the chaincode definition; then the chaincode is simulated on a state snapshot. A

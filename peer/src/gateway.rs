@@ -1,7 +1,7 @@
-//! `gateway.Gateway` on the peer (Fabric 2.4+'s gateway, `reference/fabric.md` §1.7):
+//! `gateway.Gateway` on the peer (Fabric 2.4+'s gateway, `docs/fabric-wire.md`, "Gateway"):
 //! Evaluate, Endorse, Submit, CommitStatus and ChaincodeEvents, answering with the codes,
 //! messages and `gateway.ErrorDetail`s a Fabric 2.5 gateway gives
-//! (`reference/fabric-gateway-behaviour.md`).
+//! (`docs/fabric-gateway.md`).
 //!
 //! Endorse gets the first endorsement from this peer (the gateway's own org), then reads
 //! that endorsement's `ChaincodeInterest` — every namespace the transaction touched and
@@ -16,15 +16,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use medfabric_config::tls::{ClientTls, lazy_channel};
 use medfabric_msp::{Identity, SignaturePolicy};
 use medfabric_node::deliver::{Denial, Refusal, SeekRange, check_creator, position, stream_blocks};
-use medfabric_node::tls::{ClientTls, lazy_channel};
 use medfabric_proto::common::{Envelope, Status};
 use medfabric_proto::gateway::{
     self, ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
     EndorseRequest, EndorseResponse, ErrorDetail, EvaluateRequest, EvaluateResponse,
     SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
 };
+use medfabric_proto::gateway_status::status_with_details;
 use medfabric_proto::msp::SerializedIdentity;
 use medfabric_proto::orderer::BroadcastResponse;
 use medfabric_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
@@ -149,45 +150,6 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").field("address", &self.address).field("remotes", &self.remotes).finish()
     }
-}
-
-/// `google.rpc.Status`, carried in the `grpc-status-details-bin` trailer.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
-}
-
-/// A gRPC status with `gateway.ErrorDetail`s in its details.
-pub fn status_with_details(code: tonic::Code, message: String, details: &[ErrorDetail]) -> tonic::Status {
-    if details.is_empty() {
-        return tonic::Status::new(code, message);
-    }
-    let rpc = RpcStatus {
-        code: code as i32,
-        message: message.clone(),
-        details: details
-            .iter()
-            .map(|d| prost_types::Any {
-                type_url: "type.googleapis.com/gateway.ErrorDetail".into(),
-                value: d.encode_to_vec(),
-            })
-            .collect(),
-    };
-    tonic::Status::with_details(code, message, rpc.encode_to_vec().into())
-}
-
-/// The `gateway.ErrorDetail`s of a status (for clients and tests).
-pub fn error_details(status: &tonic::Status) -> Vec<ErrorDetail> {
-    RpcStatus::decode(status.details())
-        .map(|rpc| {
-            rpc.details.iter().filter_map(|any| ErrorDetail::decode(any.value.as_slice()).ok()).collect()
-        })
-        .unwrap_or_default()
 }
 
 fn endorse_failed(details: &[ErrorDetail]) -> tonic::Status {

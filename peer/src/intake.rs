@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use medfabric_config::tls::{ClientTls, lazy_channel};
 use medfabric_msp::SigningIdentity;
-use medfabric_node::tls::{ClientTls, lazy_channel};
 use medfabric_proto::common::{Block, Status};
 use medfabric_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use medfabric_proto::orderer::{DeliverResponse, deliver_response};

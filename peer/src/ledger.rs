@@ -1,5 +1,5 @@
 //! The peer's ledger on RocksDB: one database per peer, column families per store
-//! (DESIGN.md §5), every key prefixed with its channel.
+//! (`docs/design.md`, "Ledger storage"), every key prefixed with its channel.
 //!
 //! | column family | key (after `channel \0`) | value |
 //! |---|---|---|

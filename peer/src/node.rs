@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use medfabric_config::tls::TlsConfig;
 use medfabric_msp::SigningIdentity;
-use medfabric_node::tls::TlsConfig;
 use medfabric_proto::gateway::gateway_server::GatewayServer;
 use medfabric_proto::protos::deliver_server::DeliverServer;
 use medfabric_proto::protos::endorser_server::EndorserServer;
@@ -57,7 +57,7 @@ pub struct PeerConfig {
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     #[serde(default)]
-    pub limits: medfabric_types::node_config::Limits,
+    pub limits: medfabric_config::Limits,
     /// Chaincode definition name → built-in implementation (default: each built-in under
     /// its own name).
     #[serde(default)]
@@ -144,7 +144,7 @@ impl Default for GatewaySection {
 
 impl PeerConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        medfabric_types::node_config::load(path, |c: &mut Self| {
+        medfabric_config::load(path, |c: &mut Self| {
             let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
             paths.extend(c.peers.iter_mut().map(|p| &mut p.cert_file));
             paths.extend(c.record_key_file.as_mut());

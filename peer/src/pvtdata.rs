@@ -1,4 +1,4 @@
-//! Private data on the peer (`reference/fabric.md` §1.10): the transient store, the
+//! Private data on the peer (`docs/fabric-wire.md`, "Private data"): the transient store, the
 //! private state, the private data store with its purge and expiry indexes, and the list
 //! of data this peer should hold but does not (for reconciliation).
 //!

@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use medfabric_config::tls::{ClientTls, lazy_channel};
 use medfabric_msp::{Identity, NodeRole, SigningIdentity};
 use medfabric_node::deliver::now_unix;
-use medfabric_node::tls::{ClientTls, lazy_channel};
 use medfabric_proto::medfabric::pvt::private_data_client::PrivateDataClient;
 use medfabric_proto::medfabric::pvt::private_data_server::PrivateData;
 use medfabric_proto::medfabric::pvt::{

@@ -1,5 +1,5 @@
 //! Block validation, sans-IO: Fabric's v20 validator and kvledger MVCC pipeline
-//! (`reference/fabric.md` §4) over a narrow [`CommittedState`] trait.
+//! (`docs/fabric-wire.md`, "Validation order and codes") over a narrow [`CommittedState`] trait.
 //!
 //! 1. Per transaction, in parallel across cores: structure, header, creator signature,
 //!    tx-id rule, proposal hash, channel, endorsement signatures, rw-set decoding.

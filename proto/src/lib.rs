@@ -53,5 +53,7 @@ pub mod medfabric {
     }
 }
 
+pub mod gateway_status;
+
 pub use prost::Message;
 pub use prost_types::Timestamp;

@@ -1,7 +1,7 @@
 // Acceptance test: the unmodified npm fabric-ca-client (2.2.x) against the medfabric CA
 // (`medfabric-ca`, one per org, started by `medfabric network up`). The expected answers follow
 // a real Fabric CA 1.5 server driven by the same client (see
-// shared/reference/fabric-ca-behaviour.md). An identity enrolled at the Hospital CA then
+// docs/fabric-ca.md). An identity enrolled at the Hospital CA then
 // submits through the unmodified @hyperledger/fabric-gateway client.
 //
 // Env: MEDFABRIC_BIN (required) = path of the `medfabric` CLI;

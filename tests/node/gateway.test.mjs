@@ -1,6 +1,6 @@
 // Acceptance test: the unmodified @hyperledger/fabric-gateway Node client (and @grpc/grpc-js)
 // against a medfabric network over TLS. Expected answers follow the behaviour of a real
-// Fabric 2.5 peer (see shared/reference/fabric-gateway-behaviour.md).
+// Fabric 2.5 peer (see docs/fabric-gateway.md).
 //
 // Env: MEDFABRIC_BIN (required) = path of the `medfabric` CLI;
 //      MEDFABRIC_NETWORK_CONFIG (optional) = network config, default <repo>/network-config/dev.yaml;

@@ -14,7 +14,6 @@ pub mod deliver;
 pub mod endorsement;
 mod error;
 pub mod lifecycle;
-pub mod node_config;
 pub mod proposal;
 pub mod replay;
 pub mod rwset;

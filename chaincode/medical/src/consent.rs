@@ -1,4 +1,4 @@
-//! Consent with FHIR Consent semantics (`reference/medical.md` §2.1): a base decision
+//! Consent with FHIR Consent semantics (`docs/medical.md`, "Consent semantics"): a base decision
 //! (permit or deny) for a grantee, narrowed by actions, purposes of use, data classes,
 //! security labels and a validity period, with nested provisions that override their
 //! parent where they match. Deny wins over permit across consents; no applicable permit

@@ -1,4 +1,4 @@
-//! Record encryption (`reference/medical.md` §3, envelope encryption), in one place for
+//! Record encryption (`docs/medical.md`, "Envelope encryption", envelope encryption), in one place for
 //! the client that writes and reads records and for the chaincode that releases keys:
 //!
 //! - each record version gets a fresh 256-bit data key; the payload is sealed with

@@ -1,7 +1,7 @@
 //! The medical chaincode: patients, encrypted records with keyed commitments on chain,
 //! FHIR-style consent, access as an audited transaction (with break-glass), payments
 //! (accounts, escrowed data-access fees, insurance claims), regulator audit queries and
-//! crypto-shredding. `DESIGN.md` §6 and `reference/medical.md` describe the domain.
+//! crypto-shredding. `docs/design.md` ("Medical chaincode") and `docs/medical.md` describe the domain.
 //!
 //! Every function reads the caller's role (`role` attribute: patient, provider,
 //! researcher, payer, regulator) and organization from its certificate and refuses

@@ -9,7 +9,7 @@ use medfabric_proto::msp::SerializedIdentity;
 use p256::elliptic_curve::scalar::IsHigh;
 use time::OffsetDateTime;
 
-use crate::org::{TestOrg, manager};
+use medfabric_testkit::{TestOrg, manager};
 
 fn high_s_twin(der: &[u8]) -> Vec<u8> {
     let sig = p256::ecdsa::Signature::from_der(der).expect("der");

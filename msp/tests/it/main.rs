@@ -2,5 +2,4 @@
 
 mod fabric_folders;
 mod identities;
-mod org;
 mod policies;

@@ -6,7 +6,7 @@ use medfabric_msp::{PolicyTree, SignaturePolicy, SignedData, SigningIdentity, pa
 use medfabric_proto::Message;
 use medfabric_proto::common::{ConfigGroup, ConfigPolicy, ImplicitMetaPolicy, Policy};
 
-use crate::org::{TestOrg, manager};
+use medfabric_testkit::{TestOrg, manager};
 
 struct Signed {
     data: Vec<u8>,

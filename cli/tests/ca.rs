@@ -1,0 +1,148 @@
+//! Each organization's CA on a `network up` network: register and enroll an identity
+//! with an attribute through `medfabric ca`, use it on the gateway (the medical
+//! chaincode reads its `role`), then revoke it and install the CRL: the peers refuse it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use medfabric_config::tls::ClientTls;
+use medfabric_network::up;
+use medfabric_sdk::Gateway;
+use serde_json::json;
+
+mod common;
+
+fn medfabric(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_medfabric"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_from_the_ca_works_until_revoked() {
+    let network = common::start(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../network-config/dev.yaml"));
+    let data = network.data.clone();
+    let run = |args: &[&str]| medfabric(&data, args);
+
+    let (ok, out, err) = run(&[
+        "ca",
+        "register",
+        "--org",
+        "HospitalMSP",
+        "--id",
+        "nurse7",
+        "--secret",
+        "pw7",
+        "--attr",
+        "role=provider:ecert",
+        "--max-enrollments",
+        "2",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("nurse7 registered with ca.hospital.medfabric.local; secret: pw7"), "{out}");
+    let (ok, _, err) = run(&[
+        "ca",
+        "enroll",
+        "--org",
+        "HospitalMSP",
+        "--id",
+        "nurse7",
+        "--secret",
+        "wrong",
+        "--out",
+        "/nonexistent",
+    ]);
+    assert!(!ok && err.contains("Authentication failure"), "wrong secret: {err}");
+    let msp = data.join("nurse7-msp");
+    let msp_text = msp.to_string_lossy().into_owned();
+    let (ok, out, err) = run(&[
+        "ca",
+        "enroll",
+        "--org",
+        "HospitalMSP",
+        "--id",
+        "nurse7",
+        "--secret",
+        "pw7",
+        "--out",
+        &msp_text,
+    ]);
+    assert!(ok, "{out}{err}");
+    let pem = std::fs::read(msp.join("signcerts/cert.pem")).expect("cert");
+    let cert = medfabric_msp::Certificate::from_pem(&pem).expect("certificate");
+    assert_eq!(cert.attributes().get("role").map(String::as_str), Some("provider"));
+    assert_eq!(cert.organizational_units(), &["client".to_owned(), "hospital".to_owned()][..]);
+
+    // The new identity on the Hospital peer's gateway (server-only TLS).
+    let status = up::status(&data).expect("status");
+    let peer = status.peer_of("HospitalMSP").expect("peer");
+    let tls = ClientTls::from_files(std::slice::from_ref(peer.tls_ca_file.as_ref().expect("tls ca")), None)
+        .expect("tls");
+    let signer = Gateway::identity(&msp, "HospitalMSP").expect("identity");
+    let network_handle =
+        Gateway::connect(&peer.address, Some(&tls), signer).expect("gateway").network(&status.channel);
+    network_handle.contract("kv").submit("put", &["ca-key", "from-the-ca"]).await.expect("kv put as nurse7");
+    // The medical chaincode reads the certificate's role (granted to HospitalMSP): a
+    // provider may not register a patient (patients register themselves).
+    let medical = network_handle.contract("medical");
+    let patient_key = hex::encode(medfabric_sdk::records::public_key_of_pem(&pem).expect("key"));
+    let input = json!({"patient_id": "HospitalMSP/patient-ca", "custodian": "HospitalMSP", "public_key": patient_key}).to_string();
+    let refused = medical.submit("register_patient", &[input.as_str()]).await.expect_err("a provider");
+    assert!(
+        refused
+            .to_string()
+            .contains("register_patient requires role patient; HospitalMSP/nurse7 has role provider"),
+        "{refused}"
+    );
+
+    // Revoke and install the CRL: within seconds the peers refuse the identity.
+    let (ok, out, err) = run(&[
+        "ca",
+        "revoke",
+        "--org",
+        "HospitalMSP",
+        "--id",
+        "nurse7",
+        "--reason",
+        "keycompromise",
+        "--install",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("1 certificate(s) revoked")
+            && out.contains("CRL installed in 2 peer MSP(s)")
+            && out.contains("validation of blocks is unchanged"),
+        "the CLI says what the CRL governs: {out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match network_handle.contract("kv").evaluate("get", &["ca-key"]).await {
+            Err(e) if e.to_string().contains("access denied") || e.to_string().contains("creator") => break,
+            other => assert!(Instant::now() < deadline, "the revoked identity is still accepted: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, _, err) = run(&[
+        "ca",
+        "enroll",
+        "--org",
+        "HospitalMSP",
+        "--id",
+        "nurse7",
+        "--secret",
+        "pw7",
+        "--out",
+        &msp_text,
+    ]);
+    assert!(!ok && err.contains("Authentication failure"), "a revoked identity cannot enroll: {err}");
+    drop(network);
+}

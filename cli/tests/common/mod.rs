@@ -1,0 +1,58 @@
+//! Networks for the client's integration tests: started with `network up` from a
+//! topology (node binaries from this build), stopped when the guard drops.
+// Each test crate includes this module and uses part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use medfabric_network::up;
+
+/// A running network; its processes stop however the test ends. `MEDFABRIC_KEEP_DATA`
+/// keeps the directory (logs, ledgers) for a post-mortem.
+pub struct Network {
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = up::down(&self.data);
+    }
+}
+
+/// The directory of the node binaries built with this test.
+pub fn bin_dir() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_medfabric"));
+    let dir = bin.parent().expect("bin dir").to_owned();
+    for node in ["medfabric-peer", "medfabric-orderer", "medfabric-ca"] {
+        assert!(
+            dir.join(node).exists(),
+            "{node} is not built beside {} (cargo build --workspace --bins)",
+            bin.display()
+        );
+    }
+    dir
+}
+
+/// Starts the network of `topology` in a fresh temporary directory.
+pub fn start(topology: &Path) -> Network {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("net");
+    up::up_with_binaries(topology, &data, &bin_dir()).expect("network up");
+    eprintln!("network in {}", data.display());
+    let dir = if std::env::var_os("MEDFABRIC_KEEP_DATA").is_some() {
+        let _ = dir.keep();
+        None
+    } else {
+        Some(dir)
+    };
+    Network { data, _dir: dir }
+}
+
+/// Starts a network from topology YAML text.
+pub fn start_yaml(yaml: &str) -> (Network, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(&topology, yaml).expect("topology");
+    (start(&topology), dir)
+}

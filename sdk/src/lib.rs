@@ -1,0 +1,17 @@
+//! The Rust client SDK of medfabric. An application depends on this crate alone: it
+//! builds no peer, orderer, CA server, RocksDB or openraft.
+//!
+//! - [`gateway`]: Fabric Gateway's client flow (evaluate, endorse, submit, commit status,
+//!   chaincode and block events) and offline signing, re-exported at the crate root.
+//! - [`ca`]: the REST client of a Fabric-CA-compatible CA (enroll, register, revoke, MSP
+//!   folders).
+//! - [`records`]: client-side record encryption (AES-256-GCM data keys, HPKE wraps).
+//! - [`medical`]: the medical chaincode from a client, with encryption done here.
+
+pub mod ca;
+pub mod gateway;
+pub mod medical;
+pub mod records;
+
+pub use gateway::*;
+pub use medfabric_config::tls::ClientTls;
