@@ -2,7 +2,6 @@
 //! body and returns the `result` JSON or an [`ApiError`] with Fabric CA's HTTP status,
 //! code and (remote) message (`docs/fabric-ca.md`).
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
@@ -54,84 +53,7 @@ impl ApiError {
     }
 }
 
-/// A CA server's configuration (YAML; the node config `network generate` writes).
-#[derive(Debug, Clone, Deserialize)]
-pub struct CaConfig {
-    #[serde(alias = "ca_name")]
-    pub name: String,
-    pub listen_address: String,
-    #[serde(alias = "ca_cert_file")]
-    pub cert_file: PathBuf,
-    #[serde(alias = "ca_key_file")]
-    pub key_file: PathBuf,
-    /// The registry file (default: `registry.json` in `data_dir`).
-    #[serde(default)]
-    pub registry_file: PathBuf,
-    #[serde(default)]
-    pub data_dir: Option<PathBuf>,
-    #[serde(alias = "bootstrap_admin")]
-    pub bootstrap: Bootstrap,
-    /// Largest request body accepted.
-    #[serde(default = "default_body_limit")]
-    pub max_request_body_bytes: usize,
-    #[serde(default)]
-    pub affiliations: Vec<String>,
-    /// The CA's enrollment limit per identity (-1: unlimited).
-    #[serde(default = "unlimited")]
-    pub max_enrollments: i32,
-    #[serde(default)]
-    pub allow_identity_removal: bool,
-    /// Identities that exist without this CA having registered them (the ones
-    /// `network generate` issued from the same CA key): registered once, with no usable
-    /// secret, so nobody can register or enroll the same enrollment id again.
-    #[serde(default)]
-    pub seed_identities: Vec<SeedIdentity>,
-    /// HTTPS: the CA's server certificate and key, from the organization's TLS CA.
-    #[serde(default)]
-    pub tls: Option<CaTls>,
-    /// Serve plain HTTP; only when a config asks for it (without it, no `tls` is an error).
-    #[serde(default)]
-    pub plain_http: bool,
-}
-
-/// The CA's HTTPS files.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CaTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// The TLS CA that issued `cert_file` (what clients trust; reported by `network status`).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
-
-/// An identity made outside the CA (`CaConfig::seed_identities`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct SeedIdentity {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub affiliation: String,
-    #[serde(default)]
-    pub attrs: std::collections::BTreeMap<String, String>,
-    /// Its certificate (PEM), so that revoking the identity revokes it and the CRL lists it.
-    #[serde(default)]
-    pub certificate_file: Option<PathBuf>,
-}
-
-fn unlimited() -> i32 {
-    -1
-}
-
-fn default_body_limit() -> usize {
-    1 << 20
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Bootstrap {
-    pub id: String,
-    pub secret: String,
-}
+pub use medfabric_config::ca::{Bootstrap, CaConfig, CaTls, SeedIdentity};
 
 /// Fabric CA's reason names (RFC 5280 codes).
 pub fn reason_code(name: &str) -> u8 {

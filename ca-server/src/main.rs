@@ -27,32 +27,8 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("reading {}", args.config.display()))?;
-    let mut config: CaConfig =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
-    let base = args.config.parent().map(PathBuf::from).unwrap_or_default();
-    if config.registry_file.as_os_str().is_empty() {
-        let data = config.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        config.registry_file = data.join("registry.json");
-    }
-    for path in [&mut config.cert_file, &mut config.key_file, &mut config.registry_file] {
-        if path.is_relative() {
-            *path = base.join(&*path);
-        }
-    }
-    for seed in &mut config.seed_identities {
-        if let Some(path) = seed.certificate_file.as_mut().filter(|p| p.is_relative()) {
-            *path = base.join(&*path);
-        }
-    }
-    if let Some(tls) = &mut config.tls {
-        for path in [&mut tls.cert_file, &mut tls.key_file] {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
-    }
+    let mut config = CaConfig::load(&args.config)?;
+    config.registry_file = config.registry_path();
     let tls = match (&config.tls, config.plain_http) {
         (Some(tls), _) => Some(tls::server_config(&tls.cert_file, &tls.key_file)?),
         (None, true) => None,

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use medfabric_config::{CaConfig, NodeConfig};
 use medfabric_msp::SigningIdentity;
 use medfabric_sdk::ca::{self as client, Enrollment};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Args, Debug, Clone)]
@@ -70,63 +70,34 @@ pub enum CaCommand {
     },
 }
 
-#[derive(Debug, Deserialize)]
-struct CaNode {
-    ca_name: String,
-    msp_id: String,
-    listen_address: String,
-    bootstrap_admin: BootstrapAdmin,
-    #[serde(default)]
-    affiliations: Vec<String>,
-    #[serde(default)]
-    tls: Option<CaNodeTls>,
-    /// Where this node file is (TLS paths are relative to it).
-    #[serde(skip)]
-    dir: PathBuf,
+/// A CA's endpoint from its node config (HTTPS with its TLS CA, checking its own name).
+fn endpoint(ca: &CaConfig) -> Result<client::Endpoint> {
+    let tls_ca = ca.tls.as_ref().and_then(|t| t.ca_file.as_deref());
+    medfabric_network::up::ca_endpoint(&ca.listen_address, &ca.name, tls_ca)
 }
 
-#[derive(Debug, Deserialize)]
-struct CaNodeTls {
-    ca_file: PathBuf,
-}
-
-impl CaNode {
-    fn endpoint(&self) -> Result<client::Endpoint> {
-        let tls_ca = self.tls.as_ref().map(|t| self.dir.join(&t.ca_file));
-        medfabric_network::up::ca_endpoint(&self.listen_address, &self.ca_name, tls_ca.as_deref())
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct BootstrapAdmin {
-    id: String,
-    secret: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct PeerNode {
-    kind: String,
-    #[serde(default)]
-    msp_dir: PathBuf,
-}
-
-fn ca_of(data: &Path, org: &str) -> Result<CaNode> {
+/// The node configs in a network directory, of any kind.
+fn node_configs(data: &Path) -> Result<Vec<NodeConfig>> {
+    let mut configs = Vec::new();
     for entry in
         std::fs::read_dir(data.join("nodes")).with_context(|| format!("{} has no nodes/", data.display()))?
     {
         let path = entry?.path();
-        let text = std::fs::read_to_string(&path)?;
-        if !text.starts_with("kind: ca") {
-            continue;
-        }
-        let mut node: CaNode =
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        node.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if node.msp_id == org {
-            return Ok(node);
+        if path.extension().is_some_and(|e| e == "yaml") {
+            configs.push(medfabric_config::load_any(&path).map_err(anyhow::Error::msg)?);
         }
     }
-    bail!("no CA for organization {org} in {}", data.display())
+    Ok(configs)
+}
+
+fn ca_of(data: &Path, org: &str) -> Result<CaConfig> {
+    node_configs(data)?
+        .into_iter()
+        .find_map(|c| match c {
+            NodeConfig::Ca(ca) if ca.msp_id == org => Some(ca),
+            _ => None,
+        })
+        .with_context(|| format!("no CA for organization {org} in {}", data.display()))
 }
 
 fn org_msp(data: &Path, org: &str) -> Result<PathBuf> {
@@ -139,11 +110,10 @@ fn org_msp(data: &Path, org: &str) -> Result<PathBuf> {
 }
 
 /// The CA's bootstrap admin, enrolled once into the network directory.
-fn registrar(data: &Path, ca: &CaNode) -> Result<(SigningIdentity, String)> {
-    let dir = data.join("ca-admins").join(&ca.ca_name).join("msp");
+fn registrar(data: &Path, ca: &CaConfig) -> Result<(SigningIdentity, String)> {
+    let dir = data.join("ca-admins").join(&ca.name).join("msp");
     if !dir.join("signcerts/cert.pem").exists() {
-        let enrollment =
-            client::enroll(&ca.endpoint()?, &ca.ca_name, &ca.bootstrap_admin.id, &ca.bootstrap_admin.secret)?;
+        let enrollment = client::enroll(&endpoint(ca)?, &ca.name, &ca.bootstrap.id, &ca.bootstrap.secret)?;
         client::write_msp(&dir, &enrollment, None)?;
     }
     let cert = std::fs::read_to_string(dir.join("signcerts/cert.pem"))?;
@@ -166,12 +136,12 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
     match command {
         CaCommand::Enroll { org, id, secret, out } => {
             let ca = ca_of(&data, &org)?;
-            let enrollment: Enrollment = client::enroll(&ca.endpoint()?, &ca.ca_name, &id, &secret)?;
+            let enrollment: Enrollment = client::enroll(&endpoint(&ca)?, &ca.name, &id, &secret)?;
             client::write_msp(&out, &enrollment, Some(&org_msp(&data, &org)?))?;
             print(
                 &args,
                 &json!({"id": id, "msp_dir": out}),
-                format!("{id} enrolled with {}: MSP folder {}", ca.ca_name, out.display()),
+                format!("{id} enrolled with {}: MSP folder {}", ca.name, out.display()),
             );
         }
         CaCommand::Register { org, id, secret, kind, affiliation, attrs, max_enrollments } => {
@@ -189,23 +159,23 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                 .collect::<Result<_>>()?;
             let mut body = json!({"id": id, "type": kind, "max_enrollments": max_enrollments, "attrs": attrs,
                                   "affiliation": affiliation.or_else(|| ca.affiliations.first().cloned()).unwrap_or_default(),
-                                  "caname": ca.ca_name});
+                                  "caname": ca.name});
             if let Some(secret) = secret {
                 body["secret"] = json!(secret);
             }
-            let found = client::call(&ca.endpoint()?, &signer, &cert, "POST", "/api/v1/register", &body)?;
+            let found = client::call(&endpoint(&ca)?, &signer, &cert, "POST", "/api/v1/register", &body)?;
             let secret = found["secret"].as_str().unwrap_or_default();
             print(
                 &args,
                 &json!({"id": id, "secret": secret}),
-                format!("{id} registered with {}; secret: {secret}", ca.ca_name),
+                format!("{id} registered with {}; secret: {secret}", ca.name),
             );
         }
         CaCommand::Revoke { org, id, reason, install } => {
             let ca = ca_of(&data, &org)?;
             let (signer, cert) = registrar(&data, &ca)?;
-            let body = json!({"id": id, "reason": reason, "gencrl": true, "caname": ca.ca_name});
-            let found = client::call(&ca.endpoint()?, &signer, &cert, "POST", "/api/v1/revoke", &body)?;
+            let body = json!({"id": id, "reason": reason, "gencrl": true, "caname": ca.name});
+            let found = client::call(&endpoint(&ca)?, &signer, &cert, "POST", "/api/v1/revoke", &body)?;
             let crl = base64::Engine::decode(
                 &base64::engine::general_purpose::STANDARD,
                 found["CRL"].as_str().unwrap_or_default(),
@@ -214,18 +184,11 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
             .context("CRL")?;
             let mut installed = Vec::new();
             if install {
-                for entry in std::fs::read_dir(data.join("nodes"))? {
-                    let path = entry?.path();
-                    let Ok(node) = serde_yaml::from_str::<PeerNode>(&std::fs::read_to_string(&path)?) else {
-                        continue;
-                    };
-                    if node.kind != "peer" {
-                        continue;
-                    }
-                    let base = path.parent().unwrap_or(Path::new("."));
-                    let crls = base.join(&node.msp_dir).join("crls");
+                for node in node_configs(&data)? {
+                    let NodeConfig::Peer(peer) = node else { continue };
+                    let crls = peer.msp_dir.join("crls");
                     std::fs::create_dir_all(&crls)?;
-                    let file = crls.join(format!("{}.pem", ca.ca_name));
+                    let file = crls.join(format!("{}.pem", ca.name));
                     std::fs::write(&file, &crl)?;
                     installed.push(file.display().to_string());
                 }
@@ -251,7 +214,7 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                     "enforced_for": if installed.is_empty() { json!([]) } else { json!(["admission"]) },
                     "validation_unchanged": true,
                 }),
-                format!("{id}: {revoked} certificate(s) revoked by {}; {scope}", ca.ca_name),
+                format!("{id}: {revoked} certificate(s) revoked by {}; {scope}", ca.name),
             );
         }
     }

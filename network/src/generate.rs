@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Usage, Validity};
+use medfabric_config::ca::{Bootstrap, CaConfig, CaTls, SeedIdentity};
+use medfabric_config::peer::{GatewaySection, PeerConfig, PeerEntry, PrivateDataSection};
+use medfabric_config::tls::TlsConfig;
+use medfabric_config::{Limits, OrdererConfig, to_yaml};
 use medfabric_msp::{MspFolder, NodeOuConfig, parse_policy};
 use medfabric_proto::Message;
 use medfabric_proto::etcdraft;
@@ -42,8 +46,6 @@ fn role_grants(topology: &Topology) -> Result<BTreeMap<String, Vec<String>>> {
 /// Certificate lifetimes, as cryptogen uses them.
 const CA_VALIDITY_DAYS: i64 = 3650;
 const LEAF_VALIDITY_DAYS: i64 = 3650;
-/// gRPC message limit of Fabric peers and orderers (100 MiB).
-const MAX_MESSAGE_BYTES: u64 = 104_857_600;
 
 /// A network topology file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,7 +492,7 @@ fn seed_identities(org: &PeerOrg) -> Vec<SeedIdentity> {
     let peers = org.peers.iter().map(|p| {
         let fqdn = format!("{}.{}", p.name, org.domain);
         SeedIdentity {
-            certificate_file: format!("{org_dir}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem"),
+            certificate_file: Some(format!("{org_dir}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem").into()),
             id: fqdn,
             kind: "peer".into(),
             affiliation: String::new(),
@@ -500,7 +502,7 @@ fn seed_identities(org: &PeerOrg) -> Vec<SeedIdentity> {
     let users = with_admin(&org.users).into_iter().map(|u| {
         let cn = format!("{}@{}", u.name, org.domain);
         SeedIdentity {
-            certificate_file: format!("{org_dir}/users/{cn}/msp/signcerts/{cn}-cert.pem"),
+            certificate_file: Some(format!("{org_dir}/users/{cn}/msp/signcerts/{cn}-cert.pem").into()),
             id: u.name,
             kind: u.user_type,
             affiliation: String::new(),
@@ -651,134 +653,14 @@ fn write_key(path: &Path, pem: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Per-node configuration files. Paths inside are relative to the file's directory.
+// Per-node configuration files (`medfabric-config`'s types). Paths inside are relative to
+// the file's directory.
 
-#[derive(Debug, Serialize)]
-struct TlsFiles {
-    cert_file: String,
-    key_file: String,
-    ca_file: String,
-    /// The TLS CAs of every organization: servers and clients this node trusts.
-    root_ca_files: Vec<String>,
-    client_auth_required: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct PeerEntry {
-    msp_id: String,
-    address: String,
-    cert_file: String,
-}
-
-#[derive(Debug, Serialize)]
-struct Limits {
-    max_message_bytes: u64,
-    max_concurrent_streams: u32,
-    max_connections: u32,
-}
-
-#[derive(Debug, Serialize)]
-struct PeerNodeConfig {
-    kind: &'static str,
-    node_id: String,
-    msp_id: String,
-    msp_dir: String,
-    tls: TlsFiles,
-    listen_address: String,
-    operations_address: String,
-    data_dir: String,
-    channel: String,
-    genesis_block: String,
-    orderer_endpoints: Vec<String>,
-    /// Every other peer of the network, for the gateway's endorsement plans.
-    peers: Vec<PeerEntry>,
-    /// Chaincode definition → built-in implementation.
-    chaincodes: BTreeMap<String, String>,
-    limits: Limits,
-    private_data: PrivateDataConfig,
-    /// The org's record key: only its peers hold it.
-    record_key_file: String,
-}
-
-/// The peers' `private_data` section: Fabric's defaults, except reconciliation every
-/// 5 s instead of every minute.
-#[derive(Debug, Serialize)]
-struct PrivateDataConfig {
-    transient_retention_blocks: u64,
-    pull_timeout_ms: u64,
-    reconcile_interval_ms: u64,
-    reconcile_batch_size: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct OrdererNodeConfig {
-    kind: &'static str,
-    node_id: String,
-    consenter_id: u64,
-    msp_id: String,
-    msp_dir: String,
-    tls: TlsFiles,
-    listen_address: String,
-    cluster_listen_address: String,
-    operations_address: String,
-    data_dir: String,
-    genesis_block: String,
-    limits: Limits,
-}
-
-#[derive(Debug, Serialize)]
-struct CaNodeConfig {
-    kind: &'static str,
-    ca_name: String,
-    msp_id: String,
-    listen_address: String,
-    ca_cert_file: String,
-    ca_key_file: String,
-    data_dir: String,
-    bootstrap_admin: BootstrapAdmin,
-    max_request_body_bytes: u64,
-    /// Affiliations the CA starts with.
-    affiliations: Vec<String>,
-    /// The identities generated here from the same CA key (their enrollment ids), so the
-    /// CA never registers them again.
-    seed_identities: Vec<SeedIdentity>,
-    /// HTTPS (the org's TLS CA issued `cert_file`; clients trust `ca_file`).
-    tls: CaTlsFiles,
-}
-
-#[derive(Debug, Serialize)]
-struct CaTlsFiles {
-    cert_file: String,
-    key_file: String,
-    ca_file: String,
-}
-
-#[derive(Debug, Serialize)]
-struct SeedIdentity {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    affiliation: String,
-    attrs: BTreeMap<String, String>,
-    /// Its certificate, so the CA can revoke it.
-    certificate_file: String,
-}
-
-#[derive(Debug, Serialize)]
-struct BootstrapAdmin {
-    id: String,
-    secret: String,
-}
-
-fn limits() -> Limits {
-    Limits { max_message_bytes: MAX_MESSAGE_BYTES, max_concurrent_streams: 2500, max_connections: 1024 }
-}
-
-fn tls_files(node_dir: &str, kind: &str, root_ca_files: &[String]) -> TlsFiles {
-    TlsFiles {
-        cert_file: format!("{node_dir}/tls/{kind}.crt"),
-        key_file: format!("{node_dir}/tls/{kind}.key"),
-        ca_file: format!("{node_dir}/tls/ca.crt"),
+fn tls_files(node_dir: &str, kind: &str, root_ca_files: &[PathBuf]) -> TlsConfig {
+    TlsConfig {
+        cert_file: format!("{node_dir}/tls/{kind}.crt").into(),
+        key_file: format!("{node_dir}/tls/{kind}.key").into(),
+        ca_file: format!("{node_dir}/tls/ca.crt").into(),
         root_ca_files: root_ca_files.to_vec(),
         client_auth_required: false,
     }
@@ -791,9 +673,11 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     let orderer_endpoints: Vec<String> =
         topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
     // Every organization's TLS CA, relative to nodes/.
-    let tls_cas: Vec<String> = std::iter::once(("ordererOrganizations", &topology.orderer.domain))
+    let tls_cas: Vec<PathBuf> = std::iter::once(("ordererOrganizations", &topology.orderer.domain))
         .chain(topology.organizations.iter().map(|o| ("peerOrganizations", &o.domain)))
-        .map(|(kind, domain)| format!("../organizations/{kind}/{domain}/tlsca/tlsca.{domain}-cert.pem"))
+        .map(|(kind, domain)| {
+            format!("../organizations/{kind}/{domain}/tlsca/tlsca.{domain}-cert.pem").into()
+        })
         .collect();
     let all_peers: Vec<(String, PeerEntry)> = topology
         .organizations
@@ -807,7 +691,8 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
                     cert_file: format!(
                         "../organizations/peerOrganizations/{}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem",
                         org.domain
-                    ),
+                    )
+                    .into(),
                 };
                 (fqdn, entry)
             })
@@ -834,91 +719,81 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     for (index, orderer) in topology.orderer.consenters.iter().enumerate() {
         let fqdn = format!("{}.{domain}", orderer.name);
         let node_dir = format!("../organizations/ordererOrganizations/{domain}/orderers/{fqdn}");
-        emit(
-            &fqdn,
-            serde_yaml::to_string(&OrdererNodeConfig {
-                kind: "orderer",
-                node_id: fqdn.clone(),
-                consenter_id: index as u64 + 1,
-                msp_id: topology.orderer.msp_id.clone(),
-                msp_dir: format!("{node_dir}/msp"),
-                tls: tls_files(&node_dir, "server", &tls_cas),
-                listen_address: format!("{}:{}", orderer.host, orderer.port),
-                cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
-                operations_address: format!("{}:{}", orderer.host, orderer.operations_port),
-                data_dir: format!("../data/{fqdn}"),
-                genesis_block: genesis.clone(),
-                limits: limits(),
-            })?,
-            false,
-        )?;
+        let config = OrdererConfig {
+            node_id: fqdn.clone(),
+            consenter_id: index as u64 + 1,
+            msp_id: topology.orderer.msp_id.clone(),
+            msp_dir: format!("{node_dir}/msp").into(),
+            tls: Some(tls_files(&node_dir, "server", &tls_cas)),
+            listen_address: format!("{}:{}", orderer.host, orderer.port),
+            cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
+            operations_address: Some(format!("{}:{}", orderer.host, orderer.operations_port)),
+            data_dir: format!("../data/{fqdn}").into(),
+            genesis_block: genesis.clone().into(),
+            limits: Limits::default(),
+            cluster_peers: BTreeMap::new(),
+        };
+        emit(&fqdn, to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
     }
     for org in &topology.organizations {
         for peer in &org.peers {
             let fqdn = format!("{}.{}", peer.name, org.domain);
             let node_dir = format!("../organizations/peerOrganizations/{}/peers/{fqdn}", org.domain);
-            emit(
-                &fqdn,
-                serde_yaml::to_string(&PeerNodeConfig {
-                    kind: "peer",
-                    node_id: fqdn.clone(),
-                    msp_id: org.msp_id.clone(),
-                    msp_dir: format!("{node_dir}/msp"),
-                    tls: tls_files(&node_dir, "server", &tls_cas),
-                    record_key_file: format!("{node_dir}/recordkey/priv_sk"),
-                    listen_address: format!("{}:{}", peer.host, peer.port),
-                    operations_address: format!("{}:{}", peer.host, peer.operations_port),
-                    data_dir: format!("../data/{fqdn}"),
-                    channel: topology.channel.clone(),
-                    genesis_block: genesis.clone(),
-                    orderer_endpoints: orderer_endpoints.clone(),
-                    peers: all_peers
-                        .iter()
-                        .filter(|(name, _)| *name != fqdn)
-                        .map(|(_, p)| PeerEntry {
-                            msp_id: p.msp_id.clone(),
-                            address: p.address.clone(),
-                            cert_file: p.cert_file.clone(),
-                        })
-                        .collect(),
-                    chaincodes: chaincodes.clone(),
-                    limits: limits(),
-                    private_data: PrivateDataConfig {
-                        transient_retention_blocks: 1000,
-                        pull_timeout_ms: 3000,
-                        reconcile_interval_ms: 5000,
-                        reconcile_batch_size: 10,
-                    },
-                })?,
-                false,
-            )?;
+            let config = PeerConfig {
+                node_id: fqdn.clone(),
+                msp_id: org.msp_id.clone(),
+                msp_dir: format!("{node_dir}/msp").into(),
+                tls: Some(tls_files(&node_dir, "server", &tls_cas)),
+                record_key_file: Some(format!("{node_dir}/recordkey/priv_sk").into()),
+                listen_address: format!("{}:{}", peer.host, peer.port),
+                external_address: None,
+                operations_address: Some(format!("{}:{}", peer.host, peer.operations_port)),
+                data_dir: format!("../data/{fqdn}").into(),
+                channel: topology.channel.clone(),
+                genesis_block: genesis.clone().into(),
+                orderer_endpoints: orderer_endpoints.clone(),
+                peers: all_peers.iter().filter(|(name, _)| *name != fqdn).map(|(_, p)| p.clone()).collect(),
+                gateway: GatewaySection::default(),
+                chaincodes: chaincodes.clone(),
+                limits: Limits::default(),
+                // Fabric's defaults, except reconciliation every 5 s instead of every
+                // minute and a 3 s wait for missing private data at commit.
+                private_data: PrivateDataSection {
+                    pull_timeout_ms: 3000,
+                    reconcile_interval_ms: 5000,
+                    ..PrivateDataSection::default()
+                },
+                max_clock_skew_ms: medfabric_config::peer::DEFAULT_CLOCK_SKEW_MS,
+            };
+            emit(&fqdn, to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
         }
         let ca_name = format!("ca.{}", org.domain);
         let ca_dir = format!("../organizations/peerOrganizations/{}/ca", org.domain);
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).context("OS random source")?;
-        emit(
-            &ca_name,
-            serde_yaml::to_string(&CaNodeConfig {
-                kind: "ca",
-                ca_name: ca_name.clone(),
-                msp_id: org.msp_id.clone(),
-                listen_address: format!("{}:{}", org.ca.host, org.ca.port),
-                ca_cert_file: format!("{ca_dir}/{ca_name}-cert.pem"),
-                ca_key_file: format!("{ca_dir}/priv_sk"),
-                data_dir: format!("../data/{ca_name}"),
-                bootstrap_admin: BootstrapAdmin { id: "admin".into(), secret: hex::encode(secret) },
-                max_request_body_bytes: 1 << 20,
-                affiliations: vec![org.name.to_lowercase()],
-                seed_identities: seed_identities(org),
-                tls: CaTlsFiles {
-                    cert_file: format!("{ca_dir}/tls/server.crt"),
-                    key_file: format!("{ca_dir}/tls/server.key"),
-                    ca_file: format!("{ca_dir}/tls/ca.crt"),
-                },
-            })?,
-            true,
-        )?;
+        let config = CaConfig {
+            name: ca_name.clone(),
+            msp_id: org.msp_id.clone(),
+            listen_address: format!("{}:{}", org.ca.host, org.ca.port),
+            cert_file: format!("{ca_dir}/{ca_name}-cert.pem").into(),
+            key_file: format!("{ca_dir}/priv_sk").into(),
+            registry_file: PathBuf::new(),
+            data_dir: Some(format!("../data/{ca_name}").into()),
+            bootstrap: Bootstrap { id: "admin".into(), secret: hex::encode(secret) },
+            max_request_body_bytes: medfabric_config::ca::DEFAULT_MAX_REQUEST_BODY_BYTES,
+            affiliations: vec![org.name.to_lowercase()],
+            max_enrollments: -1,
+            allow_identity_removal: false,
+            seed_identities: seed_identities(org),
+            tls: Some(CaTls {
+                cert_file: format!("{ca_dir}/tls/server.crt").into(),
+                key_file: format!("{ca_dir}/tls/server.key").into(),
+                ca_file: Some(format!("{ca_dir}/tls/ca.crt").into()),
+            }),
+            plain_http: false,
+        };
+        // The CA's file holds its bootstrap password: readable by the owner only.
+        emit(&ca_name, to_yaml(&config).map_err(anyhow::Error::msg)?, true)?;
     }
     Ok(written)
 }

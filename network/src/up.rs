@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use medfabric_config::NodeConfig;
+use serde::Serialize;
 
 use crate::generate::{Topology, generate_topology};
 
@@ -19,28 +20,53 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a node config file says about the node (the fields `status` reports).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 struct NodeFile {
-    kind: String,
-    #[serde(default, alias = "ca_name")]
+    kind: &'static str,
     node_id: String,
-    #[serde(default)]
     msp_id: String,
-    #[serde(default)]
     listen_address: String,
-    #[serde(default)]
     cluster_listen_address: Option<String>,
-    #[serde(default)]
     operations_address: Option<String>,
-    #[serde(default)]
     data_dir: PathBuf,
-    #[serde(default)]
-    tls: Option<TlsFiles>,
+    tls_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct TlsFiles {
-    ca_file: PathBuf,
+impl NodeFile {
+    fn of(config: NodeConfig) -> Self {
+        match config {
+            NodeConfig::Peer(c) => Self {
+                kind: "peer",
+                node_id: c.node_id,
+                msp_id: c.msp_id,
+                listen_address: c.listen_address,
+                cluster_listen_address: None,
+                operations_address: c.operations_address,
+                data_dir: normalize(&c.data_dir),
+                tls_ca_file: c.tls.map(|t| normalize(&t.ca_file)),
+            },
+            NodeConfig::Orderer(c) => Self {
+                kind: "orderer",
+                node_id: c.node_id,
+                msp_id: c.msp_id,
+                listen_address: c.listen_address,
+                cluster_listen_address: Some(c.cluster_listen_address),
+                operations_address: c.operations_address,
+                data_dir: normalize(&c.data_dir),
+                tls_ca_file: c.tls.map(|t| normalize(&t.ca_file)),
+            },
+            NodeConfig::Ca(c) => Self {
+                kind: "ca",
+                node_id: c.name,
+                msp_id: c.msp_id,
+                listen_address: c.listen_address,
+                cluster_listen_address: None,
+                operations_address: None,
+                data_dir: c.data_dir.as_deref().map(normalize).unwrap_or_default(),
+                tls_ca_file: c.tls.and_then(|t| t.ca_file).map(|f| normalize(&f)),
+            },
+        }
+    }
 }
 
 /// One node, as `network status --json` reports it.
@@ -188,14 +214,7 @@ fn node_files(data: &Path) -> Result<Vec<(PathBuf, NodeFile)>> {
         .collect();
     entries.sort();
     for path in entries {
-        let text = std::fs::read_to_string(&path)?;
-        let mut node: NodeFile =
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        node.data_dir = normalize(&base.join(&node.data_dir));
-        if let Some(tls) = &mut node.tls {
-            tls.ca_file = normalize(&base.join(&tls.ca_file));
-        }
+        let node = NodeFile::of(medfabric_config::load_any(&path).map_err(anyhow::Error::msg)?);
         nodes.push((path, node));
     }
     Ok(nodes)
@@ -278,20 +297,13 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
     let topology = Topology::load(&data.join("network.yaml"))?;
     let mut nodes = Vec::new();
     for (config, node) in node_files(&data)? {
-        if node.kind != "peer" && node.kind != "orderer" && node.kind != "ca" {
-            continue;
-        }
         let pid = running_pid(&data, &node.node_id, &config);
-        let health = match (&pid, node.kind.as_str()) {
+        let health = match (&pid, node.kind) {
             (None, _) => "down".into(),
             // A CA answers its own REST API.
             (Some(_), "ca") => {
-                match ca_endpoint(
-                    &node.listen_address,
-                    &node.node_id,
-                    node.tls.as_ref().map(|t| t.ca_file.as_path()),
-                )
-                .and_then(|e| medfabric_sdk::ca::exchange(&e, "GET", "/api/v1/cainfo", None, b""))
+                match ca_endpoint(&node.listen_address, &node.node_id, node.tls_ca_file.as_deref())
+                    .and_then(|e| medfabric_sdk::ca::exchange(&e, "GET", "/api/v1/cainfo", None, b""))
                 {
                     Ok((200, _)) => "OK".into(),
                     Ok(_) => "unavailable".into(),
@@ -303,7 +315,7 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
         nodes.push(NodeStatus {
             name: node.node_id.clone(),
             org: node.msp_id.clone(),
-            role: node.kind.clone(),
+            role: node.kind.to_owned(),
             pid,
             running: pid.is_some(),
             address: node.listen_address.clone(),
@@ -313,7 +325,7 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
             data_dir: node.data_dir.clone(),
             log_file: log_file(&data, &node.node_id),
             config_file: config,
-            tls_ca_file: node.tls.map(|t| t.ca_file),
+            tls_ca_file: node.tls_ca_file,
             tls_host: node.node_id,
         });
     }
@@ -358,7 +370,7 @@ pub fn status(data: &Path) -> Result<NetworkStatus> {
 fn spawn(data: &Path, config: &Path, node: &NodeFile, bin_dir: &Path) -> Result<std::process::Child> {
     let program = binary(
         bin_dir,
-        match node.kind.as_str() {
+        match node.kind {
             "peer" => "medfabric-peer",
             "ca" => "medfabric-ca",
             _ => "medfabric-orderer",
@@ -405,7 +417,6 @@ pub fn up_with_binaries(topology_path: &Path, data: &Path, bin_dir: &Path) -> Re
         generate_topology(&topology, &data, false)?;
     }
     let mut nodes = node_files(&data)?;
-    nodes.retain(|(_, n)| matches!(n.kind.as_str(), "peer" | "orderer" | "ca"));
     // Orderers first: peers pull their blocks from them.
     nodes.sort_by_key(|(_, n)| n.kind != "orderer");
     // The processes started here, watched until healthy. They outlive this command
@@ -471,7 +482,6 @@ pub fn stop_node(data: &Path, name: &str, config: &Path, kill: bool) -> Result<b
 pub fn down(data: &Path) -> Result<Vec<String>> {
     let data = absolute(data)?;
     let mut nodes = node_files(&data)?;
-    nodes.retain(|(_, n)| matches!(n.kind.as_str(), "peer" | "orderer" | "ca"));
     nodes.sort_by_key(|(_, n)| n.kind == "orderer");
     let mut stopped = Vec::new();
     for (config, node) in &nodes {

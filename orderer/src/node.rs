@@ -2,7 +2,6 @@
 //! followers, and the Broadcast, Deliver, Cluster and operations services.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -20,7 +19,6 @@ use medfabric_types::block::decode_block;
 use medfabric_types::config::ChannelResources;
 use medfabric_types::{Transaction, TransactionBody};
 use prost::Message;
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};
@@ -28,45 +26,9 @@ use tokio_stream::{Stream, StreamExt};
 use crate::cutter::{BatchLimits, BlockCutter, Pending};
 use crate::raft::{self, BlockMachine, OrderError, OrdererStore, Raft};
 
-use medfabric_config::tls::TlsConfig;
 pub use medfabric_node::deliver::Refusal;
 
-/// The node config file of an orderer (from `medfabric network generate`). Relative
-/// paths are relative to the file.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OrdererConfig {
-    pub node_id: String,
-    pub consenter_id: u64,
-    pub msp_id: String,
-    pub msp_dir: PathBuf,
-    pub listen_address: String,
-    pub cluster_listen_address: String,
-    #[serde(default)]
-    pub operations_address: Option<String>,
-    pub data_dir: PathBuf,
-    pub genesis_block: PathBuf,
-    #[serde(default)]
-    pub limits: medfabric_config::Limits,
-    /// Consenter id → cluster address, overriding the channel config's consenters.
-    #[serde(default)]
-    pub cluster_peers: BTreeMap<u64, String>,
-    /// TLS for the client links; the cluster links always require mutual TLS when set.
-    #[serde(default)]
-    pub tls: Option<TlsConfig>,
-}
-
-impl OrdererConfig {
-    pub fn load(path: &Path) -> Result<Self> {
-        medfabric_config::load(path, |c: &mut Self| {
-            let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
-            if let Some(tls) = &mut c.tls {
-                paths.extend(tls.paths_mut());
-            }
-            paths
-        })
-        .map_err(anyhow::Error::msg)
-    }
-}
+pub use medfabric_config::OrdererConfig;
 
 type Reply = oneshot::Sender<Result<(), Refusal>>;
 

@@ -65,7 +65,7 @@ pub struct Channel {
 }
 
 /// Fabric's default `transientstoreMaxBlockRetention` before 3.0.
-pub const DEFAULT_TRANSIENT_RETENTION: u64 = 1000;
+pub const DEFAULT_TRANSIENT_RETENTION: u64 = medfabric_config::peer::DEFAULT_TRANSIENT_RETENTION;
 
 /// A channel's collections and whether an identity's organization is a member of each.
 #[derive(Debug, Clone)]

@@ -81,12 +81,14 @@ pub struct GatewayOptions {
 
 impl Default for GatewayOptions {
     fn default() -> Self {
+        // The node config's defaults.
+        let section = medfabric_config::peer::GatewaySection::default();
         Self {
-            concurrency_limit: 500,
-            endorsement_timeout: Duration::from_secs(30),
-            broadcast_timeout: Duration::from_secs(30),
-            commit_status_timeout: Duration::from_secs(300),
-            max_message_bytes: 100 << 20,
+            concurrency_limit: section.concurrency_limit,
+            endorsement_timeout: Duration::from_millis(section.endorsement_timeout_ms),
+            broadcast_timeout: Duration::from_millis(section.broadcast_timeout_ms),
+            commit_status_timeout: Duration::from_millis(section.commit_status_timeout_ms),
+            max_message_bytes: medfabric_config::Limits::default().max_message_bytes,
         }
     }
 }

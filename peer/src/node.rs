@@ -15,7 +15,6 @@ use medfabric_proto::protos::deliver_server::DeliverServer;
 use medfabric_proto::protos::endorser_server::EndorserServer;
 use medfabric_shim::Chaincode;
 use medfabric_types::block::decode_block;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -31,131 +30,7 @@ use crate::pvtnet::{PeerInfo, PrivateDataService, PrivatePeers, reconcile};
 use crate::source::BlockSource;
 use medfabric_proto::medfabric::pvt::private_data_server::PrivateDataServer;
 
-/// The node config file of a peer. Relative paths are relative to the file.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PeerConfig {
-    pub node_id: String,
-    pub msp_id: String,
-    pub msp_dir: PathBuf,
-    pub listen_address: String,
-    /// The address other nodes and clients use (default: the listen address).
-    #[serde(default)]
-    pub external_address: Option<String>,
-    #[serde(default)]
-    pub operations_address: Option<String>,
-    pub data_dir: PathBuf,
-    pub channel: String,
-    pub genesis_block: PathBuf,
-    /// The ordering service's client addresses (Broadcast and Deliver).
-    #[serde(default)]
-    pub orderer_endpoints: Vec<String>,
-    /// The network's other peers, for the gateway's endorsement plans.
-    #[serde(default)]
-    pub peers: Vec<PeerEntry>,
-    #[serde(default)]
-    pub gateway: GatewaySection,
-    #[serde(default)]
-    pub tls: Option<TlsConfig>,
-    #[serde(default)]
-    pub limits: medfabric_config::Limits,
-    /// Chaincode definition name → built-in implementation (default: each built-in under
-    /// its own name).
-    #[serde(default)]
-    pub chaincodes: BTreeMap<String, String>,
-    #[serde(default)]
-    pub private_data: PrivateDataSection,
-    /// How far a proposal's timestamp may be from the peer's clock (the transaction time
-    /// chaincode sees).
-    #[serde(default = "default_clock_skew_ms")]
-    pub max_clock_skew_ms: u64,
-    /// The organization's record key (PKCS#8 PEM, P-256): the private half of this org's
-    /// entry in the channel config's record keys. Record data keys are wrapped to it, and
-    /// only chaincode on this org's peers can release them (to grantees, under a grant).
-    #[serde(default)]
-    pub record_key_file: Option<PathBuf>,
-}
-
-fn default_clock_skew_ms() -> u64 {
-    300_000
-}
-
-/// The `private_data` section of a peer config (Fabric's `peer.gossip.pvtData` and
-/// `ledger.pvtdataStore` settings).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct PrivateDataSection {
-    /// Blocks the transient store keeps private data whose transaction has not
-    /// committed (Fabric's `transientstoreMaxBlockRetention`).
-    pub transient_retention_blocks: u64,
-    /// How long to wait for a push to one peer.
-    pub push_timeout_ms: u64,
-    /// How long a commit waits for missing private data from other peers (Fabric's
-    /// `pullRetryThreshold`) before committing without it.
-    pub pull_timeout_ms: u64,
-    /// How often missing private data is fetched again (`reconcileSleepInterval`).
-    pub reconcile_interval_ms: u64,
-    /// Entries fetched per reconciliation pass (`reconcileBatchSize`).
-    pub reconcile_batch_size: usize,
-}
-
-impl Default for PrivateDataSection {
-    fn default() -> Self {
-        Self {
-            transient_retention_blocks: crate::channel::DEFAULT_TRANSIENT_RETENTION,
-            push_timeout_ms: 3_000,
-            pull_timeout_ms: 5_000,
-            reconcile_interval_ms: 60_000,
-            reconcile_batch_size: 10,
-        }
-    }
-}
-
-/// Another peer of the network.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PeerEntry {
-    pub msp_id: String,
-    pub address: String,
-    /// Its signing certificate (PEM).
-    pub cert_file: PathBuf,
-}
-
-/// The `gateway` section of a peer config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct GatewaySection {
-    pub concurrency_limit: usize,
-    pub endorsement_timeout_ms: u64,
-    pub broadcast_timeout_ms: u64,
-    /// How long CommitStatus waits for a transaction before DEADLINE_EXCEEDED.
-    pub commit_status_timeout_ms: u64,
-}
-
-impl Default for GatewaySection {
-    fn default() -> Self {
-        let defaults = GatewayOptions::default();
-        Self {
-            concurrency_limit: defaults.concurrency_limit,
-            endorsement_timeout_ms: defaults.endorsement_timeout.as_millis() as u64,
-            broadcast_timeout_ms: defaults.broadcast_timeout.as_millis() as u64,
-            commit_status_timeout_ms: defaults.commit_status_timeout.as_millis() as u64,
-        }
-    }
-}
-
-impl PeerConfig {
-    pub fn load(path: &Path) -> Result<Self> {
-        medfabric_config::load(path, |c: &mut Self| {
-            let mut paths = vec![&mut c.msp_dir, &mut c.data_dir, &mut c.genesis_block];
-            paths.extend(c.peers.iter_mut().map(|p| &mut p.cert_file));
-            paths.extend(c.record_key_file.as_mut());
-            if let Some(tls) = &mut c.tls {
-                paths.extend(tls.paths_mut());
-            }
-            paths
-        })
-        .map_err(anyhow::Error::msg)
-    }
-}
+pub use medfabric_config::peer::{GatewaySection, PeerConfig, PeerEntry, PrivateDataSection};
 
 /// The chaincodes compiled into the peer, by implementation name.
 pub fn builtin_chaincodes() -> BTreeMap<String, Arc<dyn Chaincode>> {

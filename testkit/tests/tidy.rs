@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "medfabric-medical",
         ],
     ),
-    ("medfabric-ca-server", &["medfabric-ca", "medfabric-msp"]),
+    ("medfabric-ca-server", &["medfabric-ca", "medfabric-msp", "medfabric-config"]),
     ("medfabric-node", &["medfabric-proto", "medfabric-msp", "medfabric-types"]),
     (
         "medfabric-orderer",
@@ -78,6 +78,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "medfabric-cli",
         &[
             "medfabric-proto",
+            "medfabric-config",
             "medfabric-msp",
             "medfabric-types",
             "medfabric-ca",

@@ -23,6 +23,7 @@ fn root_ca(dir: &std::path::Path) -> medfabric_ca::CertificateAuthority {
 fn ca_config(dir: &std::path::Path) -> medfabric_ca_server::CaConfig {
     medfabric_ca_server::CaConfig {
         name: "ca-hospital".into(),
+        msp_id: "HospitalMSP".into(),
         listen_address: "127.0.0.1:0".into(),
         cert_file: dir.join("ca-cert.pem"),
         key_file: dir.join("ca-key.pem"),

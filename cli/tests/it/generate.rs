@@ -264,6 +264,32 @@ fn consortium_network_has_five_orgs_and_three_consenters() {
     assert!(verify.status.success());
     let registry = ChaincodeRegistry::from_config(&res.config).expect("definitions");
     assert_eq!(registry.get("kv").expect("kv").policy.describe(), "/Channel/Application/Endorsement");
+    // Every node config generate writes is one the daemons read (unknown keys refused),
+    // and names files that exist.
+    let mut kinds = std::collections::BTreeMap::new();
+    for file in generated["node_configs"].as_array().expect("node configs") {
+        let file = PathBuf::from(file.as_str().expect("path"));
+        let config = medfabric_config::load_any(&file).unwrap_or_else(|e| panic!("{e}"));
+        let (kind, files) = match config {
+            medfabric_config::NodeConfig::Peer(mut c) => {
+                assert!(c.tls.is_some() && c.record_key_file.is_some(), "{}", file.display());
+                ("peer", c.paths_mut().into_iter().map(|p| p.clone()).collect::<Vec<_>>())
+            }
+            medfabric_config::NodeConfig::Orderer(mut c) => {
+                ("orderer", c.paths_mut().into_iter().map(|p| p.clone()).collect())
+            }
+            medfabric_config::NodeConfig::Ca(mut c) => {
+                assert!(c.tls.is_some() && !c.seed_identities.is_empty(), "{}", file.display());
+                ("ca", c.paths_mut().into_iter().map(|p| p.clone()).collect())
+            }
+        };
+        *kinds.entry(kind).or_insert(0) += 1;
+        // Data directories are made when a node starts.
+        for path in files.iter().filter(|p| !p.starts_with(out.join("nodes/../data"))) {
+            assert!(path.exists(), "{} names {}, which does not exist", file.display(), path.display());
+        }
+    }
+    assert_eq!(kinds, [("ca", 5), ("orderer", 3), ("peer", 5)].into_iter().collect());
 }
 
 #[test]
