@@ -178,7 +178,7 @@ async fn the_medical_story_and_its_guarantees() {
     let committed =
         submitted_read.submit().await.expect("submitted").status().await.expect("the read reached a block");
     let opened = medfabric_sdk::medical::open_read(&response_key, &sealed_answer).expect("opens");
-    assert_eq!(opened["wrapped_key"], held["wrapped_key"], "the submitted read carried the patient's key");
+    assert_eq!(opened.wrapped_key, held.wrapped_key, "the submitted read carried the patient's key");
     let hospital_peer = status.peer_of("HospitalMSP").expect("hospital peer");
     let read_block = prost::Message::encode_to_vec(
         &medfabric_peer::Store::open_read_only(&hospital_peer.data_dir.join("ledger"))
@@ -194,8 +194,8 @@ async fn the_medical_story_and_its_guarantees() {
         "control: the sealed answer is in block {}",
         committed.block_number
     );
-    let ciphertext_hex = held["ciphertext"].as_str().expect("ciphertext").to_owned();
-    let wrapped_hex = held["wrapped_key"].as_str().expect("wrapped").to_owned();
+    let ciphertext_hex = held.ciphertext.clone();
+    let wrapped_hex = held.wrapped_key.clone();
     let ciphertext = hex::decode(&ciphertext_hex).expect("hex");
     let wrapped = hex::decode(&wrapped_hex).expect("hex");
     // A record with a sensitive label (endorsed by the custodian and the regulator, who hold

@@ -83,14 +83,19 @@ chaincodes:
       - { name: audit_HospitalMSP, policy: "OR('HospitalMSP.member', 'RegulatorMSP.member')", required_peer_count: 0, maximum_peer_count: 2, member_only_read: true, member_only_write: false, endorsement_policy: "OR('HospitalMSP.peer')" }
 "#;
 
-/// Restarts `org`'s peer with `gateway` settings in its node config.
-fn restart_peer_with(network: &common::Network, status: &NetworkStatus, org: &str, gateway: &str) {
+/// Restarts `org`'s peer with its node config's `gateway` section changed.
+fn restart_peer_with(
+    network: &common::Network,
+    status: &NetworkStatus,
+    org: &str,
+    change: impl FnOnce(&mut medfabric_config::peer::GatewaySection),
+) {
     let peer = status.peer_of(org).expect("peer");
     let config = peer.config_file.clone();
     assert!(up::stop_node(&network.data, &peer.name, &config, false).expect("stop"), "stopped");
-    let mut text = std::fs::read_to_string(&config).expect("node config");
-    text.push_str(gateway);
-    std::fs::write(&config, text).expect("node config");
+    let mut node = medfabric_config::PeerConfig::load(&config).expect("node config");
+    change(&mut node.gateway);
+    std::fs::write(&config, medfabric_config::to_yaml(&node).expect("yaml")).expect("node config");
     up::start_node(&network.data, &peer.name, &common::bin_dir()).expect("start");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while up::status(&network.data).expect("status").peer_of(org).expect("peer").health != "OK" {
@@ -168,12 +173,10 @@ async fn members_cannot_act_beyond_their_grants() {
     assert_eq!(balance(&doctor, "org:HospitalMSP").await, 40);
 
     // ---- CommitStatus never holds a gateway permit for ever -----------------------------
-    restart_peer_with(
-        &network,
-        &status,
-        "InsurerMSP",
-        "gateway:\n  concurrency_limit: 2\n  commit_status_timeout_ms: 4000\n",
-    );
+    restart_peer_with(&network, &status, "InsurerMSP", |gateway| {
+        gateway.concurrency_limit = 2;
+        gateway.commit_status_timeout_ms = 4000;
+    });
     let insurer = actor(&status, "claims1").expect("insurer again");
     let never = |n: u8| hex::encode([n; 32]);
     let network_handle = insurer.contract().network().clone();

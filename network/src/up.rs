@@ -204,8 +204,7 @@ fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn node_files(data: &Path) -> Result<Vec<(PathBuf, NodeFile)>> {
-    let mut nodes = Vec::new();
+fn config_files(data: &Path) -> Result<Vec<PathBuf>> {
     let dir = data.join("nodes");
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("{} has no generated network (nodes/)", data.display()))?
@@ -213,7 +212,12 @@ fn node_files(data: &Path) -> Result<Vec<(PathBuf, NodeFile)>> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     entries.sort();
-    for path in entries {
+    Ok(entries)
+}
+
+fn node_files(data: &Path) -> Result<Vec<(PathBuf, NodeFile)>> {
+    let mut nodes = Vec::new();
+    for path in config_files(data)? {
         let node = NodeFile::of(medfabric_config::load_any(&path).map_err(anyhow::Error::msg)?);
         nodes.push((path, node));
     }
@@ -481,12 +485,22 @@ pub fn stop_node(data: &Path, name: &str, config: &Path, kill: bool) -> Result<b
 /// first). Returns the names of the nodes stopped.
 pub fn down(data: &Path) -> Result<Vec<String>> {
     let data = absolute(data)?;
-    let mut nodes = node_files(&data)?;
-    nodes.sort_by_key(|(_, n)| n.kind == "orderer");
+    // A config that no longer reads still names its node (generated files are
+    // `nodes/<node id>.yaml`), so its process is stopped all the same.
+    let mut nodes: Vec<(PathBuf, String, bool)> = config_files(&data)?
+        .into_iter()
+        .map(|config| {
+            let parsed = medfabric_config::load_any(&config).ok().map(NodeFile::of);
+            let stem = config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let orderer = parsed.as_ref().is_some_and(|n| n.kind == "orderer");
+            (config, parsed.map_or(stem, |n| n.node_id), orderer)
+        })
+        .collect();
+    nodes.sort_by_key(|(_, _, orderer)| *orderer);
     let mut stopped = Vec::new();
-    for (config, node) in &nodes {
-        if stop_node(&data, &node.node_id, config, false)? {
-            stopped.push(node.node_id.clone());
+    for (config, name, _) in &nodes {
+        if stop_node(&data, name, config, false)? {
+            stopped.push(name.clone());
         }
     }
     Ok(stopped)

@@ -26,6 +26,7 @@ impl Refusal {
     }
 }
 
+/// The clock, read once per request at the service edge; the checks take it as `now`.
 pub fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
@@ -38,17 +39,17 @@ pub enum Denial {
     Policy(String),
 }
 
-/// The creator is valid (and not expired) in the channel's MSPs, signed `payload`, and
-/// satisfies `policy`.
+/// The creator is valid (and not expired at `now`, unix seconds) in the channel's MSPs,
+/// signed `payload`, and satisfies `policy`.
 pub fn check_creator(
     resources: &ChannelResources,
     creator: &[u8],
     payload: &[u8],
     signature: &[u8],
     policy: &str,
+    now: i64,
 ) -> Result<Arc<Identity>, Denial> {
-    let creator =
-        resources.msps.deserialize_at(creator, now_unix()).map_err(|e| Denial::Creator(e.to_string()))?;
+    let creator = resources.msps.deserialize_at(creator, now).map_err(|e| Denial::Creator(e.to_string()))?;
     let signed = creator.verify(payload, signature).is_ok();
     let identities = if signed { vec![creator.clone()] } else { Vec::new() };
     if !signed || !resources.policies.evaluate(policy, &identities).unwrap_or(false) {
@@ -64,8 +65,9 @@ pub fn authorize(
     payload: &[u8],
     signature: &[u8],
     policy: &str,
+    now: i64,
 ) -> Result<Arc<Identity>, Refusal> {
-    check_creator(resources, creator, payload, signature, policy).map_err(|denial| match denial {
+    check_creator(resources, creator, payload, signature, policy, now).map_err(|denial| match denial {
         Denial::Creator(why) => Refusal::new(Status::Forbidden, format!("creator: {why}")),
         Denial::Policy(why) => Refusal::new(Status::Forbidden, format!("{why}: permission denied")),
     })
@@ -83,12 +85,13 @@ pub struct SeekRequest {
 }
 
 /// Checks a Deliver request envelope for `channel_id`: a DELIVER_SEEK_INFO payload with
-/// a recent timestamp, signed by a creator satisfying `policy`. Nonce and tx id may be
-/// empty (Fabric's gateway client sends neither).
+/// a timestamp near `now` (unix seconds), signed by a creator satisfying `policy`. Nonce
+/// and tx id may be empty (Fabric's gateway client sends neither).
 pub fn check_seek_request(
     envelope: &Envelope,
     resources: &ChannelResources,
     policy: &str,
+    now: i64,
 ) -> Result<SeekRequest, Refusal> {
     let tx = Transaction::from_envelope(envelope.clone())
         .map_err(|e| Refusal::new(Status::BadRequest, format!("bad envelope: {}", e.error)))?;
@@ -99,13 +102,13 @@ pub fn check_seek_request(
         return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
     }
     let seconds = tx.channel_header.timestamp.as_ref().map_or(0, |t| t.seconds);
-    if seconds.abs_diff(now_unix()) > TIME_WINDOW.as_secs() {
+    if seconds.abs_diff(now) > TIME_WINDOW.as_secs() {
         return Err(Refusal::new(
             Status::BadRequest,
             format!("envelope timestamp {seconds} is more than 15m0s apart from the server's time"),
         ));
     }
-    let creator = authorize(resources, tx.creator(), &tx.payload, &tx.signature, policy)?;
+    let creator = authorize(resources, tx.creator(), &tx.payload, &tx.signature, policy, now)?;
     let TransactionBody::Other(data) = &tx.body else {
         return Err(Refusal::new(Status::BadRequest, "no SeekInfo"));
     };

@@ -196,7 +196,12 @@ impl Orderer {
                 ));
             }
         };
-        authorize(&resources, &tx, if is_config { "/Channel/Orderer/Admins" } else { "/Channel/Writers" })?;
+        authorize(
+            &resources,
+            &tx,
+            if is_config { "/Channel/Orderer/Admins" } else { "/Channel/Writers" },
+            medfabric_node::deliver::now_unix(),
+        )?;
         Ok(is_config)
     }
 
@@ -263,8 +268,8 @@ impl Orderer {
 }
 
 /// The envelope's creator satisfies `policy` (see [`medfabric_node::deliver::authorize`]).
-fn authorize(resources: &ChannelResources, tx: &Transaction, policy: &str) -> Result<(), Refusal> {
-    medfabric_node::deliver::authorize(resources, tx.creator(), &tx.payload, &tx.signature, policy)
+fn authorize(resources: &ChannelResources, tx: &Transaction, policy: &str, now: i64) -> Result<(), Refusal> {
+    medfabric_node::deliver::authorize(resources, tx.creator(), &tx.payload, &tx.signature, policy, now)
         .map(|_| ())
 }
 
@@ -542,7 +547,12 @@ async fn deliver_blocks(
     out: &mpsc::Sender<Result<DeliverResponse, tonic::Status>>,
 ) -> Result<(), Refusal> {
     use medfabric_node::deliver::{check_seek_request, seek_range, stream_blocks};
-    let request = check_seek_request(envelope, &orderer.resources(), "/Channel/Readers")?;
+    let request = check_seek_request(
+        envelope,
+        &orderer.resources(),
+        "/Channel/Readers",
+        medfabric_node::deliver::now_unix(),
+    )?;
     let range = seek_range(&request.seek, orderer.store.height())?;
     orderer.metrics.deliver_streams_opened.inc();
     let sent = orderer.metrics.deliver_blocks_sent.clone();

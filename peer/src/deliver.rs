@@ -144,7 +144,12 @@ impl DeliverService {
         let Some(channel) = self.channels.get(&channel_id) else {
             return Err(Refusal::new(Status::NotFound, format!("channel {channel_id} not found")));
         };
-        let request = check_seek_request(envelope, &channel.context().admission, READERS_POLICY)?;
+        let request = check_seek_request(
+            envelope,
+            &channel.context().admission,
+            READERS_POLICY,
+            medfabric_node::deliver::now_unix(),
+        )?;
         if request.tx.header_type() != HeaderType::DeliverSeekInfo as i32 {
             return Err(Refusal::new(Status::BadRequest, "not a DELIVER_SEEK_INFO envelope"));
         }

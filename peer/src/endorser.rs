@@ -108,9 +108,11 @@ impl Endorser {
         signed: protos::SignedProposal,
     ) -> Result<ProposalResponse, Rejection> {
         let endorser = self.clone();
-        let (response, private) = tokio::task::spawn_blocking(move || endorser.simulate_proposal(&signed))
-            .await
-            .map_err(|e| Rejection::Error(format!("endorser task failed: {e}")))??;
+        let now = now_unix();
+        let (response, private) =
+            tokio::task::spawn_blocking(move || endorser.simulate_proposal(&signed, now))
+                .await
+                .map_err(|e| Rejection::Error(format!("endorser task failed: {e}")))??;
         let Some(private) = private else { return Ok(response) };
         let membership = private.channel.membership();
         self.keep_private(&private)?;
@@ -158,7 +160,16 @@ impl Endorser {
     /// Processes one signed proposal without pushing private data to other peers
     /// (private writes are kept in this peer's transient store only).
     pub fn process(&self, signed: &protos::SignedProposal) -> Result<ProposalResponse, Rejection> {
-        let (response, private) = self.simulate_proposal(signed)?;
+        self.process_at(signed, now_unix())
+    }
+
+    /// [`Endorser::process`] with the clock reading `now` (unix seconds).
+    pub fn process_at(
+        &self,
+        signed: &protos::SignedProposal,
+        now: i64,
+    ) -> Result<ProposalResponse, Rejection> {
+        let (response, private) = self.simulate_proposal(signed, now)?;
         if let Some(private) = private {
             self.keep_private(&private)?;
         }
@@ -170,6 +181,7 @@ impl Endorser {
     pub fn simulate_proposal(
         &self,
         signed: &protos::SignedProposal,
+        now: i64,
     ) -> Result<(ProposalResponse, Option<PrivateResult>), Rejection> {
         let invalid =
             |e: medfabric_types::ConvertError| Rejection::Error(format!("error validating proposal: {e}"));
@@ -189,7 +201,7 @@ impl Endorser {
                 )));
             }
         };
-        if creator.check_validity_at(now_unix()).is_err() {
+        if creator.check_validity_at(now).is_err() {
             return Err(Rejection::Error("proposal client identity expired".into()));
         }
         if creator.verify(&signed.proposal_bytes, &signed.signature).is_err() {
@@ -200,7 +212,6 @@ impl Endorser {
         }
         proposal.check_tx_id().map_err(invalid)?;
         if let Some(skew) = self.max_clock_skew.get() {
-            let now = now_unix();
             let stamped = proposal.channel_header.timestamp.map(|t| t.seconds);
             let allowed = i64::try_from(skew.as_secs()).unwrap_or(i64::MAX);
             if stamped.is_none_or(|t| (t - now).abs() > allowed) {

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use medfabric_config::tls::{ClientTls, lazy_channel};
-use medfabric_msp::{Identity, SignaturePolicy};
-use medfabric_node::deliver::{Denial, Refusal, SeekRange, check_creator, position, stream_blocks};
+use medfabric_node::deliver::{Denial, Refusal, SeekRange, check_creator, now_unix, position, stream_blocks};
 use medfabric_proto::common::{Envelope, Status};
 use medfabric_proto::gateway::{
     self, ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
@@ -33,7 +32,6 @@ use medfabric_proto::protos::endorser_client::EndorserClient;
 use medfabric_proto::protos::{self, ChaincodeInterest, ProposalResponse};
 use medfabric_types::SignedProposal;
 use medfabric_types::endorsement::assemble_transaction;
-use medfabric_types::lifecycle::{Collection, Definition, EndorsementPolicy, LIFECYCLE_NAMESPACE};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -42,6 +40,7 @@ use crate::channel::Channel;
 use crate::deliver::{READERS_POLICY, valid_events};
 use crate::endorser::{Endorser, Rejection};
 use crate::metrics::PeerMetrics;
+use crate::plan::{self, Candidate, PlanRequest};
 use crate::validator::ChannelContext;
 
 /// Another peer of the network the gateway may ask for endorsements.
@@ -189,9 +188,6 @@ fn no_plan(why: String) -> tonic::Status {
     ))
 }
 
-/// Most organizations the planner will combine (2^n candidate sets).
-const MAX_PLANNED_ORGS: usize = 16;
-
 impl Gateway {
     #[expect(clippy::too_many_arguments, reason = "assembled once, by the peer node")]
     pub fn new(
@@ -307,12 +303,8 @@ impl Gateway {
         })
     }
 
-    /// The fewest organizations besides ours whose peers, with this one, satisfy every
-    /// policy the interest names: each chaincode's endorsement policy (unless only
-    /// key-level or collection policies apply to it), each key-level policy and the
-    /// policy of each collection named. Endorsers that must read private data — and,
-    /// when the proposal carries transient data, every endorser — come only from member
-    /// organizations of the collections named, so private inputs reach no one else.
+    /// The endorsement plan ([`crate::plan::plan`]) over the other organizations' peers
+    /// this gateway knows.
     fn plan(
         &self,
         context: &ChannelContext,
@@ -320,73 +312,17 @@ impl Gateway {
         has_transient: bool,
         written: &[(String, String)],
     ) -> Result<Vec<String>, String> {
-        let resources = &context.resources;
-        let mut definitions: Vec<&Definition> = Vec::new();
-        let mut key_policies: Vec<SignaturePolicy> = Vec::new();
-        let mut collection_policies: Vec<EndorsementPolicy> = Vec::new();
-        let mut member_of: Vec<Collection> = Vec::new();
-        for call in interest.chaincodes.iter().filter(|c| c.name != LIFECYCLE_NAMESPACE) {
-            let definition = context.registry.get(&call.name).ok_or_else(|| {
-                format!(
-                    "No metadata was found for chaincode {} in channel {}",
-                    call.name, resources.config.channel_id
-                )
-            })?;
-            if !call.disregard_namespace_policy {
-                definitions.push(definition);
-            }
-            for policy in &call.key_policies {
-                key_policies.push(SignaturePolicy::from_envelope(policy).map_err(|e| e.to_string())?);
-            }
-            for name in &call.collection_names {
-                let collection = definition
-                    .collection(name, resources)
-                    .ok_or_else(|| format!("collection {name} is not defined for chaincode {}", call.name))?;
-                // A collection's policy governs writes to it only.
-                if written.iter().any(|(ns, c)| *ns == call.name && c == name) {
-                    collection_policies.extend(collection.endorsement_policy.clone());
-                }
-                if has_transient || !call.no_private_reads {
-                    member_of.push(collection);
-                }
-            }
-        }
-        let identity_of = |serialized: &[u8]| resources.msps.deserialize(serialized).ok();
-        let own = identity_of(&self.identity).ok_or("this peer's identity is not valid on the channel")?;
-        let mut others: Vec<(&str, Arc<Identity>)> = Vec::new();
-        for remote in &self.remotes {
-            if remote.msp_id != self.msp_id
-                && !others.iter().any(|(m, _)| *m == remote.msp_id)
-                && let Some(identity) = identity_of(&remote.identity)
-                && member_of.iter().all(|c| c.is_member(&identity))
-            {
-                others.push((remote.msp_id.as_str(), identity));
-            }
-        }
-        others.truncate(MAX_PLANNED_ORGS);
-        let satisfied = |identities: &[Arc<Identity>]| -> bool {
-            definitions.iter().all(|d| d.policy.evaluate(identities, resources).unwrap_or(false))
-                && key_policies.iter().all(|p| p.evaluate(identities))
-                && collection_policies.iter().all(|p| p.evaluate(identities, resources).unwrap_or(false))
-        };
-        let mut subsets: Vec<u32> = (0..1u32 << others.len()).collect();
-        subsets.sort_by_key(|s| (s.count_ones(), *s));
-        for subset in subsets {
-            let chosen: Vec<usize> = (0..others.len()).filter(|i| subset & (1 << i) != 0).collect();
-            let mut identities = vec![own.clone()];
-            identities.extend(chosen.iter().map(|i| others[*i].1.clone()));
-            if satisfied(&identities) {
-                return Ok(chosen.iter().map(|i| others[*i].0.to_owned()).collect());
-            }
-        }
-        Err(format!(
-            "no set of organizations among {} satisfies the policies of {}",
-            std::iter::once(self.msp_id.as_str())
-                .chain(others.iter().map(|(m, _)| *m))
-                .collect::<Vec<_>>()
-                .join(", "),
-            interest.chaincodes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-        ))
+        let candidates: Vec<Candidate<'_>> =
+            self.remotes.iter().map(|r| Candidate { msp_id: &r.msp_id, identity: &r.identity }).collect();
+        plan::plan(&PlanRequest {
+            context,
+            interest,
+            has_transient,
+            written,
+            own_msp: &self.msp_id,
+            own_identity: &self.identity,
+            candidates: &candidates,
+        })
     }
 
     async fn evaluate(&self, request: EvaluateRequest) -> Result<EvaluateResponse, tonic::Status> {
@@ -538,7 +474,7 @@ impl Gateway {
         signature: &[u8],
     ) -> Result<(), tonic::Status> {
         let resources = channel.context().admission.clone();
-        check_creator(&resources, identity, request, signature, READERS_POLICY).map_err(|denial| {
+        check_creator(&resources, identity, request, signature, READERS_POLICY, now_unix()).map_err(|denial| {
             let (Denial::Creator(why) | Denial::Policy(why)) = denial;
             tonic::Status::permission_denied(format!(
                 "Failed evaluating policy on signed data during check policy on channel [{}] with policy [{READERS_POLICY}]: [{why}]",

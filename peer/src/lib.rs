@@ -12,6 +12,7 @@ pub mod intake;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod plan;
 pub mod pvtdata;
 pub mod pvtnet;
 pub mod replay;

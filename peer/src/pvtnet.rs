@@ -407,7 +407,7 @@ impl PrivateDataService {
 
     /// Checks a signed message: a peer of the channel that signed it recently, over a
     /// connection presenting the TLS certificate it is bound to.
-    fn sender(&self, channel: &Channel, sent: Sent<'_>) -> Result<Arc<Identity>, tonic::Status> {
+    fn sender(&self, channel: &Channel, sent: Sent<'_>, now: i64) -> Result<Arc<Identity>, tonic::Status> {
         let Sent { message, timestamp, bound_to, connection } = sent;
         if self.tls_binding {
             let Some(presented) = connection else {
@@ -432,7 +432,6 @@ impl PrivateDataService {
         if identity.role() != Some(NodeRole::Peer) {
             return Err(tonic::Status::permission_denied("only peers exchange private data"));
         }
-        let now = now_unix();
         let sent = timestamp.map_or(0, |t| t.seconds);
         if (sent - now).abs() > TIME_WINDOW_SECONDS {
             return Err(tonic::Status::permission_denied("message timestamp is outside the accepted window"));
@@ -471,7 +470,7 @@ impl PrivateData for PrivateDataService {
             bound_to: &payload.tls_cert_hash,
             connection,
         };
-        self.sender(channel, sent)?;
+        self.sender(channel, sent, now_unix())?;
         if channel.ledger().transaction(&payload.tx_id).map_err(ledger_status)?.is_some() {
             return Err(tonic::Status::failed_precondition(format!(
                 "transaction {} is already committed",
@@ -507,7 +506,7 @@ impl PrivateData for PrivateDataService {
             bound_to: &payload.tls_cert_hash,
             connection,
         };
-        let requester = self.sender(channel, sent)?;
+        let requester = self.sender(channel, sent, now_unix())?;
         let membership = channel.membership();
         let mut elements = Vec::new();
         for digest in payload.digests {

@@ -277,15 +277,10 @@ pub fn context_of(
 /// Decoration keys only the endorsing peer sets.
 pub const PEER_DECORATION_PREFIX: &str = "medfabric.";
 
-/// The decoration with the consortium's role grants (JSON: role → MSP ids).
-pub const ROLES_DECORATION: &str = "medfabric.roles";
-
-/// The decoration with every organization's record public key (JSON: MSP id → hex).
-pub const RECORD_KEYS_DECORATION: &str = "medfabric.recordkeys";
-
-/// The decoration with this peer's organization record key (JSON: `msp_id`,
-/// `private_key` hex), given only to the chaincodes the key is for.
-pub const ORG_KEY_DECORATION: &str = "medfabric.orgkey";
+/// The decorations the medical chaincode reads: the consortium's role grants, every
+/// organization's record public key, and this peer's organization record key (given only
+/// to the chaincodes the key is for). Their names are the medical API's.
+pub use medfabric_medical_api::names::{ORG_KEY_DECORATION, RECORD_KEYS_DECORATION, ROLES_DECORATION};
 
 /// An organization's record key as its peers hold it: the private half of the public key
 /// in the channel config's `MedfabricRecordKeys`, and the chaincodes that may use it.

@@ -109,7 +109,7 @@ impl std::fmt::Debug for TestNetwork {
     }
 }
 
-fn policy(text: &str) -> ApplicationPolicy {
+pub(crate) fn policy(text: &str) -> ApplicationPolicy {
     ApplicationPolicy {
         r#type: Some(application_policy::Type::SignaturePolicy(
             parse_policy(text).unwrap_or_else(|e| panic!("policy {text}: {e}")),
@@ -117,7 +117,7 @@ fn policy(text: &str) -> ApplicationPolicy {
     }
 }
 
-fn collection(name: &str, members: &str, block_to_live: u64) -> CollectionConfig {
+pub(crate) fn collection(name: &str, members: &str, block_to_live: u64) -> CollectionConfig {
     CollectionConfig {
         payload: Some(collection_config::Payload::StaticCollectionConfig(StaticCollectionConfig {
             name: name.into(),

@@ -11,13 +11,13 @@
 //!    earlier valid transactions; valid writes join the block's update.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use medfabric_msp::{Identity, counted_identities};
 use medfabric_proto::common::{Block, HeaderType};
-use medfabric_proto::kvrwset::{HashedRwSet, KvRead, KvWrite, KvrwSet, RangeQueryInfo};
+use medfabric_proto::kvrwset::{HashedRwSet, KvWrite, KvrwSet, Version as ProtoVersion};
 use medfabric_proto::protos::{ChaincodeEvent, TxValidationCode as Code};
 use medfabric_proto::rwset::TxReadWriteSet;
 use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Version, VersionedValue};
@@ -25,7 +25,7 @@ use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{
     ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement, hashed_namespace,
 };
-use medfabric_types::rwset::range_query_matches;
+use medfabric_types::mvcc::{self, Conflict, MvccState, NsReads};
 use medfabric_types::transaction::TransactionBody;
 use medfabric_types::{ConvertError, Transaction, block};
 use prost::Message;
@@ -584,80 +584,24 @@ impl Batch<'_> {
         }
     }
 
-    fn version(&self, namespace: &str, key: &str) -> ShimResult<Option<Version>> {
-        Ok(self.get(namespace, key)?.map(|v| v.version))
-    }
-
-    /// The live keys a recorded range query covers now.
-    fn range(&self, namespace: &str, info: &RangeQueryInfo) -> ShimResult<Vec<KvRead>> {
-        // A range whose iterator stopped early ends at (and includes) its last key.
-        let end = if info.itr_exhausted || info.end_key.is_empty() {
-            info.end_key.clone()
-        } else {
-            format!("{}\0", info.end_key)
-        };
-        let mut current: BTreeMap<String, Version> = self
-            .state
-            .range(namespace, &info.start_key, &end, usize::MAX)?
-            .into_iter()
-            .map(|(k, v)| (k, v.version))
-            .collect();
-        let from = (namespace.to_owned(), info.start_key.clone());
-        for ((ns, key), value) in self.update.state.range(from..) {
-            if ns != namespace || !(end.is_empty() || key.as_str() < end.as_str()) {
-                break;
-            }
-            match value {
-                Some(v) => current.insert(key.clone(), v.version),
-                None => current.remove(key),
-            };
-        }
-        Ok(current.into_iter().map(|(key, v)| KvRead { key, version: Some(proto_version(v)) }).collect())
-    }
-
+    /// Fabric's MVCC and phantom-read check ([`medfabric_types::mvcc`], shared with the
+    /// offline verifier) of one transaction's reads.
     fn conflict(&self, sets: &[NsSet]) -> ShimResult<Option<(Code, String)>> {
-        for set in sets {
-            let ns = &set.namespace;
-            for read in &set.kv.reads {
-                // As in Fabric, a key an earlier transaction of the block changed may not
-                // be read at all (whatever version the read claims).
-                if self.update.state.contains_key(&(ns.clone(), read.key.clone())) {
-                    return Ok(Some((
-                        Code::MvccReadConflict,
-                        format!("{ns}/{:?} was changed earlier in this block", read.key),
-                    )));
-                }
-                let current = self.version(ns, &read.key)?;
-                if current.map(proto_version) != read.version {
-                    return Ok(Some((
-                        Code::MvccReadConflict,
-                        format!("read of {ns}/{:?} is stale", read.key),
-                    )));
-                }
-            }
-            for info in &set.kv.range_queries_info {
-                if !range_query_matches(info, self.range(ns, info)?) {
-                    return Ok(Some((
-                        Code::PhantomReadConflict,
-                        format!("range [{:?}, {:?}) of {ns} changed", info.start_key, info.end_key),
-                    )));
-                }
-            }
-            for (collection, hashed, _) in &set.collections {
-                let hashed_ns = hashed_namespace(ns, collection);
-                for read in &hashed.hashed_reads {
-                    let key = hex::encode(&read.key_hash);
-                    let changed = self.update.state.contains_key(&(hashed_ns.clone(), key.clone()));
-                    if changed || self.version(&hashed_ns, &key)?.map(proto_version) != read.version {
-                        return Ok(Some((
-                            Code::MvccReadConflict,
-                            format!("read of a private key of {ns}/{collection} is stale"),
-                        )));
-                    }
-                }
-            }
-        }
-        Ok(None)
+        let collections: Vec<Vec<(String, HashedRwSet)>> = sets
+            .iter()
+            .map(|set| {
+                set.collections.iter().map(|(name, hashed, _)| (name.clone(), hashed.clone())).collect()
+            })
+            .collect();
+        let reads: Vec<NsReads<'_>> = sets
+            .iter()
+            .zip(&collections)
+            .map(|(set, collections)| NsReads { namespace: &set.namespace, kv: &set.kv, collections })
+            .collect();
+        Ok(mvcc::conflict(self, &reads)?.map(|conflict| match conflict {
+            Conflict::Mvcc(why) => (Code::MvccReadConflict, why),
+            Conflict::Phantom(why) => (Code::PhantomReadConflict, why),
+        }))
     }
 
     fn put(&mut self, namespace: &str, key: &str, value: Option<Bytes>, version: Version) -> ShimResult<()> {
@@ -698,7 +642,7 @@ impl Batch<'_> {
         for set in sets {
             let ns = &set.namespace;
             for write in &set.kv.writes {
-                let value = (!write.is_delete && !write.value.is_empty()).then(|| write.value.clone());
+                let value = (!mvcc::is_delete(write)).then(|| write.value.clone());
                 self.put(ns, &write.key, value, version)?;
                 self.update.history.push((ns.clone(), write.key.clone(), version.1));
             }
@@ -709,8 +653,8 @@ impl Batch<'_> {
                 let hashed_ns = hashed_namespace(ns, collection);
                 for write in &hashed.hashed_writes {
                     let key = hex::encode(&write.key_hash);
-                    let value = (!write.is_delete && !write.is_purge).then(|| write.value_hash.clone());
-                    self.put(&hashed_ns, &key, value.filter(|v| !v.is_empty()), version)?;
+                    let value = (!mvcc::is_hashed_delete(write)).then(|| write.value_hash.clone());
+                    self.put(&hashed_ns, &key, value, version)?;
                 }
                 for write in &hashed.metadata_writes {
                     self.put_metadata(&hashed_ns, &hex::encode(&write.key_hash), &write.entries, version)?;
@@ -718,6 +662,44 @@ impl Batch<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl MvccState for Batch<'_> {
+    type Error = ShimError;
+
+    fn committed_version(&self, namespace: &str, key: &str) -> ShimResult<Option<ProtoVersion>> {
+        Ok(self.state.get(namespace, key)?.map(|v| proto_version(v.version)))
+    }
+
+    fn committed_range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+    ) -> ShimResult<Vec<(String, ProtoVersion)>> {
+        Ok(self
+            .state
+            .range(namespace, start, end, usize::MAX)?
+            .into_iter()
+            .map(|(key, v)| (key, proto_version(v.version)))
+            .collect())
+    }
+
+    fn pending(&self, namespace: &str, key: &str) -> Option<Option<ProtoVersion>> {
+        self.update
+            .state
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .map(|entry| entry.as_ref().map(|v| proto_version(v.version)))
+    }
+
+    fn pending_range(&self, namespace: &str, start: &str, end: &str) -> Vec<(String, Option<ProtoVersion>)> {
+        self.update
+            .state
+            .range((namespace.to_owned(), start.to_owned())..)
+            .take_while(|((ns, key), _)| ns == namespace && (end.is_empty() || key.as_str() < end))
+            .map(|((_, key), entry)| (key.clone(), entry.as_ref().map(|v| proto_version(v.version))))
+            .collect()
     }
 }
 

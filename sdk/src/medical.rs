@@ -15,6 +15,19 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::gateway::{ClientError, Contract, code_name};
+use medfabric_medical_api::io::{
+    AccessInput, Balance, Ciphertext, ClaimInput, EraseInput, PatientInput, RecordInput, RecordKeyInfo,
+    SealedRead, SensitiveLabels,
+};
+use medfabric_medical_api::model::{Patient, RecordMeta};
+use medfabric_medical_api::names::{
+    AUDIT_AAD, PATIENT_HOLDER, READ_AAD, TRANSIENT_CIPHERTEXT, TRANSIENT_JUSTIFICATION, TRANSIENT_NOTE,
+    TRANSIENT_REASON, TRANSIENT_RESPONSE_KEY, TRANSIENT_SALT, TRANSIENT_SENSITIVE_LABELS,
+    TRANSIENT_WRAPPED_KEYS, consent_statement, org_holder,
+};
+use medfabric_medical_api::vocab::SENSITIVE;
+use serde::de::DeserializeOwned;
+
 use crate::records::{self, DataKey};
 
 /// One identity's view of the medical chaincode.
@@ -138,26 +151,26 @@ impl Medical {
         custodian: &str,
         public_key: &[u8],
     ) -> Result<Value> {
-        let input =
-            json!({"patient_id": patient_id, "custodian": custodian, "public_key": hex::encode(public_key)});
-        self.call("register_patient", &input).await
+        let input = PatientInput {
+            patient_id: patient_id.to_owned(),
+            custodian: custodian.to_owned(),
+            public_key: hex::encode(public_key),
+        };
+        self.call("register_patient", &serde_json::to_value(input)?).await
     }
 
     /// The two holders a record's data key is wrapped for: the patient (their registered
     /// key, from the ledger) and the custodian organization's record key (from the channel
     /// config, through the chaincode). Nobody else: grantees get it through `read_record`.
     pub async fn record_holders(&self, patient_id: &str, custodian: &str) -> Result<Vec<Reader>> {
-        let patient = self.query("get_patient", &json!(patient_id)).await?;
-        let org = self.query("record_key", &json!(custodian)).await?;
-        let key = |value: &Value, what: &str| -> Result<Vec<u8>> {
-            hex::decode(
-                value["public_key"].as_str().with_context(|| format!("{what} has no public_key: {value}"))?,
-            )
-            .with_context(|| format!("{what}'s public key hex"))
+        let patient: Patient = typed(self.query("get_patient", &json!(patient_id)).await?, "get_patient")?;
+        let org: RecordKeyInfo = typed(self.query("record_key", &json!(custodian)).await?, "record_key")?;
+        let key = |hex_key: &str, what: &str| -> Result<Vec<u8>> {
+            hex::decode(hex_key).with_context(|| format!("{what}'s public key hex"))
         };
         Ok(vec![
-            Reader { name: "patient".into(), public_key: key(&patient, "the patient")? },
-            Reader { name: format!("org:{custodian}"), public_key: key(&org, "the record key")? },
+            Reader { name: PATIENT_HOLDER.into(), public_key: key(&patient.public_key, "the patient")? },
+            Reader { name: org_holder(custodian), public_key: key(&org.public_key, "the record key")? },
         ])
     }
 
@@ -184,74 +197,63 @@ impl Medical {
         // Sensitive labels (HIV, PSY, …) identify a condition: they travel in the transient
         // map, salted, into the custodian's audit collection; the public metadata keeps the
         // confidentiality codes only.
-        let (sensitive, public): (Vec<&String>, Vec<&String>) = record
-            .security_labels
-            .iter()
-            .partition(|l| medfabric_medical::model::SENSITIVE.contains(&l.as_str()));
+        let (sensitive, public): (Vec<String>, Vec<String>) =
+            record.security_labels.iter().cloned().partition(|l| SENSITIVE.contains(&l.as_str()));
         let mut salt = [0u8; 32];
         getrandom::fill(&mut salt).map_err(|e| anyhow!("OS random source: {e}"))?;
-        let labels = json!({"labels": sensitive, "salt": hex::encode(salt)}).to_string();
-        let input = json!({
-            "record_id": record.record_id,
-            "patient_id": record.patient_id,
-            "resource_type": record.resource_type,
-            "data_class": record.data_class,
-            "security_labels": public,
-            "commitment": records::commitment(&key, &ciphertext),
-        });
+        let labels = serde_json::to_vec(&SensitiveLabels { labels: sensitive, salt: hex::encode(salt) })?;
+        let input = RecordInput {
+            record_id: record.record_id.clone(),
+            patient_id: record.patient_id.clone(),
+            resource_type: record.resource_type.clone(),
+            data_class: record.data_class.clone(),
+            security_labels: public,
+            commitment: records::commitment(&key, &ciphertext),
+        };
         let transient = [
-            ("ciphertext", ciphertext),
-            ("wrapped_keys", Value::Object(wrapped).to_string().into_bytes()),
-            ("sensitive_labels", labels.into_bytes()),
+            (TRANSIENT_CIPHERTEXT, ciphertext),
+            (TRANSIENT_WRAPPED_KEYS, Value::Object(wrapped).to_string().into_bytes()),
+            (TRANSIENT_SENSITIVE_LABELS, labels),
         ];
         let orgs = endorsers(custodian, second_org);
         let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-        self.submit("create_record", &[input.to_string()], &transient, &orgs).await
+        self.submit("create_record", &[serde_json::to_string(&input)?], &transient, &orgs).await
     }
 
     /// Reads the latest version on the custodian's peer and decrypts it with this
     /// identity's key; checks the commitment on chain.
     pub async fn read_record(&self, record_id: &str, custodian: &str) -> Result<Opened> {
         let found = self.fetch_record(record_id, custodian).await?;
-        let field = |name: &str| -> Result<&str> {
-            found[name].as_str().ok_or_else(|| anyhow!("read_record answered without {name}: {found}"))
-        };
-        let version = u32::try_from(found["version"].as_u64().context("version")?)?;
-        let patient_id = field("patient_id")?;
-        let ciphertext = hex::decode(field("ciphertext")?).context("ciphertext hex")?;
-        let wrapped = hex::decode(field("wrapped_key")?).context("wrapped key hex")?;
+        let version = found.version;
+        let ciphertext = hex::decode(&found.ciphertext).context("ciphertext hex")?;
+        let wrapped = hex::decode(&found.wrapped_key).context("wrapped key hex")?;
         let private_key = records::private_key_of(&self.msp_dir)?;
         let key = records::unwrap(&wrapped, &private_key, record_id, version)?;
         // Checked against the ledger, not the answer: whoever saw the response key on the
         // way could have forged a consistent answer.
-        let ledger = self.query("get_record", &json!(record_id)).await?;
-        if ledger["version"].as_u64() != Some(u64::from(version))
-            || found["record_id"].as_str() != Some(record_id)
-            || records::commitment(&key, &ciphertext) != ledger["commitment"].as_str().unwrap_or_default()
+        let ledger: RecordMeta = typed(self.query("get_record", &json!(record_id)).await?, "get_record")?;
+        if ledger.version != version
+            || found.record_id != record_id
+            || records::commitment(&key, &ciphertext) != ledger.commitment
         {
             bail!("the ciphertext of {record_id} does not match its version and commitment on the ledger");
         }
-        let aad = records::associated_data(record_id, version, patient_id);
+        let aad = records::associated_data(record_id, version, &found.patient_id);
         let plaintext = records::open(&key, &ciphertext, &aad)?;
-        Ok(Opened {
-            record_id: record_id.to_owned(),
-            version,
-            plaintext,
-            key_holder: field("key_holder")?.to_owned(),
-        })
+        Ok(Opened { record_id: record_id.to_owned(), version, plaintext, key_holder: found.key_holder })
     }
 
     /// The chaincode's `read_record` answer (ciphertext and this identity's wrapped key,
     /// still encrypted), evaluated on the custodian's peer. The chaincode seals it to a
     /// one-time key sent in the transient map, so that even a submitted read would leave
     /// nothing usable in a block; this opens it.
-    pub async fn fetch_record(&self, record_id: &str, custodian: &str) -> Result<Value> {
+    pub async fn fetch_record(&self, record_id: &str, custodian: &str) -> Result<Ciphertext> {
         let mut response_key = [0u8; 32];
         getrandom::fill(&mut response_key).map_err(|e| anyhow!("OS random source: {e}"))?;
         let result = self
             .contract
             .proposal_builder("read_record", &[record_id])
-            .transient("response_key", response_key.to_vec())
+            .transient(TRANSIENT_RESPONSE_KEY, response_key.to_vec())
             .endorsing_organizations(&[custodian])
             .signed(self.contract.network().gateway().signer())
             .evaluate()
@@ -288,7 +290,7 @@ impl Medical {
         fields.insert("action".into(), json!(action));
         fields.insert("version".into(), json!(version));
         let document = serde_json::to_string(&document)?;
-        let statement = format!("medfabric-consent-v1\0{document}");
+        let statement = consent_statement(&document);
         let signature = self.contract.network().gateway().signer().sign(statement.as_bytes());
         Ok(json!({"document": document, "signature": hex::encode(signature)}))
     }
@@ -324,21 +326,23 @@ impl Medical {
         justification: Option<&str>,
         consent_id: Option<&str>,
     ) -> Result<Value> {
-        let mut input = json!({"record_id": record_id, "purpose": purpose});
-        if let Some(id) = consent_id {
-            input["consent_id"] = json!(id);
-        }
+        let input = AccessInput {
+            record_id: record_id.to_owned(),
+            purpose: purpose.to_owned(),
+            justification: None,
+            consent_id: consent_id.map(str::to_owned),
+        };
         let mut transient: Vec<(&str, Vec<u8>)> = Vec::new();
         if let Some(text) = justification {
-            transient.push(("justification", text.as_bytes().to_vec()));
+            transient.push((TRANSIENT_JUSTIFICATION, text.as_bytes().to_vec()));
             transient.push(salt()?);
         }
-        self.submit("request_access", &positional(&input), &transient, &[]).await
+        self.submit("request_access", &[serde_json::to_string(&input)?], &transient, &[]).await
     }
 
     /// Reviews a break-glass access; the note travels like a justification.
     pub async fn review_break_glass(&self, event_id: &str, note: &str) -> Result<Value> {
-        let transient = [("note", note.as_bytes().to_vec()), salt()?];
+        let transient = [(TRANSIENT_NOTE, note.as_bytes().to_vec()), salt()?];
         self.submit("review_break_glass", &[event_id.to_owned()], &transient, &[]).await
     }
 
@@ -352,8 +356,8 @@ impl Medical {
     }
 
     pub async fn balance(&self, account: &str) -> Result<u64> {
-        let found = self.query("balance", &json!(account)).await?;
-        found["balance"].as_u64().ok_or_else(|| anyhow!("balance answered {found}"))
+        let found: Balance = typed(self.query("balance", &json!(account)).await?, "balance")?;
+        Ok(found.balance)
     }
 
     pub async fn settle(&self, access_id: &str) -> Result<Value> {
@@ -371,8 +375,13 @@ impl Medical {
         payer_org: &str,
         amount: u64,
     ) -> Result<Value> {
-        let input = json!({"claim_id": claim_id, "encounter_record": record_id, "payer_org": payer_org, "amount": amount});
-        self.call("submit_claim", &input).await
+        let input = ClaimInput {
+            claim_id: claim_id.to_owned(),
+            encounter_record: record_id.to_owned(),
+            payer_org: payer_org.to_owned(),
+            amount,
+        };
+        self.call("submit_claim", &serde_json::to_value(input)?).await
     }
 
     /// Approves `Some(amount)` or denies (`None`).
@@ -394,10 +403,12 @@ impl Medical {
         second_org: &str,
     ) -> Result<Value> {
         // The reason is free text: transient, into the custodian's audit collection.
-        let input = json!({"record_id": record_id}).to_string();
+        let input =
+            serde_json::to_string(&EraseInput { record_id: record_id.to_owned(), reason: String::new() })?;
         let orgs = endorsers(custodian, second_org);
         let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
-        self.submit("erase_record", &[input], &[("reason", reason.as_bytes().to_vec()), salt()?], &orgs).await
+        let transient = [(TRANSIENT_REASON, reason.as_bytes().to_vec()), salt()?];
+        self.submit("erase_record", &[input], &transient, &orgs).await
     }
 
     /// A regulator query (`disclosures`, `accesses_by_actor`, `accesses_by_org`,
@@ -412,36 +423,41 @@ impl Medical {
         let result = self
             .contract
             .proposal_builder(function, &[arg_text(&query)])
-            .transient("response_key", response_key.to_vec())
+            .transient(TRANSIENT_RESPONSE_KEY, response_key.to_vec())
             .signed(self.contract.network().gateway().signer())
             .evaluate()
             .await
             .map_err(describe)?;
-        open_sealed(&response_key, &parse(&result), &format!("medfabric-audit-v1\0{function}"))
+        open_sealed(&response_key, &parse(&result), &format!("{AUDIT_AAD}\0{function}"))
     }
 }
 
-/// Opens a sealed `read_record` answer (`nonce`, `sealed`: AES-256-GCM under the
-/// response key, associated data `medfabric-read-v1 \0 record_id`).
-pub fn open_read(response_key: &[u8; 32], sealed: &Value) -> Result<Value> {
-    let record_id = sealed["record_id"].as_str().context("read_record answered without record_id")?;
-    open_sealed(response_key, sealed, &format!("medfabric-read-v1\0{record_id}"))
+/// Opens a sealed `read_record` answer ([`SealedRead`]: AES-256-GCM under the response
+/// key, associated data `medfabric-read-v1 \0 record_id`).
+pub fn open_read(response_key: &[u8; 32], sealed: &Value) -> Result<Ciphertext> {
+    let header: SealedRead = typed(sealed.clone(), "read_record")?;
+    let answer = open_sealed(response_key, sealed, &format!("{READ_AAD}\0{}", header.record_id))?;
+    let answer: Ciphertext = typed(answer, "the sealed read_record answer")?;
+    if answer.record_id != header.record_id || answer.version != header.version {
+        bail!(
+            "the sealed answer is for {} v{}, not {} v{}",
+            answer.record_id,
+            answer.version,
+            header.record_id,
+            header.version
+        );
+    }
+    Ok(answer)
 }
 
 /// Opens `{nonce, sealed}` (hex; AES-256-GCM under `response_key`, associated data `aad`).
 pub fn open_sealed(response_key: &[u8; 32], sealed: &Value, aad: &str) -> Result<Value> {
-    use aes_gcm::aead::{Aead, KeyInit, Payload};
-    let field = |name: &str| -> Result<Vec<u8>> {
-        let text = sealed[name].as_str().ok_or_else(|| anyhow!("the answer has no {name}: {sealed}"))?;
-        hex::decode(text).with_context(|| format!("{name} hex"))
-    };
-    let nonce: [u8; 12] =
-        field("nonce")?.try_into().map_err(|_| anyhow!("the answer's nonce is not 12 bytes"))?;
-    let plaintext = aes_gcm::Aes256Gcm::new_from_slice(response_key)
-        .map_err(|e| anyhow!("response key: {e}"))?
-        .decrypt(&aes_gcm::Nonce::from(nonce), Payload { msg: &field("sealed")?, aad: aad.as_bytes() })
-        .map_err(|_| anyhow!("the answer does not open with this request's response key"))?;
-    serde_json::from_slice(&plaintext).context("the sealed answer")
+    medfabric_medical_api::sealed::open(response_key, aad, sealed).map_err(anyhow::Error::msg)
+}
+
+/// A chaincode answer as the API type it is.
+fn typed<T: DeserializeOwned>(value: Value, function: &str) -> Result<T> {
+    serde_json::from_value(value.clone()).with_context(|| format!("{function} answered {value}"))
 }
 
 /// The transient `salt` that comes with free text (32 random bytes, hex): its stored value's
@@ -449,7 +465,7 @@ pub fn open_sealed(response_key: &[u8; 32], sealed: &Value, aad: &str) -> Result
 fn salt() -> Result<(&'static str, Vec<u8>)> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("OS random source: {e}"))?;
-    Ok(("salt", hex::encode(bytes).into_bytes()))
+    Ok((TRANSIENT_SALT, hex::encode(bytes).into_bytes()))
 }
 
 fn merge(mut base: Value, extra: Value) -> Value {

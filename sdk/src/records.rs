@@ -1,4 +1,4 @@
-//! Client-side record encryption: the scheme is [`medfabric_medical::keywrap`] (one home
+//! Client-side record encryption: the scheme is [`medfabric_medical_api::keywrap`] (one home
 //! for the client and the chaincode that releases keys); here are the parts that touch a
 //! client's files — its private key from an MSP folder, a public key from a certificate.
 //!
@@ -6,7 +6,7 @@
 //! (the patient's and the custodian's record key) to the chaincode in the transient map.
 
 use anyhow::{Context, Result, anyhow, bail};
-pub use medfabric_medical::keywrap::{DataKey, KeyError, associated_data, commitment, open, seal, wrap};
+pub use medfabric_medical_api::keywrap::{DataKey, KeyError, associated_data, commitment, open, seal, wrap};
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::pkcs8::DecodePrivateKey;
 
@@ -17,7 +17,7 @@ pub fn unwrap(
     record_id: &str,
     version: u32,
 ) -> Result<DataKey> {
-    Ok(medfabric_medical::keywrap::unwrap(wrapped, &private_key.to_bytes(), record_id, version)?)
+    Ok(medfabric_medical_api::keywrap::unwrap(wrapped, &private_key.to_bytes(), record_id, version)?)
 }
 
 /// The private key of an MSP folder (`keystore/*`, PKCS#8 PEM) that matches its

@@ -18,7 +18,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("medfabric-types", &["medfabric-proto", "medfabric-msp"]),
     ("medfabric-shim", &["medfabric-proto", "medfabric-msp"]),
     ("medfabric-kv", &["medfabric-shim", "medfabric-msp"]),
-    ("medfabric-medical", &["medfabric-shim"]),
+    ("medfabric-medical-api", &[]),
+    ("medfabric-medical", &["medfabric-shim", "medfabric-medical-api"]),
     (
         "medfabric-sdk",
         &[
@@ -27,7 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "medfabric-types",
             "medfabric-config",
             "medfabric-ca",
-            "medfabric-medical",
+            "medfabric-medical-api",
         ],
     ),
     ("medfabric-ca-server", &["medfabric-ca", "medfabric-msp", "medfabric-config"]),
@@ -48,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "medfabric-shim",
             "medfabric-kv",
             "medfabric-medical",
+            "medfabric-medical-api",
         ],
     ),
     (
@@ -82,7 +84,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "medfabric-msp",
             "medfabric-types",
             "medfabric-ca",
-            "medfabric-medical",
             "medfabric-sdk",
             "medfabric-network",
             "medfabric-bench",
@@ -92,15 +93,18 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("medfabric-testkit", &["medfabric-ca", "medfabric-msp", "medfabric-proto"]),
 ];
 
-/// Crates an application links when it depends on the SDK (or on a crate under it).
+/// Crates an application links when it depends on the SDK (or on a crate under it), and
+/// the chaincodes (the shim and what they use).
 const CLIENT_SIDE: &[&str] = &[
+    "medfabric-shim",
+    "medfabric-kv",
+    "medfabric-medical",
     "medfabric-proto",
     "medfabric-config",
     "medfabric-ca",
     "medfabric-msp",
     "medfabric-types",
-    "medfabric-shim",
-    "medfabric-medical",
+    "medfabric-medical-api",
     "medfabric-sdk",
 ];
 

@@ -59,7 +59,7 @@ const ctx = {
  * @typedef {object} OrgCa
  * @property {FabricCAServices} ca a client of the org's CA
  * @property {any} node the CA's entry in `network status --json`
- * @property {string} caName the CA name (`ca_name` of its config)
+ * @property {string} caName the CA name (`name` of its config)
  * @property {string} adminId the bootstrap admin's enrollment ID
  * @property {string} adminSecret the bootstrap admin's secret
  * @property {string} mspId
@@ -148,7 +148,7 @@ function findUser(name, mspId) {
 
 /**
  * The top-level `key: value` scalars of the CA's YAML config, and those of its
- * `bootstrap_admin:` block (as `bootstrap_admin.id` etc.). Enough for the flat file
+ * `bootstrap:` block (as `bootstrap.id` etc.). Enough for the flat file
  * `network generate` writes; no YAML library needed.
  */
 function readCaConfig(file, what) {
@@ -174,11 +174,11 @@ function readCaConfig(file, what) {
 async function orgCa(mspId) {
     const node = findNode('ca', mspId);
     const config = readCaConfig(node.config_file, `config_file of ${node.name}`);
-    const caName = config.ca_name;
-    const adminId = config['bootstrap_admin.id'];
-    const adminSecret = config['bootstrap_admin.secret'];
+    const caName = config.name;
+    const adminId = config['bootstrap.id'];
+    const adminSecret = config['bootstrap.secret'];
     if (!caName || !adminId || !adminSecret) {
-        throw setupError(`${node.config_file}: no ca_name, bootstrap_admin.id or bootstrap_admin.secret`);
+        throw setupError(`${node.config_file}: no name, bootstrap.id or bootstrap.secret`);
     }
     // Fabric CA in production: HTTPS, trusting the org's TLS CA from `network status`.
     if (!node.tls_ca_file) throw setupError(`network status gives no tls_ca_file for ${node.name}`);

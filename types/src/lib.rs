@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod endorsement;
 mod error;
 pub mod lifecycle;
+pub mod mvcc;
 pub mod proposal;
 pub mod replay;
 pub mod rwset;

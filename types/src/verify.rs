@@ -526,6 +526,7 @@ impl LedgerVerifier {
             );
         }
         self.key_policies.end_block();
+        self.state.end_block();
         let expected_last_config = if new_config.is_some() { Some(number) } else { self.last_config_block };
         if let (Some(recorded), Some(expected)) = (report.last_config_index, expected_last_config)
             && recorded != expected

@@ -10,6 +10,11 @@ use crate::model::*;
 use crate::payments;
 use crate::records::{is_patient, patient, record};
 
+pub use medfabric_medical_api::io::{AccessInput, AccessResult};
+pub use medfabric_medical_api::names::{
+    TRANSIENT_JUSTIFICATION, TRANSIENT_NOTE, TRANSIENT_SALT, consent_statement,
+};
+
 // ---- consent ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,11 +70,6 @@ pub struct ConsentDocument {
     pub version: u32,
     #[serde(flatten)]
     pub input: ConsentInput,
-}
-
-/// The bytes a patient signs for a consent document.
-pub fn consent_statement(document: &str) -> String {
-    format!("medfabric-consent-v1\0{document}")
 }
 
 /// Only the patient manages their consents, as the holder of the key they registered
@@ -353,28 +353,6 @@ pub fn applicable(stub: &mut dyn ChaincodeStub, who: &Caller, patient_id: &str) 
 
 // ---- access ----------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessInput {
-    pub record_id: String,
-    /// Purpose of use (TREAT, ETREAT, HPAYMT, HOPERAT, HRESCH, PUBHLTH…).
-    pub purpose: String,
-    /// Refused: arguments land in blocks. A break-glass justification travels in the
-    /// transient map under [`TRANSIENT_JUSTIFICATION`].
-    #[serde(default)]
-    pub justification: Option<String>,
-    /// Request under this consent of the patient (else: the first that permits). A consent
-    /// naming sensitive labels can authorise only this way: the labels are not public, so
-    /// here the record is taken to carry those the consent names, and the custodian's peer
-    /// checks them against the record's real ones before it releases a key.
-    #[serde(default)]
-    pub consent_id: Option<String>,
-}
-
-/// Transient key of a break-glass justification (free text, kept off the chain).
-pub const TRANSIENT_JUSTIFICATION: &str = "justification";
-/// Transient key of a break-glass review note.
-pub const TRANSIENT_NOTE: &str = "note";
-
 /// Free text from the transient map under `key` (trimmed; absent or blank: `None`).
 pub fn transient_text(stub: &dyn ChaincodeStub, key: &str) -> Outcome<Option<String>> {
     let Some(bytes) = stub.transient().get(key) else { return Ok(None) };
@@ -406,9 +384,6 @@ fn keep_note(
     let value = salted_text(stub, text)?;
     Ok(stub.put_private_data(&audit_collection(custodian), &id, value)?)
 }
-
-/// Transient entry that comes with any free text: 32 random bytes (hex) from the writer.
-pub const TRANSIENT_SALT: &str = "salt";
 
 /// Free text as stored in a collection: `{"text", "salt"}`. The block carries the value's
 /// hash, which without the writer's salt could confirm a guessed text.
@@ -451,16 +426,6 @@ pub fn with_notes(stub: &mut dyn ChaincodeStub, custodian: &str, mut event: Audi
         review.note = read("review").unwrap_or_default();
     }
     event
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccessResult {
-    pub access_id: String,
-    pub record_id: String,
-    pub authorization: String,
-    pub break_glass: bool,
-    pub fee: Option<u64>,
-    pub review_due: Option<u64>,
 }
 
 /// Requests access to a record for a purpose. Consent is evaluated now, inside the

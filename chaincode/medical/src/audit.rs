@@ -5,7 +5,7 @@
 //! erasures. `format` is `json` or `fhir` (AuditEvent / Consent resources).
 
 use medfabric_shim::{ChaincodeStub, ContractError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::access::{audit_event, event_seal, with_notes};
@@ -13,37 +13,16 @@ use crate::consent::{Consent, Decision, Grantee, Provision, Status};
 use crate::identity::{Role, caller};
 use crate::model::*;
 
-/// Most items per page.
-pub const MAX_PAGE: u32 = 500;
+pub use medfabric_medical_api::io::{CommitmentAt, MAX_PAGE, Page, Query};
+pub use medfabric_medical_api::names::AUDIT_AAD;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Page {
-    pub items: Vec<Value>,
-    pub count: usize,
-    /// Pass back for the next page; empty at the end.
-    pub bookmark: String,
+/// What the chaincode makes of a [`Query`].
+trait QueryRules {
+    fn fhir(&self) -> Outcome<bool>;
+    fn page_size(&self) -> u32;
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Query {
-    /// Patient, actor (`MSPID/id`), organization or record, depending on the query.
-    #[serde(default)]
-    pub subject: String,
-    /// Inclusive time range, unix seconds.
-    #[serde(default)]
-    pub from: Option<u64>,
-    #[serde(default)]
-    pub to: Option<u64>,
-    #[serde(default)]
-    pub page_size: Option<u32>,
-    #[serde(default)]
-    pub bookmark: String,
-    /// `json` (default) or `fhir`.
-    #[serde(default)]
-    pub format: Option<String>,
-}
-
-impl Query {
+impl QueryRules for Query {
     fn fhir(&self) -> Outcome<bool> {
         match self.format.as_deref() {
             None | Some("json") => Ok(false),
@@ -112,9 +91,6 @@ fn answer(
         None => Ok(page),
     }
 }
-
-/// Associated-data prefix of a sealed regulator answer (then the function name).
-pub const AUDIT_AAD: &str = "medfabric-audit-v1";
 
 /// An audit event with its free text, read from the custodian's audit collection
 /// (held by the regulators' peers; a peer without it answers without the text).
@@ -221,13 +197,6 @@ pub fn payments_for_disclosures(stub: &mut dyn ChaincodeStub, (query,): (Query,)
             get_json(s, &id)?.ok_or_else(|| ContractError::new(format!("escrow {access_id} missing")))?;
         to_value(&escrow)
     })
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CommitmentAt {
-    pub record_id: String,
-    pub time: u64,
-    pub version: RecordVersion,
 }
 
 /// The commitment in force for a record at a time: the last version written at or

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Outcome, fail};
 use crate::records::hex;
 
+pub use medfabric_medical_api::names::ROLES_DECORATION;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -95,9 +97,6 @@ impl Caller {
         ))
     }
 }
-
-/// The decoration holding the consortium's role grants (JSON: role → MSP ids).
-pub const ROLES_DECORATION: &str = "medfabric.roles";
 
 /// The consortium's role grants, as the endorsing peer decorated the proposal.
 pub fn role_grants(stub: &dyn ChaincodeStub) -> Outcome<BTreeMap<String, Vec<String>>> {

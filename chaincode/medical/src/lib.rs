@@ -30,11 +30,11 @@ pub mod access;
 pub mod audit;
 pub mod consent;
 pub mod identity;
-pub mod keywrap;
 pub mod model;
 pub mod payments;
 pub mod records;
 
+pub use medfabric_medical_api::keywrap;
 use medfabric_shim::Router;
 
 /// The medical chaincode as a [`Router`].

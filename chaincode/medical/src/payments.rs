@@ -16,12 +16,13 @@
 
 use bytes::Bytes;
 use medfabric_shim::{ChaincodeStub, ContractError};
-use serde::{Deserialize, Serialize};
 
 use crate::consent::{Fee, Status};
 use crate::identity::{Role, caller};
 use crate::model::*;
 use crate::records::record;
+
+pub use medfabric_medical_api::io::{Balance, ClaimInput, Deposited};
 
 fn account_key(stub: &dyn ChaincodeStub, owner: &str) -> Outcome<String> {
     key(stub, ACCOUNT, &[owner])
@@ -141,19 +142,6 @@ pub fn debit(stub: &mut dyn ChaincodeStub, owner: &str, amount: u64) -> Outcome<
 
 fn check_account_id(owner: &str) -> Outcome<()> {
     check_id("account", owner)
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Balance {
-    pub owner: String,
-    pub balance: u64,
-}
-
-/// A credit made.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Deposited {
-    pub account: String,
-    pub amount: u64,
 }
 
 /// Money entering the ledger from outside (a bank transfer received): only payers
@@ -345,14 +333,6 @@ fn claim_key(stub: &dyn ChaincodeStub, claim_id: &str) -> Outcome<String> {
 fn load_claim(stub: &mut dyn ChaincodeStub, claim_id: &str) -> Outcome<Claim> {
     let id = claim_key(stub, claim_id)?;
     get_json(stub, &id)?.ok_or_else(|| ContractError::new(format!("claim {claim_id} not found")))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClaimInput {
-    pub claim_id: String,
-    pub encounter_record: String,
-    pub payer_org: String,
-    pub amount: u64,
 }
 
 /// A provider submits a claim for an encounter record of its organization.

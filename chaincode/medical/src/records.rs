@@ -17,35 +17,19 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use medfabric_shim::ChaincodeStub;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::identity::{Caller, Role, caller};
 use crate::model::*;
 
-/// Transient-map entries of `create_record` and `append_version`.
-pub const TRANSIENT_CIPHERTEXT: &str = "ciphertext";
-/// JSON object: reader (actor id, `org:MSPID` or `patient`) → wrapped key (hex).
-pub const TRANSIENT_WRAPPED_KEYS: &str = "wrapped_keys";
-/// Transient entry of `create_record`: JSON `{"labels": [sensitive labels], "salt": hex of
-/// 32 random bytes}`. Sensitive labels identify a condition: they never enter arguments,
-/// public state or blocks, only the custodian's audit collection.
-pub const TRANSIENT_SENSITIVE_LABELS: &str = "sensitive_labels";
-/// Transient key of `read_record`: the 32-byte AES-256 key its answer is sealed to.
-pub const TRANSIENT_RESPONSE_KEY: &str = "response_key";
-/// Associated-data prefix of a sealed `read_record` answer (then the record id).
-pub const READ_AAD: &str = "medfabric-read-v1";
-/// The two holders of a stored wrap: the patient, and the custodian's record key.
-pub const PATIENT_HOLDER: &str = "patient";
-/// The peer's decoration with every organization's record public key (JSON MSP → hex).
-pub const RECORD_KEYS_DECORATION: &str = "medfabric.recordkeys";
-/// The peer's decoration with its own organization's record key (JSON `msp_id`,
-/// `private_key` hex); only the organization's peers have it.
-pub const ORG_KEY_DECORATION: &str = "medfabric.orgkey";
-
-/// The name of the custodian's record-key wrap.
-pub fn org_holder(custodian: &str) -> String {
-    format!("org:{custodian}")
-}
+pub use medfabric_medical_api::io::{
+    Ciphertext, EraseInput, PatientInput, RecordInput, RecordKeyInfo, SealedRead, SensitiveLabels,
+    VersionInput,
+};
+pub use medfabric_medical_api::names::{
+    ORG_KEY_DECORATION, PATIENT_HOLDER, READ_AAD, RECORD_KEYS_DECORATION, TRANSIENT_CIPHERTEXT,
+    TRANSIENT_REASON, TRANSIENT_RESPONSE_KEY, TRANSIENT_SENSITIVE_LABELS, TRANSIENT_WRAPPED_KEYS, org_holder,
+};
 
 /// The record public key of `org` (hex), as the channel config publishes it.
 fn published_record_key(stub: &dyn ChaincodeStub, org: &str) -> Outcome<String> {
@@ -82,26 +66,10 @@ fn held_record_key(stub: &dyn ChaincodeStub, org: &str) -> Outcome<Option<Vec<u8
     Ok(Some(private_key))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordKeyInfo {
-    pub msp_id: String,
-    /// Hex of the uncompressed P-256 public key data keys are wrapped to.
-    pub public_key: String,
-}
-
 /// An organization's record public key: what a writer wraps the data key to.
 pub fn record_key(stub: &mut dyn ChaincodeStub, (org,): (String,)) -> Outcome<RecordKeyInfo> {
     caller(stub)?;
     Ok(RecordKeyInfo { public_key: published_record_key(stub, &org)?, msp_id: org })
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PatientInput {
-    /// `<custodian MSP id>/<enrollment id>`: the registering patient's own actor id.
-    pub patient_id: String,
-    pub custodian: String,
-    /// The patient's P-256 key (hex SEC1, uncompressed): that of their certificate.
-    pub public_key: String,
 }
 
 /// The uncompressed SEC1 key of the caller's certificate, hex.
@@ -186,18 +154,6 @@ pub fn get_patient(stub: &mut dyn ChaincodeStub, (patient_id,): (String,)) -> Ou
     patient(stub, &patient_id)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordInput {
-    pub record_id: String,
-    pub patient_id: String,
-    pub resource_type: String,
-    pub data_class: String,
-    #[serde(default)]
-    pub security_labels: Vec<String>,
-    /// HMAC-SHA256 of the ciphertext under the record key (hex).
-    pub commitment: String,
-}
-
 pub fn record(stub: &mut dyn ChaincodeStub, record_id: &str) -> Outcome<RecordMeta> {
     let id = key(stub, RECORD, &[record_id])?;
     get_json(stub, &id)?
@@ -232,14 +188,6 @@ fn check_labels(labels: &[String]) -> Outcome<()> {
         return fail(format!("unknown security label {bad:?}"));
     }
     Ok(())
-}
-
-/// What the custodian's audit collection holds about a record's sensitive labels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SensitiveLabels {
-    pub labels: Vec<String>,
-    /// Hex of 32 random bytes from the writer.
-    pub salt: String,
 }
 
 /// Stores the record's sensitive labels (from the transient map) in the custodian's audit
@@ -393,12 +341,6 @@ pub fn create_record(stub: &mut dyn ChaincodeStub, (input,): (RecordInput,)) -> 
     Ok(meta)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VersionInput {
-    pub record_id: String,
-    pub commitment: String,
-}
-
 /// Appends a version (new ciphertext, new key); by a provider of the custodian.
 pub fn append_version(stub: &mut dyn ChaincodeStub, (input,): (VersionInput,)) -> Outcome<RecordMeta> {
     let who = caller(stub)?;
@@ -485,38 +427,6 @@ fn grant_in_force(
     Ok(())
 }
 
-/// What a reader needs to decrypt one version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Ciphertext {
-    pub record_id: String,
-    pub patient_id: String,
-    pub version: u32,
-    pub commitment: String,
-    /// Hex of nonce ‖ AES-256-GCM ciphertext.
-    pub ciphertext: String,
-    /// Hex of the HPKE-wrapped key for this reader.
-    pub wrapped_key: String,
-    /// Whose key it is wrapped to: `patient` (the registered key), or the caller's actor id
-    /// (the key of the caller's certificate, wrapped by the custodian's peer for this read).
-    pub key_holder: String,
-}
-
-/// A `read_record` answer: the [`Ciphertext`] as JSON, sealed with AES-256-GCM to the
-/// reader's one-time `response_key` (from the transient map, which never lands in a
-/// block). Read is an evaluate; should someone submit it instead, the block holds only
-/// this, which nobody can open once the reader's key is gone, so crypto-shredding the
-/// record still works.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SealedRead {
-    pub record_id: String,
-    pub version: u32,
-    /// Hex of the 12-byte nonce (random).
-    pub nonce: String,
-    /// Hex of the AES-256-GCM ciphertext and tag; associated data
-    /// `medfabric-read-v1 \0 record_id`.
-    pub sealed: String,
-}
-
 fn seal_answer(key: &[u8], answer: &Ciphertext) -> Outcome<SealedRead> {
     let plaintext = serde_json::to_value(answer)
         .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
@@ -539,25 +449,9 @@ pub fn response_key(stub: &dyn ChaincodeStub) -> Outcome<Option<Bytes>> {
     }
 }
 
-/// `value` sealed with AES-256-GCM to `key`: `{"nonce", "sealed"}` (hex), associated data
-/// `aad`, a random nonce.
+/// `value` sealed to the caller's response `key` ([`medfabric_medical_api::sealed`]).
 pub fn seal_json(key: &[u8], aad: &str, value: &serde_json::Value) -> Outcome<serde_json::Value> {
-    use aes_gcm::aead::{Aead, KeyInit, Payload};
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|_| {
-        medfabric_shim::ContractError::new(format!("{TRANSIENT_RESPONSE_KEY} must be 32 bytes"))
-    })?;
-    // A random nonce: the same proposal evaluated twice seals two different plaintexts (the
-    // release re-wrap is randomised), which a nonce derived from the proposal would put
-    // under one nonce. These answers come from evaluates: endorsers need not agree.
-    let mut nonce_bytes = [0u8; 12];
-    getrandom::fill(&mut nonce_bytes)
-        .map_err(|e| medfabric_shim::ContractError::new(format!("OS random source: {e}")))?;
-    let plaintext = serde_json::to_vec(value)
-        .map_err(|e| medfabric_shim::ContractError::new(format!("encoding the answer: {e}")))?;
-    let sealed = cipher
-        .encrypt(&aes_gcm::Nonce::from(nonce_bytes), Payload { msg: &plaintext, aad: aad.as_bytes() })
-        .map_err(|_| medfabric_shim::ContractError::new("sealing the answer failed"))?;
-    Ok(serde_json::json!({"nonce": hex(&nonce_bytes), "sealed": hex(&sealed)}))
+    medfabric_medical_api::sealed::seal(key, aad, value).map_err(medfabric_shim::ContractError::new)
 }
 
 /// Most grants of one reader for one record a read looks at.
@@ -727,19 +621,6 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EraseInput {
-    pub record_id: String,
-    /// Must be empty: the reason is free text, sent in the transient map under
-    /// [`TRANSIENT_REASON`] (arguments land in blocks).
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// Transient entry of `erase_record`: why (free text), kept in the custodian's audit
-/// collection.
-pub const TRANSIENT_REASON: &str = "reason";
 
 /// The audit-collection key of an erasure's reason.
 pub fn erasure_reason_key(stub: &dyn ChaincodeStub, record_id: &str) -> Outcome<String> {

@@ -183,8 +183,9 @@ fn relabelled_validation_codes_are_caught() {
         })
     };
     for (number, index, code, needle) in [
-        (56, 0, 0, "already in the ledger"),     // DUPLICATE_TXID -> VALID
-        (21, 1, 0, "read of vecor/\"ctr\""),     // MVCC_READ_CONFLICT -> VALID
+        (56, 0, 0, "already in the ledger"), // DUPLICATE_TXID -> VALID
+        // MVCC_READ_CONFLICT -> VALID: tx 0 of the block wrote the key tx 1 read.
+        (21, 1, 0, "vecor/\"ctr\" was changed earlier in this block"),
         (39, 0, 0, "changed since endorsement"), // PHANTOM (Merkle summary) -> VALID
         (32, 0, 0, "changed since endorsement"), // PHANTOM (raw reads) -> VALID
         (20, 0, 11, "its reads still hold"),     // VALID -> MVCC_READ_CONFLICT

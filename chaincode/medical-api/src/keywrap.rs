@@ -117,7 +117,7 @@ pub fn commitment(key: &DataKey, ciphertext: &[u8]) -> String {
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key.subkey(COMMITMENT))
         .expect("HMAC takes any key length");
     mac.update(ciphertext);
-    crate::records::hex(&mac.finalize().into_bytes())
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Wraps `key` for the holder of `public_key` (uncompressed SEC1 P-256): encapsulated
