@@ -27,8 +27,7 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut config = CaConfig::load(&args.config)?;
-    config.registry_file = config.registry_path();
+    let config = CaConfig::load(&args.config)?;
     let tls = match (&config.tls, config.plain_http) {
         (Some(tls), _) => Some(tls::server_config(&tls.cert_file, &tls.key_file)?),
         (None, true) => None,

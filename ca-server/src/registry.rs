@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 
 /// PBKDF2 rounds for stored secrets.
@@ -31,22 +31,16 @@ pub struct SecretHash {
     pub hash: String,
 }
 
-fn pbkdf2(secret: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    // One output block of PBKDF2-HMAC-SHA256 (RFC 8018).
-    let prf =
-        || <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
-    let mut mac = prf();
-    mac.update(salt);
-    mac.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut out = u;
-    for _ in 1..iterations {
-        let mut mac = prf();
-        mac.update(&u);
-        u = mac.finalize().into_bytes().into();
-        out.iter_mut().zip(u.iter()).for_each(|(o, x)| *o ^= x);
-    }
+/// PBKDF2-HMAC-SHA256 (RFC 8018), 32 bytes; `iterations` of at least 1.
+fn pbkdf2(secret: &[u8], salt: &[u8], iterations: NonZeroU32) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, iterations, salt, secret, &mut out);
     out
+}
+
+/// [`ITERATIONS`], checked once.
+fn iterations() -> NonZeroU32 {
+    NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN)
 }
 
 impl SecretHash {
@@ -56,7 +50,7 @@ impl SecretHash {
         Ok(Self {
             salt: hex::encode(salt),
             iterations: ITERATIONS,
-            hash: hex::encode(pbkdf2(secret.as_bytes(), &salt, ITERATIONS)),
+            hash: hex::encode(pbkdf2(secret.as_bytes(), &salt, iterations())),
         })
     }
 
@@ -66,13 +60,21 @@ impl SecretHash {
         Self { salt: String::new(), iterations: 0, hash: String::new() }
     }
 
-    /// Constant-time comparison of `secret` with the stored hash.
+    /// Does `secret` hash to the stored hash? (ring's verification compares in constant
+    /// time.) An unusable hash (no iterations) matches nothing.
     pub fn matches(&self, secret: &str) -> bool {
+        let Some(iterations) = NonZeroU32::new(self.iterations) else { return false };
         let Ok(salt) = hex::decode(&self.salt) else { return false };
         let Ok(stored) = hex::decode(&self.hash) else { return false };
-        let computed = pbkdf2(secret.as_bytes(), &salt, self.iterations);
-        stored.len() == computed.len()
-            && stored.iter().zip(computed.iter()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+        stored.len() == 32
+            && ring::pbkdf2::verify(
+                ring::pbkdf2::PBKDF2_HMAC_SHA256,
+                iterations,
+                &salt,
+                secret.as_bytes(),
+                &stored,
+            )
+            .is_ok()
     }
 }
 
@@ -201,7 +203,7 @@ mod tests {
     fn pbkdf2_matches_rfc_vectors() {
         // RFC 7914 §11 (PBKDF2-HMAC-SHA256, "passwd"/"salt", c=1), first 32 bytes.
         assert_eq!(
-            hex::encode(pbkdf2(b"passwd", b"salt", 1)),
+            hex::encode(pbkdf2(b"passwd", b"salt", NonZeroU32::MIN)),
             "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
         );
     }

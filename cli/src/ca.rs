@@ -72,19 +72,23 @@ pub enum CaCommand {
 
 /// A CA's endpoint from its node config (HTTPS with its TLS CA, checking its own name).
 fn endpoint(ca: &CaConfig) -> Result<client::Endpoint> {
-    let tls_ca = ca.tls.as_ref().and_then(|t| t.ca_file.as_deref());
-    medfabric_network::up::ca_endpoint(&ca.listen_address, &ca.name, tls_ca)
+    // HTTPS without a named TLS CA is refused (by `ca_endpoint`), never sent as plain HTTP.
+    let tls_ca = ca.tls.as_ref().map(|t| t.ca_file.clone().unwrap_or_default());
+    medfabric_network::up::ca_endpoint(&ca.listen_address, &ca.name, tls_ca.as_deref())
 }
 
-/// The node configs in a network directory, of any kind.
+/// The node configs in a network directory that read (a broken peer file does not stop
+/// a CA command; the daemons report their own config errors).
 fn node_configs(data: &Path) -> Result<Vec<NodeConfig>> {
     let mut configs = Vec::new();
     for entry in
         std::fs::read_dir(data.join("nodes")).with_context(|| format!("{} has no nodes/", data.display()))?
     {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            configs.push(medfabric_config::load_any(&path).map_err(anyhow::Error::msg)?);
+        if path.extension().is_some_and(|e| e == "yaml")
+            && let Ok(Some(config)) = medfabric_config::load_any(&path)
+        {
+            configs.push(config);
         }
     }
     Ok(configs)

@@ -10,18 +10,24 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct CaConfig {
     /// The CA's name (`caname` in requests), `ca.<domain>` in generated networks.
+    /// (`ca_name`, `ca_cert_file`, `ca_key_file` and `bootstrap_admin` are the names
+    /// networks generated before these types wrote.)
+    #[serde(alias = "ca_name")]
     pub name: String,
     /// The organization whose identities the CA issues (informational).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub msp_id: String,
     pub listen_address: String,
+    #[serde(alias = "ca_cert_file")]
     pub cert_file: PathBuf,
+    #[serde(alias = "ca_key_file")]
     pub key_file: PathBuf,
     /// The registry file (default: `registry.json` in `data_dir`).
     #[serde(default, skip_serializing_if = "is_empty_path")]
     pub registry_file: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(alias = "bootstrap_admin")]
     pub bootstrap: Bootstrap,
     /// Largest request body accepted.
     #[serde(default = "default_body_limit")]
@@ -62,15 +68,6 @@ fn default_body_limit() -> usize {
 }
 
 impl CaConfig {
-    /// The registry file: `registry_file`, else `registry.json` in `data_dir` (or here).
-    pub fn registry_path(&self) -> PathBuf {
-        if self.registry_file.as_os_str().is_empty() {
-            self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")).join("registry.json")
-        } else {
-            self.registry_file.clone()
-        }
-    }
-
     /// The paths in the file, for making them relative to it.
     pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = vec![&mut self.cert_file, &mut self.key_file];
@@ -94,7 +91,9 @@ impl CaConfig {
 pub struct CaTls {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
-    /// The TLS CA that issued `cert_file` (what clients trust; reported by `network status`).
+    /// The TLS CA that issued `cert_file` (what clients trust; reported by `network status`;
+    /// clients of a CA with `tls` and no `ca_file` refuse to connect rather than fall back
+    /// to plain HTTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }

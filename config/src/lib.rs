@@ -25,12 +25,20 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// HTTP/2 streams one client connection may have open at once.
     pub max_concurrent_streams: u32,
+    /// Accepted and ignored: networks generated before these types wrote it, and nothing
+    /// ever read it. Never written.
+    #[serde(default, skip_serializing, rename = "max_connections")]
+    pub legacy_max_connections: Option<u32>,
 }
 
 impl Default for Limits {
     /// Fabric's 100 MiB messages and 2500 concurrent requests.
     fn default() -> Self {
-        Self { max_message_bytes: 100 * 1024 * 1024, max_concurrent_streams: 2500 }
+        Self {
+            max_message_bytes: 100 * 1024 * 1024,
+            max_concurrent_streams: 2500,
+            legacy_max_connections: None,
+        }
     }
 }
 
@@ -40,6 +48,8 @@ pub trait NodeFile: Serialize + DeserializeOwned {
     const KIND: &'static str;
     /// The paths in the file, made relative to its directory on load.
     fn paths_mut(&mut self) -> Vec<&mut PathBuf>;
+    /// Fills in defaults that depend on the file's directory `base` (after `paths_mut`).
+    fn resolve(&mut self, _base: &Path) {}
 }
 
 impl NodeFile for PeerConfig {
@@ -60,6 +70,13 @@ impl NodeFile for CaConfig {
     const KIND: &'static str = "ca";
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         CaConfig::paths_mut(self)
+    }
+
+    /// The registry defaults to `registry.json` in `data_dir`, else beside the file.
+    fn resolve(&mut self, base: &Path) {
+        if self.registry_file.as_os_str().is_empty() {
+            self.registry_file = self.data_dir.as_deref().unwrap_or(base).join("registry.json");
+        }
     }
 }
 
@@ -117,6 +134,7 @@ fn typed<T: NodeFile>(path: &Path, map: serde_yaml::Mapping) -> Result<T, String
             *p = base.join(&*p);
         }
     }
+    config.resolve(base);
     Ok(config)
 }
 
@@ -132,14 +150,15 @@ pub fn load<T: NodeFile>(path: &Path) -> Result<T, String> {
     }
 }
 
-/// Reads a node config of any kind (the file must name it).
-pub fn load_any(path: &Path) -> Result<NodeConfig, String> {
+/// Reads a node config of any kind (the file must name it); `None` for a kind other
+/// than peer, orderer or ca (a file for some other tool).
+pub fn load_any(path: &Path) -> Result<Option<NodeConfig>, String> {
     let mut map = read(path)?;
     match kind_of(path, &mut map)?.as_deref() {
-        Some(PeerConfig::KIND) => typed(path, map).map(NodeConfig::Peer),
-        Some(OrdererConfig::KIND) => typed(path, map).map(NodeConfig::Orderer),
-        Some(CaConfig::KIND) => typed(path, map).map(NodeConfig::Ca),
-        Some(other) => Err(format!("{}: unknown kind {other:?} (peer, orderer or ca)", path.display())),
+        Some(PeerConfig::KIND) => typed(path, map).map(|c| Some(NodeConfig::Peer(c))),
+        Some(OrdererConfig::KIND) => typed(path, map).map(|c| Some(NodeConfig::Orderer(c))),
+        Some(CaConfig::KIND) => typed(path, map).map(|c| Some(NodeConfig::Ca(c))),
+        Some(_) => Ok(None),
         None => Err(format!("{}: no kind (peer, orderer or ca)", path.display())),
     }
 }
@@ -182,7 +201,9 @@ mod tests {
         let yaml = to_yaml(&relative).expect("yaml");
         assert!(yaml.starts_with("kind: orderer\n"), "{yaml}");
         let path = write(dir.path(), "o2.yaml", &yaml);
-        let NodeConfig::Orderer(back) = load_any(&path).expect("loads") else { panic!("not an orderer") };
+        let Some(NodeConfig::Orderer(back)) = load_any(&path).expect("loads") else {
+            panic!("not an orderer")
+        };
         assert_eq!(back.limits.max_concurrent_streams, 7);
         assert_eq!(back.genesis_block, dir.path().join("genesis.block"));
     }
@@ -193,13 +214,39 @@ mod tests {
         let typo = write(dir.path(), "typo.yaml", &format!("{ORDERER}max_conections: 10\n"));
         let error = load::<OrdererConfig>(&typo).expect_err("unknown key");
         assert!(error.contains("unknown field `max_conections`"), "{error}");
-        let nested = write(dir.path(), "nested.yaml", &format!("{ORDERER}limits:\n  max_connections: 10\n"));
+        let nested = write(dir.path(), "nested.yaml", &format!("{ORDERER}limits:\n  max_streams: 10\n"));
         let error = load::<OrdererConfig>(&nested).expect_err("unknown nested key");
-        assert!(error.contains("unknown field `max_connections`"), "{error}");
+        assert!(error.contains("unknown field `max_streams`"), "{error}");
         let peer = write(dir.path(), "peer.yaml", &format!("kind: peer\n{ORDERER}"));
         let error = load::<OrdererConfig>(&peer).expect_err("wrong kind");
         assert!(error.contains("is a peer config; expected kind orderer"), "{error}");
         let error = load_any(&typo).expect_err("no kind");
         assert!(error.contains("no kind"), "{error}");
+        let other = write(dir.path(), "other.yaml", "kind: gossip\nanything: 1\n");
+        assert!(load_any(&other).expect("another tool's file").is_none());
+    }
+
+    #[test]
+    fn files_generated_before_the_types_still_load() {
+        let dir = tempfile::tempdir().expect("dir");
+        let old = write(
+            dir.path(),
+            "o.yaml",
+            &format!("kind: orderer\n{ORDERER}limits:\n  max_message_bytes: 5\n  max_connections: 1024\n"),
+        );
+        let config: OrdererConfig = load(&old).expect("loads");
+        assert_eq!(config.limits.max_message_bytes, 5);
+        assert!(!to_yaml(&config).expect("yaml").contains("max_connections"), "never written");
+        let ca = write(
+            dir.path(),
+            "ca.yaml",
+            "kind: ca\nca_name: ca.org\nmsp_id: OrgMSP\nlisten_address: 127.0.0.1:7054\nca_cert_file: ca.pem\n\
+             ca_key_file: key.pem\nbootstrap_admin:\n  id: admin\n  secret: s\n",
+        );
+        let config: CaConfig = load(&ca).expect("loads");
+        assert_eq!((config.name.as_str(), config.bootstrap.id.as_str()), ("ca.org", "admin"));
+        assert_eq!(config.cert_file, dir.path().join("ca.pem"));
+        // No registry_file and no data_dir: beside the file, wherever the CA is started.
+        assert_eq!(config.registry_file, dir.path().join("registry.json"));
     }
 }

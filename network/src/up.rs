@@ -33,7 +33,8 @@ struct NodeFile {
 }
 
 impl NodeFile {
-    fn of(config: NodeConfig) -> Self {
+    /// What `status` reports of a node config read from `file`.
+    fn of(config: NodeConfig, file: &Path) -> Self {
         match config {
             NodeConfig::Peer(c) => Self {
                 kind: "peer",
@@ -62,8 +63,10 @@ impl NodeFile {
                 listen_address: c.listen_address,
                 cluster_listen_address: None,
                 operations_address: None,
-                data_dir: c.data_dir.as_deref().map(normalize).unwrap_or_default(),
-                tls_ca_file: c.tls.and_then(|t| t.ca_file).map(|f| normalize(&f)),
+                // Without a data_dir the CA keeps its registry beside its config.
+                data_dir: normalize(c.data_dir.as_deref().unwrap_or(file.parent().unwrap_or(Path::new(".")))),
+                // HTTPS without a named TLS CA stays HTTPS (and fails), never plain HTTP.
+                tls_ca_file: c.tls.map(|t| t.ca_file.as_deref().map(normalize).unwrap_or_default()),
             },
         }
     }
@@ -218,8 +221,11 @@ fn config_files(data: &Path) -> Result<Vec<PathBuf>> {
 fn node_files(data: &Path) -> Result<Vec<(PathBuf, NodeFile)>> {
     let mut nodes = Vec::new();
     for path in config_files(data)? {
-        let node = NodeFile::of(medfabric_config::load_any(&path).map_err(anyhow::Error::msg)?);
-        nodes.push((path, node));
+        // Files of other kinds are not nodes this tool runs.
+        if let Some(config) = medfabric_config::load_any(&path).map_err(anyhow::Error::msg)? {
+            let node = NodeFile::of(config, &path);
+            nodes.push((path, node));
+        }
     }
     Ok(nodes)
 }
@@ -282,6 +288,9 @@ pub fn ca_endpoint(
     tls_ca_file: Option<&Path>,
 ) -> Result<medfabric_sdk::ca::Endpoint> {
     match tls_ca_file {
+        Some(file) if file.as_os_str().is_empty() => {
+            bail!("the CA {ca_name} serves HTTPS but its config names no tls.ca_file to trust")
+        }
         Some(file) => Ok(medfabric_sdk::ca::Endpoint::https(address, file)?.with_server_name(ca_name)),
         None => Ok(medfabric_sdk::ca::Endpoint::plain(address)),
     }
@@ -490,7 +499,7 @@ pub fn down(data: &Path) -> Result<Vec<String>> {
     let mut nodes: Vec<(PathBuf, String, bool)> = config_files(&data)?
         .into_iter()
         .map(|config| {
-            let parsed = medfabric_config::load_any(&config).ok().map(NodeFile::of);
+            let parsed = medfabric_config::load_any(&config).ok().flatten().map(|c| NodeFile::of(c, &config));
             let stem = config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let orderer = parsed.as_ref().is_some_and(|n| n.kind == "orderer");
             (config, parsed.map_or(stem, |n| n.node_id), orderer)

@@ -12,13 +12,13 @@ use medfabric_types::lifecycle::Collection;
 use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::KvWrite;
 use medfabric_proto::protos::TxValidationCode as Code;
-use medfabric_shim::ShimResult;
+use medfabric_shim::{ShimResult, StateView, VersionedValue};
 use medfabric_types::block::{self, set_transactions_filter};
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{ChaincodeRegistry, LIFECYCLE_NAMESPACE};
 use tokio::sync::{broadcast, watch};
 
-use crate::ledger::{ChannelLedger, LedgerError, Savepoint, Snapshot, Store};
+use crate::ledger::{BlockUpdate, ChannelLedger, LedgerError, Savepoint, Snapshot, Store};
 use crate::pvtdata::{self, CollectionView, Missing, PvtKey};
 use crate::validator::{BlockError, ChannelContext, CommittedState, TxOutcome, check_block, validate_block};
 
@@ -91,6 +91,20 @@ impl std::fmt::Debug for Channel {
 }
 
 impl CommittedState for Snapshot<'_> {
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        StateView::get(self, namespace, key)
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        StateView::range(self, namespace, start, end, limit)
+    }
+
     fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
         Snapshot::contains_tx(self, tx_id).map_err(|e| medfabric_shim::ShimError::Ledger(e.to_string()))
     }
@@ -316,7 +330,7 @@ impl Channel {
         let started = std::time::Instant::now();
         let compact_after;
         check_block(block, &context.resources)?;
-        let (validated, next) = {
+        let (validated, update, next) = {
             let snapshot = self.ledger.snapshot();
             let mut validated = validate_block(block, &context, &snapshot)?;
             let membership = self.membership();
@@ -349,7 +363,11 @@ impl Channel {
                     "private data missing; will reconcile"
                 );
             }
-            validated.update.private = private.ops;
+            let update = BlockUpdate {
+                state: std::mem::take(&mut validated.update.state),
+                history: std::mem::take(&mut validated.update.history),
+                private: private.ops,
+            };
             // The context after this block is built before anything is written: a block
             // whose effects cannot be loaded is not committed.
             let next = match (validated.new_config.take(), validated.lifecycle_writes.is_empty()) {
@@ -371,7 +389,7 @@ impl Channel {
                     Some(ChannelContext { resources, admission, registry })
                 }
             };
-            (validated, next)
+            (validated, update, next)
         };
         let validate_time = started.elapsed();
         let written = std::time::Instant::now();
@@ -383,7 +401,7 @@ impl Channel {
         {
             // Endorsers see the new state and the new context together (see `view`).
             let mut slot = self.context.write().unwrap_or_else(|p| p.into_inner());
-            let _: Savepoint = self.ledger.commit(&committed, &validated.update, is_config)?;
+            let _: Savepoint = self.ledger.commit(&committed, &update, is_config)?;
             if let Some(next) = next {
                 *slot = Arc::new(next);
             }

@@ -11,7 +11,7 @@
 //!    earlier valid transactions; valid writes join the block's update.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::{HashedRwSet, KvWrite, KvrwSet, Version as ProtoVersion};
 use medfabric_proto::protos::{ChaincodeEvent, TxValidationCode as Code};
 use medfabric_proto::rwset::TxReadWriteSet;
-use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Version, VersionedValue};
+use medfabric_shim::{ShimError, ShimResult, VALIDATION_PARAMETER, Version, VersionedValue};
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{
     ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement, hashed_namespace,
@@ -30,13 +30,33 @@ use medfabric_types::transaction::TransactionBody;
 use medfabric_types::{ConvertError, Transaction, block};
 use prost::Message;
 
-use crate::ledger::BlockUpdate;
 use crate::pvtdata::{CollectionWrite, PrivateTx};
 
 /// Committed state before the block being validated.
-pub trait CommittedState: StateView + Sync {
+pub trait CommittedState: Sync {
+    /// The committed value of `key` (`None`: absent).
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>>;
+    /// Live keys of `namespace` in `[start, end)` in key order (empty `end`: unbounded),
+    /// at most `limit` of them.
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>>;
     /// Is the tx id already in the ledger (whatever its validation code)?
     fn contains_tx(&self, tx_id: &str) -> ShimResult<bool>;
+}
+
+/// What a block's valid transactions change in public state (hashed private state
+/// included): the final value of every key they changed (`None`: deleted), keys as
+/// `(namespace, key)`, and the writes for the history index, `(namespace, key, tx
+/// position)`. The ledger decides how it stores them.
+#[derive(Debug, Clone, Default)]
+pub struct StateChanges {
+    pub state: BTreeMap<(String, String), Option<VersionedValue>>,
+    pub history: Vec<(String, String, u64)>,
 }
 
 /// A channel's configuration and chaincode definitions, as of the last committed block.
@@ -90,7 +110,7 @@ pub struct TxOutcome {
 pub struct ValidatedBlock {
     pub number: u64,
     pub txs: Vec<TxOutcome>,
-    pub update: BlockUpdate,
+    pub update: StateChanges,
     /// `_lifecycle` writes of valid transactions, in force from the next block on.
     pub lifecycle_writes: Vec<KvWrite>,
     /// A valid config transaction's new channel resources.
@@ -447,7 +467,7 @@ pub fn validate_block(
     }
 
     // Stage 4: MVCC and phantom reads, in block order.
-    let mut batch = Batch { state, update: BlockUpdate::default() };
+    let mut batch = Batch { state, update: StateChanges::default() };
     let mut lifecycle_writes = Vec::new();
     let mut private = Vec::new();
     for (index, tx) in checked.iter_mut().enumerate() {
@@ -573,7 +593,7 @@ fn config_update(
 /// Committed state plus the writes of the block's earlier valid transactions.
 struct Batch<'a> {
     state: &'a dyn CommittedState,
-    update: BlockUpdate,
+    update: StateChanges,
 }
 
 impl Batch<'_> {
@@ -587,16 +607,17 @@ impl Batch<'_> {
     /// Fabric's MVCC and phantom-read check ([`medfabric_types::mvcc`], shared with the
     /// offline verifier) of one transaction's reads.
     fn conflict(&self, sets: &[NsSet]) -> ShimResult<Option<(Code, String)>> {
-        let collections: Vec<Vec<(String, HashedRwSet)>> = sets
-            .iter()
-            .map(|set| {
-                set.collections.iter().map(|(name, hashed, _)| (name.clone(), hashed.clone())).collect()
-            })
-            .collect();
         let reads: Vec<NsReads<'_>> = sets
             .iter()
-            .zip(&collections)
-            .map(|(set, collections)| NsReads { namespace: &set.namespace, kv: &set.kv, collections })
+            .map(|set| NsReads {
+                namespace: &set.namespace,
+                kv: &set.kv,
+                collections: set
+                    .collections
+                    .iter()
+                    .map(|(name, hashed, _)| (name.as_str(), hashed))
+                    .collect(),
+            })
             .collect();
         Ok(mvcc::conflict(self, &reads)?.map(|conflict| match conflict {
             Conflict::Mvcc(why) => (Code::MvccReadConflict, why),

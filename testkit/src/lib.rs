@@ -52,6 +52,26 @@ impl TestOrg {
         )
     }
 
+    /// A leaf certificate and its PKCS#8 key (PEM), valid for a year.
+    pub fn issue_pem(&self, cn: &str, ou: &str) -> (String, String) {
+        let now = OffsetDateTime::now_utc();
+        let issued = self
+            .ca
+            .issue(&LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 365)))
+            .expect("issue");
+        let key = issued.key_pem();
+        (issued.certificate_pem, key)
+    }
+
+    /// An MSP folder for a new identity (`signcerts/cert.pem`, `keystore/key.pem`).
+    pub fn write_msp_dir(&self, cn: &str, ou: &str, dir: &std::path::Path) {
+        let (cert, key) = self.issue_pem(cn, ou);
+        std::fs::create_dir_all(dir.join("signcerts")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("keystore")).expect("mkdir");
+        std::fs::write(dir.join("signcerts/cert.pem"), cert).expect("cert");
+        std::fs::write(dir.join("keystore/key.pem"), key).expect("key");
+    }
+
     pub fn revoke(&mut self, identity: &SigningIdentity) {
         let cert = medfabric_msp::Certificate::from_pem(identity.certificate_pem()).expect("cert");
         let now = OffsetDateTime::now_utc();

@@ -45,12 +45,12 @@ pub trait MvccState {
 }
 
 /// One namespace of a transaction's read-write set, decoded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NsReads<'a> {
     pub namespace: &'a str,
     pub kv: &'a KvrwSet,
     /// Collection name and its hashed read-write set.
-    pub collections: &'a [(String, HashedRwSet)],
+    pub collections: Vec<(&'a str, &'a HashedRwSet)>,
 }
 
 /// The live keys a recorded range query covers now: `[start, end)` when its iterator was
@@ -109,7 +109,7 @@ pub fn conflict<S: MvccState>(state: &S, sets: &[NsReads<'_>]) -> Result<Option<
                 ))));
             }
         }
-        for (collection, hashed) in set.collections {
+        for &(collection, hashed) in &set.collections {
             let hashed_ns = hashed_namespace(ns, collection);
             for read in &hashed.hashed_reads {
                 let key = hex::encode(&read.key_hash);

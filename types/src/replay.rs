@@ -83,8 +83,14 @@ impl StateVersions {
     /// blocks plus earlier valid transactions of the same block).
     pub fn check(&self, rwset: &TxReadWriteSet) -> Result<Option<Conflict>, ConvertError> {
         let sets = decoded(rwset)?;
-        let reads: Vec<NsReads<'_>> =
-            sets.iter().map(|(namespace, kv, collections)| NsReads { namespace, kv, collections }).collect();
+        let reads: Vec<NsReads<'_>> = sets
+            .iter()
+            .map(|(namespace, kv, collections)| NsReads {
+                namespace,
+                kv,
+                collections: collections.iter().map(|(name, hashed)| (name.as_str(), hashed)).collect(),
+            })
+            .collect();
         Ok(mvcc::conflict(self, &reads).unwrap_or_else(|never| match never {}))
     }
 

@@ -751,26 +751,19 @@ impl LedgerVerifier {
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T01:04:46.000Z`.
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T01:04:46.000Z` (the epoch for a time
+/// outside years 1-9999).
 fn rfc3339(ts: &prost_types::Timestamp) -> String {
-    let days = ts.seconds.div_euclid(86_400);
-    let secs = ts.seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = time::OffsetDateTime::from_unix_timestamp(ts.seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-        ts.nanos.max(0) / 1_000_000
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ts.nanos.clamp(0, 999_999_999) / 1_000_000
     )
 }
 

@@ -84,7 +84,7 @@ pub struct EraseInput {
     pub record_id: String,
     /// Must be empty: the reason is free text, sent in the transient map under
     /// [`TRANSIENT_REASON`] (arguments land in blocks).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
 }
 
@@ -95,13 +95,13 @@ pub struct AccessInput {
     pub purpose: String,
     /// Refused: arguments land in blocks. A break-glass justification travels in the
     /// transient map under [`TRANSIENT_JUSTIFICATION`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
     /// Request under this consent of the patient (else: the first that permits). A consent
     /// naming sensitive labels can authorise only this way: the labels are not public, so
     /// here the record is taken to carry those the consent names, and the custodian's peer
     /// checks them against the record's real ones before it releases a key.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_id: Option<String>,
 }
 

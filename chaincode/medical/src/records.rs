@@ -618,8 +618,9 @@ fn unsealed_read(stub: &mut dyn ChaincodeStub, record_id: String) -> Outcome<Cip
     })
 }
 
+/// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The audit-collection key of an erasure's reason.

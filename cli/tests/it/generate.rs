@@ -269,7 +269,8 @@ fn consortium_network_has_five_orgs_and_three_consenters() {
     let mut kinds = std::collections::BTreeMap::new();
     for file in generated["node_configs"].as_array().expect("node configs") {
         let file = PathBuf::from(file.as_str().expect("path"));
-        let config = medfabric_config::load_any(&file).unwrap_or_else(|e| panic!("{e}"));
+        let config =
+            medfabric_config::load_any(&file).unwrap_or_else(|e| panic!("{e}")).expect("a node kind");
         let (kind, files) = match config {
             medfabric_config::NodeConfig::Peer(mut c) => {
                 assert!(c.tls.is_some() && c.record_key_file.is_some(), "{}", file.display());

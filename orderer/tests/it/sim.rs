@@ -104,7 +104,7 @@ fn fixture() -> Fixture {
     let cluster = Cluster::new(NODES as usize, 4, 50);
     let org = Org::new("OrdererMSP");
     // The genesis names the consenters; the simulation routes by id, not address.
-    let signers = (1..=NODES).map(|i| Arc::new(org.identity(&format!("orderer{i}"), "orderer"))).collect();
+    let signers = (1..=NODES).map(|i| Arc::new(org.issue(&format!("orderer{i}"), "orderer"))).collect();
     Fixture { genesis: cluster.genesis, signers }
 }
 

@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
 use medfabric_msp::{SigningIdentity, node_ou_msp_config};
 use medfabric_proto::common::{Block, Envelope, Status};
 use medfabric_proto::etcdraft;
@@ -20,49 +19,11 @@ use medfabric_types::deliver::{Seek, seek_envelope};
 use medfabric_types::endorsement::{SimulationResult, assemble_transaction, endorse, sign_envelope};
 use medfabric_types::{ChannelSpec, OrgSpec, ProposalBuilder, SignedProposal};
 use prost::Message;
-use time::OffsetDateTime;
 
 pub const CHANNEL: &str = "ordering";
 
-pub struct Org {
-    pub msp_id: String,
-    pub ca: CertificateAuthority,
-}
-
-impl Org {
-    pub fn new(msp_id: &str) -> Self {
-        let now = OffsetDateTime::now_utc();
-        let ca = CertificateAuthority::new_root(
-            &Name::fabric_style(&format!("ca.{msp_id}"), Some(msp_id), &[]),
-            Validity::days_from(now - time::Duration::hours(1), 365),
-        )
-        .expect("ca");
-        Self { msp_id: msp_id.into(), ca }
-    }
-
-    fn issue(&self, cn: &str, ou: &str) -> (String, String) {
-        let now = OffsetDateTime::now_utc();
-        let issued = self
-            .ca
-            .issue(&LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 30)))
-            .expect("issue");
-        let key = issued.key_pem();
-        (issued.certificate_pem, key)
-    }
-
-    pub fn identity(&self, cn: &str, ou: &str) -> SigningIdentity {
-        let (cert, key) = self.issue(cn, ou);
-        SigningIdentity::new(&self.msp_id, cert.as_bytes(), &key).expect("identity")
-    }
-
-    fn msp_dir(&self, cn: &str, ou: &str, dir: &Path) {
-        let (cert, key) = self.issue(cn, ou);
-        std::fs::create_dir_all(dir.join("signcerts")).expect("mkdir");
-        std::fs::create_dir_all(dir.join("keystore")).expect("mkdir");
-        std::fs::write(dir.join("signcerts/cert.pem"), cert).expect("cert");
-        std::fs::write(dir.join("keystore/key.pem"), key).expect("key");
-    }
-}
+/// An organization of the test channel (root CA and identities).
+pub use medfabric_testkit::TestOrg as Org;
 
 /// A channel with `n` consenters, an application org and its identities.
 pub struct Cluster {
@@ -147,7 +108,7 @@ impl Cluster {
             .map(|(i, port)| {
                 let id = i + 1;
                 let msp = dir.path().join(format!("orderer{id}/msp"));
-                ord.msp_dir(&format!("orderer{id}"), "orderer", &msp);
+                ord.write_msp_dir(&format!("orderer{id}"), "orderer", &msp);
                 let config = dir.path().join(format!("orderer{id}.yaml"));
                 std::fs::write(
                     &config,
@@ -165,10 +126,10 @@ impl Cluster {
         Self {
             genesis,
             configs,
-            client: org1.identity("alice", "client"),
-            peer: org1.identity("peer0", "peer"),
-            stranger: other.identity("eve", "client"),
-            orderer_admin: ord.identity("Admin", "admin"),
+            client: org1.issue("alice", "client"),
+            peer: org1.issue("peer0", "peer"),
+            stranger: other.issue("eve", "client"),
+            orderer_admin: ord.issue("Admin", "admin"),
             _dir: dir,
         }
     }

@@ -73,6 +73,20 @@ impl StateView for MemState {
 }
 
 impl CommittedState for MemState {
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        StateView::get(self, namespace, key)
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        StateView::range(self, namespace, start, end, limit)
+    }
+
     fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
         Ok(self.txs.contains(tx_id))
     }

@@ -3,7 +3,6 @@
 //! a dishonest node could do.
 
 use bytes::Bytes;
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
 use medfabric_msp::{SigningIdentity, node_ou_msp_config, parse_policy};
 use medfabric_proto::Message;
 use medfabric_proto::common::{Block, Envelope};
@@ -20,38 +19,8 @@ use medfabric_types::verify::LedgerVerifier;
 use medfabric_types::{
     ChannelResources, ChannelSpec, OrgSpec, ProposalBuilder, SignedProposal, Transaction, block,
 };
-use time::OffsetDateTime;
 
-struct Org {
-    msp_id: String,
-    ca: CertificateAuthority,
-}
-
-impl Org {
-    fn new(msp_id: &str) -> Self {
-        let now = OffsetDateTime::now_utc();
-        let ca = CertificateAuthority::new_root(
-            &Name::fabric_style(&format!("ca.{msp_id}"), Some(msp_id), &[]),
-            Validity::days_from(now - time::Duration::hours(1), 365),
-        )
-        .expect("ca");
-        Self { msp_id: msp_id.into(), ca }
-    }
-
-    fn identity(&self, cn: &str, ou: &str) -> SigningIdentity {
-        let now = OffsetDateTime::now_utc();
-        let issued = self
-            .ca
-            .issue(&LeafRequest::enrollment(cn, ou, Validity::days_from(now - time::Duration::hours(1), 30)))
-            .expect("issue");
-        SigningIdentity::new(
-            &self.msp_id,
-            issued.certificate_pem.as_bytes(),
-            &issued.key.expect("key").to_pkcs8_pem(),
-        )
-        .expect("identity")
-    }
-}
+use medfabric_testkit::TestOrg as Org;
 
 struct Network {
     genesis: Block,
@@ -101,10 +70,10 @@ fn network() -> Network {
         spec.genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 }).expect("genesis");
     Network {
         genesis,
-        client: org1.identity("alice", "client"),
-        peer1: org1.identity("peer0", "peer"),
-        peer2: org2.identity("peer0", "peer"),
-        orderer: ord.identity("orderer0", "orderer"),
+        client: org1.issue("alice", "client"),
+        peer1: org1.issue("peer0", "peer"),
+        peer2: org2.issue("peer0", "peer"),
+        orderer: ord.issue("orderer0", "orderer"),
     }
 }
 
