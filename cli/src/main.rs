@@ -354,14 +354,40 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    use medfabric_bench::{demo, load};
-    use medfabric_network::up;
     match cli.command {
-        Command::Network { command: NetworkCommand::Generate { config, out, force } } => {
+        Command::Network { command } => network(command),
+        Command::Block { command } => block(command),
+        Command::Ledger { command } => ledger(command),
+        Command::Invoke(call) => runtime()?.block_on(call_chaincode(call, true)),
+        Command::Query(call) => runtime()?.block_on(call_chaincode(call, false)),
+        Command::Events(args) => done(runtime()?.block_on(events(args))),
+        Command::Ca { command, args } => done(medfabric_cli::ca::run(command, args)),
+        Command::Patient { command, actor } => done(runtime()?.block_on(medical::patient(command, actor))),
+        Command::Record { command, actor } => done(runtime()?.block_on(medical::record(command, actor))),
+        Command::Consent { command, actor } => done(runtime()?.block_on(medical::consent(command, actor))),
+        Command::Access { command, actor } => done(runtime()?.block_on(medical::access(command, actor))),
+        Command::Pay { command, actor } => done(runtime()?.block_on(medical::pay(command, actor))),
+        Command::Claim { command, actor } => done(runtime()?.block_on(medical::claim(command, actor))),
+        Command::Audit { args, actor } => done(runtime()?.block_on(medical::audit(args, actor))),
+        Command::Demo { story, config, data, down } => demo(&story, config, data, down),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+/// A command that prints its own output and succeeds unless it fails.
+fn done(outcome: Result<()>) -> Result<ExitCode> {
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// `network generate|up|down|status`.
+fn network(command: NetworkCommand) -> Result<ExitCode> {
+    use medfabric_network::up;
+    match command {
+        NetworkCommand::Generate { config, out, force } => {
             let generated = medfabric_network::generate::generate(&config, &out, force)?;
             print_json(&generated)?;
         }
-        Command::Network { command: NetworkCommand::Up { config, data, json } } => {
+        NetworkCommand::Up { config, data, json } => {
             let status = up::up(&config, &data)?;
             if json {
                 print_json(&status)?;
@@ -370,11 +396,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("(`medfabric network status --data {} --json` for scripts)", data.display());
             }
         }
-        Command::Network { command: NetworkCommand::Down { data } } => {
+        NetworkCommand::Down { data } => {
             let stopped = up::down(&data)?;
             println!("stopped {} node(s): {}", stopped.len(), stopped.join(", "));
         }
-        Command::Network { command: NetworkCommand::Status { data, json } } => {
+        NetworkCommand::Status { data, json } => {
             let status = up::status(&data)?;
             if json {
                 print_json(&status)?;
@@ -382,35 +408,78 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", up::describe(&status));
             }
         }
-        Command::Invoke(call) => return runtime()?.block_on(call_chaincode(call, true)),
-        Command::Query(call) => return runtime()?.block_on(call_chaincode(call, false)),
-        Command::Events(args) => runtime()?.block_on(events(args))?,
-        Command::Ca { command, args } => medfabric_cli::ca::run(command, args)?,
-        Command::Patient { command, actor } => runtime()?.block_on(medical::patient(command, actor))?,
-        Command::Record { command, actor } => runtime()?.block_on(medical::record(command, actor))?,
-        Command::Consent { command, actor } => runtime()?.block_on(medical::consent(command, actor))?,
-        Command::Access { command, actor } => runtime()?.block_on(medical::access(command, actor))?,
-        Command::Pay { command, actor } => runtime()?.block_on(medical::pay(command, actor))?,
-        Command::Claim { command, actor } => runtime()?.block_on(medical::claim(command, actor))?,
-        Command::Audit { args, actor } => runtime()?.block_on(medical::audit(args, actor))?,
-        Command::Demo { story, config, data, down } => {
-            let outcome = match story.as_str() {
-                "medical" => {
-                    let config = config.unwrap_or_else(|| PathBuf::from("network-config/consortium.yaml"));
-                    runtime()?.block_on(medfabric_bench::medical_demo::run(&config, &data)).map(|_| ())
-                }
-                "gateway" => {
-                    let config = config.unwrap_or_else(|| PathBuf::from("network-config/dev.yaml"));
-                    runtime()?.block_on(demo::run(&config, &data))
-                }
-                other => Err(anyhow::anyhow!("unknown story {other:?} (medical or gateway)")),
-            };
-            if down {
-                up::down(&data)?;
-            }
-            outcome?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `block inspect`.
+fn block(command: BlockCommand) -> Result<ExitCode> {
+    match command {
+        BlockCommand::Inspect { file, config } => {
+            let report = medfabric_cli::ledger::inspect(&file, config.as_deref())?;
+            print_json(&report)?;
         }
-        Command::Bench(BenchArgs {
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ledger verify|export|state|replay`.
+fn ledger(command: LedgerCommand) -> Result<ExitCode> {
+    match command {
+        LedgerCommand::Verify { dir, config } => {
+            let summary = medfabric_cli::ledger::verify(&dir, &config)?;
+            print_json(&summary)?;
+            if !summary.ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        LedgerCommand::Export { ledger, channel, out } => {
+            let blocks = medfabric_cli::ledger::export(&ledger, &channel, &out)?;
+            print_json(&serde_json::json!({"blocks": blocks, "out": out}))?;
+        }
+        LedgerCommand::State { ledger, channel } => {
+            print_json(&medfabric_cli::ledger::state(&ledger, &channel)?)?;
+        }
+        LedgerCommand::Replay { dir, config } => {
+            let report = medfabric_cli::ledger::replay(&dir, &config)?;
+            print_json(&report)?;
+            if !report.ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `demo --story medical|gateway`.
+fn demo(story: &str, config: Option<PathBuf>, data: PathBuf, down: bool) -> Result<ExitCode> {
+    use medfabric_bench::demo;
+    use medfabric_network::up;
+
+    let outcome = match story {
+        "medical" => {
+            let config = config.unwrap_or_else(|| PathBuf::from("network-config/consortium.yaml"));
+            runtime()?.block_on(medfabric_bench::medical_demo::run(&config, &data)).map(|_| ())
+        }
+        "gateway" => {
+            let config = config.unwrap_or_else(|| PathBuf::from("network-config/dev.yaml"));
+            runtime()?.block_on(demo::run(&config, &data))
+        }
+        other => Err(anyhow::anyhow!("unknown story {other:?} (medical or gateway)")),
+    };
+    if down {
+        up::down(&data)?;
+    }
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench` (load on a running network) and its micro-benchmarks.
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    use medfabric_bench::load;
+    use medfabric_network::up;
+    match args {
+        BenchArgs {
             micro: None,
             chaincode,
             function,
@@ -420,7 +489,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             concurrency,
             who,
             json,
-        }) => {
+        } => {
             let status = up::status(&who.data)?;
             let transient = transient
                 .iter()
@@ -448,10 +517,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", load::describe(&report));
             }
         }
-        Command::Bench(BenchArgs {
+        BenchArgs {
             micro: Some(BenchCommand::Medical { workload, transactions, concurrency, data, json }),
             ..
-        }) => {
+        } => {
             let status = up::status(&data)?;
             let size = medfabric_bench::medical_bench::Size {
                 transactions: transactions.max(1),
@@ -468,43 +537,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::Bench(BenchArgs { micro: Some(BenchCommand::Commit { blocks, txs_per_block }), .. }) => {
+        BenchArgs { micro: Some(BenchCommand::Commit { blocks, txs_per_block }), .. } => {
             print_json(&medfabric_bench::bench::commit(blocks.max(1), txs_per_block.max(1))?)?;
         }
-        Command::Bench(BenchArgs {
-            micro: Some(BenchCommand::Order { consenters, envelopes, streams }),
-            ..
-        }) => {
+        BenchArgs { micro: Some(BenchCommand::Order { consenters, envelopes, streams }), .. } => {
             print_json(&medfabric_bench::bench::order(consenters, envelopes, streams)?)?;
         }
-        Command::Bench(BenchArgs { micro: Some(BenchCommand::Msp { seconds }), .. }) => {
+        BenchArgs { micro: Some(BenchCommand::Msp { seconds }), .. } => {
             let result = medfabric_bench::bench::msp(Duration::from_secs_f64(seconds.max(0.1)))?;
             print_json(&result)?;
-        }
-        Command::Block { command: BlockCommand::Inspect { file, config } } => {
-            let report = medfabric_cli::ledger::inspect(&file, config.as_deref())?;
-            print_json(&report)?;
-        }
-        Command::Ledger { command: LedgerCommand::Verify { dir, config } } => {
-            let summary = medfabric_cli::ledger::verify(&dir, &config)?;
-            print_json(&summary)?;
-            if !summary.ok {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        Command::Ledger { command: LedgerCommand::Export { ledger, channel, out } } => {
-            let blocks = medfabric_cli::ledger::export(&ledger, &channel, &out)?;
-            print_json(&serde_json::json!({"blocks": blocks, "out": out}))?;
-        }
-        Command::Ledger { command: LedgerCommand::State { ledger, channel } } => {
-            print_json(&medfabric_cli::ledger::state(&ledger, &channel)?)?;
-        }
-        Command::Ledger { command: LedgerCommand::Replay { dir, config } } => {
-            let report = medfabric_cli::ledger::replay(&dir, &config)?;
-            print_json(&report)?;
-            if !report.ok {
-                return Ok(ExitCode::from(1));
-            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -248,7 +248,7 @@ fn endorser_for_records(
     me: &Medical,
     custodian: &str,
 ) -> Result<String> {
-    let topology = medfabric_network::generate::Topology::load(&data.join("network.yaml"))?;
+    let topology = medfabric_network::Topology::load(&data.join("network.yaml"))?;
     match topology.roles.get("regulator").and_then(|orgs| orgs.iter().find(|o| *o != custodian)) {
         Some(regulator) => Ok(regulator.clone()),
         None => second_org(status, me, custodian),

@@ -1,10 +1,12 @@
-//! Local networks: [`generate`] turns a YAML topology into crypto material, MSP folders,
+//! Local networks: [`topology`] is the YAML topology file; [`generate`] turns it into crypto material, MSP folders,
 //! node configs and the channel's genesis block; [`up`] starts, stops and reports the
 //! nodes of a generated network as processes; [`connect`] builds an SDK gateway for one of
 //! its users.
 
 pub mod connect;
 pub mod generate;
+pub mod topology;
 pub mod up;
 
-pub use generate::{Topology, generate};
+pub use generate::generate;
+pub use topology::Topology;

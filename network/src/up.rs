@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use medfabric_config::NodeConfig;
 use serde::Serialize;
 
-use crate::generate::{Topology, generate_topology};
+use crate::generate::generate_topology;
+use crate::topology::Topology;
 
 /// How long `up` waits for every node to report healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);

@@ -12,7 +12,7 @@ use medfabric_types::lifecycle::Collection;
 use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::KvWrite;
 use medfabric_proto::protos::TxValidationCode as Code;
-use medfabric_shim::{ShimResult, StateView, VersionedValue};
+use medfabric_shim::ShimResult;
 use medfabric_types::block::{self, set_transactions_filter};
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{ChaincodeRegistry, LIFECYCLE_NAMESPACE};
@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::ledger::{BlockUpdate, ChannelLedger, LedgerError, Savepoint, Snapshot, Store};
 use crate::pvtdata::{self, CollectionView, Missing, PvtKey};
-use crate::validator::{BlockError, ChannelContext, CommittedState, TxOutcome, check_block, validate_block};
+use crate::validator::{BlockError, ChannelContext, TxIndex, TxOutcome, check_block, validate_block};
 
 /// What listeners hear after each commit.
 #[derive(Debug, Clone)]
@@ -90,21 +90,7 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-impl CommittedState for Snapshot<'_> {
-    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
-        StateView::get(self, namespace, key)
-    }
-
-    fn range(
-        &self,
-        namespace: &str,
-        start: &str,
-        end: &str,
-        limit: usize,
-    ) -> ShimResult<Vec<(String, VersionedValue)>> {
-        StateView::range(self, namespace, start, end, limit)
-    }
-
+impl TxIndex for Snapshot<'_> {
     fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
         Snapshot::contains_tx(self, tx_id).map_err(|e| medfabric_shim::ShimError::Ledger(e.to_string()))
     }

@@ -20,7 +20,7 @@ use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::kvrwset::{HashedRwSet, KvWrite, KvrwSet, Version as ProtoVersion};
 use medfabric_proto::protos::{ChaincodeEvent, TxValidationCode as Code};
 use medfabric_proto::rwset::TxReadWriteSet;
-use medfabric_shim::{ShimError, ShimResult, VALIDATION_PARAMETER, Version, VersionedValue};
+use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Version, VersionedValue};
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{
     ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement, hashed_namespace,
@@ -47,6 +47,34 @@ pub trait CommittedState: Sync {
     ) -> ShimResult<Vec<(String, VersionedValue)>>;
     /// Is the tx id already in the ledger (whatever its validation code)?
     fn contains_tx(&self, tx_id: &str) -> ShimResult<bool>;
+}
+
+/// A ledger's tx-id index.
+pub trait TxIndex {
+    /// Is the tx id already in the ledger (whatever its validation code)?
+    fn contains_tx(&self, tx_id: &str) -> ShimResult<bool>;
+}
+
+/// Any state view with a tx-id index (a ledger snapshot, a test's memory) is committed
+/// state for the validator.
+impl<T: StateView + TxIndex + Sync> CommittedState for T {
+    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
+        StateView::get(self, namespace, key)
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> ShimResult<Vec<(String, VersionedValue)>> {
+        StateView::range(self, namespace, start, end, limit)
+    }
+
+    fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
+        TxIndex::contains_tx(self, tx_id)
+    }
 }
 
 /// What a block's valid transactions change in public state (hashed private state

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use medfabric_msp::SigningIdentity;
 use medfabric_peer::simulator::{Installed, context_of, simulate};
 use medfabric_peer::testnet::TestNetwork;
-use medfabric_peer::validator::{ChannelContext, CommittedState, ValidatedBlock, validate_block};
+use medfabric_peer::validator::{ChannelContext, TxIndex, ValidatedBlock, validate_block};
 use medfabric_proto::common::{Block, Envelope, Payload};
 use medfabric_proto::kvrwset::{KvWrite, KvrwSet};
 use medfabric_proto::protos::{ProposalResponse, TxValidationCode as Code};
@@ -72,21 +72,7 @@ impl StateView for MemState {
     }
 }
 
-impl CommittedState for MemState {
-    fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>> {
-        StateView::get(self, namespace, key)
-    }
-
-    fn range(
-        &self,
-        namespace: &str,
-        start: &str,
-        end: &str,
-        limit: usize,
-    ) -> ShimResult<Vec<(String, VersionedValue)>> {
-        StateView::range(self, namespace, start, end, limit)
-    }
-
+impl TxIndex for MemState {
     fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
         Ok(self.txs.contains(tx_id))
     }
