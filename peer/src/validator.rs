@@ -24,6 +24,7 @@ use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Ver
 use medfabric_types::config::ChannelResources;
 use medfabric_types::lifecycle::{
     ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement, hashed_namespace,
+    policy_updates,
 };
 use medfabric_types::mvcc::{self, Conflict, MvccState, NsReads};
 use medfabric_types::transaction::TransactionBody;
@@ -361,37 +362,19 @@ impl KeyPolicySource for PolicyView<'_> {
 }
 
 impl PolicyView<'_> {
-    /// Deleting a key with a key-level policy changes its policy.
-    fn note_delete(&mut self, namespace: &str, key: &str) -> ShimResult<()> {
-        let has_policy = self
-            .state
-            .get(namespace, key)?
-            .is_some_and(|v| v.metadata.get(VALIDATION_PARAMETER).is_some_and(|p| !p.is_empty()));
-        if has_policy {
-            self.updated.insert((namespace.to_owned(), key.to_owned()));
-        }
-        Ok(())
-    }
-
-    /// Records the key-level policy changes of a transaction that passed its policy check.
+    /// Records the key-level policy changes of a transaction that passed its policy check
+    /// ([`policy_updates`], shared with the verifier).
     fn note_updates(&mut self, sets: &[NsSet]) -> ShimResult<()> {
-        for set in sets {
-            for write in set.kv.metadata_writes.iter() {
-                self.updated.insert((set.namespace.clone(), write.key.clone()));
-            }
-            for write in set.kv.writes.iter().filter(|w| w.is_delete || w.value.is_empty()) {
-                self.note_delete(&set.namespace, &write.key)?;
-            }
-            for (collection, hashed, _) in &set.collections {
-                let hashed_ns = hashed_namespace(&set.namespace, collection);
-                for write in &hashed.metadata_writes {
-                    self.updated.insert((hashed_ns.clone(), hex::encode(&write.key_hash)));
-                }
-                for write in hashed.hashed_writes.iter().filter(|w| w.is_delete || w.is_purge) {
-                    self.note_delete(&hashed_ns, &hex::encode(&write.key_hash))?;
-                }
-            }
-        }
+        let reads = ns_reads(sets);
+        let state = self.state;
+        let updates = policy_updates(&reads, |namespace, key| {
+            Ok::<_, ShimError>(
+                state
+                    .get(namespace, key)?
+                    .is_some_and(|v| v.metadata.get(VALIDATION_PARAMETER).is_some_and(|p| !p.is_empty())),
+            )
+        })?;
+        self.updated.extend(updates.into_iter().map(|(id, _)| id));
         Ok(())
     }
 }
@@ -635,18 +618,7 @@ impl Batch<'_> {
     /// Fabric's MVCC and phantom-read check ([`medfabric_types::mvcc`], shared with the
     /// offline verifier) of one transaction's reads.
     fn conflict(&self, sets: &[NsSet]) -> ShimResult<Option<(Code, String)>> {
-        let reads: Vec<NsReads<'_>> = sets
-            .iter()
-            .map(|set| NsReads {
-                namespace: &set.namespace,
-                kv: &set.kv,
-                collections: set
-                    .collections
-                    .iter()
-                    .map(|(name, hashed, _)| (name.as_str(), hashed))
-                    .collect(),
-            })
-            .collect();
+        let reads = ns_reads(sets);
         Ok(mvcc::conflict(self, &reads)?.map(|conflict| match conflict {
             Conflict::Mvcc(why) => (Code::MvccReadConflict, why),
             Conflict::Phantom(why) => (Code::PhantomReadConflict, why),
@@ -750,6 +722,18 @@ impl MvccState for Batch<'_> {
             .map(|((_, key), entry)| (key.clone(), entry.as_ref().map(|v| proto_version(v.version))))
             .collect()
     }
+}
+
+/// A transaction's decoded sets as the shared checks ([`medfabric_types::mvcc`],
+/// [`policy_updates`]) take them.
+fn ns_reads(sets: &[NsSet]) -> Vec<NsReads<'_>> {
+    sets.iter()
+        .map(|set| NsReads {
+            namespace: &set.namespace,
+            kv: &set.kv,
+            collections: set.collections.iter().map(|(name, hashed, _)| (name.as_str(), hashed)).collect(),
+        })
+        .collect()
 }
 
 fn proto_version(v: Version) -> medfabric_proto::kvrwset::Version {

@@ -354,6 +354,53 @@ pub trait KeyPolicySource {
     fn updated_in_block(&self, namespace: &str, key: &str) -> bool;
 }
 
+/// A key, `(namespace, key)`, and its new key-level policy (`None`: removed).
+pub type PolicyUpdate = ((String, String), Option<Bytes>);
+
+/// The key-level policy changes of a valid transaction, one home for the peer's
+/// validator and the verifier: a metadata write sets its key's policy to the write's
+/// `VALIDATION_PARAMETER` entry (none: removed), and a delete ([`crate::mvcc::is_delete`],
+/// [`crate::mvcc::is_hashed_delete`]) removes the policy of a key that has one
+/// (`has_policy`, committed state). Public keys, and hashed private keys in their
+/// collection's hashed namespace (key = hex of the key hash). Later entries win.
+pub fn policy_updates<E>(
+    sets: &[crate::mvcc::NsReads<'_>],
+    mut has_policy: impl FnMut(&str, &str) -> Result<bool, E>,
+) -> Result<Vec<PolicyUpdate>, E> {
+    fn policy_of(entries: &[medfabric_proto::kvrwset::KvMetadataEntry]) -> Option<Bytes> {
+        entries
+            .iter()
+            .find(|e| e.name == VALIDATION_PARAMETER)
+            .map(|e| e.value.clone())
+            .filter(|v| !v.is_empty())
+    }
+    let mut updates = Vec::new();
+    for set in sets {
+        let ns = set.namespace;
+        for KvMetadataWrite { key, entries } in &set.kv.metadata_writes {
+            updates.push(((ns.to_owned(), key.clone()), policy_of(entries)));
+        }
+        for write in set.kv.writes.iter().filter(|w| crate::mvcc::is_delete(w)) {
+            if has_policy(ns, &write.key)? {
+                updates.push(((ns.to_owned(), write.key.clone()), None));
+            }
+        }
+        for &(collection, hashed) in &set.collections {
+            let hashed_ns = hashed_namespace(ns, collection);
+            for write in &hashed.metadata_writes {
+                updates.push(((hashed_ns.clone(), hex::encode(&write.key_hash)), policy_of(&write.entries)));
+            }
+            for write in hashed.hashed_writes.iter().filter(|w| crate::mvcc::is_hashed_delete(w)) {
+                let key = hex::encode(&write.key_hash);
+                if has_policy(&hashed_ns, &key)? {
+                    updates.push(((hashed_ns.clone(), key), None));
+                }
+            }
+        }
+    }
+    Ok(updates)
+}
+
 impl KeyPolicySource for KeyPolicies {
     fn committed_policy(&self, namespace: &str, key: &str) -> Result<Option<Bytes>, ConvertError> {
         Ok(self.get(namespace, key).cloned())
@@ -375,23 +422,15 @@ impl KeyPolicies {
         self.pending.contains_key(&(namespace.to_owned(), key.to_owned()))
     }
 
-    /// Records the metadata writes of a valid transaction (effective at block end).
-    /// Deleting a key drops its metadata too.
-    pub fn apply(&mut self, namespace: &str, kv: &KvrwSet) {
-        for write in kv.writes.iter().filter(|w| w.is_delete) {
-            let id = (namespace.to_owned(), write.key.clone());
-            if self.committed.contains_key(&id) {
-                self.pending.entry(id).or_insert(None);
-            }
-        }
-        for KvMetadataWrite { key, entries } in &kv.metadata_writes {
-            let policy = entries
-                .iter()
-                .find(|e| e.name == VALIDATION_PARAMETER)
-                .map(|e| e.value.clone())
-                .filter(|v| !v.is_empty());
-            self.pending.insert((namespace.to_owned(), key.clone()), policy);
-        }
+    /// Records the key-level policy changes of a valid transaction ([`policy_updates`]),
+    /// effective at block end.
+    pub fn apply(&mut self, sets: &[crate::mvcc::NsReads<'_>]) {
+        let committed = &self.committed;
+        let updates = policy_updates(sets, |namespace, key| {
+            Ok::<_, std::convert::Infallible>(committed.contains_key(&(namespace.to_owned(), key.to_owned())))
+        })
+        .unwrap_or_else(|never| match never {});
+        self.pending.extend(updates);
     }
 
     /// Makes the current block's updates effective.
@@ -640,18 +679,38 @@ mod tests {
             }],
             ..Default::default()
         };
-        policies.apply("cc", &set);
+        let one = |kv| [crate::mvcc::NsReads { namespace: "cc", kv, collections: Vec::new() }];
+        policies.apply(&one(&set));
         assert!(policies.get("cc", "k").is_none(), "not in force within the block");
         assert!(policies.updated_in_block("cc", "k"));
         policies.end_block();
         assert_eq!(policies.get("cc", "k").map(|b| b.to_vec()), Some(vec![1, 2]));
         assert!(!policies.updated_in_block("cc", "k"));
+        // A write with an empty value deletes the key, and its policy with it (as the
+        // peer's ledger does).
         let delete = KvrwSet {
-            writes: vec![KvWrite { key: "k".into(), is_delete: true, value: Bytes::new() }],
+            writes: vec![KvWrite { key: "k".into(), is_delete: false, value: Bytes::new() }],
             ..Default::default()
         };
-        policies.apply("cc", &delete);
+        policies.apply(&one(&delete));
+        assert!(policies.updated_in_block("cc", "k"));
         policies.end_block();
         assert!(policies.get("cc", "k").is_none(), "deleting a key drops its policy");
+        // A hashed private key's policy is tracked in its collection's hashed namespace.
+        let hashed = HashedRwSet {
+            metadata_writes: vec![medfabric_proto::kvrwset::KvMetadataWriteHash {
+                key_hash: vec![0xab].into(),
+                entries: vec![KvMetadataEntry { name: VALIDATION_PARAMETER.into(), value: vec![3].into() }],
+            }],
+            ..Default::default()
+        };
+        let empty = KvrwSet::default();
+        policies.apply(&[crate::mvcc::NsReads {
+            namespace: "cc",
+            kv: &empty,
+            collections: vec![("c", &hashed)],
+        }]);
+        policies.end_block();
+        assert_eq!(policies.get(&hashed_namespace("cc", "c"), "ab").map(|b| b.to_vec()), Some(vec![3]));
     }
 }

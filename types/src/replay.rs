@@ -60,9 +60,21 @@ impl MvccState for StateVersions {
 }
 
 /// A namespace's name, its public read-write set and its collections' hashed ones.
-type Decoded = (String, KvrwSet, Vec<(String, HashedRwSet)>);
+pub(crate) type Decoded = (String, KvrwSet, Vec<(String, HashedRwSet)>);
 
-fn decoded(rwset: &TxReadWriteSet) -> Result<Vec<Decoded>, ConvertError> {
+/// [`decoded`] sets as the shared checks take them.
+pub(crate) fn ns_reads(sets: &[Decoded]) -> Vec<NsReads<'_>> {
+    sets.iter()
+        .map(|(namespace, kv, collections)| NsReads {
+            namespace,
+            kv,
+            collections: collections.iter().map(|(name, hashed)| (name.as_str(), hashed)).collect(),
+        })
+        .collect()
+}
+
+/// Every namespace of a read-write set, decoded.
+pub(crate) fn decoded(rwset: &TxReadWriteSet) -> Result<Vec<Decoded>, ConvertError> {
     rwset
         .ns_rwset
         .iter()
@@ -83,14 +95,7 @@ impl StateVersions {
     /// blocks plus earlier valid transactions of the same block).
     pub fn check(&self, rwset: &TxReadWriteSet) -> Result<Option<Conflict>, ConvertError> {
         let sets = decoded(rwset)?;
-        let reads: Vec<NsReads<'_>> = sets
-            .iter()
-            .map(|(namespace, kv, collections)| NsReads {
-                namespace,
-                kv,
-                collections: collections.iter().map(|(name, hashed)| (name.as_str(), hashed)).collect(),
-            })
-            .collect();
+        let reads = ns_reads(&sets);
         Ok(mvcc::conflict(self, &reads).unwrap_or_else(|never| match never {}))
     }
 

@@ -692,7 +692,9 @@ impl LedgerVerifier {
                 if ns.namespace == LIFECYCLE_NAMESPACE {
                     self.pending_lifecycle.extend(kv.writes.iter().cloned());
                 }
-                self.key_policies.apply(&ns.namespace, &kv);
+            }
+            if let Ok(sets) = crate::replay::decoded(&rwset) {
+                self.key_policies.apply(&crate::replay::ns_reads(&sets));
             }
         }
         Some(policy_ok)
