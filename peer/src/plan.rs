@@ -120,15 +120,13 @@ mod tests {
 
     use medfabric_msp::{SigningIdentity, node_ou_msp_config, parse_policy};
     use medfabric_proto::common::SignaturePolicyEnvelope;
-    use medfabric_proto::etcdraft;
     use medfabric_proto::medfabric::config::ChaincodeDefinition;
-    use medfabric_proto::orderer::BatchSize;
     use medfabric_proto::protos::{ChaincodeCall, ChaincodeInterest, CollectionConfigPackage};
     use medfabric_types::lifecycle::ChaincodeRegistry;
     use medfabric_types::{ChannelResources, ChannelSpec, OrgSpec};
 
     use super::*;
-    use crate::testnet::{TestOrg, collection, policy};
+    use crate::testnet::{TestOrg, channel_spec, collection, policy};
 
     const ORGS: [&str; 3] = ["AMSP", "BMSP", "CMSP"];
 
@@ -156,16 +154,16 @@ mod tests {
         {
             c.endorsement_policy = Some(policy("AND('AMSP.peer', 'CMSP.peer')"));
         }
+        let applications = orgs
+            .iter()
+            .map(|o| {
+                OrgSpec::application(
+                    &o.msp_id,
+                    node_ou_msp_config(&o.msp_id, o.ca.certificate_pem().as_bytes()),
+                )
+            })
+            .collect();
         let spec = ChannelSpec {
-            application_orgs: orgs
-                .iter()
-                .map(|o| {
-                    OrgSpec::application(
-                        &o.msp_id,
-                        node_ou_msp_config(&o.msp_id, o.ca.certificate_pem().as_bytes()),
-                    )
-                })
-                .collect(),
             chaincodes: vec![
                 definition("any", "OR('AMSP.peer', 'BMSP.peer', 'CMSP.peer')"),
                 definition("ab", "AND('AMSP.peer', 'BMSP.peer')"),
@@ -176,26 +174,7 @@ mod tests {
                     ..definition("two", "OutOf(2, 'AMSP.peer', 'BMSP.peer', 'CMSP.peer')")
                 },
             ],
-            channel_id: "planchannel".into(),
-            orderer_orgs: vec![OrgSpec::orderer(
-                "Orderer",
-                node_ou_msp_config("OrdererMSP", orderer.ca.certificate_pem().as_bytes()),
-            )],
-            orderer_addresses: vec!["127.0.0.1:7050".into()],
-            consenters: vec![etcdraft::Consenter {
-                host: "127.0.0.1".into(),
-                port: 7052,
-                ..Default::default()
-            }],
-            raft_options: etcdraft::Options::default(),
-            batch_size: BatchSize {
-                max_message_count: 10,
-                absolute_max_bytes: 1 << 20,
-                preferred_max_bytes: 1 << 19,
-            },
-            batch_timeout_ms: 200,
-            roles: Default::default(),
-            record_keys: Default::default(),
+            ..channel_spec("planchannel", &orderer, applications)
         };
         let genesis = spec
             .genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 })

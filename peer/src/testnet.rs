@@ -136,6 +136,35 @@ pub(crate) fn collection(name: &str, members: &str, block_to_live: u64) -> Colle
     }
 }
 
+/// A channel of `application_orgs` ordered by one Raft consenter of `orderer` on
+/// loopback, without chaincodes or role grants: what test channels are built from.
+pub(crate) fn channel_spec(
+    channel_id: &str,
+    orderer: &TestOrg,
+    application_orgs: Vec<OrgSpec>,
+) -> ChannelSpec {
+    ChannelSpec {
+        channel_id: channel_id.into(),
+        orderer_orgs: vec![OrgSpec::orderer(
+            "Orderer",
+            node_ou_msp_config(&orderer.msp_id, orderer.ca.certificate_pem().as_bytes()),
+        )],
+        application_orgs,
+        orderer_addresses: vec!["127.0.0.1:7050".into()],
+        consenters: vec![etcdraft::Consenter { host: "127.0.0.1".into(), port: 7052, ..Default::default() }],
+        raft_options: etcdraft::Options::default(),
+        batch_size: BatchSize {
+            max_message_count: 500,
+            absolute_max_bytes: 10 << 20,
+            preferred_max_bytes: 2 << 20,
+        },
+        batch_timeout_ms: 200,
+        chaincodes: Vec::new(),
+        roles: Default::default(),
+        record_keys: Default::default(),
+    }
+}
+
 impl Default for TestNetwork {
     fn default() -> Self {
         Self::new()
@@ -154,34 +183,6 @@ impl TestNetwork {
             ..Default::default()
         };
         let spec = ChannelSpec {
-            channel_id: CHANNEL.into(),
-            orderer_orgs: vec![OrgSpec::orderer(
-                "Orderer",
-                node_ou_msp_config("OrdererMSP", ord.ca.certificate_pem().as_bytes()),
-            )],
-            application_orgs: vec![
-                OrgSpec::application(
-                    "Org1",
-                    node_ou_msp_config("Org1MSP", org1.ca.certificate_pem().as_bytes()),
-                ),
-                OrgSpec::application(
-                    "Org2",
-                    node_ou_msp_config("Org2MSP", org2.ca.certificate_pem().as_bytes()),
-                ),
-            ],
-            orderer_addresses: vec!["127.0.0.1:7050".into()],
-            consenters: vec![etcdraft::Consenter {
-                host: "127.0.0.1".into(),
-                port: 7052,
-                ..Default::default()
-            }],
-            raft_options: etcdraft::Options::default(),
-            batch_size: BatchSize {
-                max_message_count: 500,
-                absolute_max_bytes: 10 << 20,
-                preferred_max_bytes: 2 << 20,
-            },
-            batch_timeout_ms: 200,
             chaincodes: vec![
                 ChaincodeDefinition {
                     collections: Some(CollectionConfigPackage {
@@ -194,8 +195,20 @@ impl TestNetwork {
                 },
                 definition("kvand", "AND('Org1MSP.peer', 'Org2MSP.peer')"),
             ],
-            roles: Default::default(),
-            record_keys: Default::default(),
+            ..channel_spec(
+                CHANNEL,
+                &ord,
+                vec![
+                    OrgSpec::application(
+                        "Org1",
+                        node_ou_msp_config("Org1MSP", org1.ca.certificate_pem().as_bytes()),
+                    ),
+                    OrgSpec::application(
+                        "Org2",
+                        node_ou_msp_config("Org2MSP", org2.ca.certificate_pem().as_bytes()),
+                    ),
+                ],
+            )
         };
         let genesis = spec
             .genesis_block(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 })

@@ -295,7 +295,7 @@ fn collection_rules_deny_writes_and_unknown_collections() {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[test]

@@ -374,11 +374,11 @@ pub fn unseal(outcome: &MockOutcome) -> Value {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 pub fn decode_hex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    hex::decode(text).expect("hex")
 }
 
 /// The error message of a failed call (panics on success).
