@@ -67,24 +67,6 @@ fn default_body_limit() -> usize {
     DEFAULT_MAX_REQUEST_BODY_BYTES
 }
 
-impl CaConfig {
-    /// The paths in the file, for making them relative to it.
-    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        let mut paths = vec![&mut self.cert_file, &mut self.key_file];
-        if !self.registry_file.as_os_str().is_empty() {
-            paths.push(&mut self.registry_file);
-        }
-        paths.extend(self.data_dir.as_mut());
-        paths.extend(self.seed_identities.iter_mut().filter_map(|s| s.certificate_file.as_mut()));
-        if let Some(tls) = &mut self.tls {
-            paths.push(&mut tls.cert_file);
-            paths.push(&mut tls.key_file);
-            paths.extend(tls.ca_file.as_mut());
-        }
-        paths
-    }
-}
-
 /// The CA's HTTPS files.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

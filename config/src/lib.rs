@@ -55,21 +55,42 @@ pub trait NodeFile: Serialize + DeserializeOwned {
 impl NodeFile for PeerConfig {
     const KIND: &'static str = "peer";
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        PeerConfig::paths_mut(self)
+        let mut paths = vec![&mut self.msp_dir, &mut self.data_dir, &mut self.genesis_block];
+        paths.extend(self.peers.iter_mut().map(|p| &mut p.cert_file));
+        paths.extend(self.record_key_file.as_mut());
+        if let Some(tls) = &mut self.tls {
+            paths.extend(tls.paths_mut());
+        }
+        paths
     }
 }
 
 impl NodeFile for OrdererConfig {
     const KIND: &'static str = "orderer";
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        OrdererConfig::paths_mut(self)
+        let mut paths = vec![&mut self.msp_dir, &mut self.data_dir, &mut self.genesis_block];
+        if let Some(tls) = &mut self.tls {
+            paths.extend(tls.paths_mut());
+        }
+        paths
     }
 }
 
 impl NodeFile for CaConfig {
     const KIND: &'static str = "ca";
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        CaConfig::paths_mut(self)
+        let mut paths = vec![&mut self.cert_file, &mut self.key_file];
+        if !self.registry_file.as_os_str().is_empty() {
+            paths.push(&mut self.registry_file);
+        }
+        paths.extend(self.data_dir.as_mut());
+        paths.extend(self.seed_identities.iter_mut().filter_map(|s| s.certificate_file.as_mut()));
+        if let Some(tls) = &mut self.tls {
+            paths.push(&mut tls.cert_file);
+            paths.push(&mut tls.key_file);
+            paths.extend(tls.ca_file.as_mut());
+        }
+        paths
     }
 
     /// The registry defaults to `registry.json` in `data_dir`, else beside the file.

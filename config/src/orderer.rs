@@ -31,14 +31,3 @@ pub struct OrdererConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
 }
-
-impl OrdererConfig {
-    /// The paths in the file, for making them relative to it.
-    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        let mut paths = vec![&mut self.msp_dir, &mut self.data_dir, &mut self.genesis_block];
-        if let Some(tls) = &mut self.tls {
-            paths.extend(tls.paths_mut());
-        }
-        paths
-    }
-}

@@ -64,19 +64,6 @@ fn default_clock_skew_ms() -> u64 {
     DEFAULT_CLOCK_SKEW_MS
 }
 
-impl PeerConfig {
-    /// The paths in the file, for making them relative to it.
-    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        let mut paths = vec![&mut self.msp_dir, &mut self.data_dir, &mut self.genesis_block];
-        paths.extend(self.peers.iter_mut().map(|p| &mut p.cert_file));
-        paths.extend(self.record_key_file.as_mut());
-        if let Some(tls) = &mut self.tls {
-            paths.extend(tls.paths_mut());
-        }
-        paths
-    }
-}
-
 /// The `private_data` section of a peer config (Fabric's `peer.gossip.pvtData` and
 /// `ledger.pvtdataStore` settings).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -163,8 +163,8 @@ impl Medical {
     /// key, from the ledger) and the custodian organization's record key (from the channel
     /// config, through the chaincode). Nobody else: grantees get it through `read_record`.
     pub async fn record_holders(&self, patient_id: &str, custodian: &str) -> Result<Vec<Reader>> {
-        let patient: Patient = typed(self.query("get_patient", &json!(patient_id)).await?, "get_patient")?;
-        let org: RecordKeyInfo = typed(self.query("record_key", &json!(custodian)).await?, "record_key")?;
+        let patient: Patient = typed(&self.query("get_patient", &json!(patient_id)).await?, "get_patient")?;
+        let org: RecordKeyInfo = typed(&self.query("record_key", &json!(custodian)).await?, "record_key")?;
         let key = |hex_key: &str, what: &str| -> Result<Vec<u8>> {
             hex::decode(hex_key).with_context(|| format!("{what}'s public key hex"))
         };
@@ -231,7 +231,7 @@ impl Medical {
         let key = records::unwrap(&wrapped, &private_key, record_id, version)?;
         // Checked against the ledger, not the answer: whoever saw the response key on the
         // way could have forged a consistent answer.
-        let ledger: RecordMeta = typed(self.query("get_record", &json!(record_id)).await?, "get_record")?;
+        let ledger: RecordMeta = typed(&self.query("get_record", &json!(record_id)).await?, "get_record")?;
         if ledger.version != version
             || found.record_id != record_id
             || records::commitment(&key, &ciphertext) != ledger.commitment
@@ -356,7 +356,7 @@ impl Medical {
     }
 
     pub async fn balance(&self, account: &str) -> Result<u64> {
-        let found: Balance = typed(self.query("balance", &json!(account)).await?, "balance")?;
+        let found: Balance = typed(&self.query("balance", &json!(account)).await?, "balance")?;
         Ok(found.balance)
     }
 
@@ -435,9 +435,9 @@ impl Medical {
 /// Opens a sealed `read_record` answer ([`SealedRead`]: AES-256-GCM under the response
 /// key, associated data `medfabric-read-v1 \0 record_id`).
 pub fn open_read(response_key: &[u8; 32], sealed: &Value) -> Result<Ciphertext> {
-    let header: SealedRead = typed(sealed.clone(), "read_record")?;
+    let header: SealedRead = typed(sealed, "read_record")?;
     let answer = open_sealed(response_key, sealed, &format!("{READ_AAD}\0{}", header.record_id))?;
-    let answer: Ciphertext = typed(answer, "the sealed read_record answer")?;
+    let answer: Ciphertext = typed(&answer, "the sealed read_record answer")?;
     if answer.record_id != header.record_id || answer.version != header.version {
         bail!(
             "the sealed answer is for {} v{}, not {} v{}",
@@ -456,8 +456,8 @@ pub fn open_sealed(response_key: &[u8; 32], sealed: &Value, aad: &str) -> Result
 }
 
 /// A chaincode answer as the API type it is.
-fn typed<T: DeserializeOwned>(value: Value, function: &str) -> Result<T> {
-    serde_json::from_value(value.clone()).with_context(|| format!("{function} answered {value}"))
+fn typed<T: DeserializeOwned>(value: &Value, function: &str) -> Result<T> {
+    T::deserialize(value).with_context(|| format!("{function} answered {value}"))
 }
 
 /// The transient `salt` that comes with free text (32 random bytes, hex): its stored value's

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use medfabric_config::NodeFile;
 use medfabric_msp::{MspManager, NodeRole, SignedData, SigningIdentity};
 use medfabric_proto::Message;
 use medfabric_proto::msp::{FabricMspConfig, SerializedIdentity};
