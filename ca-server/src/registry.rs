@@ -155,7 +155,8 @@ impl Registry {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let tmp = self.path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
+        // Secret hashes: owner-only, brute-forcing weak secrets needs the file.
+        let mut file = medfabric_config::secret::create(&tmp)?;
         file.write_all(&serde_json::to_vec_pretty(&self.data)?)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;

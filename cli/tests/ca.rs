@@ -77,6 +77,25 @@ async fn an_identity_from_the_ca_works_until_revoked() {
         &msp_text,
     ]);
     assert!(ok, "{out}{err}");
+    // Private keys, the enrolled one and the CA bootstrap registrar's, are owner-only; so
+    // is the CA's registry of secret hashes.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let registrar_keys: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("ca-admins"))
+            .expect("ca-admins")
+            .map(|e| e.expect("entry").path().join("msp/keystore/priv_sk"))
+            .collect();
+        let registries: Vec<std::path::PathBuf> = std::fs::read_dir(data.join("data"))
+            .expect("data")
+            .map(|e| e.expect("entry").path().join("registry.json"))
+            .filter(|p| p.exists())
+            .collect();
+        assert!(!registrar_keys.is_empty() && !registries.is_empty(), "{registrar_keys:?} {registries:?}");
+        for file in std::iter::once(msp.join("keystore/priv_sk")).chain(registrar_keys).chain(registries) {
+            let mode = std::fs::metadata(&file).expect("secret file").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+        }
+    }
     let pem = std::fs::read(msp.join("signcerts/cert.pem")).expect("cert");
     let cert = medfabric_msp::Certificate::from_pem(&pem).expect("certificate");
     assert_eq!(cert.attributes().get("role").map(String::as_str), Some("provider"));

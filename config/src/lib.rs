@@ -7,6 +7,7 @@
 pub mod ca;
 pub mod orderer;
 pub mod peer;
+pub mod secret;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

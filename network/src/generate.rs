@@ -367,27 +367,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes a secret (a key, the CA's config with its bootstrap password): the file is
-/// created readable by its owner only, so the secret is never readable by others.
+/// Writes a secret (a key, the CA's config with its bootstrap password) owner-only.
 fn write_key(path: &Path, pem: &str) -> Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        // An existing file (generate --force) keeps its mode on open: narrow it first.
-        if path.exists() {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(pem.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    medfabric_config::secret::write(path, pem.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------

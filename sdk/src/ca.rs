@@ -184,7 +184,8 @@ pub fn write_msp(dir: &Path, enrollment: &Enrollment, org_msp: Option<&Path>) ->
         std::fs::create_dir_all(dir.join(sub))?;
     }
     std::fs::write(dir.join("signcerts/cert.pem"), &enrollment.certificate_pem)?;
-    std::fs::write(dir.join("keystore/priv_sk"), &enrollment.key_pem)?;
+    // The private key: owner-only (a registrar's key is the power to register anyone).
+    medfabric_config::secret::write(&dir.join("keystore/priv_sk"), enrollment.key_pem.as_bytes())?;
     std::fs::write(dir.join("cacerts/ca.pem"), &enrollment.ca_chain_pem)?;
     if let Some(org) = org_msp {
         let config = org.join("config.yaml");
