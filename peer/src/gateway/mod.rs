@@ -10,30 +10,35 @@
 //! the client-signed envelope over a persistent Broadcast stream, failing over between
 //! orderers.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+mod broadcast;
+mod error;
+mod service;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use medfabric_config::tls::{ClientTls, lazy_channel};
+
+use broadcast::Broadcaster;
+pub use error::GatewayError;
+use error::{Failure, no_policy_manager};
 use medfabric_node::deliver::{Denial, Refusal, SeekRange, check_creator, now_unix, position, stream_blocks};
-use medfabric_proto::common::{Envelope, Status};
 use medfabric_proto::gateway::{
-    self, ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
+    ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
     EndorseRequest, EndorseResponse, ErrorDetail, EvaluateRequest, EvaluateResponse,
     SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
 };
-use medfabric_proto::gateway_status::status_with_details;
 use medfabric_proto::msp::SerializedIdentity;
-use medfabric_proto::orderer::BroadcastResponse;
-use medfabric_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use medfabric_proto::protos::endorser_client::EndorserClient;
 use medfabric_proto::protos::{self, ChaincodeInterest, ProposalResponse};
 use medfabric_types::SignedProposal;
 use medfabric_types::endorsement::assemble_transaction;
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use service::EventsStream;
+pub use service::GatewayService;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::channel::Channel;
@@ -106,24 +111,6 @@ struct Answer {
     outcome: Result<ProposalResponse, Failure>,
 }
 
-enum Failure {
-    /// The endorser refused the proposal (a gRPC error from `ProcessProposal`).
-    Refused(String),
-    /// The endorser could not be reached.
-    Unreachable(String),
-    /// The chaincode answered with an error status.
-    Chaincode(i32, String),
-}
-
-impl Failure {
-    fn message(&self) -> String {
-        match self {
-            Failure::Refused(m) | Failure::Unreachable(m) => m.clone(),
-            Failure::Chaincode(status, m) => format!("chaincode response {status}, {m}"),
-        }
-    }
-}
-
 impl Answer {
     fn detail(&self) -> ErrorDetail {
         let message = match &self.outcome {
@@ -153,14 +140,6 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn endorse_failed(details: &[ErrorDetail]) -> tonic::Status {
-    status_with_details(
-        tonic::Code::Aborted,
-        "failed to endorse transaction, see attached details for more info".into(),
-        details,
-    )
-}
-
 /// `(namespace, collection)` pairs an endorsed response's read-write set writes to.
 fn written_collections(response: &ProposalResponse) -> Vec<(String, String)> {
     use medfabric_proto::kvrwset::HashedRwSet;
@@ -180,12 +159,6 @@ fn written_collections(response: &ProposalResponse) -> Vec<(String, String)> {
         }
     }
     written
-}
-
-fn no_plan(why: String) -> tonic::Status {
-    tonic::Status::failed_precondition(format!(
-        "no combination of peers can be derived which satisfy the endorsement policy: {why}"
-    ))
 }
 
 impl Gateway {
@@ -325,24 +298,20 @@ impl Gateway {
         })
     }
 
-    async fn evaluate(&self, request: EvaluateRequest) -> Result<EvaluateResponse, tonic::Status> {
+    async fn evaluate(&self, request: EvaluateRequest) -> Result<EvaluateResponse, GatewayError> {
         let signed = request.proposed_transaction.ok_or_else(|| {
-            tonic::Status::invalid_argument("an evaluate request requires a proposed transaction")
+            GatewayError::BadRequest("an evaluate request requires a proposed transaction".into())
         })?;
-        let proposal = SignedProposal::parse_structure(&signed).map_err(|e| {
-            tonic::Status::invalid_argument(format!("failed to unpack transaction proposal: {e}"))
-        })?;
+        let proposal = unpack(&signed)?;
         let channel_id = proposal.channel_id().to_owned();
         let Some(channel) = self.channel(&channel_id) else {
-            return Err(tonic::Status::unavailable(format!(
-                "failed to get config for channel [{channel_id}]: could not get last config for channel {channel_id}"
-            )));
+            return Err(GatewayError::UnknownChannel(channel_id));
         };
         let chaincode = proposal.chaincode_id.name.clone();
+        let no_evaluators =
+            || GatewayError::NoEvaluators { chaincode: chaincode.clone(), channel: channel_id.clone() };
         if channel.context().registry.get(&chaincode).is_none() {
-            return Err(tonic::Status::failed_precondition(format!(
-                "no peers available to evaluate chaincode {chaincode} in channel {channel_id}"
-            )));
+            return Err(no_evaluators());
         }
         let orgs = self.peers_by_org();
         let targets: Vec<Target> = if request.target_organizations.is_empty() {
@@ -354,9 +323,7 @@ impl Gateway {
                 targets.extend(orgs.get(org.as_str()).into_iter().flatten().cloned());
             }
             if targets.is_empty() {
-                return Err(tonic::Status::failed_precondition(format!(
-                    "no peers available to evaluate chaincode {chaincode} in channel {channel_id}"
-                )));
+                return Err(no_evaluators());
             }
             targets
         };
@@ -364,40 +331,22 @@ impl Gateway {
         let detail = answer.detail();
         match answer.outcome {
             Ok(response) => Ok(EvaluateResponse { result: response.response }),
-            Err(Failure::Chaincode(status, message)) => {
-                // A chaincode error has no endorsement but is still the answer.
-                Err(status_with_details(
-                    tonic::Code::Unknown,
-                    format!(
-                        "evaluate call to endorser returned error: chaincode response {status}, {message}"
-                    ),
-                    &[detail],
-                ))
-            }
-            Err(Failure::Refused(message)) => Err(status_with_details(
-                tonic::Code::FailedPrecondition,
-                format!("evaluate call to endorser returned error: {message}"),
-                &[detail],
-            )),
-            Err(Failure::Unreachable(message)) => Err(status_with_details(
-                tonic::Code::Unavailable,
-                format!("failed to evaluate transaction: {message}"),
-                &[detail],
-            )),
+            Err(failure) => Err(GatewayError::Evaluate(failure, detail)),
         }
     }
 
-    async fn endorse(&self, request: EndorseRequest) -> Result<EndorseResponse, tonic::Status> {
+    async fn endorse(&self, request: EndorseRequest) -> Result<EndorseResponse, GatewayError> {
         let signed = request.proposed_transaction.ok_or_else(|| {
-            tonic::Status::invalid_argument("an endorse request requires a proposed transaction")
+            GatewayError::BadRequest("an endorse request requires a proposed transaction".into())
         })?;
-        let proposal = SignedProposal::parse_structure(&signed).map_err(|e| {
-            tonic::Status::invalid_argument(format!("failed to unpack transaction proposal: {e}"))
-        })?;
+        let proposal = unpack(&signed)?;
         let channel_id = proposal.channel_id().to_owned();
         let chaincode = proposal.chaincode_id.name.clone();
-        let no_metadata =
-            || no_plan(format!("No metadata was found for chaincode {chaincode} in channel {channel_id}"));
+        let no_metadata = || {
+            GatewayError::NoPlan(format!(
+                "No metadata was found for chaincode {chaincode} in channel {channel_id}"
+            ))
+        };
         let Some(channel) = self.channel(&channel_id) else {
             return Err(no_metadata());
         };
@@ -409,11 +358,13 @@ impl Gateway {
             let first = self.endorse_on(&Target::Local, &signed).await;
             let interest = match &first.outcome {
                 Ok(response) => response.interest.clone().unwrap_or_default(),
-                Err(_) => return Err(endorse_failed(&[first.detail()])),
+                Err(_) => return Err(GatewayError::Endorse(vec![first.detail()])),
             };
             let has_transient = !proposal.transient_map.is_empty();
             let written = first.outcome.as_ref().map(written_collections).unwrap_or_default();
-            let extra = self.plan(&channel.context(), &interest, has_transient, &written).map_err(no_plan)?;
+            let extra = self
+                .plan(&channel.context(), &interest, has_transient, &written)
+                .map_err(GatewayError::NoPlan)?;
             let calls = extra.iter().map(|org| {
                 let targets = orgs.get(org.as_str()).cloned().unwrap_or_default();
                 let signed = &signed;
@@ -426,7 +377,9 @@ impl Gateway {
             let mut calls = Vec::new();
             for org in &request.endorsing_organizations {
                 let Some(targets) = orgs.get(org.as_str()) else {
-                    return Err(no_plan(format!("no peers of organization {org} are known to this gateway")));
+                    return Err(GatewayError::NoPlan(format!(
+                        "no peers of organization {org} are known to this gateway"
+                    )));
                 };
                 calls.push(async { self.endorse_by_org(targets, &signed).await });
             }
@@ -435,31 +388,26 @@ impl Gateway {
         let failed: Vec<ErrorDetail> =
             answers.iter().filter(|a| a.outcome.is_err()).map(Answer::detail).collect();
         if !failed.is_empty() {
-            return Err(endorse_failed(&failed));
+            return Err(GatewayError::Endorse(failed));
         }
         let responses: Vec<ProposalResponse> = answers.into_iter().filter_map(|a| a.outcome.ok()).collect();
         if responses.iter().any(|r| r.payload != responses[0].payload) {
-            return Err(tonic::Status::aborted(
-                "failed to assemble transaction: ProposalResponsePayloads do not match",
-            ));
+            return Err(GatewayError::Assemble("ProposalResponsePayloads do not match".into()));
         }
-        let envelope = assemble_transaction(&proposal, &responses)
-            .map_err(|e| tonic::Status::aborted(format!("failed to assemble transaction: {e}")))?;
+        let envelope =
+            assemble_transaction(&proposal, &responses).map_err(|e| GatewayError::Assemble(e.to_string()))?;
         Ok(EndorseResponse { prepared_transaction: Some(envelope) })
     }
 
-    async fn submit(&self, request: SubmitRequest) -> Result<SubmitResponse, tonic::Status> {
+    async fn submit(&self, request: SubmitRequest) -> Result<SubmitResponse, GatewayError> {
         let envelope = request
             .prepared_transaction
-            .ok_or_else(|| tonic::Status::invalid_argument("a submit request requires a transaction"))?;
+            .ok_or_else(|| GatewayError::BadRequest("a submit request requires a transaction".into()))?;
         if envelope.signature.is_empty() {
-            return Err(tonic::Status::invalid_argument("prepared transaction must be signed"));
+            return Err(GatewayError::BadRequest("prepared transaction must be signed".into()));
         }
         if self.channel(&request.channel_id).is_none() {
-            return Err(tonic::Status::failed_precondition(format!(
-                "no orderers available for channel {}",
-                request.channel_id
-            )));
+            return Err(GatewayError::NoOrderers(request.channel_id));
         }
         self.orderers.broadcast(envelope, self.options.broadcast_timeout).await
     }
@@ -472,11 +420,11 @@ impl Gateway {
         identity: &[u8],
         request: &[u8],
         signature: &[u8],
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<(), GatewayError> {
         let resources = channel.context().admission.clone();
         check_creator(&resources, identity, request, signature, READERS_POLICY, now_unix()).map_err(|denial| {
             let (Denial::Creator(why) | Denial::Policy(why)) = denial;
-            tonic::Status::permission_denied(format!(
+            GatewayError::Denied(format!(
                 "Failed evaluating policy on signed data during check policy on channel [{}] with policy [{READERS_POLICY}]: [{why}]",
                 channel.channel_id()
             ))
@@ -487,14 +435,11 @@ impl Gateway {
     async fn commit_status(
         &self,
         signed: SignedCommitStatusRequest,
-    ) -> Result<CommitStatusResponse, tonic::Status> {
+    ) -> Result<CommitStatusResponse, GatewayError> {
         let request = CommitStatusRequest::decode(signed.request.as_ref())
-            .map_err(|e| tonic::Status::invalid_argument(format!("failed to unmarshal request: {e}")))?;
+            .map_err(|e| GatewayError::BadRequest(format!("failed to unmarshal request: {e}")))?;
         let Some(channel) = self.channel(&request.channel_id) else {
-            return Err(tonic::Status::permission_denied(format!(
-                "Failed to get policy manager for channel [{}]",
-                request.channel_id
-            )));
+            return Err(no_policy_manager(&request.channel_id));
         };
         self.check_reader(channel, &request.identity, &signed.request, &signed.signature)?;
         // Subscribe before looking, so a commit between the two is not missed.
@@ -505,41 +450,37 @@ impl Gateway {
                 let found = channel
                     .ledger()
                     .transaction(&request.transaction_id)
-                    .map_err(|e| tonic::Status::unavailable(format!("ledger: {e}")))?;
+                    .map_err(|e| GatewayError::Ledger(e.to_string()))?;
                 if let Some((block_number, _, code)) = found {
                     return Ok(CommitStatusResponse { result: i32::from(code), block_number });
                 }
                 match commits.recv().await {
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return Err(tonic::Status::unavailable("the peer is stopping"));
+                        return Err(GatewayError::Stopping);
                     }
                 }
             }
         };
         tokio::time::timeout(bound, wait).await.unwrap_or_else(|_| {
-            Err(tonic::Status::deadline_exceeded(format!(
-                "transaction {} was not committed within {} ms",
-                request.transaction_id,
-                bound.as_millis()
-            )))
+            Err(GatewayError::NotCommitted {
+                tx_id: request.transaction_id.clone(),
+                waited_ms: bound.as_millis(),
+            })
         })
     }
 
     /// Starts a ChaincodeEvents stream: checks, then the blocks from the start position
     /// (or after the given transaction) on, sending the events of valid transactions of
     /// the chaincode, grouped per block.
-    fn chaincode_events(&self, signed: SignedChaincodeEventsRequest) -> Result<EventsStream, tonic::Status> {
+    fn chaincode_events(&self, signed: SignedChaincodeEventsRequest) -> Result<EventsStream, GatewayError> {
         let request = ChaincodeEventsRequest::decode(signed.request.as_ref())
-            .map_err(|e| tonic::Status::invalid_argument(format!("failed to unmarshal request: {e}")))?;
+            .map_err(|e| GatewayError::BadRequest(format!("failed to unmarshal request: {e}")))?;
         let Some(channel) = self.channel(&request.channel_id).cloned() else {
-            return Err(tonic::Status::permission_denied(format!(
-                "Failed to get policy manager for channel [{}]",
-                request.channel_id
-            )));
+            return Err(no_policy_manager(&request.channel_id));
         };
         self.check_reader(&channel, &request.identity, &signed.request, &signed.signature)?;
-        let height = channel.height().map_err(|e| tonic::Status::unavailable(format!("ledger: {e}")))?;
+        let height = channel.height().map_err(|e| GatewayError::Ledger(e.to_string()))?;
         let mut start = position(request.start_position.as_ref(), height).unwrap_or(height);
         // After a checkpointed transaction: from its block, skipping it and those before.
         let mut skip_through: Option<(u64, usize)> = None;
@@ -547,7 +488,7 @@ impl Gateway {
             && let Some((block, index, _)) = channel
                 .ledger()
                 .transaction(&request.after_transaction_id)
-                .map_err(|e| tonic::Status::unavailable(format!("ledger: {e}")))?
+                .map_err(|e| GatewayError::Ledger(e.to_string()))?
         {
             start = block;
             skip_through = Some((block, index as usize));
@@ -569,269 +510,15 @@ impl Gateway {
             })
             .await;
             if let Err(Refusal { info, .. }) = outcome {
-                let _ = out.send(Err(tonic::Status::unavailable(info))).await;
+                let _ = out.send(Err(GatewayError::StreamEnded(info).into())).await;
             }
         });
         Ok(Box::pin(ReceiverStream::new(out_rx)))
     }
 }
 
-type EventsStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<ChaincodeEventsResponse, tonic::Status>> + Send>>;
-
-/// The gRPC service over a [`Gateway`], with its concurrency limit.
-#[derive(Debug, Clone)]
-pub struct GatewayService {
-    gateway: Arc<Gateway>,
-    permits: Arc<Semaphore>,
-}
-
-impl GatewayService {
-    pub fn new(gateway: Arc<Gateway>) -> Self {
-        let permits = Arc::new(Semaphore::new(gateway.options.concurrency_limit.max(1)));
-        Self { gateway, permits }
-    }
-
-    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tonic::Status> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
-            tonic::Status::resource_exhausted(format!(
-                "gateway concurrency limit ({}) reached; retry later",
-                self.gateway.options.concurrency_limit
-            ))
-        })
-    }
-
-    async fn measured<T>(
-        &self,
-        method: &str,
-        call: impl std::future::Future<Output = Result<T, tonic::Status>>,
-    ) -> Result<tonic::Response<T>, tonic::Status> {
-        let _permit = self.permit()?;
-        let started = Instant::now();
-        let result = call.await;
-        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.gateway.metrics.gateway(method, started.elapsed(), code);
-        result.map(tonic::Response::new)
-    }
-}
-
-#[tonic::async_trait]
-impl gateway::gateway_server::Gateway for GatewayService {
-    type ChaincodeEventsStream = EventsStream;
-
-    async fn endorse(
-        &self,
-        request: tonic::Request<EndorseRequest>,
-    ) -> Result<tonic::Response<EndorseResponse>, tonic::Status> {
-        self.measured("Endorse", self.gateway.endorse(request.into_inner())).await
-    }
-
-    async fn submit(
-        &self,
-        request: tonic::Request<SubmitRequest>,
-    ) -> Result<tonic::Response<SubmitResponse>, tonic::Status> {
-        self.measured("Submit", self.gateway.submit(request.into_inner())).await
-    }
-
-    async fn commit_status(
-        &self,
-        request: tonic::Request<SignedCommitStatusRequest>,
-    ) -> Result<tonic::Response<CommitStatusResponse>, tonic::Status> {
-        self.measured("CommitStatus", self.gateway.commit_status(request.into_inner())).await
-    }
-
-    async fn evaluate(
-        &self,
-        request: tonic::Request<EvaluateRequest>,
-    ) -> Result<tonic::Response<EvaluateResponse>, tonic::Status> {
-        self.measured("Evaluate", self.gateway.evaluate(request.into_inner())).await
-    }
-
-    async fn chaincode_events(
-        &self,
-        request: tonic::Request<SignedChaincodeEventsRequest>,
-    ) -> Result<tonic::Response<EventsStream>, tonic::Status> {
-        let _permit = self.permit()?;
-        self.gateway.chaincode_events(request.into_inner()).map(tonic::Response::new)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Broadcast to the ordering service over persistent streams.
-
-type Reply = oneshot::Sender<Result<BroadcastResponse, String>>;
-
-/// One persistent Broadcast stream: envelopes go out in order and answers come back in
-/// the same order.
-struct BroadcastLink {
-    requests: mpsc::Sender<(Envelope, Reply)>,
-}
-
-/// Envelopes in flight on one stream.
-const LINK_WINDOW: usize = 1024;
-
-impl BroadcastLink {
-    fn open(client: AtomicBroadcastClient<tonic::transport::Channel>) -> Self {
-        let (requests, mut incoming) = mpsc::channel::<(Envelope, Reply)>(LINK_WINDOW);
-        tokio::spawn(async move {
-            let mut client = client;
-            let (out, out_rx) = mpsc::channel::<Envelope>(LINK_WINDOW);
-            let mut pending: VecDeque<Reply> = VecDeque::new();
-            // The first envelope opens the stream (an idle gateway holds no stream).
-            let Some((first, reply)) = incoming.recv().await else { return };
-            pending.push_back(reply);
-            let _ = out.send(first).await;
-            let mut answers = match client.broadcast(ReceiverStream::new(out_rx)).await {
-                Ok(response) => response.into_inner(),
-                Err(status) => {
-                    for reply in pending {
-                        let _ = reply.send(Err(status.message().to_owned()));
-                    }
-                    return;
-                }
-            };
-            loop {
-                tokio::select! {
-                    next = incoming.recv() => {
-                        let Some((envelope, reply)) = next else { break };
-                        pending.push_back(reply);
-                        if out.send(envelope).await.is_err() {
-                            break;
-                        }
-                    }
-                    answer = answers.message() => {
-                        match answer {
-                            Ok(Some(answer)) => {
-                                if let Some(reply) = pending.pop_front() {
-                                    let _ = reply.send(Ok(answer));
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(status) => {
-                                for reply in pending.drain(..) {
-                                    let _ = reply.send(Err(status.message().to_owned()));
-                                }
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            for reply in pending {
-                let _ = reply.send(Err("the Broadcast stream ended".into()));
-            }
-        });
-        Self { requests }
-    }
-}
-
-/// The gateway's link to the ordering service: one persistent Broadcast stream per
-/// orderer, used in turn from the last one that worked.
-struct Broadcaster {
-    endpoints: Vec<String>,
-    tls: Option<ClientTls>,
-    max_message_bytes: usize,
-    links: Mutex<Vec<Option<BroadcastLink>>>,
-    preferred: std::sync::atomic::AtomicUsize,
-}
-
-/// Pause between passes over the orderers while none can take the envelope (a leader
-/// election, a restarting node).
-const PASS_PAUSE: Duration = Duration::from_millis(250);
-
-impl Broadcaster {
-    fn new(endpoints: Vec<String>, tls: Option<ClientTls>, max_message_bytes: usize) -> Self {
-        let links = Mutex::new(endpoints.iter().map(|_| None).collect());
-        Self { endpoints, tls, max_message_bytes, links, preferred: Default::default() }
-    }
-
-    fn send(
-        &self,
-        index: usize,
-        envelope: Envelope,
-    ) -> Result<oneshot::Receiver<Result<BroadcastResponse, String>>, String> {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        let open = links[index].as_ref().is_some_and(|l| !l.requests.is_closed());
-        if !open {
-            let channel =
-                lazy_channel(&self.endpoints[index], self.tls.as_ref()).map_err(|e| e.to_string())?;
-            let client = AtomicBroadcastClient::new(channel)
-                .max_decoding_message_size(self.max_message_bytes)
-                .max_encoding_message_size(self.max_message_bytes);
-            links[index] = Some(BroadcastLink::open(client));
-        }
-        let (reply, answer) = oneshot::channel();
-        let link = links[index].as_ref().ok_or("no link")?;
-        link.requests
-            .try_send((envelope, reply))
-            .map_err(|e| format!("the Broadcast stream is busy: {e}"))?;
-        Ok(answer)
-    }
-
-    /// Sends the envelope to orderers in turn until one accepts it (SUCCESS) or refuses
-    /// it for good; unreachable orderers and SERVICE_UNAVAILABLE answers move on to the
-    /// next one, until `timeout`.
-    async fn broadcast(
-        &self,
-        envelope: Envelope,
-        timeout: Duration,
-    ) -> Result<SubmitResponse, tonic::Status> {
-        use std::sync::atomic::Ordering;
-        if self.endpoints.is_empty() {
-            return Err(tonic::Status::unavailable("no orderer endpoints configured"));
-        }
-        let deadline = Instant::now() + timeout;
-        let mut failures: BTreeMap<String, String> = BTreeMap::new();
-        let first = self.preferred.load(Ordering::Relaxed);
-        for attempt in 0.. {
-            let index = (first + attempt) % self.endpoints.len();
-            if attempt > 0 && index == first {
-                if Instant::now() + PASS_PAUSE >= deadline {
-                    break;
-                }
-                tokio::time::sleep(PASS_PAUSE).await;
-            }
-            let address = &self.endpoints[index];
-            let outcome = match self.send(index, envelope.clone()) {
-                Ok(answer) => match tokio::time::timeout_at(deadline.into(), answer).await {
-                    Ok(Ok(answer)) => answer,
-                    Ok(Err(_)) => Err("the Broadcast stream ended".into()),
-                    Err(_) => Err("timed out waiting for the orderer".into()),
-                },
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(answer) if answer.status == Status::Success as i32 => {
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(SubmitResponse {});
-                }
-                Ok(answer) if answer.status == Status::ServiceUnavailable as i32 => {
-                    failures
-                        .insert(address.clone(), format!("status=SERVICE_UNAVAILABLE, info={}", answer.info));
-                }
-                Ok(answer) => {
-                    let status = Status::try_from(answer.status).map_or("UNKNOWN", |s| s.as_str_name());
-                    return Err(tonic::Status::aborted(format!(
-                        "received unsuccessful response from orderer: status={status}, info={}",
-                        answer.info
-                    )));
-                }
-                Err(why) => {
-                    failures.insert(address.clone(), why);
-                }
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-        }
-        let details: Vec<ErrorDetail> = failures
-            .into_iter()
-            .map(|(address, message)| ErrorDetail { address, msp_id: String::new(), message })
-            .collect();
-        Err(status_with_details(
-            tonic::Code::Unavailable,
-            "no orderers could successfully process transaction".into(),
-            &details,
-        ))
-    }
+/// The proposal inside a request, checked for structure only (the endorser checks the rest).
+fn unpack(signed: &protos::SignedProposal) -> Result<SignedProposal, GatewayError> {
+    SignedProposal::parse_structure(signed)
+        .map_err(|e| GatewayError::BadRequest(format!("failed to unpack transaction proposal: {e}")))
 }

@@ -1,0 +1,276 @@
+//! The state machine: each applied entry (a batch of envelopes) becomes the next block.
+
+// openraft's traits return `StorageError`, a large type; our helpers return it too.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use medfabric_msp::SigningIdentity;
+use medfabric_proto::common::{Block, HeaderType};
+use medfabric_proto::etcdraft::BlockMetadata;
+use medfabric_types::Transaction;
+use medfabric_types::block::{self};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+    StoredMembership,
+};
+use prost::Message;
+use rocksdb::{IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// The last snapshot built or installed: its meta and data.
+type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
+
+/// Applies ordered batches: builds, signs and stores the next blocks.
+#[derive(Clone)]
+pub struct BlockMachine {
+    store: OrdererStore,
+    signer: Arc<SigningIdentity>,
+    /// Called with each new config block, after it is stored.
+    on_config: Arc<dyn Fn(&Block) + Send + Sync>,
+    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl Debug for BlockMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockMachine").finish_non_exhaustive()
+    }
+}
+
+impl BlockMachine {
+    pub fn new(
+        store: OrdererStore,
+        signer: Arc<SigningIdentity>,
+        on_config: Arc<dyn Fn(&Block) + Send + Sync>,
+    ) -> Self {
+        Self { store, signer, on_config, snapshot: Arc::default() }
+    }
+}
+
+pub(super) fn tx_id_of(envelope: &[u8]) -> Option<String> {
+    let tx = Transaction::parse(envelope).ok()?;
+    (tx.header_type() == HeaderType::EndorserTransaction as i32 && !tx.tx_id().is_empty())
+        .then(|| tx.tx_id().to_owned())
+}
+
+/// The config a CONFIG envelope carries.
+pub(super) fn config_of(envelope: &[u8]) -> Option<medfabric_proto::common::Config> {
+    let tx = Transaction::parse(envelope).ok()?;
+    match tx.body {
+        medfabric_types::TransactionBody::Config(config) => config.config,
+        _ => None,
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for BlockMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SError> {
+        let applied = self.store.applied()?;
+        Ok((applied.last_applied, applied.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<OrderResponse>, SError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let db = self.store.db.clone();
+        let mut applied = self.store.applied()?;
+        let mut tip = self
+            .store
+            .tip()
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e)))?
+            .ok_or_else(|| {
+            SError::from(StorageIOError::read_state_machine(AnyError::error("no chain tip")))
+        })?;
+        let mut batch = WriteBatch::default();
+        let mut responses = Vec::new();
+        let mut configs = Vec::new();
+        let mut seen_in_batch = std::collections::HashSet::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let mut response = OrderResponse::default();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m)
+                }
+                EntryPayload::Normal(request) => {
+                    // An envelope whose tx id is already ordered is not ordered again:
+                    // a client retrying after a lost answer cannot duplicate it.
+                    let mut envelopes: Vec<Bytes> = Vec::new();
+                    for text in &request.envelopes {
+                        let Ok(envelope) = hex::decode(text) else { continue };
+                        if let Some(tx_id) = tx_id_of(&envelope) {
+                            let known =
+                                db.get_cf(cf(&db, CF_TXIDS), tx_id.as_bytes()).map_err(|e| io(&e))?.is_some();
+                            if known || !seen_in_batch.insert(tx_id.clone()) {
+                                continue;
+                            }
+                            batch.put_cf(cf(&db, CF_TXIDS), tx_id.as_bytes(), tip.height.to_be_bytes());
+                        }
+                        envelopes.push(envelope.into());
+                    }
+                    // A config must be the next one and must load, checked here (in log
+                    // order) because two envelopes may have passed admission with the
+                    // same sequence.
+                    let config = if envelopes.len() == 1 { config_of(&envelopes[0]) } else { None };
+                    if let Some(config) = &config {
+                        let channel = Transaction::parse(&envelopes[0])
+                            .map(|t| t.channel_id().to_owned())
+                            .unwrap_or_default();
+                        if config.sequence != tip.config_sequence + 1 {
+                            response.refused = Some(format!(
+                                "config sequence {} does not follow {}",
+                                config.sequence, tip.config_sequence
+                            ));
+                            envelopes.clear();
+                        } else if let Err(e) =
+                            medfabric_types::ChannelResources::from_config(&channel, config.clone())
+                        {
+                            response.refused = Some(format!("config does not load: {e}"));
+                            envelopes.clear();
+                        }
+                    }
+                    if !envelopes.is_empty() {
+                        let previous = hex::decode(&tip.last_hash).unwrap_or_default();
+                        let is_config = config.is_some();
+                        if let Some(config) = &config {
+                            tip.config_sequence = config.sequence;
+                        }
+                        let mut next = block::new_block(tip.height, &previous, envelopes);
+                        if is_config {
+                            tip.last_config = tip.height;
+                        }
+                        let consenter =
+                            BlockMetadata { raft_index: entry.log_id.index, ..Default::default() };
+                        block::sign_block(
+                            &mut next,
+                            &self.signer,
+                            tip.last_config,
+                            consenter.encode_to_vec().into(),
+                        );
+                        batch.put_cf(cf(&db, CF_BLOCKS), tip.height.to_be_bytes(), next.encode_to_vec());
+                        response.block = Some(tip.height);
+                        tip.height += 1;
+                        tip.last_hash = hex::encode(block::header_hash(block::header(&next)));
+                        if is_config {
+                            configs.push(next);
+                        }
+                    }
+                }
+            }
+            responses.push(response);
+        }
+        batch.put_cf(cf(&db, CF_CHAIN), b"tip", json(&tip));
+        batch.put_cf(cf(&db, CF_CHAIN), b"applied", json(&applied));
+        db.write_opt(batch, &synced()).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.store.height.send_replace(tip.height);
+        for config in &configs {
+            (self.on_config)(config);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SError> {
+        let data: ChainSnapshot = from_json(snapshot.get_ref())?;
+        let db = self.store.db.clone();
+        let mut batch = WriteBatch::default();
+        for (number, hex_block) in data.blocks.iter().enumerate() {
+            let bytes = hex::decode(hex_block)
+                .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+            batch.put_cf(cf(&db, CF_BLOCKS), (number as u64).to_be_bytes(), bytes);
+        }
+        for tx_id in &data.tx_ids {
+            batch.put_cf(cf(&db, CF_TXIDS), tx_id.as_bytes(), []);
+        }
+        let applied =
+            AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        batch.put_cf(cf(&db, CF_CHAIN), b"tip", json(&data.tip));
+        batch.put_cf(cf(&db, CF_CHAIN), b"applied", json(&applied));
+        db.write_opt(batch, &synced())
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.store.height.send_replace(data.tip.height);
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((meta.clone(), snapshot.into_inner()));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SError> {
+        let current = self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(current.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+/// A snapshot holds the whole chain: a consenter that installs it has every block.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChainSnapshot {
+    tip: ChainTip,
+    blocks: Vec<String>,
+    tx_ids: Vec<String>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for BlockMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SError> {
+        let db = self.store.db.clone();
+        let read = |e: &dyn std::fmt::Display| {
+            SError::from(StorageIOError::read_state_machine(AnyError::error(e.to_string())))
+        };
+        // A consistent view: the tip, applied state and blocks of one snapshot.
+        let view = db.snapshot();
+        let tip: ChainTip = view
+            .get_cf(cf(&db, CF_CHAIN), b"tip")
+            .map_err(|e| read(&e))?
+            .map(|b| from_json(&b))
+            .transpose()?
+            .ok_or_else(|| read(&"no chain tip"))?;
+        let applied: AppliedState = view
+            .get_cf(cf(&db, CF_CHAIN), b"applied")
+            .map_err(|e| read(&e))?
+            .map(|b| from_json(&b))
+            .transpose()?
+            .unwrap_or_default();
+        let mut blocks = Vec::new();
+        for number in 0..tip.height {
+            let bytes = view
+                .get_cf(cf(&db, CF_BLOCKS), number.to_be_bytes())
+                .map_err(|e| read(&e))?
+                .ok_or_else(|| read(&"missing block"))?;
+            blocks.push(hex::encode(bytes));
+        }
+        let mut tx_ids = Vec::new();
+        for item in view.iterator_cf(cf(&db, CF_TXIDS), IteratorMode::Start) {
+            let (key, _) = item.map_err(|e| read(&e))?;
+            tx_ids.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        let data = json(&ChainSnapshot { tip: tip.clone(), blocks, tx_ids });
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+            snapshot_id: format!("{}-{}", applied.last_applied.map_or(0, |l| l.index), tip.height),
+        };
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), data.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
