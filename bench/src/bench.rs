@@ -197,11 +197,166 @@ pub fn order(consenters: usize, envelopes: usize, streams: usize) -> Result<Orde
     runtime.block_on(order_async(consenters.clamp(1, 7), envelopes.max(1), streams.max(1)))
 }
 
-async fn order_async(consenters: usize, envelopes: usize, streams: usize) -> Result<OrderBench> {
+/// A one-organization topology with `ports.len()` consenters on loopback (cluster ports
+/// as given), for the ordering benchmark.
+fn order_topology(ports: &[u16]) -> medfabric_network::topology::Topology {
+    use medfabric_network::topology::{
+        Batch, ChaincodeEntry, Endpoint, Orderer, OrdererOrg, Peer, PeerOrg, Topology, User,
+    };
+    let consenters = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| Orderer {
+            name: format!("orderer{i}"),
+            host: "127.0.0.1".into(),
+            port: 20000 + i as u16,
+            cluster_port: *port,
+            operations_port: 21000 + i as u16,
+        })
+        .collect();
+    Topology {
+        channel: "benchchannel".into(),
+        orderer: OrdererOrg {
+            name: "OrdererOrg".into(),
+            msp_id: "OrdererMSP".into(),
+            domain: "orderer.bench.local".into(),
+            batch: Batch {
+                max_message_count: 500,
+                absolute_max_bytes: 10 << 20,
+                preferred_max_bytes: 2 << 20,
+                batch_timeout_ms: 250,
+            },
+            consenters,
+            users: Vec::new(),
+        },
+        organizations: vec![PeerOrg {
+            name: "Hospital".into(),
+            msp_id: "HospitalMSP".into(),
+            domain: "hospital.bench.local".into(),
+            ca: Endpoint { host: "127.0.0.1".into(), port: 22054 },
+            peers: vec![Peer {
+                name: "peer0".into(),
+                host: "127.0.0.1".into(),
+                port: 22051,
+                operations_port: 22443,
+            }],
+            users: vec![User {
+                name: "client1".into(),
+                user_type: "client".into(),
+                attrs: Default::default(),
+            }],
+        }],
+        chaincodes: vec![ChaincodeEntry {
+            name: "kv".into(),
+            version: "1.0".into(),
+            sequence: 1,
+            endorsement_policy: "OR('HospitalMSP.peer')".into(),
+            init_required: false,
+            implementation: None,
+            collections: Vec::new(),
+        }],
+        roles: Default::default(),
+    }
+}
+
+/// Starts the generated network's consenters in this process (plaintext links, so the
+/// figure is Raft and the block cutter); returns their Broadcast addresses.
+async fn start_consenters(generated: &medfabric_network::generate::Generated) -> Result<Vec<String>> {
     use medfabric_orderer::node::{Orderer, OrdererConfig, serve};
+    let mut addresses = Vec::new();
+    for config_path in generated
+        .node_configs
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("orderer")))
+    {
+        let mut config = OrdererConfig::load(config_path)?;
+        config.tls = None;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        addresses.push(listener.local_addr()?.to_string());
+        let cluster = tokio::net::TcpListener::bind(&config.cluster_listen_address).await?;
+        let orderer = Orderer::start(&config).await?;
+        tokio::spawn(async move {
+            serve(orderer, listener, cluster, None, &config, std::future::pending()).await
+        });
+    }
+    Ok(addresses)
+}
+
+type BroadcastClient =
+    medfabric_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient<tonic::transport::Channel>;
+
+async fn broadcast_client(address: &str) -> Result<BroadcastClient> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?;
+    Ok(BroadcastClient::new(endpoint.connect().await?).max_decoding_message_size(64 << 20))
+}
+
+/// Waits until `probe` is ordered (a leader is elected), up to 30 s.
+async fn wait_for_leader(address: &str, probe: &Envelope) -> Result<()> {
     use medfabric_proto::common::Status;
-    use medfabric_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = broadcast_client(address).await?;
+        let mut answers = c.broadcast(tokio_stream::iter(vec![probe.clone()])).await?.into_inner();
+        if answers.message().await?.is_some_and(|a| a.status == Status::Success as i32) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no leader after 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends `chunk` on one Broadcast stream; returns each envelope's send → SUCCESS
+/// latency in milliseconds.
+async fn broadcast_chunk(mut client: BroadcastClient, chunk: Vec<Envelope>) -> Result<Vec<f64>> {
+    use medfabric_proto::common::Status;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(1024);
+    let mut answers = client.broadcast(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let n = chunk.len();
+    let sender = tokio::spawn(async move {
+        let mut times = Vec::with_capacity(n);
+        for e in chunk {
+            times.push(Instant::now());
+            if tx.send(e).await.is_err() {
+                break;
+            }
+        }
+        times
+    });
+    let mut acked_at = Vec::with_capacity(n);
+    while acked_at.len() < n {
+        match answers.message().await? {
+            Some(a) if a.status == Status::Success as i32 => acked_at.push(Instant::now()),
+            Some(a) => anyhow::bail!("envelope refused: {} {}", a.status, a.info),
+            None => anyhow::bail!("broadcast stream ended"),
+        }
+    }
+    let sent_at = sender.await?;
+    Ok(sent_at.iter().zip(&acked_at).map(|(s, a)| a.duration_since(*s).as_secs_f64() * 1000.0).collect())
+}
+
+/// Counts envelopes delivered in blocks on `deliver` until `envelopes` arrived (or the
+/// stream ends): `(envelopes, blocks, when the last arrived)`.
+async fn count_delivered(
+    mut deliver: tonic::Streaming<medfabric_proto::orderer::DeliverResponse>,
+    envelopes: usize,
+) -> (usize, usize, Instant) {
     use medfabric_proto::orderer::deliver_response;
+    let (mut count, mut blocks) = (0usize, 0usize);
+    while count < envelopes {
+        match deliver.message().await {
+            Ok(Some(message)) => {
+                if let Some(deliver_response::Type::Block(block)) = message.r#type {
+                    count += medfabric_types::block::envelopes(&block).len();
+                    blocks += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    (count, blocks, Instant::now())
+}
+
+async fn order_async(consenters: usize, envelopes: usize, streams: usize) -> Result<OrderBench> {
     use medfabric_types::deliver::{Seek, seek_envelope};
     use prost::Message;
 
@@ -212,57 +367,15 @@ async fn order_async(consenters: usize, envelopes: usize, streams: usize) -> Res
             (0..consenters).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
         held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?
     };
-    let consenter_lines: String = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("    - {{ name: orderer{i}, host: 127.0.0.1, port: {}, cluster_port: {p}, operations_port: {} }}\n", 20000 + i, 21000 + i))
-        .collect();
-    let topology = format!(
-        "channel: benchchannel\norderer:\n  name: OrdererOrg\n  msp_id: OrdererMSP\n  domain: orderer.bench.local\n  batch:\n    max_message_count: 500\n    absolute_max_bytes: 10485760\n    preferred_max_bytes: 2097152\n    batch_timeout_ms: 250\n  consenters:\n{consenter_lines}organizations:\n  - name: Hospital\n    msp_id: HospitalMSP\n    domain: hospital.bench.local\n    ca: {{ host: 127.0.0.1, port: 22054 }}\n    peers:\n      - {{ name: peer0, host: 127.0.0.1, port: 22051, operations_port: 22443 }}\n    users:\n      - {{ name: client1, type: client }}\nchaincodes:\n  - {{ name: kv, version: \"1.0\", sequence: 1, endorsement_policy: \"OR('HospitalMSP.peer')\" }}\n"
-    );
-    let topology_path = work.path().join("bench.yaml");
-    std::fs::write(&topology_path, topology)?;
     let out = work.path().join("net");
-    let generated = medfabric_network::generate::generate(&topology_path, &out, false)?;
-    let mut addresses = Vec::new();
-    for config_path in generated
-        .node_configs
-        .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("orderer")))
-    {
-        let mut config = OrdererConfig::load(config_path)?;
-        // Ordering alone: plaintext links, so the figure is Raft and the block cutter.
-        config.tls = None;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        addresses.push(listener.local_addr()?.to_string());
-        let cluster = tokio::net::TcpListener::bind(&config.cluster_listen_address).await?;
-        let orderer = Orderer::start(&config).await?;
-        tokio::spawn(async move {
-            serve(orderer, listener, cluster, None, &config, std::future::pending()).await
-        });
-    }
+    let generated = medfabric_network::generate::generate_topology(&order_topology(&ports), &out, false)?;
+    let addresses = start_consenters(&generated).await?;
     let org = out.join("organizations/peerOrganizations/hospital.bench.local");
     let client =
         SigningIdentity::from_msp_dir(&org.join("users/client1@hospital.bench.local/msp"), "HospitalMSP")?;
     let peer =
         SigningIdentity::from_msp_dir(&org.join("peers/peer0.hospital.bench.local/msp"), "HospitalMSP")?;
-    let connect = |address: String| async move {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?;
-        anyhow::Ok(AtomicBroadcastClient::new(endpoint.connect().await?).max_decoding_message_size(64 << 20))
-    };
-
-    // Wait for a leader: a probe envelope must be ordered.
-    let probe = bench_envelope(&client, &peer, "probe", 0)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut c = connect(addresses[0].clone()).await?;
-        let mut answers = c.broadcast(tokio_stream::iter(vec![probe.clone()])).await?.into_inner();
-        if answers.message().await?.is_some_and(|a| a.status == Status::Success as i32) {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no leader after 30 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_leader(&addresses[0], &bench_envelope(&client, &peer, "probe", 0)?).await?;
 
     let all: Vec<Envelope> = (0..envelopes)
         .map(|i| bench_envelope(&client, &peer, &format!("k{i}"), i as u64 + 1))
@@ -277,62 +390,14 @@ async fn order_async(consenters: usize, envelopes: usize, streams: usize) -> Res
         true,
         now_timestamp(),
     );
-    let mut deliver =
-        connect(addresses[0].clone()).await?.deliver(tokio_stream::iter(vec![seek])).await?.into_inner();
+    let deliver =
+        broadcast_client(&addresses[0]).await?.deliver(tokio_stream::iter(vec![seek])).await?.into_inner();
     let started = Instant::now();
-    let delivered = tokio::spawn(async move {
-        let (mut count, mut blocks) = (0usize, 0usize);
-        while count < envelopes {
-            match deliver.message().await {
-                Ok(Some(message)) => {
-                    if let Some(deliver_response::Type::Block(block)) = message.r#type {
-                        count += medfabric_types::block::envelopes(&block).len();
-                        blocks += 1;
-                    }
-                }
-                _ => break,
-            }
-        }
-        (count, blocks, Instant::now())
-    });
+    let delivered = tokio::spawn(count_delivered(deliver, envelopes));
     let mut tasks = Vec::new();
     for (s, chunk) in all.chunks(envelopes.div_ceil(streams)).enumerate() {
-        let address = addresses[s % addresses.len()].clone();
-        let chunk = chunk.to_vec();
-        let mut c = connect(address).await?;
-        tasks.push(tokio::spawn(async move {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(1024);
-            let mut sent_at = Vec::with_capacity(chunk.len());
-            let mut answers =
-                c.broadcast(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
-            let n = chunk.len();
-            let sender = tokio::spawn(async move {
-                let mut times = Vec::with_capacity(n);
-                for e in chunk {
-                    times.push(Instant::now());
-                    if tx.send(e).await.is_err() {
-                        break;
-                    }
-                }
-                times
-            });
-            let mut acked_at = Vec::with_capacity(n);
-            while acked_at.len() < n {
-                match answers.message().await? {
-                    Some(a) if a.status == Status::Success as i32 => acked_at.push(Instant::now()),
-                    Some(a) => anyhow::bail!("envelope refused: {} {}", a.status, a.info),
-                    None => anyhow::bail!("broadcast stream ended"),
-                }
-            }
-            sent_at.extend(sender.await?);
-            anyhow::Ok(
-                sent_at
-                    .iter()
-                    .zip(&acked_at)
-                    .map(|(s, a)| a.duration_since(*s).as_secs_f64() * 1000.0)
-                    .collect::<Vec<_>>(),
-            )
-        }));
+        let client = broadcast_client(&addresses[s % addresses.len()]).await?;
+        tasks.push(tokio::spawn(broadcast_chunk(client, chunk.to_vec())));
     }
     let mut latencies = Vec::with_capacity(envelopes);
     for task in tasks {

@@ -26,7 +26,9 @@ use medfabric_proto::orderer::BatchSize;
 use medfabric_types::{ChannelSpec, OrgSpec};
 use serde::Serialize;
 
-use crate::topology::{PeerOrg, Topology, User, application_policy, collection_package, role_grants};
+use crate::topology::{
+    Orderer, Peer, PeerOrg, Topology, User, application_policy, collection_package, role_grants,
+};
 use time::OffsetDateTime;
 
 /// Certificate lifetimes, as cryptogen uses them.
@@ -56,7 +58,38 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
     let now = OffsetDateTime::now_utc();
     std::fs::write(out.join("network.yaml"), serde_yaml::to_string(topology)?)?;
 
-    // Orderer organization.
+    let (orderer_spec, orderer_tls) = write_orderer_org(topology, out, now)?;
+    let (app_orgs, record_keys) = write_peer_orgs(topology, out, now)?;
+    let spec = channel_spec(topology, orderer_spec, &orderer_tls, app_orgs, record_keys)?;
+    let timestamp = medfabric_proto::Timestamp { seconds: now.unix_timestamp(), nanos: 0 };
+    let genesis = spec.genesis_block(timestamp)?;
+    let artifacts = out.join("channel-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    let genesis_path = artifacts.join(format!("{}.block", topology.channel));
+    std::fs::write(&genesis_path, genesis.encode_to_vec())?;
+
+    let node_configs = write_node_configs(topology, out)?;
+    Ok(Generated {
+        out: out.to_path_buf(),
+        channel: topology.channel.clone(),
+        genesis_block: genesis_path,
+        node_configs,
+        organizations: topology
+            .organizations
+            .iter()
+            .map(|o| o.msp_id.clone())
+            .chain([topology.orderer.msp_id.clone()])
+            .collect(),
+    })
+}
+
+/// The orderer organization's CAs, consenter identities and TLS certificates, and
+/// users; returns its channel-config spec and each consenter's TLS certificate (PEM).
+fn write_orderer_org(
+    topology: &Topology,
+    out: &Path,
+    now: OffsetDateTime,
+) -> Result<(OrgSpec, BTreeMap<String, String>)> {
     let orderer_org_dir = out.join("organizations/ordererOrganizations").join(&topology.orderer.domain);
     let orderer_cas = OrgCas::new(&topology.orderer.domain, &orderer_org_dir, now)?;
     let mut orderer_tls = BTreeMap::new();
@@ -72,7 +105,24 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
         write_user(&orderer_cas, &orderer_org_dir, &topology.orderer.domain, user, now)?;
     }
 
-    // Peer organizations.
+    let mut orderer_spec = OrgSpec::orderer(
+        &topology.orderer.name,
+        MspFolder::load(&orderer_org_dir.join("msp"), &topology.orderer.msp_id)?,
+    );
+    orderer_spec.endpoints =
+        topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+
+    Ok((orderer_spec, orderer_tls))
+}
+
+/// Each peer organization's CAs, peer identities, TLS certificates, record key, users
+/// and CA TLS certificate; returns their channel-config specs and the record keys'
+/// public halves by MSP id.
+fn write_peer_orgs(
+    topology: &Topology,
+    out: &Path,
+    now: OffsetDateTime,
+) -> Result<(Vec<OrgSpec>, RecordKeys)> {
     let mut app_orgs = Vec::new();
     let mut record_keys = BTreeMap::new();
     for org in &topology.organizations {
@@ -99,13 +149,20 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
         spec.anchor_peers = vec![(anchor.host.clone(), i32::from(anchor.port))];
         app_orgs.push(spec);
     }
-    let mut orderer_spec = OrgSpec::orderer(
-        &topology.orderer.name,
-        MspFolder::load(&orderer_org_dir.join("msp"), &topology.orderer.msp_id)?,
-    );
-    orderer_spec.endpoints =
-        topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+    Ok((app_orgs, record_keys))
+}
 
+/// Public halves of the organizations' record keys (SEC1), by MSP id.
+type RecordKeys = BTreeMap<String, Vec<u8>>;
+
+/// The channel the genesis block creates: orgs, consenters, batching and chaincodes.
+fn channel_spec(
+    topology: &Topology,
+    orderer_spec: OrgSpec,
+    orderer_tls: &BTreeMap<String, String>,
+    app_orgs: Vec<OrgSpec>,
+    record_keys: RecordKeys,
+) -> Result<ChannelSpec> {
     let consenters = topology
         .orderer
         .consenters
@@ -121,7 +178,7 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
         })
         .collect();
     let batch = &topology.orderer.batch;
-    let spec = ChannelSpec {
+    Ok(ChannelSpec {
         channel_id: topology.channel.clone(),
         orderer_orgs: vec![orderer_spec],
         application_orgs: app_orgs,
@@ -161,26 +218,6 @@ pub fn generate_topology(topology: &Topology, out: &Path, force: bool) -> Result
             .collect::<Result<_>>()?,
         roles: role_grants(topology)?,
         record_keys,
-    };
-    let timestamp = medfabric_proto::Timestamp { seconds: now.unix_timestamp(), nanos: 0 };
-    let genesis = spec.genesis_block(timestamp)?;
-    let artifacts = out.join("channel-artifacts");
-    std::fs::create_dir_all(&artifacts)?;
-    let genesis_path = artifacts.join(format!("{}.block", topology.channel));
-    std::fs::write(&genesis_path, genesis.encode_to_vec())?;
-
-    let node_configs = write_node_configs(topology, out)?;
-    Ok(Generated {
-        out: out.to_path_buf(),
-        channel: topology.channel.clone(),
-        genesis_block: genesis_path,
-        node_configs,
-        organizations: topology
-            .organizations
-            .iter()
-            .map(|o| o.msp_id.clone())
-            .chain([topology.orderer.msp_id.clone()])
-            .collect(),
     })
 }
 
@@ -387,43 +424,146 @@ fn tls_files(node_dir: &str, kind: &str, root_ca_files: &[PathBuf]) -> TlsConfig
     }
 }
 
+/// What every node config of a network shares, with paths relative to `nodes/`.
+struct NodeCommon {
+    genesis: PathBuf,
+    orderer_endpoints: Vec<String>,
+    /// Every organization's TLS CA.
+    tls_cas: Vec<PathBuf>,
+    /// Every peer by its host name, as other peers and gateways know it.
+    all_peers: Vec<(String, PeerEntry)>,
+    /// Chaincode name → the built-in implementation the peers run.
+    chaincodes: BTreeMap<String, String>,
+}
+
+impl NodeCommon {
+    fn of(topology: &Topology) -> Self {
+        let genesis = format!("../channel-artifacts/{}.block", topology.channel).into();
+        let orderer_endpoints =
+            topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
+        let tls_cas = std::iter::once(("ordererOrganizations", &topology.orderer.domain))
+            .chain(topology.organizations.iter().map(|o| ("peerOrganizations", &o.domain)))
+            .map(|(kind, domain)| {
+                format!("../organizations/{kind}/{domain}/tlsca/tlsca.{domain}-cert.pem").into()
+            })
+            .collect();
+        let all_peers = topology
+            .organizations
+            .iter()
+            .flat_map(|org| {
+                org.peers.iter().map(move |peer| {
+                    let fqdn = format!("{}.{}", peer.name, org.domain);
+                    let entry = PeerEntry {
+                        msp_id: org.msp_id.clone(),
+                        address: format!("{}:{}", peer.host, peer.port),
+                        cert_file: format!(
+                            "../organizations/peerOrganizations/{}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem",
+                            org.domain
+                        )
+                        .into(),
+                    };
+                    (fqdn, entry)
+                })
+            })
+            .collect();
+        let chaincodes = topology
+            .chaincodes
+            .iter()
+            .map(|cc| (cc.name.clone(), cc.implementation.clone().unwrap_or_else(|| cc.name.clone())))
+            .collect();
+        Self { genesis, orderer_endpoints, tls_cas, all_peers, chaincodes }
+    }
+}
+
+fn orderer_config(
+    topology: &Topology,
+    index: usize,
+    orderer: &Orderer,
+    common: &NodeCommon,
+) -> OrdererConfig {
+    let domain = &topology.orderer.domain;
+    let fqdn = format!("{}.{domain}", orderer.name);
+    let node_dir = format!("../organizations/ordererOrganizations/{domain}/orderers/{fqdn}");
+    OrdererConfig {
+        node_id: fqdn.clone(),
+        consenter_id: index as u64 + 1,
+        msp_id: topology.orderer.msp_id.clone(),
+        msp_dir: format!("{node_dir}/msp").into(),
+        tls: Some(tls_files(&node_dir, "server", &common.tls_cas)),
+        listen_address: format!("{}:{}", orderer.host, orderer.port),
+        cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
+        operations_address: Some(format!("{}:{}", orderer.host, orderer.operations_port)),
+        data_dir: format!("../data/{fqdn}").into(),
+        genesis_block: common.genesis.clone(),
+        limits: Limits::default(),
+        cluster_peers: BTreeMap::new(),
+    }
+}
+
+fn peer_config(topology: &Topology, org: &PeerOrg, peer: &Peer, common: &NodeCommon) -> PeerConfig {
+    let fqdn = format!("{}.{}", peer.name, org.domain);
+    let node_dir = format!("../organizations/peerOrganizations/{}/peers/{fqdn}", org.domain);
+    PeerConfig {
+        node_id: fqdn.clone(),
+        msp_id: org.msp_id.clone(),
+        msp_dir: format!("{node_dir}/msp").into(),
+        tls: Some(tls_files(&node_dir, "server", &common.tls_cas)),
+        record_key_file: Some(format!("{node_dir}/recordkey/priv_sk").into()),
+        listen_address: format!("{}:{}", peer.host, peer.port),
+        external_address: None,
+        operations_address: Some(format!("{}:{}", peer.host, peer.operations_port)),
+        data_dir: format!("../data/{fqdn}").into(),
+        channel: topology.channel.clone(),
+        genesis_block: common.genesis.clone(),
+        orderer_endpoints: common.orderer_endpoints.clone(),
+        peers: common.all_peers.iter().filter(|(name, _)| *name != fqdn).map(|(_, p)| p.clone()).collect(),
+        gateway: GatewaySection::default(),
+        chaincodes: common.chaincodes.clone(),
+        limits: Limits::default(),
+        // Fabric's defaults, except reconciliation every 5 s instead of every
+        // minute and a 3 s wait for missing private data at commit.
+        private_data: PrivateDataSection {
+            pull_timeout_ms: 3000,
+            reconcile_interval_ms: 5000,
+            ..PrivateDataSection::default()
+        },
+        max_clock_skew_ms: medfabric_config::peer::DEFAULT_CLOCK_SKEW_MS,
+    }
+}
+
+/// The org's CA, with a fresh bootstrap password.
+fn ca_config(org: &PeerOrg) -> Result<CaConfig> {
+    let ca_name = format!("ca.{}", org.domain);
+    let ca_dir = format!("../organizations/peerOrganizations/{}/ca", org.domain);
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).context("OS random source")?;
+    Ok(CaConfig {
+        name: ca_name.clone(),
+        msp_id: org.msp_id.clone(),
+        listen_address: format!("{}:{}", org.ca.host, org.ca.port),
+        cert_file: format!("{ca_dir}/{ca_name}-cert.pem").into(),
+        key_file: format!("{ca_dir}/priv_sk").into(),
+        registry_file: PathBuf::new(),
+        data_dir: Some(format!("../data/{ca_name}").into()),
+        bootstrap: Bootstrap { id: "admin".into(), secret: hex::encode(secret) },
+        max_request_body_bytes: medfabric_config::ca::DEFAULT_MAX_REQUEST_BODY_BYTES,
+        affiliations: vec![org.name.to_lowercase()],
+        max_enrollments: -1,
+        allow_identity_removal: false,
+        seed_identities: seed_identities(org),
+        tls: Some(CaTls {
+            cert_file: format!("{ca_dir}/tls/server.crt").into(),
+            key_file: format!("{ca_dir}/tls/server.key").into(),
+            ca_file: Some(format!("{ca_dir}/tls/ca.crt").into()),
+        }),
+        plain_http: false,
+    })
+}
+
 fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
     let nodes = out.join("nodes");
     std::fs::create_dir_all(&nodes)?;
-    let genesis = format!("../channel-artifacts/{}.block", topology.channel);
-    let orderer_endpoints: Vec<String> =
-        topology.orderer.consenters.iter().map(|o| format!("{}:{}", o.host, o.port)).collect();
-    // Every organization's TLS CA, relative to nodes/.
-    let tls_cas: Vec<PathBuf> = std::iter::once(("ordererOrganizations", &topology.orderer.domain))
-        .chain(topology.organizations.iter().map(|o| ("peerOrganizations", &o.domain)))
-        .map(|(kind, domain)| {
-            format!("../organizations/{kind}/{domain}/tlsca/tlsca.{domain}-cert.pem").into()
-        })
-        .collect();
-    let all_peers: Vec<(String, PeerEntry)> = topology
-        .organizations
-        .iter()
-        .flat_map(|org| {
-            org.peers.iter().map(move |peer| {
-                let fqdn = format!("{}.{}", peer.name, org.domain);
-                let entry = PeerEntry {
-                    msp_id: org.msp_id.clone(),
-                    address: format!("{}:{}", peer.host, peer.port),
-                    cert_file: format!(
-                        "../organizations/peerOrganizations/{}/peers/{fqdn}/msp/signcerts/{fqdn}-cert.pem",
-                        org.domain
-                    )
-                    .into(),
-                };
-                (fqdn, entry)
-            })
-        })
-        .collect();
-    let chaincodes: BTreeMap<String, String> = topology
-        .chaincodes
-        .iter()
-        .map(|cc| (cc.name.clone(), cc.implementation.clone().unwrap_or_else(|| cc.name.clone())))
-        .collect();
+    let common = NodeCommon::of(topology);
     let mut written = Vec::new();
     // `secret` files (the CA's, with its bootstrap password) are readable by the owner only.
     let mut emit = |name: &str, yaml: String, secret: bool| -> Result<()> {
@@ -436,85 +576,18 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
         Ok(())
     };
-    let domain = &topology.orderer.domain;
     for (index, orderer) in topology.orderer.consenters.iter().enumerate() {
-        let fqdn = format!("{}.{domain}", orderer.name);
-        let node_dir = format!("../organizations/ordererOrganizations/{domain}/orderers/{fqdn}");
-        let config = OrdererConfig {
-            node_id: fqdn.clone(),
-            consenter_id: index as u64 + 1,
-            msp_id: topology.orderer.msp_id.clone(),
-            msp_dir: format!("{node_dir}/msp").into(),
-            tls: Some(tls_files(&node_dir, "server", &tls_cas)),
-            listen_address: format!("{}:{}", orderer.host, orderer.port),
-            cluster_listen_address: format!("{}:{}", orderer.host, orderer.cluster_port),
-            operations_address: Some(format!("{}:{}", orderer.host, orderer.operations_port)),
-            data_dir: format!("../data/{fqdn}").into(),
-            genesis_block: genesis.clone().into(),
-            limits: Limits::default(),
-            cluster_peers: BTreeMap::new(),
-        };
-        emit(&fqdn, to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
+        let config = orderer_config(topology, index, orderer, &common);
+        emit(&config.node_id.clone(), to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
     }
     for org in &topology.organizations {
         for peer in &org.peers {
-            let fqdn = format!("{}.{}", peer.name, org.domain);
-            let node_dir = format!("../organizations/peerOrganizations/{}/peers/{fqdn}", org.domain);
-            let config = PeerConfig {
-                node_id: fqdn.clone(),
-                msp_id: org.msp_id.clone(),
-                msp_dir: format!("{node_dir}/msp").into(),
-                tls: Some(tls_files(&node_dir, "server", &tls_cas)),
-                record_key_file: Some(format!("{node_dir}/recordkey/priv_sk").into()),
-                listen_address: format!("{}:{}", peer.host, peer.port),
-                external_address: None,
-                operations_address: Some(format!("{}:{}", peer.host, peer.operations_port)),
-                data_dir: format!("../data/{fqdn}").into(),
-                channel: topology.channel.clone(),
-                genesis_block: genesis.clone().into(),
-                orderer_endpoints: orderer_endpoints.clone(),
-                peers: all_peers.iter().filter(|(name, _)| *name != fqdn).map(|(_, p)| p.clone()).collect(),
-                gateway: GatewaySection::default(),
-                chaincodes: chaincodes.clone(),
-                limits: Limits::default(),
-                // Fabric's defaults, except reconciliation every 5 s instead of every
-                // minute and a 3 s wait for missing private data at commit.
-                private_data: PrivateDataSection {
-                    pull_timeout_ms: 3000,
-                    reconcile_interval_ms: 5000,
-                    ..PrivateDataSection::default()
-                },
-                max_clock_skew_ms: medfabric_config::peer::DEFAULT_CLOCK_SKEW_MS,
-            };
-            emit(&fqdn, to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
+            let config = peer_config(topology, org, peer, &common);
+            emit(&config.node_id.clone(), to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
         }
-        let ca_name = format!("ca.{}", org.domain);
-        let ca_dir = format!("../organizations/peerOrganizations/{}/ca", org.domain);
-        let mut secret = [0u8; 16];
-        getrandom::fill(&mut secret).context("OS random source")?;
-        let config = CaConfig {
-            name: ca_name.clone(),
-            msp_id: org.msp_id.clone(),
-            listen_address: format!("{}:{}", org.ca.host, org.ca.port),
-            cert_file: format!("{ca_dir}/{ca_name}-cert.pem").into(),
-            key_file: format!("{ca_dir}/priv_sk").into(),
-            registry_file: PathBuf::new(),
-            data_dir: Some(format!("../data/{ca_name}").into()),
-            bootstrap: Bootstrap { id: "admin".into(), secret: hex::encode(secret) },
-            max_request_body_bytes: medfabric_config::ca::DEFAULT_MAX_REQUEST_BODY_BYTES,
-            affiliations: vec![org.name.to_lowercase()],
-            max_enrollments: -1,
-            allow_identity_removal: false,
-            seed_identities: seed_identities(org),
-            tls: Some(CaTls {
-                cert_file: format!("{ca_dir}/tls/server.crt").into(),
-                key_file: format!("{ca_dir}/tls/server.key").into(),
-                ca_file: Some(format!("{ca_dir}/tls/ca.crt").into()),
-            }),
-            plain_http: false,
-        };
+        let config = ca_config(org)?;
         // The CA's file holds its bootstrap password: readable by the owner only.
-        emit(&ca_name, to_yaml(&config).map_err(anyhow::Error::msg)?, true)?;
+        emit(&config.name.clone(), to_yaml(&config).map_err(anyhow::Error::msg)?, true)?;
     }
     Ok(written)
 }

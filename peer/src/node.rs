@@ -178,30 +178,7 @@ impl Peer {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let limits = &config.limits;
-        let client_tls = config.tls.as_ref().map(TlsConfig::client).transpose()?;
-        let remotes = config
-            .peers
-            .iter()
-            .filter(|p| p.address != address)
-            .map(|p| RemotePeer::from_cert_file(&p.msp_id, &p.address, &p.cert_file))
-            .collect::<Result<Vec<_>>>()?;
-        let options = GatewayOptions {
-            concurrency_limit: config.gateway.concurrency_limit,
-            endorsement_timeout: Duration::from_millis(config.gateway.endorsement_timeout_ms),
-            broadcast_timeout: Duration::from_millis(config.gateway.broadcast_timeout_ms),
-            commit_status_timeout: Duration::from_millis(config.gateway.commit_status_timeout_ms),
-            max_message_bytes: limits.max_message_bytes,
-        };
-        let gateway = Arc::new(Gateway::new(
-            self.endorser.clone(),
-            &config.msp_id,
-            address,
-            remotes,
-            config.orderer_endpoints.clone(),
-            client_tls,
-            options,
-            self.metrics.clone(),
-        )?);
+        let gateway = self.gateway(config, address)?;
         let endorser = EndorserServer::new(
             EndorserService::new(self.endorser.clone()).with_metrics(self.metrics.clone()),
         )
@@ -247,39 +224,13 @@ impl Peer {
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped());
         let operations = async {
             let Some(listener) = operations else { return Ok(()) };
-            let channel = self.channel.clone();
-            let health: medfabric_node::ops::HealthFn = Arc::new(move || match channel.height() {
-                Ok(height) => {
-                    (Vec::new(), serde_json::json!({"channel": channel.channel_id(), "height": height}))
-                }
-                Err(e) => (
-                    vec![medfabric_node::ops::FailedCheck {
-                        component: "ledger".into(),
-                        reason: e.to_string(),
-                    }],
-                    serde_json::Value::Null,
-                ),
-            });
-            medfabric_node::ops::serve(listener, health, self.metrics.registry.clone(), stop.stopped()).await
+            medfabric_node::ops::serve(listener, self.health(), self.metrics.registry.clone(), stop.stopped())
+                .await
         };
         let crl_watch = {
             let stopped = stop.stopped();
-            let channel = self.channel.clone();
-            let msp_dir = config.msp_dir.clone();
+            let watch = watch_crls(self.channel.clone(), config.msp_dir.clone());
             async move {
-                let watch = async {
-                    loop {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        match read_crls(&msp_dir).map(|crls| channel.set_local_crls(crls)) {
-                            Ok(Ok(true)) => {
-                                tracing::info!("revocation lists in {} now in force", msp_dir.display())
-                            }
-                            Ok(Ok(false)) => {}
-                            Ok(Err(e)) => tracing::warn!("revocation lists: {e}"),
-                            Err(e) => tracing::warn!("revocation lists: {e}"),
-                        }
-                    }
-                };
                 tokio::select! {
                     () = watch => {}
                     () = stopped => {}
@@ -289,6 +240,49 @@ impl Peer {
         let (grpc, operations, (), ()) = tokio::join!(grpc, operations, reconciler, crl_watch);
         grpc.context("gRPC server")?;
         operations
+    }
+
+    /// The gateway over this peer's endorser, the other peers of the config and the
+    /// orderers.
+    fn gateway(&self, config: &PeerConfig, address: &str) -> Result<Arc<Gateway>> {
+        let client_tls = config.tls.as_ref().map(TlsConfig::client).transpose()?;
+        let remotes = config
+            .peers
+            .iter()
+            .filter(|p| p.address != address)
+            .map(|p| RemotePeer::from_cert_file(&p.msp_id, &p.address, &p.cert_file))
+            .collect::<Result<Vec<_>>>()?;
+        let options = GatewayOptions {
+            concurrency_limit: config.gateway.concurrency_limit,
+            endorsement_timeout: Duration::from_millis(config.gateway.endorsement_timeout_ms),
+            broadcast_timeout: Duration::from_millis(config.gateway.broadcast_timeout_ms),
+            commit_status_timeout: Duration::from_millis(config.gateway.commit_status_timeout_ms),
+            max_message_bytes: config.limits.max_message_bytes,
+        };
+        Ok(Arc::new(Gateway::new(
+            self.endorser.clone(),
+            &config.msp_id,
+            address,
+            remotes,
+            config.orderer_endpoints.clone(),
+            client_tls,
+            options,
+            self.metrics.clone(),
+        )?))
+    }
+
+    /// The operations `/healthz` check: the ledger answers with its height.
+    fn health(&self) -> medfabric_node::ops::HealthFn {
+        let channel = self.channel.clone();
+        Arc::new(move || match channel.height() {
+            Ok(height) => {
+                (Vec::new(), serde_json::json!({"channel": channel.channel_id(), "height": height}))
+            }
+            Err(e) => (
+                vec![medfabric_node::ops::FailedCheck { component: "ledger".into(), reason: e.to_string() }],
+                serde_json::Value::Null,
+            ),
+        })
     }
 
     /// Commits blocks from `source` until it ends. A block that cannot be committed
@@ -354,4 +348,18 @@ pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
+}
+
+/// Every 2 s, puts the revocation lists of `msp_dir` in force when they changed. Runs
+/// until dropped.
+async fn watch_crls(channel: Arc<Channel>, msp_dir: std::path::PathBuf) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match read_crls(&msp_dir).map(|crls| channel.set_local_crls(crls)) {
+            Ok(Ok(true)) => tracing::info!("revocation lists in {} now in force", msp_dir.display()),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!("revocation lists: {e}"),
+            Err(e) => tracing::warn!("revocation lists: {e}"),
+        }
+    }
 }

@@ -27,7 +27,7 @@ use medfabric_types::lifecycle::{
     policy_updates,
 };
 use medfabric_types::mvcc::{self, Conflict, MvccState, NsReads};
-use medfabric_types::transaction::TransactionBody;
+use medfabric_types::transaction::{EndorserTransaction, TransactionBody};
 use medfabric_types::{ConvertError, Transaction, block};
 use prost::Message;
 
@@ -397,8 +397,41 @@ pub fn validate_block(
 
     // Stage 1, in parallel.
     let mut checked = precheck_all(envelopes, channel_id, &context.resources);
+    check_config_alone(number, &checked)?;
+
+    // Stage 2, in block order.
+    let mut policies = PolicyView { state, updated: HashSet::new(), failure: RefCell::new(None) };
+    let mut new_config = None;
+    for tx in checked.iter_mut().filter(|t| t.code == Code::Valid) {
+        // Taken out while its checks mark `tx`, and put back.
+        let Some(parsed) = tx.tx.take() else { continue };
+        let stage2 = match &parsed.body {
+            TransactionBody::Endorser(etx) => check_endorsed(tx, &parsed, etx, context, &mut policies),
+            // A config the peer cannot apply stops the block, as in Fabric: committing
+            // it as invalid would leave this peer on the old config.
+            TransactionBody::Config(envelope) => config_update(&parsed, envelope, &context.resources)
+                .map(|resources| new_config = Some(Box::new(resources)))
+                .map_err(|why| BlockError::Rejected { number, why }),
+            TransactionBody::Other(_) => Ok(()),
+        };
+        tx.tx = Some(parsed);
+        stage2?;
+    }
+
+    // Stage 3: duplicates within the block.
+    mark_duplicates_in_block(&mut checked);
+
+    // Stage 4: MVCC and phantom reads, in block order.
+    let (update, lifecycle_writes, private) = check_reads(number, &mut checked, state)?;
+
+    let txs = checked.into_iter().map(outcome).collect();
+    Ok(ValidatedBlock { number, txs, update, lifecycle_writes, new_config, private })
+}
+
+/// A config transaction must be alone in its block, and valid.
+fn check_config_alone(number: u64, checked: &[Prechecked]) -> Result<(), BlockError> {
     if let Some(config) = checked.iter().find(|t| is_config(t)) {
-        if envelopes.len() != 1 {
+        if checked.len() != 1 {
             let why = "a config transaction must be alone in its block".to_owned();
             return Err(BlockError::Rejected { number, why });
         }
@@ -407,67 +440,59 @@ pub fn validate_block(
             return Err(BlockError::Rejected { number, why });
         }
     }
+    Ok(())
+}
 
-    // Stage 2, in block order.
-    let mut policies = PolicyView { state, updated: HashSet::new(), failure: RefCell::new(None) };
-    let mut new_config = None;
-    for tx in checked.iter_mut().filter(|t| t.code == Code::Valid) {
-        let Some(parsed) = &tx.tx else { continue };
-        match &parsed.body {
-            TransactionBody::Endorser(etx) => {
-                if state.contains_tx(parsed.tx_id()).map_err(ledger)? {
-                    tx.fail(Code::DuplicateTxid, "tx id already in the ledger");
-                    continue;
-                }
-                let invoked = etx.header_chaincode_id.name.as_str();
-                if let Some((code, why)) = definition_fault(invoked, &tx.sets, &context.registry) {
-                    tx.fail(code, why);
-                    continue;
-                }
-                // Definitions from the channel config carry no `_lifecycle` Sequence key
-                // for the endorsement to read, so an upgrade is caught by version here.
-                let endorsed_version = etx.action.chaincode_id.as_ref().map_or("", |c| c.version.as_str());
-                if let Some(definition) = context.registry.get(invoked)
-                    && !definition.from_lifecycle
-                    && endorsed_version != definition.version
-                {
-                    let why = format!(
-                        "endorsed for {invoked} version {endorsed_version:?}, the channel defines {:?}",
-                        definition.version
-                    );
-                    tx.fail(Code::InvalidChaincode, why);
-                    continue;
-                }
-                let Some(rwset) = &tx.rwset else { continue };
-                let verdict = check_endorsement(
-                    invoked,
-                    rwset,
-                    &tx.endorsers,
-                    &context.registry,
-                    &policies,
-                    &context.resources,
-                );
-                if let Some(e) = policies.failure.borrow_mut().take() {
-                    return Err(ledger(e));
-                }
-                match verdict {
-                    Ok(None) => policies.note_updates(&tx.sets).map_err(ledger)?,
-                    Ok(Some(why)) => tx.fail(Code::EndorsementPolicyFailure, why),
-                    Err(e) => tx.fail(Code::EndorsementPolicyFailure, e.to_string()),
-                }
-            }
-            // A config the peer cannot apply stops the block, as in Fabric: committing
-            // it as invalid would leave this peer on the old config.
-            TransactionBody::Config(envelope) => match config_update(parsed, envelope, &context.resources) {
-                Ok(resources) => new_config = Some(Box::new(resources)),
-                Err(why) => return Err(BlockError::Rejected { number, why }),
-            },
-            TransactionBody::Other(_) => {}
-        }
+/// Stage 2 for an endorser transaction: a tx id new to the ledger, chaincode
+/// definitions that hold, and endorsement policies satisfied (in block order, with the
+/// key-level policies earlier valid transactions of the block changed).
+fn check_endorsed(
+    tx: &mut Prechecked,
+    parsed: &Transaction,
+    etx: &EndorserTransaction,
+    context: &ChannelContext,
+    policies: &mut PolicyView<'_>,
+) -> Result<(), BlockError> {
+    if policies.state.contains_tx(parsed.tx_id()).map_err(ledger)? {
+        tx.fail(Code::DuplicateTxid, "tx id already in the ledger");
+        return Ok(());
     }
+    let invoked = etx.header_chaincode_id.name.as_str();
+    if let Some((code, why)) = definition_fault(invoked, &tx.sets, &context.registry) {
+        tx.fail(code, why);
+        return Ok(());
+    }
+    // Definitions from the channel config carry no `_lifecycle` Sequence key for the
+    // endorsement to read, so an upgrade is caught by version here.
+    let endorsed_version = etx.action.chaincode_id.as_ref().map_or("", |c| c.version.as_str());
+    if let Some(definition) = context.registry.get(invoked)
+        && !definition.from_lifecycle
+        && endorsed_version != definition.version
+    {
+        let why = format!(
+            "endorsed for {invoked} version {endorsed_version:?}, the channel defines {:?}",
+            definition.version
+        );
+        tx.fail(Code::InvalidChaincode, why);
+        return Ok(());
+    }
+    let Some(rwset) = &tx.rwset else { return Ok(()) };
+    let verdict =
+        check_endorsement(invoked, rwset, &tx.endorsers, &context.registry, &*policies, &context.resources);
+    if let Some(e) = policies.failure.borrow_mut().take() {
+        return Err(ledger(e));
+    }
+    match verdict {
+        Ok(None) => policies.note_updates(&tx.sets).map_err(ledger)?,
+        Ok(Some(why)) => tx.fail(Code::EndorsementPolicyFailure, why),
+        Err(e) => tx.fail(Code::EndorsementPolicyFailure, e.to_string()),
+    }
+    Ok(())
+}
 
-    // Stage 3: duplicates within the block.
-    // Only transactions still valid take part, as in Fabric's `markTXIdDuplicates`.
+/// Stage 3: a tx id seen earlier in the block. Only transactions still valid take part,
+/// as in Fabric's `markTXIdDuplicates`.
+fn mark_duplicates_in_block(checked: &mut [Prechecked]) {
     let mut seen = HashSet::new();
     for tx in checked.iter_mut().filter(|t| t.code == Code::Valid) {
         if let Some(id) = &tx.tx_id
@@ -476,8 +501,16 @@ pub fn validate_block(
             tx.fail(Code::DuplicateTxid, "tx id appears earlier in this block");
         }
     }
+}
 
-    // Stage 4: MVCC and phantom reads, in block order.
+/// Stage 4: MVCC and phantom reads in block order, each valid transaction's writes
+/// applied before the next is checked. Returns the state changes, the `_lifecycle`
+/// writes and the private writes of the block's valid transactions.
+fn check_reads(
+    number: u64,
+    checked: &mut [Prechecked],
+    state: &dyn CommittedState,
+) -> Result<(StateChanges, Vec<KvWrite>, Vec<PrivateTx>), BlockError> {
     let mut batch = Batch { state, update: StateChanges::default() };
     let mut lifecycle_writes = Vec::new();
     let mut private = Vec::new();
@@ -510,22 +543,19 @@ pub fn validate_block(
             private.push(PrivateTx { index: index as u64, tx_id, collections });
         }
     }
+    Ok((batch.update, lifecycle_writes, private))
+}
 
-    let txs = checked
-        .into_iter()
-        .map(|t| {
-            let parsed = t.tx.as_ref();
-            TxOutcome {
-                tx_id: parsed.map(|p| p.tx_id().to_owned()).unwrap_or_default(),
-                code: t.code,
-                header_type: parsed.map_or(-1, Transaction::header_type),
-                chaincode: parsed.and_then(|p| p.endorser()).map(|e| e.header_chaincode_id.name.clone()),
-                event: t.event,
-                reason: t.reason,
-            }
-        })
-        .collect();
-    Ok(ValidatedBlock { number, txs, update: batch.update, lifecycle_writes, new_config, private })
+fn outcome(t: Prechecked) -> TxOutcome {
+    let parsed = t.tx.as_ref();
+    TxOutcome {
+        tx_id: parsed.map(|p| p.tx_id().to_owned()).unwrap_or_default(),
+        code: t.code,
+        header_type: parsed.map_or(-1, Transaction::header_type),
+        chaincode: parsed.and_then(|p| p.endorser()).map(|e| e.header_chaincode_id.name.clone()),
+        event: t.event,
+        reason: t.reason,
+    }
 }
 
 fn is_config(tx: &Prechecked) -> bool {

@@ -471,106 +471,143 @@ pub fn check_endorsement(
             continue;
         }
         invoked_checked |= ns.namespace == invoked;
-        if ns.namespace == LIFECYCLE_NAMESPACE {
-            if !(kv.writes.is_empty() && kv.metadata_writes.is_empty()) {
-                let path = "/Channel/Application/LifecycleEndorsement";
-                if !evaluate_path(resources, path, endorsers)? {
-                    return Ok(Some(format!("{path} not satisfied")));
-                }
-            }
-            for (collection, _) in collection_sets {
-                let Some(msp_id) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) else {
-                    return Ok(Some(format!(
-                        "illegal write to collection {collection} of {LIFECYCLE_NAMESPACE}"
-                    )));
-                };
-                let org = resources.config.application_orgs.iter().find(|o| o.msp_id == msp_id);
-                let Some(org) = org else {
-                    return Ok(Some(format!("implicit collection of unknown org {msp_id}")));
-                };
-                let path = format!("/Channel/Application/{}/Endorsement", org.name);
-                if !evaluate_path(resources, &path, endorsers)? {
-                    return Ok(Some(format!("{path} not satisfied")));
-                }
-            }
-            continue;
-        }
-        let Some(definition) = registry.get(&ns.namespace) else {
-            return Ok(Some(format!("no chaincode definition for namespace {:?}", ns.namespace)));
-        };
-        let mut needs_chaincode_policy = false;
-        let written = kv.writes.iter().map(|w| &w.key).chain(kv.metadata_writes.iter().map(|m| &m.key));
-        for key in written {
-            match key_policy(key_policies, &ns.namespace, key, endorsers)? {
-                KeyVerdict::Failed(why) => return Ok(Some(why)),
-                KeyVerdict::Satisfied => {}
-                KeyVerdict::NoPolicy => needs_chaincode_policy = true,
-            }
-        }
-        // Private keys: their key-level policy, else the collection's policy, else the
-        // chaincode's.
-        for (name, hashed) in &collection_sets {
-            let Some(collection) = definition.collection(name, resources) else {
-                return Ok(Some(format!(
-                    "collection {name} is not defined for chaincode {}",
-                    definition.name
-                )));
+        let verdict = if ns.namespace == LIFECYCLE_NAMESPACE {
+            check_lifecycle_writes(&kv, &collection_sets, endorsers, resources)?
+        } else {
+            let Some(definition) = registry.get(&ns.namespace) else {
+                return Ok(Some(format!("no chaincode definition for namespace {:?}", ns.namespace)));
             };
-            let hashed_ns = hashed_namespace(&ns.namespace, name);
-            let key_hashes = hashed
-                .hashed_writes
-                .iter()
-                .map(|w| &w.key_hash)
-                .chain(hashed.metadata_writes.iter().map(|m| &m.key_hash));
-            let mut needs_collection_policy = false;
-            for key_hash in key_hashes {
-                match key_policy(key_policies, &hashed_ns, &hex::encode(key_hash), endorsers)? {
-                    KeyVerdict::Failed(why) => return Ok(Some(why)),
-                    KeyVerdict::Satisfied => {}
-                    KeyVerdict::NoPolicy => needs_collection_policy = true,
-                }
-            }
-            if !needs_collection_policy {
-                continue;
-            }
-            match &collection.endorsement_policy {
-                Some(policy) if !policy.evaluate(endorsers, resources)? => {
-                    return Ok(Some(format!(
-                        "endorsement policy {} of collection {name} of chaincode {} not satisfied",
-                        policy.describe(),
-                        definition.name
-                    )));
-                }
-                Some(_) => {}
-                None => needs_chaincode_policy = true,
-            }
-        }
-        if needs_chaincode_policy && !definition.policy.evaluate(endorsers, resources)? {
-            return Ok(Some(format!(
-                "endorsement policy {} of chaincode {} not satisfied",
-                definition.policy.describe(),
-                definition.name
-            )));
+            let writes = NamespaceWrites { namespace: &ns.namespace, kv: &kv, collections: &collection_sets };
+            check_chaincode_writes(definition, &writes, endorsers, key_policies, resources)?
+        };
+        if verdict.is_some() {
+            return Ok(verdict);
         }
     }
-    if !invoked_checked {
-        if invoked == LIFECYCLE_NAMESPACE {
-            let path = "/Channel/Application/LifecycleEndorsement";
-            if !evaluate_path(resources, path, endorsers)? {
-                return Ok(Some(format!("{path} not satisfied")));
+    if invoked_checked {
+        return Ok(None);
+    }
+    // Nothing of the invoked chaincode's namespace was written: its policy still applies.
+    if invoked == LIFECYCLE_NAMESPACE {
+        return lifecycle_endorsement(endorsers, resources);
+    }
+    let Some(definition) = registry.get(invoked) else {
+        return Ok(Some(format!("no chaincode definition for invoked chaincode {invoked:?}")));
+    };
+    if !definition.policy.evaluate(endorsers, resources)? {
+        return Ok(Some(format!(
+            "endorsement policy {} of invoked chaincode {} not satisfied",
+            definition.policy.describe(),
+            definition.name
+        )));
+    }
+    Ok(None)
+}
+
+/// What a transaction writes in one chaincode namespace: public keys and the
+/// collections with hashed writes.
+struct NamespaceWrites<'a> {
+    namespace: &'a str,
+    kv: &'a KvrwSet,
+    collections: &'a [(&'a str, HashedRwSet)],
+}
+
+fn lifecycle_endorsement(
+    endorsers: &[Arc<Identity>],
+    resources: &ChannelResources,
+) -> Result<Option<String>, ConvertError> {
+    let path = "/Channel/Application/LifecycleEndorsement";
+    Ok((!evaluate_path(resources, path, endorsers)?).then(|| format!("{path} not satisfied")))
+}
+
+/// `_lifecycle`'s writes: public ones need LifecycleEndorsement; only an org's implicit
+/// collection may be written, endorsed by that org's Endorsement policy.
+fn check_lifecycle_writes(
+    kv: &KvrwSet,
+    collections: &[(&str, HashedRwSet)],
+    endorsers: &[Arc<Identity>],
+    resources: &ChannelResources,
+) -> Result<Option<String>, ConvertError> {
+    if !(kv.writes.is_empty() && kv.metadata_writes.is_empty())
+        && let Some(why) = lifecycle_endorsement(endorsers, resources)?
+    {
+        return Ok(Some(why));
+    }
+    for (collection, _) in collections {
+        let Some(msp_id) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) else {
+            return Ok(Some(format!("illegal write to collection {collection} of {LIFECYCLE_NAMESPACE}")));
+        };
+        let org = resources.config.application_orgs.iter().find(|o| o.msp_id == msp_id);
+        let Some(org) = org else {
+            return Ok(Some(format!("implicit collection of unknown org {msp_id}")));
+        };
+        let path = format!("/Channel/Application/{}/Endorsement", org.name);
+        if !evaluate_path(resources, &path, endorsers)? {
+            return Ok(Some(format!("{path} not satisfied")));
+        }
+    }
+    Ok(None)
+}
+
+/// A chaincode namespace's writes: each key's key-level policy where it has one; private
+/// keys without one fall back to the collection's policy; whatever remains needs the
+/// chaincode's policy.
+fn check_chaincode_writes(
+    definition: &Definition,
+    writes: &NamespaceWrites<'_>,
+    endorsers: &[Arc<Identity>],
+    key_policies: &dyn KeyPolicySource,
+    resources: &ChannelResources,
+) -> Result<Option<String>, ConvertError> {
+    let NamespaceWrites { namespace, kv, collections } = writes;
+    let mut needs_chaincode_policy = false;
+    let written = kv.writes.iter().map(|w| &w.key).chain(kv.metadata_writes.iter().map(|m| &m.key));
+    for key in written {
+        match key_policy(key_policies, namespace, key, endorsers)? {
+            KeyVerdict::Failed(why) => return Ok(Some(why)),
+            KeyVerdict::Satisfied => {}
+            KeyVerdict::NoPolicy => needs_chaincode_policy = true,
+        }
+    }
+    for (name, hashed) in collections.iter() {
+        let Some(collection) = definition.collection(name, resources) else {
+            return Ok(Some(format!("collection {name} is not defined for chaincode {}", definition.name)));
+        };
+        let hashed_ns = hashed_namespace(namespace, name);
+        let key_hashes = hashed
+            .hashed_writes
+            .iter()
+            .map(|w| &w.key_hash)
+            .chain(hashed.metadata_writes.iter().map(|m| &m.key_hash));
+        let mut needs_collection_policy = false;
+        for key_hash in key_hashes {
+            match key_policy(key_policies, &hashed_ns, &hex::encode(key_hash), endorsers)? {
+                KeyVerdict::Failed(why) => return Ok(Some(why)),
+                KeyVerdict::Satisfied => {}
+                KeyVerdict::NoPolicy => needs_collection_policy = true,
             }
-        } else {
-            let Some(definition) = registry.get(invoked) else {
-                return Ok(Some(format!("no chaincode definition for invoked chaincode {invoked:?}")));
-            };
-            if !definition.policy.evaluate(endorsers, resources)? {
+        }
+        if !needs_collection_policy {
+            continue;
+        }
+        match &collection.endorsement_policy {
+            Some(policy) if !policy.evaluate(endorsers, resources)? => {
                 return Ok(Some(format!(
-                    "endorsement policy {} of invoked chaincode {} not satisfied",
-                    definition.policy.describe(),
+                    "endorsement policy {} of collection {name} of chaincode {} not satisfied",
+                    policy.describe(),
                     definition.name
                 )));
             }
+            Some(_) => {}
+            None => needs_chaincode_policy = true,
         }
+    }
+    if needs_chaincode_policy && !definition.policy.evaluate(endorsers, resources)? {
+        return Ok(Some(format!(
+            "endorsement policy {} of chaincode {} not satisfied",
+            definition.policy.describe(),
+            definition.name
+        )));
     }
     Ok(None)
 }

@@ -450,44 +450,13 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         ));
     }
     let consents = applicable(stub, &who, &meta.patient_id)?;
-    let verdict = match &input.consent_id {
-        None => {
-            let request =
-                Request { caller: &who, action: "access", purpose: &input.purpose, record: &meta, time };
-            consent::evaluate(&consents, &request)
-        }
-        Some(id) => {
-            let Some(named) = consents.iter().find(|c| &c.consent_id == id) else {
-                return fail(format!(
-                    "access denied: patient {} has no active consent {id} for {}",
-                    meta.patient_id,
-                    who.actor()
-                ));
-            };
-            let mut assumed = meta.clone();
-            assumed.security_labels.extend(
-                named
-                    .terms
-                    .rule
-                    .labels
-                    .iter()
-                    .filter(|l| crate::model::SENSITIVE.contains(&l.as_str()))
-                    .cloned(),
-            );
-            let request =
-                Request { caller: &who, action: "access", purpose: &input.purpose, record: &assumed, time };
-            match consent::evaluate(&consents, &request) {
-                deny @ Verdict::Deny { .. } => deny,
-                _ => consent::evaluate([named], &request),
-            }
-        }
-    };
+    let verdict = consent_verdict(&consents, &who, &input, &meta, time)?;
     let justification = transient_text(stub, TRANSIENT_JUSTIFICATION)?;
+    let break_glass_allowed =
+        input.purpose == "ETREAT" && who.role == Role::Provider && justification.is_some();
     let (authorization, consent_ref, fee, break_glass) = match verdict {
         Verdict::Permit { consent, fee } => (consent.clone(), Some(consent), fee, false),
-        _ if input.purpose == "ETREAT" && who.role == Role::Provider && justification.is_some() => {
-            ("break-glass".to_owned(), None, None, true)
-        }
+        _ if break_glass_allowed => ("break-glass".to_owned(), None, None, true),
         Verdict::Deny { consent } => {
             return fail(format!(
                 "access denied: consent {consent} of patient {} denies {} access to {} for {}",
@@ -559,6 +528,39 @@ pub fn request_access(stub: &mut dyn ChaincodeStub, (input,): (AccessInput,)) ->
         break_glass,
         fee: event.fee,
         review_due,
+    })
+}
+
+/// The consents' verdict on the caller's access to `meta` for the input's purpose. With
+/// a named consent, that consent must be active and permit it on its own, assuming the
+/// record carries every sensitive label the consent's rule names — and no other consent
+/// may deny it.
+fn consent_verdict(
+    consents: &[Consent],
+    who: &Caller,
+    input: &AccessInput,
+    meta: &RecordMeta,
+    time: u64,
+) -> Outcome<Verdict> {
+    let Some(id) = &input.consent_id else {
+        let request = Request { caller: who, action: "access", purpose: &input.purpose, record: meta, time };
+        return Ok(consent::evaluate(consents, &request));
+    };
+    let Some(named) = consents.iter().find(|c| &c.consent_id == id) else {
+        return fail(format!(
+            "access denied: patient {} has no active consent {id} for {}",
+            meta.patient_id,
+            who.actor()
+        ));
+    };
+    let mut assumed = meta.clone();
+    assumed.security_labels.extend(
+        named.terms.rule.labels.iter().filter(|l| crate::model::SENSITIVE.contains(&l.as_str())).cloned(),
+    );
+    let request = Request { caller: who, action: "access", purpose: &input.purpose, record: &assumed, time };
+    Ok(match consent::evaluate(consents, &request) {
+        deny @ Verdict::Deny { .. } => deny,
+        _ => consent::evaluate([named], &request),
     })
 }
 
