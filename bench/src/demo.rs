@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use tokio_stream::StreamExt;
 
-use medfabric_sdk::{ClientError, Start, code_name};
+use medfabric_sdk::{ClientError, CommitStatus, Network, Start, code_name};
 
 fn step(n: usize, text: &str) {
     println!("\n[{n}] {text}");
@@ -26,6 +26,23 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
     let lab = medfabric_network::connect::gateway(tech, lab_peer)?.network(&channel);
     let tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
 
+    let committed = writes(&hospital, &lab, tag).await?;
+    chaincode_events(&hospital, tag).await?;
+    conflicts_and_errors(&hospital, tag).await?;
+    block_events(&lab, committed.block_number).await?;
+    private_data(&hospital, &lab, tag).await?;
+
+    println!(
+        "\nThe network keeps running: `medfabric network status --data {}`; stop it with `medfabric network down --data {}`.",
+        status.data_dir.display(),
+        status.data_dir.display()
+    );
+    Ok(())
+}
+
+/// Steps 2 to 4: a put through one org's gateway, read through the other's, and a
+/// write that needs both organizations' endorsements. Returns the put's status.
+async fn writes(hospital: &Network, lab: &Network, tag: u64) -> Result<CommitStatus> {
     step(2, "drhouse (HospitalMSP) submits kv put through the Hospital peer's gateway");
     let key = format!("demo:{tag}:allergy");
     let kv = hospital.contract("kv");
@@ -46,6 +63,12 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
         .await?;
     println!("    kvand put VALID (result {:?})", String::from_utf8_lossy(&both));
 
+    Ok(committed)
+}
+
+/// Step 5.
+async fn chaincode_events(hospital: &Network, tag: u64) -> Result<()> {
+    let kv = hospital.contract("kv");
     step(5, "chaincode events: follow kv events, then emit one");
     let mut events = hospital.chaincode_events("kv", Start::NextCommit).await?;
     let payload = format!("{{\"patient\":\"alice\",\"ward\":\"{tag}\"}}");
@@ -66,6 +89,12 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
     );
     ensure!(event.tx_id == tx_id, "the event came from another transaction");
 
+    Ok(())
+}
+
+/// Steps 6 and 7: an MVCC conflict and a gateway error with its details.
+async fn conflicts_and_errors(hospital: &Network, tag: u64) -> Result<()> {
+    let kv = hospital.contract("kv");
     step(6, "two read-modify-writes of one counter endorsed concurrently: the second loses (MVCC)");
     let counter = format!("demo:{tag}:visits");
     let first = kv.proposal("inc", &[counter.as_str()]).endorse().await?;
@@ -90,8 +119,13 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
         other => bail!("expected a gateway error, got {other:?}"),
     }
 
+    Ok(())
+}
+
+/// Step 8.
+async fn block_events(lab: &Network, from: u64) -> Result<()> {
     step(8, "block events from the Lab peer's Deliver service");
-    let mut blocks = lab.block_events(Start::Block(committed.block_number)).await?;
+    let mut blocks = lab.block_events(Start::Block(from)).await?;
     let block = tokio::time::timeout(Duration::from_secs(30), blocks.next())
         .await
         .context("no block within 30 s")?
@@ -104,6 +138,12 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
         medfabric_types::block::transactions_filter(&block)
     );
 
+    Ok(())
+}
+
+/// Step 9: a private write, read by the other member org, with only its hash on chain.
+async fn private_data(hospital: &Network, lab: &Network, tag: u64) -> Result<()> {
+    let kv = hospital.contract("kv");
     step(9, "private data: drhouse writes a value through the transient map into collection `shared`");
     let secret = format!("demo-{tag}-lab-result: HbA1c 6.1%");
     let private_key = format!("demo:{tag}:result");
@@ -137,11 +177,6 @@ pub async fn run(config: &Path, data: &Path) -> Result<()> {
         &hex::encode(value_hash)[..16]
     );
 
-    println!(
-        "\nThe network keeps running: `medfabric network status --data {}`; stop it with `medfabric network down --data {}`.",
-        status.data_dir.display(),
-        status.data_dir.display()
-    );
     Ok(())
 }
 

@@ -117,6 +117,94 @@ async fn one(contract: &Contract, args: &[String], transient: &[(String, String)
     }
 }
 
+/// The shared position in the run and the count of finished transactions.
+struct Counters {
+    next: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+}
+
+/// One worker: takes the next transaction index until the run's are used up, and submits
+/// the spec's call with its placeholders expanded.
+async fn work(
+    contract: Contract,
+    spec: LoadSpec,
+    worker: usize,
+    run_tag: String,
+    counters: Counters,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    loop {
+        let index = counters.next.fetch_add(1, Ordering::Relaxed);
+        if index >= spec.transactions {
+            break;
+        }
+        let args: Vec<String> = std::iter::once(spec.function.clone())
+            .chain(spec.args.iter().map(|a| expand(a, index, worker, &run_tag)))
+            .collect();
+        let transient: Vec<(String, String)> =
+            spec.transient.iter().map(|(k, v)| (k.clone(), expand(v, index, worker, &run_tag))).collect();
+        outcomes.push(one(&contract, &args, &transient).await);
+        counters.done.fetch_add(1, Ordering::Relaxed);
+    }
+    outcomes
+}
+
+/// A progress bar on stderr until `total` transactions are done.
+async fn progress_bar(done: Arc<AtomicUsize>, total: usize, started: Instant) {
+    loop {
+        let n = done.load(Ordering::Relaxed);
+        let width = 40;
+        let filled = (n * width).checked_div(total).unwrap_or(width).min(width);
+        let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        eprint!("\r[{}{}] {n}/{total} {rate:.0} tx/s ", "=".repeat(filled), " ".repeat(width - filled));
+        let _ = std::io::stderr().flush();
+        if n >= total {
+            eprintln!();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The run's outcomes counted.
+struct Tally {
+    latencies: Vec<Duration>,
+    valid: usize,
+    invalid: BTreeMap<String, usize>,
+    failed: usize,
+    /// The first five failures' messages.
+    first_errors: Vec<String>,
+}
+
+fn tally(outcomes: Vec<Outcome>) -> Tally {
+    let mut t = Tally {
+        latencies: Vec::new(),
+        valid: 0,
+        invalid: BTreeMap::new(),
+        failed: 0,
+        first_errors: Vec::new(),
+    };
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Committed { code, latency } => {
+                t.latencies.push(latency);
+                if code == 0 {
+                    t.valid += 1;
+                } else {
+                    *t.invalid.entry(code_name(code).to_owned()).or_default() += 1;
+                }
+            }
+            Outcome::Failed(why) => {
+                t.failed += 1;
+                if t.first_errors.len() < 5 {
+                    t.first_errors.push(why);
+                }
+            }
+        }
+    }
+    t
+}
+
 /// Runs the load against the network described by `status`.
 pub async fn run(status: &NetworkStatus, spec: &LoadSpec, progress: bool) -> Result<LoadReport> {
     let (user, peer) = medfabric_network::connect::pick(status, &spec.user, spec.peer.as_deref())?;
@@ -134,55 +222,10 @@ pub async fn run(status: &NetworkStatus, spec: &LoadSpec, progress: bool) -> Res
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..spec.concurrency.max(1) {
-        let contract = contract.clone();
-        let next = next.clone();
-        let done = done.clone();
-        let spec = spec.clone();
-        let run_tag = run_tag.clone();
-        workers.spawn(async move {
-            let mut outcomes = Vec::new();
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= spec.transactions {
-                    break;
-                }
-                let args: Vec<String> = std::iter::once(spec.function.clone())
-                    .chain(spec.args.iter().map(|a| expand(a, index, worker, &run_tag)))
-                    .collect();
-                let transient: Vec<(String, String)> = spec
-                    .transient
-                    .iter()
-                    .map(|(k, v)| (k.clone(), expand(v, index, worker, &run_tag)))
-                    .collect();
-                outcomes.push(one(&contract, &args, &transient).await);
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            outcomes
-        });
+        let counters = Counters { next: next.clone(), done: done.clone() };
+        workers.spawn(work(contract.clone(), spec.clone(), worker, run_tag.clone(), counters));
     }
-    let reporter = progress.then(|| {
-        let done = done.clone();
-        let total = spec.transactions;
-        tokio::spawn(async move {
-            loop {
-                let n = done.load(Ordering::Relaxed);
-                let width = 40;
-                let filled = (n * width).checked_div(total).unwrap_or(width).min(width);
-                let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                eprint!(
-                    "\r[{}{}] {n}/{total} {rate:.0} tx/s ",
-                    "=".repeat(filled),
-                    " ".repeat(width - filled)
-                );
-                let _ = std::io::stderr().flush();
-                if n >= total {
-                    eprintln!();
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    });
+    let reporter = progress.then(|| tokio::spawn(progress_bar(done.clone(), spec.transactions, started)));
     let mut outcomes = Vec::with_capacity(spec.transactions);
     while let Some(batch) = workers.join_next().await {
         outcomes.extend(batch.context("bench worker")?);
@@ -200,29 +243,7 @@ pub async fn run(status: &NetworkStatus, spec: &LoadSpec, progress: bool) -> Res
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    let mut valid = 0;
-    let mut invalid: BTreeMap<String, usize> = BTreeMap::new();
-    let mut failed = 0;
-    let mut first_errors = Vec::new();
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Committed { code, latency } => {
-                latencies.push(latency);
-                if code == 0 {
-                    valid += 1;
-                } else {
-                    *invalid.entry(code_name(code).to_owned()).or_default() += 1;
-                }
-            }
-            Outcome::Failed(why) => {
-                failed += 1;
-                if first_errors.len() < 5 {
-                    first_errors.push(why);
-                }
-            }
-        }
-    }
+    let Tally { mut latencies, valid, invalid, failed, first_errors } = tally(outcomes);
     latencies.sort_unstable();
     let ordered = latencies.len();
     let mean_ms = if ordered == 0 {

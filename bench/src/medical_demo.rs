@@ -87,12 +87,28 @@ pub async fn run(config: &Path, data: &Path) -> Result<Story> {
     tell(&cast).await
 }
 
+/// The organizations the story plays in.
+const HOSPITAL: &str = "HospitalMSP";
+const LAB: &str = "LabMSP";
+
 /// The story on a running consortium network.
 pub async fn tell(cast: &Cast) -> Result<Story> {
     let tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let patient_id = cast.patient.actor().to_owned();
-    let (hospital, lab_org) = ("HospitalMSP", "LabMSP");
+    let (record_id, plaintext) = register_and_record(cast, &patient_id, tag).await?;
+    let consent_id = grant_consents(cast, &patient_id, tag).await?;
+    let paid_access = paid_research_access(cast, &patient_id, &record_id).await?;
+    read_then_revoke(cast, &patient_id, &record_id, &consent_id, &plaintext).await?;
+    let break_glass_access = break_the_glass(cast, &record_id).await?;
+    claim(cast, &record_id, tag).await?;
+    let disclosures = accounting(cast, &patient_id).await?;
+    Ok(Story { patient_id, record_id, plaintext, paid_access, break_glass_access, disclosures })
+}
 
+/// Step 2: returns the record's id and plaintext.
+async fn register_and_record(cast: &Cast, patient_id: &str, tag: u64) -> Result<(String, Vec<u8>)> {
+    let patient_id = patient_id.to_owned();
+    let (hospital, lab_org) = (HOSPITAL, LAB);
     step(
         2,
         "patient1 registers herself with the hospital (her certificate's key); drgrey adds an encrypted lab result",
@@ -118,6 +134,12 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         &meta["commitment"].as_str().unwrap_or_default()[..16]
     );
 
+    Ok((record_id, plaintext))
+}
+
+/// Step 3: returns the research consent's id.
+async fn grant_consents(cast: &Cast, patient_id: &str, tag: u64) -> Result<String> {
+    let hospital = HOSPITAL;
     step(
         3,
         "patient1 consents: treatment by the hospital; research by scientist1 with a 500-unit fee per access",
@@ -151,6 +173,12 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         cast.researcher.actor()
     );
 
+    Ok(consent_id)
+}
+
+/// Step 4: returns the paid access's id.
+async fn paid_research_access(cast: &Cast, patient_id: &str, record_id: &str) -> Result<String> {
+    let hospital = HOSPITAL;
     step(
         4,
         "scientist1 is funded and requests access for research: the fee is escrowed; settled, the grant serves",
@@ -165,7 +193,7 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         access["authorization"],
         access["fee"]
     );
-    match cast.researcher.read_record(&record_id, hospital).await {
+    match cast.researcher.read_record(record_id, hospital).await {
         Ok(_) => bail!("the record was readable before the fee was settled"),
         Err(e) => println!("    before settlement: {e}"),
     }
@@ -177,11 +205,23 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         settled["state"], patient_balance["balance"], hospital_balance["balance"]
     );
 
+    Ok(paid_access)
+}
+
+/// Steps 5 and 6.
+async fn read_then_revoke(
+    cast: &Cast,
+    patient_id: &str,
+    record_id: &str,
+    consent_id: &str,
+    plaintext: &[u8],
+) -> Result<()> {
+    let hospital = HOSPITAL;
     step(
         5,
         "scientist1 reads from the hospital's peer, which wraps the key to scientist1's certificate under the grant; decrypted locally",
     );
-    let opened = cast.researcher.read_record(&record_id, hospital).await?;
+    let opened = cast.researcher.read_record(record_id, hospital).await?;
     ensure!(opened.plaintext == plaintext, "the decrypted record differs from what was written");
     println!(
         "    v{} opened with {}'s key: {}",
@@ -191,18 +231,24 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
     );
 
     step(6, "patient1 revokes the consent; scientist1's next request is denied (nothing written)");
-    cast.patient.submit("revoke_consent", &[patient_id.clone(), consent_id.clone()], &[], &[]).await?;
+    cast.patient.submit("revoke_consent", &[patient_id.to_owned(), consent_id.to_owned()], &[], &[]).await?;
     match cast.researcher.call("request_access", &json!({"record_id": record_id, "purpose": "HRESCH"})).await
     {
         Ok(v) => bail!("access after revocation was granted: {v}"),
         Err(e) => println!("    denied: {e}"),
     }
 
+    Ok(())
+}
+
+/// Step 7: returns the break-glass access's id.
+async fn break_the_glass(cast: &Cast, record_id: &str) -> Result<String> {
+    let hospital = HOSPITAL;
     step(
         7,
         "emergency: tech1 (LabMSP) breaks the glass and reads at once (the hospital's peer releases the key under the audited grant)",
     );
-    let emergency = cast.lab.request_access(&record_id, "ETREAT", Some(BREAK_GLASS_JUSTIFICATION)).await?;
+    let emergency = cast.lab.request_access(record_id, "ETREAT", Some(BREAK_GLASS_JUSTIFICATION)).await?;
     let break_glass_access = emergency["access_id"].as_str().context("access id")?.to_owned();
     println!(
         "    break-glass access {}…, review due at {}",
@@ -211,14 +257,19 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
     );
     // The hospital's own providers read through an audited access too (treatment consent).
     cast.doctor.call("request_access", &json!({"record_id": record_id, "purpose": "TREAT"})).await?;
-    let read = cast.lab.read_record(&record_id, hospital).await?;
+    let read = cast.lab.read_record(record_id, hospital).await?;
     println!("    tech1 decrypted {} bytes", read.plaintext.len());
-    let own = cast.doctor.read_record(&record_id, hospital).await?;
+    let own = cast.doctor.read_record(record_id, hospital).await?;
     println!(
         "    drgrey (the hospital's own provider) decrypted {} bytes through the audited access",
         own.plaintext.len()
     );
 
+    Ok(break_glass_access)
+}
+
+/// Step 8.
+async fn claim(cast: &Cast, record_id: &str, tag: u64) -> Result<()> {
     step(8, "an insurance claim: drgrey submits, claims1 (InsurerMSP) approves and pays");
     let claim_id = format!("claim-{tag}");
     cast.doctor
@@ -231,6 +282,11 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
     let paid = cast.insurer.call("pay_claim", &json!(claim_id)).await?;
     println!("    claim {claim_id}: {} {}", paid["state"], paid["approved_amount"]);
 
+    Ok(())
+}
+
+/// Step 9: returns the accounting of disclosures.
+async fn accounting(cast: &Cast, patient_id: &str) -> Result<Value> {
     step(9, "the regulator's accounting of disclosures for patient1 (HIPAA §164.528)");
     let disclosures = cast.regulator.audit("disclosures", json!({"subject": patient_id})).await?;
     println!("    {:<20} {:<26} {:<8} {:<22} what", "date", "recipient", "purpose", "authorisation");
@@ -252,7 +308,7 @@ pub async fn tell(cast: &Cast) -> Result<Story> {
         .query("disclosures", &json!({"subject": patient_id, "format": "fhir", "page_size": 1}))
         .await?;
     println!("    as FHIR: {}", show(&fhir["items"][0]).chars().take(160).collect::<String>() + "…");
-    Ok(Story { patient_id, record_id, plaintext, paid_access, break_glass_access, disclosures })
+    Ok(disclosures)
 }
 
 /// `YYYY-MM-DD hh:mm:ss` (UTC) of unix seconds.

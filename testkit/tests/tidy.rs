@@ -117,8 +117,12 @@ fn cargo() -> Command {
     command
 }
 
+/// The workspace, from the manifest directory cargo gives the test when it runs it (not
+/// the one it was compiled in: a test binary built in another checkout stays fresh).
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    PathBuf::from(manifest).join("..")
 }
 
 /// Workspace crate → its normal workspace dependencies, from `cargo metadata`.
