@@ -169,6 +169,18 @@ impl PrivateDataService {
         self.channels.get(channel_id).ok_or_else(|| PvtError::UnknownChannel(channel_id.to_owned()))
     }
 
+    /// The channel a message is for, and its sender once [`Self::sender`] accepts it.
+    fn authenticate(
+        &self,
+        channel_id: &str,
+        sent: Sent<'_>,
+        now: i64,
+    ) -> Result<(&Arc<Channel>, Arc<Identity>), PvtError> {
+        let channel = self.channel(channel_id)?;
+        let sender = self.sender(channel, sent, now)?;
+        Ok((channel, sender))
+    }
+
     /// Accepts a push: an authenticated peer's write sets, cut to the collections this
     /// peer's organization may hold, into the transient store.
     fn accept_push(
@@ -179,14 +191,13 @@ impl PrivateDataService {
     ) -> Result<(), PvtError> {
         let payload = PushPayload::decode(message.payload.as_ref())
             .map_err(|e| PvtError::BadRequest(format!("push payload: {e}")))?;
-        let channel = self.channel(&payload.channel_id)?;
         let sent = Sent {
             message,
             timestamp: payload.timestamp.as_ref(),
             bound_to: &payload.tls_cert_hash,
             connection,
         };
-        self.sender(channel, sent, now)?;
+        let (channel, _) = self.authenticate(&payload.channel_id, sent, now)?;
         if channel.ledger().transaction(&payload.tx_id).map_err(PvtError::ledger)?.is_some() {
             return Err(PvtError::AlreadyCommitted(payload.tx_id));
         }
@@ -212,14 +223,13 @@ impl PrivateDataService {
     ) -> Result<Vec<Element>, PvtError> {
         let payload = PullPayload::decode(message.payload.as_ref())
             .map_err(|e| PvtError::BadRequest(format!("pull payload: {e}")))?;
-        let channel = self.channel(&payload.channel_id)?;
         let sent = Sent {
             message,
             timestamp: payload.timestamp.as_ref(),
             bound_to: &payload.tls_cert_hash,
             connection,
         };
-        let requester = self.sender(channel, sent, now)?;
+        let (channel, requester) = self.authenticate(&payload.channel_id, sent, now)?;
         let membership = channel.membership();
         let mut elements = Vec::new();
         for digest in payload.digests {
