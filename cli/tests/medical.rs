@@ -35,7 +35,7 @@ async fn endorsed(who: &Medical, function: &str, args: &[String]) -> medfabric_s
 /// Where a transaction was committed: (block, position in block), and its code.
 fn position(status: &NetworkStatus, tx_id: &str) -> (u64, u32, u8) {
     let peer = status.peer_of("HospitalMSP").expect("hospital peer");
-    let store = medfabric_peer::Store::open_read_only(&peer.data_dir.join("ledger")).expect("ledger");
+    let store = common::open_live_ledger(&peer.data_dir.join("ledger"));
     store.channel(&status.channel).expect("channel").transaction(tx_id).expect("read").expect("committed")
 }
 
@@ -46,7 +46,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Every peer's public state and blocks, and (for non-custodians) every file.
 fn scan_for(status: &NetworkStatus, needles: &[(&str, Vec<u8>)]) {
     for peer in status.peers() {
-        let store = medfabric_peer::Store::open_read_only(&peer.data_dir.join("ledger")).expect("ledger");
+        let store = common::open_live_ledger(&peer.data_dir.join("ledger"));
         let ledger = store.channel(&status.channel).expect("channel");
         for (ns, key, value) in ledger.state_entries().expect("state") {
             for (what, needle) in needles {
@@ -181,8 +181,7 @@ async fn the_medical_story_and_its_guarantees() {
     assert_eq!(opened.wrapped_key, held.wrapped_key, "the submitted read carried the patient's key");
     let hospital_peer = status.peer_of("HospitalMSP").expect("hospital peer");
     let read_block = prost::Message::encode_to_vec(
-        &medfabric_peer::Store::open_read_only(&hospital_peer.data_dir.join("ledger"))
-            .expect("ledger")
+        &common::open_live_ledger(&hospital_peer.data_dir.join("ledger"))
             .channel(&status.channel)
             .expect("channel")
             .block(committed.block_number)
@@ -238,8 +237,7 @@ async fn the_medical_story_and_its_guarantees() {
     // What DeliverWithPrivateData serves any client of the custodian: every private write
     // set the Hospital's peer holds. No stored value opens the record for anyone but the
     // patient — the grantees read through releases, which are never stored.
-    let store =
-        medfabric_peer::Store::open_read_only(&hospital_peer.data_dir.join("ledger")).expect("ledger");
+    let store = common::open_live_ledger(&hospital_peer.data_dir.join("ledger"));
     let hospital_ledger = store.channel(&status.channel).expect("channel");
     let user_keys: Vec<_> = status
         .users

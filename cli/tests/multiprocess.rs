@@ -213,7 +213,7 @@ async fn crash_and_recover_under_load() {
 
     // Every transaction a client saw committed is committed VALID on both peers.
     for peer in status.peers() {
-        let store = medfabric_peer::Store::open_read_only(&peer.data_dir.join("ledger")).expect("open");
+        let store = common::open_live_ledger(&peer.data_dir.join("ledger"));
         let ledger = store.channel(&status.channel).expect("channel");
         for tx_id in record.committed.keys() {
             let (_, _, code) = ledger

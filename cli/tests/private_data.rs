@@ -244,8 +244,7 @@ fn hashed_writes(
     number: u64,
     collection: &str,
 ) -> Vec<medfabric_proto::kvrwset::KvWriteHash> {
-    let store = medfabric_peer::Store::open_read_only(&peer_dir(status, "HospitalMSP").join("ledger"))
-        .expect("ledger");
+    let store = common::open_live_ledger(&peer_dir(status, "HospitalMSP").join("ledger"));
     let block = store.channel(&status.channel).expect("channel").block(number).expect("read").expect("block");
     let mut out = Vec::new();
     for envelope in medfabric_types::block::envelopes(&block) {
@@ -275,8 +274,7 @@ async fn lab_value(status: &NetworkStatus, key: &str, within: Duration) -> Strin
 
 /// The MSP ids of the endorsers of the (one) transaction in block `number`, sorted.
 fn endorsing_orgs(status: &NetworkStatus, number: u64) -> Vec<String> {
-    let store = medfabric_peer::Store::open_read_only(&peer_dir(status, "HospitalMSP").join("ledger"))
-        .expect("ledger");
+    let store = common::open_live_ledger(&peer_dir(status, "HospitalMSP").join("ledger"));
     let block = store.channel(&status.channel).expect("channel").block(number).expect("read").expect("block");
     let envelopes = medfabric_types::block::envelopes(&block);
     assert_eq!(envelopes.len(), 1, "block {number} holds one transaction");

@@ -56,3 +56,20 @@ pub fn start_yaml(yaml: &str) -> (Network, tempfile::TempDir) {
     std::fs::write(&topology, yaml).expect("topology");
     (start(&topology), dir)
 }
+
+/// Opens a running peer's ledger read-only. The open lists the peer's write-ahead logs and
+/// then reads their sizes, so a log the peer retires in between fails it: try again, up to
+/// 50 times.
+pub fn open_live_ledger(dir: &Path) -> medfabric_peer::Store {
+    let mut attempts = 0;
+    loop {
+        match medfabric_peer::Store::open_read_only(dir) {
+            Ok(store) => return store,
+            Err(e) if attempts < 50 && e.to_string().contains("No such file or directory") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("opening {}: {e}", dir.display()),
+        }
+    }
+}
