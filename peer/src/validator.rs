@@ -33,8 +33,9 @@ use prost::Message;
 
 use crate::pvtdata::{CollectionWrite, PrivateTx};
 
-/// Committed state before the block being validated.
-pub trait CommittedState: Sync {
+/// Committed state before the block being validated: the reads it makes, and the
+/// ledger's tx-id index.
+pub trait CommittedState: TxIndex + Sync {
     /// The committed value of `key` (`None`: absent).
     fn get(&self, namespace: &str, key: &str) -> ShimResult<Option<VersionedValue>>;
     /// Live keys of `namespace` in `[start, end)` in key order (empty `end`: unbounded),
@@ -46,8 +47,6 @@ pub trait CommittedState: Sync {
         end: &str,
         limit: usize,
     ) -> ShimResult<Vec<(String, VersionedValue)>>;
-    /// Is the tx id already in the ledger (whatever its validation code)?
-    fn contains_tx(&self, tx_id: &str) -> ShimResult<bool>;
 }
 
 /// A ledger's tx-id index.
@@ -71,10 +70,6 @@ impl<T: StateView + TxIndex + Sync> CommittedState for T {
         limit: usize,
     ) -> ShimResult<Vec<(String, VersionedValue)>> {
         StateView::range(self, namespace, start, end, limit)
-    }
-
-    fn contains_tx(&self, tx_id: &str) -> ShimResult<bool> {
-        TxIndex::contains_tx(self, tx_id)
     }
 }
 

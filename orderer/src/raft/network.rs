@@ -1,8 +1,5 @@
 //! The Raft network over gRPC: openraft's RPCs as `RaftMessage`s on the cluster service.
 
-// openraft's traits return `StorageError`, a large type; our helpers return it too.
-#![allow(clippy::result_large_err)]
-
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
