@@ -130,7 +130,24 @@ async fn the_medical_story_and_its_guarantees() {
             .await
             .expect("grant");
         let access_args = [json!({"record_id": story.record_id, "purpose": "HRESCH"}).to_string()];
-        let access = endorsed(&cast.researcher, "request_access", &access_args).await;
+        // The grant committed on the patient's peer; the researcher's peer may commit that
+        // block a moment later, so its endorsement waits for it (up to 5 s).
+        let mut tries = 0;
+        let access = loop {
+            let proposal = cast
+                .researcher
+                .contract()
+                .proposal_builder("request_access", &access_args)
+                .signed(cast.researcher.contract().network().gateway().signer());
+            match proposal.endorse().await {
+                Ok(access) => break access,
+                Err(e) if tries < 50 && e.to_string().contains("no consent of patient") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("endorsing request_access: {e}"),
+            }
+        };
         let revoke =
             endorsed(&cast.patient, "revoke_consent", &[patient_id.clone(), consent_id.clone()]).await;
         let (access_id, revoke_id) = (access.tx_id().to_owned(), revoke.tx_id().to_owned());
