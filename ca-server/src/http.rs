@@ -107,81 +107,140 @@ impl Call {
     }
 }
 
-type Shared = State<Arc<CaService>>;
+/// Requests doing blocking work at once; the rest wait for a turn.
+pub const MAX_BLOCKING_REQUESTS: usize = 8;
 
-async fn cainfo(State(service): Shared, call: Call) -> Response {
+/// The router's state: the service, and the turns for blocking work.
+#[derive(Clone)]
+struct Served {
+    service: Arc<CaService>,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl Served {
+    /// Runs `work` on the blocking pool, [`MAX_BLOCKING_REQUESTS`] at a time: password
+    /// hashing (PBKDF2) and the registry's synced writes would otherwise hold the
+    /// runtime's workers, and with them TLS handshakes and every other request.
+    async fn run(&self, work: impl FnOnce(&CaService) -> Response + Send + 'static) -> Response {
+        let failed = || respond(Err(ApiError::internal("the request's worker failed")), StatusCode::OK);
+        let Ok(_turn) = self.turns.clone().acquire_owned().await else { return failed() };
+        let service = self.service.clone();
+        tokio::task::spawn_blocking(move || work(&service)).await.unwrap_or_else(|_| failed())
+    }
+}
+
+type Shared = State<Served>;
+
+async fn cainfo(State(served): Shared, call: Call) -> Response {
     if call.method == Method::HEAD {
         return Response::builder().status(StatusCode::OK).body(Body::empty()).expect("static response");
     }
-    respond(check_ca(&service, &call.uri).map(|()| service.cainfo()), StatusCode::OK)
+    let service = &served.service;
+    respond(check_ca(service, &call.uri).map(|()| service.cainfo()), StatusCode::OK)
 }
 
-async fn enroll(State(service): Shared, call: Call) -> Response {
-    let outcome = check_ca(&service, &call.uri)
-        .and_then(|()| service.authenticate_basic(authorization(&call.headers)))
-        .and_then(|id| service.enroll(&id, &call.body));
-    respond(outcome, StatusCode::CREATED)
+async fn enroll(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| {
+            let outcome = check_ca(service, &call.uri)
+                .and_then(|()| service.authenticate_basic(authorization(&call.headers)))
+                .and_then(|id| service.enroll(&id, &call.body));
+            respond(outcome, StatusCode::CREATED)
+        })
+        .await
 }
 
-async fn reenroll(State(service): Shared, call: Call) -> Response {
-    respond(call.with_token(&service, |c, body| service.reenroll(c, body)), StatusCode::CREATED)
+async fn reenroll(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| {
+            respond(call.with_token(service, |c, body| service.reenroll(c, body)), StatusCode::CREATED)
+        })
+        .await
 }
 
-async fn register(State(service): Shared, call: Call) -> Response {
-    let outcome = call.with_token(&service, |c, body| service.register(c, body));
-    let id =
-        serde_json::from_slice::<Value>(&call.body).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
-    let mut response = respond(outcome, StatusCode::CREATED);
-    if response.status() == StatusCode::CREATED
-        && let Some(id) = id
-        && let Ok(location) = format!("/api/v1/identities/{id}").parse()
-    {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
+async fn register(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| {
+            let outcome = call.with_token(service, |c, body| service.register(c, body));
+            let id = serde_json::from_slice::<Value>(&call.body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned));
+            let mut response = respond(outcome, StatusCode::CREATED);
+            if response.status() == StatusCode::CREATED
+                && let Some(id) = id
+                && let Ok(location) = format!("/api/v1/identities/{id}").parse()
+            {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        })
+        .await
 }
 
-async fn revoke(State(service): Shared, call: Call) -> Response {
-    respond(call.with_token(&service, |c, body| service.revoke(c, body)), StatusCode::OK)
+async fn revoke(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| {
+            respond(call.with_token(service, |c, body| service.revoke(c, body)), StatusCode::OK)
+        })
+        .await
 }
 
-async fn gencrl(State(service): Shared, call: Call) -> Response {
-    respond(call.with_token(&service, |c, _| service.gencrl(c)), StatusCode::OK)
+async fn gencrl(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| respond(call.with_token(service, |c, _| service.gencrl(c)), StatusCode::OK))
+        .await
 }
 
-async fn identities(State(service): Shared, call: Call) -> Response {
-    let post = call.is_post();
-    let outcome = call
-        .with_token(&service, |c, body| if post { service.register(c, body) } else { service.identities(c) });
-    respond(outcome, if post { StatusCode::CREATED } else { StatusCode::OK })
+async fn identities(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| {
+            let post = call.is_post();
+            let outcome = call.with_token(service, |c, body| {
+                if post { service.register(c, body) } else { service.identities(c) }
+            });
+            respond(outcome, if post { StatusCode::CREATED } else { StatusCode::OK })
+        })
+        .await
 }
 
-async fn identity(State(service): Shared, Path(id): Path<String>, call: Call) -> Response {
-    let method = call.method.clone();
-    let force = call
-        .uri
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .any(|kv| kv.strip_prefix("force=").and_then(crate::authority::parse_bool) == Some(true));
-    let outcome = call.with_token(&service, |c, body| match method {
-        Method::DELETE => service.remove_identity(c, &id, force),
-        Method::PUT => service.modify_identity(c, &id, body),
-        _ => service.identity_info(c, &id),
-    });
-    respond(outcome, StatusCode::OK)
+async fn identity(State(served): Shared, Path(id): Path<String>, call: Call) -> Response {
+    served
+        .run(move |service| {
+            let method = call.method.clone();
+            let force = call
+                .uri
+                .query()
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .any(|kv| kv.strip_prefix("force=").and_then(crate::authority::parse_bool) == Some(true));
+            let outcome = call.with_token(service, |c, body| match method {
+                Method::DELETE => service.remove_identity(c, &id, force),
+                Method::PUT => service.modify_identity(c, &id, body),
+                _ => service.identity_info(c, &id),
+            });
+            respond(outcome, StatusCode::OK)
+        })
+        .await
 }
 
-async fn affiliations(State(service): Shared, call: Call) -> Response {
-    let post = call.is_post();
-    let outcome = call.with_token(&service, |c, body| {
-        if post { service.add_affiliation(c, body) } else { Ok(service.affiliations()) }
-    });
-    respond(outcome, if post { StatusCode::CREATED } else { StatusCode::OK })
+async fn affiliations(State(served): Shared, call: Call) -> Response {
+    served
+        .run(move |service| {
+            let post = call.is_post();
+            let outcome = call.with_token(service, |c, body| {
+                if post { service.add_affiliation(c, body) } else { Ok(service.affiliations()) }
+            });
+            respond(outcome, if post { StatusCode::CREATED } else { StatusCode::OK })
+        })
+        .await
 }
 
-async fn affiliation(State(service): Shared, Path(name): Path<String>, call: Call) -> Response {
-    respond(call.with_token(&service, |c, _| service.remove_affiliation(c, &name)), StatusCode::OK)
+async fn affiliation(State(served): Shared, Path(name): Path<String>, call: Call) -> Response {
+    served
+        .run(move |service| {
+            respond(call.with_token(service, |c, _| service.remove_affiliation(c, &name)), StatusCode::OK)
+        })
+        .await
 }
 
 async fn not_allowed(method: Method) -> Response {
@@ -217,5 +276,5 @@ pub fn router(service: Arc<CaService>) -> Router {
         .route("/api/v1/affiliations/{name}", axum::routing::delete(affiliation))
         .method_not_allowed_fallback(not_allowed)
         .fallback(not_found)
-        .with_state(service)
+        .with_state(Served { service, turns: Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKING_REQUESTS)) })
 }

@@ -128,6 +128,11 @@ pub struct RegistryData {
     /// the actor id (and the grants on chain) of an old one.
     #[serde(default)]
     pub removed: BTreeSet<String>,
+    /// Wrong passwords given for an identity since its last good one: at the CA's
+    /// `password_attempts` it can no longer log in with a password until a registrar
+    /// sets a new secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_logins: BTreeMap<String, u32>,
 }
 
 /// The registry and the file it lives in.

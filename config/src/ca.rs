@@ -37,6 +37,10 @@ pub struct CaConfig {
     /// The CA's enrollment limit per identity (-1: unlimited).
     #[serde(default = "unlimited")]
     pub max_enrollments: i32,
+    /// Wrong passwords accepted for one identity before it is locked (0: no limit), as
+    /// Fabric CA's `identities.passwordattempts`.
+    #[serde(default = "default_password_attempts")]
+    pub password_attempts: u32,
     #[serde(default)]
     pub allow_identity_removal: bool,
     /// Identities that exist without this CA having registered them (the ones
@@ -54,6 +58,10 @@ pub struct CaConfig {
 
 fn is_empty_path(path: &std::path::Path) -> bool {
     path.as_os_str().is_empty()
+}
+
+fn default_password_attempts() -> u32 {
+    10
 }
 
 fn unlimited() -> i32 {

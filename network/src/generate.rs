@@ -549,6 +549,7 @@ fn ca_config(org: &PeerOrg) -> Result<CaConfig> {
         max_request_body_bytes: medfabric_config::ca::DEFAULT_MAX_REQUEST_BODY_BYTES,
         affiliations: vec![org.name.to_lowercase()],
         max_enrollments: -1,
+        password_attempts: 10,
         allow_identity_removal: false,
         seed_identities: seed_identities(org),
         tls: Some(CaTls {

@@ -3,7 +3,6 @@
 //! `network status` reports them, `network down` stops them. Each node's pid is in
 //! `run/<node>.pid` and its output in `logs/<node>.log` under the network directory.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -267,18 +266,14 @@ fn running_pid(data: &Path, name: &str, config: &Path) -> Option<u32> {
     (ours && state != Some("Z")).then_some(pid)
 }
 
-/// A minimal HTTP GET (operations endpoints are plain HTTP on loopback).
+/// How long a status check waits for an operations endpoint.
+const OPERATIONS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET path` of an operations endpoint (plain HTTP on loopback); (status, body).
 pub fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
-    let addr: std::net::SocketAddr = address.parse().with_context(|| format!("address {address}"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status =
-        response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("malformed HTTP response")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((status, body))
+    let endpoint = medfabric_sdk::http::Endpoint::plain(address).with_timeout(OPERATIONS_TIMEOUT);
+    let answer = medfabric_sdk::http::get(&endpoint, path)?;
+    Ok((answer.status, answer.body))
 }
 
 /// A CA's endpoint: HTTPS trusting its TLS CA when its config has one, checking that the

@@ -2,7 +2,6 @@
 //! HTTPS (or plain HTTP), enrollment with a fresh P-256 key, token-authenticated calls,
 //! MSP folders.
 
-use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,46 +11,10 @@ use serde_json::{Value, json};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 
-/// Where a CA listens, and the TLS CA to trust there (`None`: plain HTTP).
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub address: String,
-    pub tls_ca_pem: Option<Vec<u8>>,
-    /// The name the CA's certificate must carry (default: the host of `address`). Naming
-    /// the CA itself (`ca.<domain>`) keeps other servers of the same TLS CA — the org's
-    /// peers — from answering for it.
-    pub server_name: Option<String>,
-}
+pub use crate::http::Endpoint;
 
-impl Endpoint {
-    pub fn plain(address: &str) -> Self {
-        Self { address: address.to_owned(), tls_ca_pem: None, server_name: None }
-    }
-
-    /// HTTPS to `address`, trusting the TLS CA certificate(s) in `tls_ca_file`.
-    pub fn https(address: &str, tls_ca_file: &Path) -> Result<Self> {
-        let pem = std::fs::read(tls_ca_file).with_context(|| format!("reading {}", tls_ca_file.display()))?;
-        Ok(Self { address: address.to_owned(), tls_ca_pem: Some(pem), server_name: None })
-    }
-
-    /// Checks the CA's certificate against `name` instead of the address's host.
-    pub fn with_server_name(mut self, name: &str) -> Self {
-        self.server_name = Some(name.to_owned());
-        self
-    }
-
-    pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls_ca_pem.is_some() { "https" } else { "http" }, self.address)
-    }
-}
-
-/// Largest CA response read.
-const MAX_RESPONSE_BYTES: u64 = 16 << 20;
-
-/// One HTTP/1.1 exchange with the CA; (status, body).
+/// One exchange with the CA (a JSON body, when there is one); (status, body).
 pub fn exchange(
     endpoint: &Endpoint,
     method: &str,
@@ -59,63 +22,13 @@ pub fn exchange(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Result<(u16, String)> {
-    use std::net::ToSocketAddrs;
-    let address = endpoint.address.as_str();
-    let addr = address
-        .to_socket_addrs()
-        .with_context(|| format!("CA address {address}"))?
-        .next()
-        .ok_or_else(|| anyhow!("CA address {address} resolves to nothing"))?;
-    let tcp = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
-        .with_context(|| format!("connecting to the CA at {address}"))?;
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    tcp.set_write_timeout(Some(std::time::Duration::from_secs(30)))?;
-    let mut head = format!(
-        "{method} {uri} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut headers = vec![("Content-Type", "application/json")];
     if let Some(auth) = authorization {
-        head.push_str(&format!("Authorization: {auth}\r\n"));
+        headers.push(("Authorization", auth));
     }
-    head.push_str("\r\n");
-    let mut raw = Vec::new();
-    match &endpoint.tls_ca_pem {
-        None => {
-            let mut stream = tcp;
-            stream.write_all(head.as_bytes())?;
-            stream.write_all(body)?;
-            stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw)?;
-        }
-        Some(ca_pem) => {
-            let name = endpoint.server_name.as_deref().unwrap_or(address);
-            let connection = rustls::ClientConnection::new(client_config(ca_pem)?, server_name(name)?)?;
-            let mut stream = rustls::StreamOwned::new(connection, tcp);
-            stream.write_all(head.as_bytes()).with_context(|| format!("TLS to the CA at {address}"))?;
-            stream.write_all(body)?;
-            stream.flush()?;
-            match stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw) {
-                Ok(_) => {}
-                // A server that closes without close_notify after a whole response.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-                Err(e) => return Err(e).with_context(|| format!("reading from the CA at {address}")),
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) =
-        text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response from {address}"))?;
-    let status =
-        head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("no HTTP status"))?;
-    let length = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
-    });
-    if let Some(length) = length
-        && body.len() < length
-    {
-        bail!("the CA at {address} sent {} of {length} body bytes", body.len());
-    }
-    Ok((status, body.to_owned()))
+    let answer = crate::http::exchange(endpoint, method, uri, &headers, body)
+        .with_context(|| format!("the CA at {}", endpoint.address))?;
+    Ok((answer.status, answer.body))
 }
 
 /// The `result` of a Fabric CA envelope, or its error.
@@ -204,33 +117,4 @@ pub fn write_msp(dir: &Path, enrollment: &Enrollment, org_msp: Option<&Path>) ->
         }
     }
     Ok(())
-}
-
-/// The client side of TLS to a CA: trusts the CA certificates in `ca_pem` only.
-fn client_config(ca_pem: &[u8]) -> Result<std::sync::Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.context("a TLS CA certificate")?).context("a TLS CA certificate")?;
-    }
-    if roots.is_empty() {
-        return Err(anyhow!("no TLS CA certificate to trust"));
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(std::sync::Arc::new(config))
-}
-
-/// The name a client checks the server's certificate against: a host name, or the host of
-/// a `host:port` address.
-fn server_name(address: &str) -> Result<ServerName<'static>> {
-    let host = match address.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
-            host.trim_start_matches('[').trim_end_matches(']')
-        }
-        _ => address,
-    };
-    ServerName::try_from(host.to_owned()).map_err(|e| anyhow!("server name {host:?}: {e}"))
 }

@@ -5,11 +5,13 @@
 //!   chaincode and block events) and offline signing, re-exported at the crate root.
 //! - [`ca`]: the REST client of a Fabric-CA-compatible CA (enroll, register, revoke, MSP
 //!   folders).
+//! - [`http`]: the one HTTP client (HTTPS to a CA, nodes' operations endpoints).
 //! - [`records`]: client-side record encryption (AES-256-GCM data keys, HPKE wraps).
 //! - [`medical`]: the medical chaincode from a client, with encryption done here.
 
 pub mod ca;
 pub mod gateway;
+pub mod http;
 pub mod medical;
 pub mod records;
 

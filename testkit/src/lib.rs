@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, RevokedEntry, Validity};
+use medfabric_ca::{CertificateAuthority, Issued, LeafRequest, Name, RevokedEntry, Validity};
 use medfabric_msp::{Msp, MspManager, SigningIdentity, node_ou_msp_config};
 use medfabric_proto::msp::FabricMspConfig;
 use time::OffsetDateTime;
@@ -24,6 +24,19 @@ impl TestOrg {
         Self { msp_id: msp_id.to_owned(), ca, crls: Vec::new() }
     }
 
+    /// A leaf certificate as the CA issued it, with the key it generated.
+    pub fn issue_leaf(
+        &self,
+        cn: &str,
+        ou: &str,
+        attrs: Option<BTreeMap<String, String>>,
+        validity: Validity,
+    ) -> Issued {
+        self.ca
+            .issue(&LeafRequest { attributes: attrs, ..LeafRequest::enrollment(cn, ou, validity) })
+            .expect("issue")
+    }
+
     pub fn issue_with(
         &self,
         cn: &str,
@@ -31,10 +44,7 @@ impl TestOrg {
         attrs: Option<BTreeMap<String, String>>,
         validity: Validity,
     ) -> SigningIdentity {
-        let issued = self
-            .ca
-            .issue(&LeafRequest { attributes: attrs, ..LeafRequest::enrollment(cn, ou, validity) })
-            .expect("issue");
+        let issued = self.issue_leaf(cn, ou, attrs, validity);
         SigningIdentity::new(
             &self.msp_id,
             issued.certificate_pem.as_bytes(),

@@ -122,7 +122,8 @@ impl CaService {
                 )));
             }
             if count_enrollment {
-                if current.max_enrollments >= 0 && current.enrollments >= current.max_enrollments {
+                let max = super::enrollment_limit(current.max_enrollments, self.config.max_enrollments);
+                if max >= 0 && current.enrollments >= max {
                     return Err(ApiError::authentication(format!(
                         "Login failure: The identity {id} has already enrolled {} times, it has reached its maximum enrollment allowance",
                         current.enrollments

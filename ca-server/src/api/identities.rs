@@ -178,13 +178,19 @@ impl CaService {
             match change.max_enrollments {
                 None | Some(0) => {}
                 Some(-2) => record.max_enrollments = default_max,
-                Some(n) if n < -1 => return Err(ApiError::bad_request("max_enrollments must be -1 or more")),
-                Some(n) => record.max_enrollments = n,
+                // Within the CA's limit, as a registration must be.
+                Some(n) => record.max_enrollments = super::requested_enrollment_limit(n, default_max)?,
             }
+            let new_secret = secret.is_some();
             if let Some(secret) = secret {
                 record.secret = secret;
             }
-            Ok(record.clone())
+            let record = record.clone();
+            if new_secret {
+                // A new secret unlocks an identity locked by wrong passwords.
+                data.failed_logins.remove(id);
+            }
+            Ok(record)
         })?;
         Ok(Self::identity_json(&updated))
     }

@@ -116,6 +116,34 @@ fn unchanged(data: &crate::registry::RegistryData, record: &IdentityRecord) -> R
     }
 }
 
+/// An identity's enrollment limit under the CA's (`-1`: unlimited): the CA's limit
+/// caps any larger or unlimited one.
+fn enrollment_limit(identity: i32, ca: i32) -> i32 {
+    if ca != -1 && (identity == -1 || identity > ca) { ca } else { identity }
+}
+
+/// The limit a registration asks for (`0`: the CA's), checked against the CA's, as
+/// Fabric CA's registrar rules have it.
+fn requested_enrollment_limit(requested: i32, ca: i32) -> Result<i32, ApiError> {
+    let refuse = |message: String| Err(ApiError::new(400, 82, message));
+    if requested < -1 {
+        return refuse(format!(
+            "Max enrollment in registration request may not be less than -1, but was {requested}"
+        ));
+    }
+    match (ca, requested) {
+        (-1, 0) => Ok(-1),
+        (-1, n) => Ok(n),
+        (0, _) => refuse("Registration is disabled".into()),
+        (_, -1) => refuse("Registration for infinite enrollments is not allowed".into()),
+        (ca, 0) => Ok(ca),
+        (ca, n) if n > ca => {
+            refuse(format!("Requested enrollments ({n}) exceeds maximum allowable enrollments ({ca})"))
+        }
+        (_, n) => Ok(n),
+    }
+}
+
 fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -255,28 +283,56 @@ impl CaService {
         })
     }
 
-    /// HTTP Basic `id:secret` → the identity id.
+    /// HTTP Basic `id:secret` → the identity id. As Fabric CA: a CA whose limit is 0
+    /// enrolls nobody; an identity locked by wrong passwords is refused before its secret
+    /// is checked; a wrong password counts against it, a right one clears the count; the
+    /// CA's limit caps the identity's own.
     pub fn authenticate_basic(&self, header: Option<&str>) -> Result<String, ApiError> {
         let Some(header) = header else { return Err(ApiError::no_authorization_header()) };
         let encoded = header.strip_prefix("Basic ").ok_or_else(|| ApiError::authentication("not Basic"))?;
         let decoded = crate::base64::decode(encoded).ok_or_else(|| ApiError::authentication("bad base64"))?;
         let text = String::from_utf8(decoded).map_err(|_| ApiError::authentication("not UTF-8"))?;
         let (id, secret) = text.split_once(':').ok_or_else(|| ApiError::authentication("no ':'"))?;
+        if self.config.max_enrollments == 0 {
+            return Err(ApiError::authentication("Enroll is disabled"));
+        }
         let record =
             self.identity(id).ok_or_else(|| ApiError::authentication(format!("Failed to get user: {id}")))?;
+        let allowed = self.config.password_attempts;
+        let failed = self.registry().data.failed_logins.get(id).copied().unwrap_or(0);
+        if allowed > 0 && failed >= allowed {
+            return Err(ApiError::new(
+                401,
+                73,
+                format!(
+                    "Incorrect password entered {failed} times, max incorrect password limit of {allowed} reached"
+                ),
+            ));
+        }
+        if !record.secret.matches(secret) {
+            self.registry().update(|data| {
+                *data.failed_logins.entry(id.to_owned()).or_default() += 1;
+                Ok(())
+            })?;
+            return Err(ApiError::authentication("Login failure: Password mismatch"));
+        }
         if record.revoked {
             return Err(ApiError::authentication(format!(
                 "Login failure: User {id} is revoked; access denied"
             )));
         }
-        if !record.secret.matches(secret) {
-            return Err(ApiError::authentication("Login failure: Password mismatch"));
-        }
-        if record.max_enrollments >= 0 && record.enrollments >= record.max_enrollments {
+        let max = enrollment_limit(record.max_enrollments, self.config.max_enrollments);
+        if max >= 0 && record.enrollments >= max {
             return Err(ApiError::authentication(format!(
                 "Login failure: The identity {id} has already enrolled {} times, it has reached its maximum enrollment allowance",
                 record.enrollments
             )));
+        }
+        if failed > 0 {
+            self.registry().update(|data| {
+                data.failed_logins.remove(id);
+                Ok(())
+            })?;
         }
         Ok(id.to_owned())
     }
@@ -343,5 +399,37 @@ impl CaService {
             return Err(ApiError::authentication(format!("User {id} is revoked")));
         }
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrollment_limits_follow_fabric_ca() {
+        // (identity, CA) → the limit enforced at enrollment.
+        for (identity, ca, enforced) in [(-1, -1, -1), (5, -1, 5), (-1, 2, 2), (5, 2, 2), (1, 2, 1)] {
+            assert_eq!(enrollment_limit(identity, ca), enforced, "identity {identity}, CA {ca}");
+        }
+        // (requested, CA) → the stored limit, or Fabric CA's code 82.
+        for (requested, ca, stored) in [
+            (0, -1, Some(-1)),
+            (-1, -1, Some(-1)),
+            (7, -1, Some(7)),
+            (0, 3, Some(3)),
+            (3, 3, Some(3)),
+            (1, 3, Some(1)),
+        ] {
+            assert_eq!(
+                requested_enrollment_limit(requested, ca).ok(),
+                stored,
+                "requested {requested}, CA {ca}"
+            );
+        }
+        for (requested, ca) in [(-2, -1), (1, 0), (0, 0), (-1, 3), (4, 3)] {
+            let refused = requested_enrollment_limit(requested, ca).expect_err("refused");
+            assert_eq!((refused.status, refused.code), (400, 82), "requested {requested}, CA {ca}");
+        }
     }
 }

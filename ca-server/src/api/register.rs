@@ -61,11 +61,8 @@ impl CaService {
             Some(s) => s,
             None => random_secret()?,
         };
-        let max_enrollments = match request.max_enrollments {
-            0 => self.config.max_enrollments,
-            n if n < -1 => return Err(ApiError::bad_request("max_enrollments must be -1 or more")),
-            n => n,
-        };
+        let max_enrollments =
+            super::requested_enrollment_limit(request.max_enrollments, self.config.max_enrollments)?;
         let hash = SecretHash::new(&secret).map_err(|e| ApiError::internal(e.to_string()))?;
         let mut attrs = fixed_attributes(&request.id, &kind, &affiliation);
         for attr in request.attrs.iter().filter(|a| !a.value.is_empty()) {

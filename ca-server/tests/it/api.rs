@@ -10,7 +10,6 @@ use medfabric_ca_server::{CaService, base64, http};
 use medfabric_msp::Certificate;
 use p256::ecdsa::signature::Signer;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Ca {
     address: SocketAddr,
@@ -19,10 +18,16 @@ struct Ca {
 }
 
 async fn start() -> Ca {
+    start_with(|_| {}).await
+}
+
+/// A CA over the test config as `adjust` changes it.
+async fn start_with(adjust: impl FnOnce(&mut medfabric_ca_server::CaConfig)) -> Ca {
     let dir = tempfile::tempdir().expect("dir");
     crate::root_ca(dir.path());
     let registry_file = dir.path().join("registry.json");
-    let config = crate::ca_config(dir.path());
+    let mut config = crate::ca_config(dir.path());
+    adjust(&mut config);
     let service = Arc::new(CaService::open(config).expect("open"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
@@ -30,32 +35,20 @@ async fn start() -> Ca {
     Ca { address, dir, registry_file }
 }
 
-/// One HTTP/1.1 request; (status, headers, body).
-async fn request(
-    ca: &Ca,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(ca.address).await.expect("connect");
-    let mut head = format!(
-        "{method} {uri} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        ca.address,
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write");
-    stream.write_all(body).await.expect("write body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
-    (status, head.to_owned(), body.to_owned())
+/// One request through the SDK's HTTP client (blocking, so off the runtime that serves
+/// the CA); (status, body).
+async fn request(ca: &Ca, method: &str, uri: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let endpoint = medfabric_sdk::http::Endpoint::plain(&ca.address.to_string());
+    let (method, uri, body) = (method.to_owned(), uri.to_owned(), body.to_vec());
+    let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect();
+    let answer = tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        medfabric_sdk::http::exchange(&endpoint, &method, &uri, &headers, &body)
+    })
+    .await
+    .expect("request thread")
+    .expect("an HTTP answer");
+    (answer.status, answer.body)
 }
 
 fn csr(key: &KeyPair, cn: &str) -> String {
@@ -106,7 +99,7 @@ async fn enroll(ca: &Ca, id: &str, secret: &str, extra: Value) -> (String, KeyPa
     if let (Some(b), Value::Object(more)) = (body.as_object_mut(), extra) {
         b.extend(more);
     }
-    let (status, _, text) =
+    let (status, text) =
         request(ca, "POST", "/api/v1/enroll", &[basic(id, secret)], body.to_string().as_bytes()).await;
     assert_eq!(status, 201, "{text}");
     let cert = String::from_utf8(base64::decode(result(&text)["Cert"].as_str().expect("Cert")).expect("b64"))
@@ -117,7 +110,7 @@ async fn enroll(ca: &Ca, id: &str, secret: &str, extra: Value) -> (String, KeyPa
 async fn post(ca: &Ca, uri: &str, body: &Value, as_: (&str, &KeyPair)) -> (u16, String) {
     let bytes = body.to_string().into_bytes();
     let auth = token(as_.0, as_.1, "POST", uri, &bytes);
-    let (status, _, text) = request(ca, "POST", uri, &[auth], &bytes).await;
+    let (status, text) = request(ca, "POST", uri, &[auth], &bytes).await;
     (status, text)
 }
 
@@ -125,7 +118,7 @@ async fn post(ca: &Ca, uri: &str, body: &Value, as_: (&str, &KeyPair)) -> (u16, 
 async fn enroll_register_reenroll_revoke_and_crl() {
     let ca = start().await;
     // The envelope's exact bytes.
-    let (status, _, body) = request(&ca, "GET", "/api/v1/cainfo", &[], b"").await;
+    let (status, body) = request(&ca, "GET", "/api/v1/cainfo", &[], b"").await;
     assert_eq!(status, 200);
     assert!(
         body.starts_with("{\"result\":{")
@@ -172,7 +165,7 @@ async fn enroll_register_reenroll_revoke_and_crl() {
     // Max enrollments (2) reached.
     let key = KeyPair::generate();
     let body = json!({"certificate_request": csr(&key, "alice")}).to_string();
-    let (status, _, text) =
+    let (status, text) =
         request(&ca, "POST", "/api/v1/enroll", &[basic("alice", &secret)], body.as_bytes()).await;
     assert_eq!((status, error(&text)), (401, (20, "Authentication failure".into())));
 
@@ -213,8 +206,7 @@ async fn enroll_register_reenroll_revoke_and_crl() {
     assert_eq!((status, error(&text).0), (401, 20), "a revoked certificate's token: {text}");
     let key = KeyPair::generate();
     let body = json!({"certificate_request": csr(&key, "bob")}).to_string();
-    let (status, _, _) =
-        request(&ca, "POST", "/api/v1/enroll", &[basic("bob", "bobpw")], body.as_bytes()).await;
+    let (status, _) = request(&ca, "POST", "/api/v1/enroll", &[basic("bob", "bobpw")], body.as_bytes()).await;
     assert_eq!(status, 401, "a revoked identity cannot enroll");
     let (status, text) = post(
         &ca,
@@ -261,10 +253,10 @@ async fn refusals_are_clear_and_change_nothing() {
     // Wrong secret, unknown id, no header.
     let body = json!({"certificate_request": csr(&KeyPair::generate(), "admin")}).to_string();
     for auth in [vec![basic("admin", "wrong")], vec![basic("nobody", "x")]] {
-        let (status, _, text) = request(&ca, "POST", "/api/v1/enroll", &auth, body.as_bytes()).await;
+        let (status, text) = request(&ca, "POST", "/api/v1/enroll", &auth, body.as_bytes()).await;
         assert_eq!((status, error(&text)), (401, (20, "Authentication failure".into())));
     }
-    let (status, _, text) = request(&ca, "POST", "/api/v1/enroll", &[], body.as_bytes()).await;
+    let (status, text) = request(&ca, "POST", "/api/v1/enroll", &[], body.as_bytes()).await;
     assert_eq!((status, error(&text)), (401, (2, "No authorization header".into())));
     // Register without registrar rights.
     let (status, text) =
@@ -273,27 +265,27 @@ async fn refusals_are_clear_and_change_nothing() {
     // A token replayed on another URI, or with another body, or forged.
     let register = json!({"id": "eve"}).to_string();
     let signed_for_revoke = token(&admin_pem, &admin_key, "POST", "/api/v1/revoke", register.as_bytes());
-    let (status, _, text) =
+    let (status, text) =
         request(&ca, "POST", "/api/v1/register", &[signed_for_revoke], register.as_bytes()).await;
     assert_eq!((status, error(&text).0), (401, 20), "another URI: {text}");
     let signed = token(&admin_pem, &admin_key, "POST", "/api/v1/register", register.as_bytes());
     let other = json!({"id": "mallory"}).to_string();
-    let (status, _, text) =
+    let (status, text) =
         request(&ca, "POST", "/api/v1/register", std::slice::from_ref(&signed), other.as_bytes()).await;
     assert_eq!((status, error(&text).0), (401, 20), "another body: {text}");
     let forged = (
         "Authorization",
         format!("{}.{}", signed.1.split('.').next().expect("cert"), base64::encode(b"not a signature")),
     );
-    let (status, _, text) = request(&ca, "POST", "/api/v1/register", &[forged], register.as_bytes()).await;
+    let (status, text) = request(&ca, "POST", "/api/v1/register", &[forged], register.as_bytes()).await;
     assert_eq!((status, error(&text).0), (401, 20), "forged: {text}");
-    let (status, _, text) =
+    let (status, text) =
         request(&ca, "POST", "/api/v1/register", &[("Authorization", "garbage".into())], register.as_bytes())
             .await;
     assert_eq!((status, error(&text).0), (401, 20), "malformed: {text}");
     // Malformed CSR.
     let bad = json!({"certificate_request": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}).to_string();
-    let (status, _, text) =
+    let (status, text) =
         request(&ca, "POST", "/api/v1/enroll", &[basic("admin", "adminpw")], bad.as_bytes()).await;
     assert_eq!(status, 400, "{text}");
     assert!(error(&text).1.starts_with("Invalid certificate request"), "{text}");
@@ -301,11 +293,11 @@ async fn refusals_are_clear_and_change_nothing() {
     let (status, text) = post(&ca, "/api/v1/register", &json!({"id": "carol"}), admin).await;
     assert_eq!((status, error(&text)), (409, (74, "Identity 'carol' is already registered".into())));
     // Unknown CA name, unknown route, wrong method.
-    let (status, _, text) = request(&ca, "GET", "/api/v1/cainfo?ca=other", &[], b"").await;
+    let (status, text) = request(&ca, "GET", "/api/v1/cainfo?ca=other", &[], b"").await;
     assert_eq!((status, error(&text)), (404, (19, "CA 'other' does not exist".into())));
-    let (status, _, text) = request(&ca, "GET", "/api/v1/nosuch", &[], b"").await;
+    let (status, text) = request(&ca, "GET", "/api/v1/nosuch", &[], b"").await;
     assert_eq!((status, text.as_str()), (404, "404 page not found\n"));
-    let (status, _, text) = request(&ca, "DELETE", "/api/v1/cainfo", &[], b"").await;
+    let (status, text) = request(&ca, "DELETE", "/api/v1/cainfo", &[], b"").await;
     assert_eq!((status, text.as_str()), (405, "{\"code\":1,\"message\":\"Method DELETE is not allowed\"}"));
 
     // Only the failed enrollments' side effects would show: there are none.
@@ -324,7 +316,7 @@ async fn call(
 ) -> (u16, String) {
     let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let auth = token(as_.0, as_.1, method, uri, &bytes);
-    let (status, _, text) = request(ca, method, uri, &[auth], &bytes).await;
+    let (status, text) = request(ca, method, uri, &[auth], &bytes).await;
     (status, text)
 }
 
@@ -380,4 +372,72 @@ async fn identities_and_affiliations_are_managed() {
         call(&ca, "POST", "/api/v1/affiliations", Some(&json!({"name": "x"})), (&pem, &KeyPair::generate()))
             .await;
     assert_eq!((status, error(&text).0), (401, 20), "a token signed with another key: {text}");
+}
+
+/// Tries to enroll `id` with `secret`; (status, error code and message).
+async fn try_enroll(ca: &Ca, id: &str, secret: &str) -> (u16, (u64, String)) {
+    let body = json!({"certificate_request": csr(&KeyPair::generate(), id)}).to_string();
+    let (status, text) = request(ca, "POST", "/api/v1/enroll", &[basic(id, secret)], body.as_bytes()).await;
+    (status, if status == 201 { (0, String::new()) } else { error(&text) })
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_an_identity_and_the_ca_limit_caps_enrollments() {
+    let ca = start_with(|config| {
+        config.password_attempts = 3;
+        config.max_enrollments = 2;
+    })
+    .await;
+    let (admin_pem, admin_key) = enroll(&ca, "admin", "adminpw", json!({})).await;
+    let admin = (admin_pem.as_str(), &admin_key);
+
+    // A registrar asks for no more than the CA allows.
+    for (asked, message) in [
+        (-1, "Registration for infinite enrollments is not allowed"),
+        (3, "Requested enrollments (3) exceeds maximum allowable enrollments (2)"),
+        (-2, "Max enrollment in registration request may not be less than -1, but was -2"),
+    ] {
+        let body = json!({"id": "greedy", "secret": "pw", "max_enrollments": asked});
+        let (status, text) = post(&ca, "/api/v1/register", &body, admin).await;
+        assert_eq!((status, error(&text)), (400, (82, message.to_owned())), "asked {asked}");
+    }
+    assert_eq!(try_enroll(&ca, "greedy", "pw").await.0, 401, "a refused registration registers nobody");
+    let body = json!({"id": "carol", "secret": "carolpw", "max_enrollments": 0});
+    let (status, text) = post(&ca, "/api/v1/register", &body, admin).await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) =
+        call(&ca, "PUT", "/api/v1/identities/carol", Some(&json!({"max_enrollments": -1})), admin).await;
+    assert_eq!((status, error(&text).0), (400, 82), "nor can a modification exceed it: {text}");
+
+    // Wrong passwords below the limit, then the right one: the count starts again.
+    let mismatch = (401, (20, "Authentication failure".to_owned()));
+    for _ in 0..2 {
+        assert_eq!(try_enroll(&ca, "carol", "guess").await, mismatch);
+    }
+    assert_eq!(try_enroll(&ca, "carol", "carolpw").await.0, 201);
+    // Three wrong in a row lock the identity: the right password no longer works.
+    for _ in 0..3 {
+        assert_eq!(try_enroll(&ca, "carol", "guess").await, mismatch);
+    }
+    let locked =
+        (401, (73, "Incorrect password entered 3 times, max incorrect password limit of 3 reached".into()));
+    assert_eq!(try_enroll(&ca, "carol", "carolpw").await, locked);
+    assert_eq!(try_enroll(&ca, "carol", "carolpw").await, locked, "the lock holds");
+    // A registrar's new secret unlocks it.
+    let (status, text) =
+        call(&ca, "PUT", "/api/v1/identities/carol", Some(&json!({"secret": "newpw"})), admin).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(try_enroll(&ca, "carol", "newpw").await.0, 201);
+    // Two enrollments: the CA's limit, which carol's registration took.
+    assert_eq!(try_enroll(&ca, "carol", "newpw").await, mismatch);
+
+    // The bootstrap admin, unlimited in its own record, is held to the CA's limit too.
+    assert_eq!(try_enroll(&ca, "admin", "adminpw").await.0, 201);
+    assert_eq!(try_enroll(&ca, "admin", "adminpw").await, mismatch);
+}
+
+#[tokio::test]
+async fn a_ca_whose_limit_is_zero_enrolls_nobody() {
+    let ca = start_with(|config| config.max_enrollments = 0).await;
+    assert_eq!(try_enroll(&ca, "admin", "adminpw").await, (401, (20, "Authentication failure".into())));
 }

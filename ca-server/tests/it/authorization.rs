@@ -28,6 +28,7 @@ fn fixture() -> Fixture {
     std::fs::write(dir.path().join("drgrey-cert.pem"), &grey.certificate_pem).expect("drgrey cert");
     let config = CaConfig {
         affiliations: vec!["hospital".into(), "hospital.ward1".into(), "hospital2".into()],
+        password_attempts: 10,
         allow_identity_removal: true,
         seed_identities: vec![
             SeedIdentity {

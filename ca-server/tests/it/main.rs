@@ -4,15 +4,10 @@
 mod api;
 mod authorization;
 
-/// A root CA for a test CA server, its `ca-cert.pem` and `ca-key.pem` written to `dir`.
+/// A root CA for a test CA server (`ca.hospital.example`), its `ca-cert.pem` and
+/// `ca-key.pem` written to `dir`.
 fn root_ca(dir: &std::path::Path) -> medfabric_ca::CertificateAuthority {
-    use medfabric_ca::{CertificateAuthority, Name, Validity};
-    let now = time::OffsetDateTime::now_utc();
-    let root = CertificateAuthority::new_root(
-        &Name::fabric_style("ca.hospital.example", Some("hospital.example"), &[]),
-        Validity::days_from(now - time::Duration::hours(1), 365),
-    )
-    .expect("root");
+    let root = medfabric_testkit::TestOrg::new("hospital.example").ca;
     std::fs::write(dir.join("ca-cert.pem"), root.certificate_pem()).expect("cert");
     std::fs::write(dir.join("ca-key.pem"), root.key().to_pkcs8_pem()).expect("key");
     root
@@ -33,6 +28,7 @@ fn ca_config(dir: &std::path::Path) -> medfabric_ca_server::CaConfig {
         bootstrap: medfabric_ca_server::api::Bootstrap { id: "admin".into(), secret: "adminpw".into() },
         affiliations: vec!["hospital".into(), "hospital.ward1".into()],
         max_enrollments: -1,
+        password_attempts: 10,
         allow_identity_removal: false,
         seed_identities: Vec::new(),
         tls: None,

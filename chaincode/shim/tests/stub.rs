@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
+use medfabric_ca::Validity;
 use medfabric_proto::msp::SerializedIdentity;
 use medfabric_shim::{
     ChaincodeStub, ContractError, MockStub, Router, ShimError, create_composite_key, error, success,
 };
+use medfabric_testkit::TestOrg;
 use prost::Message;
 
 fn b(s: &str) -> Bytes {
@@ -301,21 +302,16 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn proposal_context_and_client_identity() {
     let now = time::OffsetDateTime::now_utc();
-    let ca = CertificateAuthority::new_root(
-        &Name::fabric_style("ca.hospital", Some("hospital"), &[]),
-        Validity::days_from(now, 30),
-    )
-    .expect("ca");
     let attributes = BTreeMap::from([
         ("role".to_owned(), "provider".to_owned()),
         ("hf.EnrollmentID".to_owned(), "dr-who".to_owned()),
     ]);
-    let issued = ca
-        .issue(
-            &LeafRequest::enrollment("dr-who", "client", Validity::days_from(now, 1))
-                .with_attributes(attributes),
-        )
-        .expect("issue");
+    let issued = TestOrg::new("HospitalMSP").issue_leaf(
+        "dr-who",
+        "client",
+        Some(attributes),
+        Validity::days_from(now, 1),
+    );
     let creator =
         SerializedIdentity { mspid: "HospitalMSP".into(), id_bytes: issued.certificate_pem.clone().into() };
     let router = Router::new("ctx").route("whoami", |s: &mut dyn ChaincodeStub, (suffix,): (String,)| {

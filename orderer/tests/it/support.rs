@@ -182,17 +182,13 @@ impl OrdererProcess {
         client_at(&self.broadcast).await
     }
 
-    /// `/healthz` status code and body.
+    /// `/healthz` status code and body (0 and nothing when it does not answer).
     pub fn health(&self) -> (u16, String) {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(&self.operations) else {
-            return (0, String::new());
-        };
-        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (code, text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+        let operations = medfabric_sdk::http::Endpoint::plain(&self.operations);
+        match medfabric_sdk::http::get(&operations, "/healthz") {
+            Ok(answer) => (answer.status, answer.body),
+            Err(_) => (0, String::new()),
+        }
     }
 }
 

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use medfabric_ca::{CertificateAuthority, LeafRequest, Name, Validity};
+use medfabric_ca::Validity;
 use medfabric_proto::msp::SerializedIdentity;
 use medfabric_shim::{MockOutcome, MockStub};
+use medfabric_testkit::TestOrg;
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -16,7 +17,7 @@ pub const CC: &str = "medical";
 /// The hospital (custodian), lab, research site, insurer and regulator, one CA each.
 pub struct World {
     pub stub: MockStub,
-    cas: BTreeMap<String, CertificateAuthority>,
+    orgs: BTreeMap<String, TestOrg>,
     identities: BTreeMap<String, Bytes>,
     keys: BTreeMap<String, medfabric_msp::Signer>,
     /// Each identity's private scalar (to unwrap keys released to it).
@@ -53,23 +54,17 @@ pub const PUBLIC_KEY: &str = "04aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 
 impl World {
     pub fn new() -> Self {
-        let now = time::OffsetDateTime::now_utc();
-        let mut cas = BTreeMap::new();
-        for msp in ["HospitalMSP", "LabMSP", "ResearchMSP", "InsurerMSP", "RegulatorMSP"] {
-            let ca = CertificateAuthority::new_root(
-                &Name::fabric_style(&format!("ca.{msp}"), Some(msp), &[]),
-                Validity::days_from(now - time::Duration::hours(1), 30),
-            )
-            .expect("ca");
-            cas.insert(msp.to_owned(), ca);
-        }
+        let orgs = ["HospitalMSP", "LabMSP", "ResearchMSP", "InsurerMSP", "RegulatorMSP"]
+            .into_iter()
+            .map(|msp| (msp.to_owned(), TestOrg::new(msp)))
+            .collect();
         let record_keys: BTreeMap<String, medfabric_ca::KeyPair> = ["HospitalMSP", "LabMSP"]
             .into_iter()
             .map(|msp| (msp.to_owned(), medfabric_ca::KeyPair::generate()))
             .collect();
         let mut world = Self {
             stub: MockStub::new("medchannel").with_chaincode(CC, medfabric_medical::chaincode()),
-            cas,
+            orgs,
             identities: BTreeMap::new(),
             keys: BTreeMap::new(),
             secrets: BTreeMap::new(),
@@ -166,12 +161,12 @@ impl World {
         if let Some(role) = role {
             attributes.insert("role".into(), role.into());
         }
-        let issued = self.cas[msp]
-            .issue(
-                &LeafRequest::enrollment(name, ou, Validity::days_from(now - time::Duration::hours(1), 1))
-                    .with_attributes(attributes),
-            )
-            .expect("issue");
+        let issued = self.orgs[msp].issue_leaf(
+            name,
+            ou,
+            Some(attributes),
+            Validity::days_from(now - time::Duration::hours(1), 1),
+        );
         let signer = medfabric_msp::Signer::from_pem(&issued.key_pem()).expect("key");
         let secret = issued.key.as_ref().expect("issuer generated a key").secret().to_bytes().to_vec();
         self.secrets.insert(format!("{msp}/{name}"), secret);
