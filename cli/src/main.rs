@@ -45,6 +45,12 @@ enum Command {
     /// Load a running network (N transactions at concurrency C) and report committed
     /// tps, latency percentiles, validation codes and CPU per node; or a micro-benchmark.
     Bench(BenchArgs),
+    /// The channel's config: fetch it, compute, sign and submit updates (`config`), or
+    /// change the batch settings in one step (`set-batch`).
+    Channel {
+        #[command(subcommand)]
+        command: medfabric_cli::channel::ChannelCommand,
+    },
     /// The organizations' certificate authorities: enroll, register, revoke.
     Ca {
         #[command(subcommand)]
@@ -361,6 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoke(call) => runtime()?.block_on(call_chaincode(call, true)),
         Command::Query(call) => runtime()?.block_on(call_chaincode(call, false)),
         Command::Events(args) => done(runtime()?.block_on(events(args))),
+        Command::Channel { command } => done(runtime()?.block_on(medfabric_cli::channel::run(command))),
         Command::Ca { command, args } => done(medfabric_cli::ca::run(command, args)),
         Command::Patient { command, actor } => done(runtime()?.block_on(medical::patient(command, actor))),
         Command::Record { command, actor } => done(runtime()?.block_on(medical::record(command, actor))),

@@ -15,9 +15,10 @@ use medfabric_proto::medfabric::orderer::cluster_server::{Cluster, ClusterServer
 use medfabric_proto::medfabric::orderer::{RaftMessage, SubmitRequest, SubmitResponse};
 use medfabric_proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
 use medfabric_proto::orderer::{BroadcastResponse, DeliverResponse, deliver_response};
+use medfabric_types::Transaction;
 use medfabric_types::block::decode_block;
 use medfabric_types::config::ChannelResources;
-use medfabric_types::{Transaction, TransactionBody};
+use medfabric_types::configtx;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -32,6 +33,14 @@ pub use medfabric_config::OrdererConfig;
 
 type Reply = oneshot::Sender<Result<(), Refusal>>;
 
+/// An envelope Broadcast accepted: what the leader orders (for a config update, the
+/// `CONFIG` envelope made of it), and whether it is a config.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub is_config: bool,
+    pub ordered: Bytes,
+}
+
 struct Submission {
     envelope: Bytes,
     is_config: bool,
@@ -45,6 +54,8 @@ pub struct Orderer {
     store: OrdererStore,
     raft: Raft,
     resources: Arc<RwLock<Arc<ChannelResources>>>,
+    /// Signs the blocks and the CONFIG envelopes this node makes of config updates.
+    signer: Arc<SigningIdentity>,
     sequencer: mpsc::Sender<Submission>,
     /// The client side of cluster links (mutual TLS), when the node has TLS material.
     cluster_tls: Option<medfabric_config::tls::ClientTls>,
@@ -112,7 +123,7 @@ impl Orderer {
                 Err(e) => tracing::error!("config block does not load: {e}"),
             })
         };
-        let machine = BlockMachine::new(store.clone(), signer, on_config);
+        let machine = BlockMachine::new(store.clone(), signer.clone(), on_config);
         let cluster_tls = config.tls.as_ref().map(|t| t.client()).transpose()?;
         let transport: Arc<dyn raft::Transport> = Arc::new(raft::GrpcTransport::new(cluster_tls.clone()));
         let raft = raft::start(config.consenter_id, members, store.clone(), machine, transport).await?;
@@ -123,6 +134,7 @@ impl Orderer {
             store,
             raft,
             resources: shared,
+            signer,
             sequencer,
             cluster_tls,
             metrics: OrdererMetrics::new(),
@@ -150,8 +162,10 @@ impl Orderer {
     }
 
     /// Broadcast's admission checks: size, structure, channel, creator validity and
-    /// signature, and the channel's Writers (orderer Admins for a config).
-    pub fn admit(&self, envelope: &Envelope) -> Result<bool, Refusal> {
+    /// signature, and the channel's Writers. A `CONFIG_UPDATE` is then validated as
+    /// Fabric's configtx does and becomes the `CONFIG` envelope to order, signed by this
+    /// node; a `CONFIG` envelope is never taken from a client.
+    pub fn admit(&self, envelope: &Envelope) -> Result<Admitted, Refusal> {
         let resources = self.resources();
         let size = envelope.encoded_len();
         let max = resources.config.batch.absolute_max_bytes as usize;
@@ -166,43 +180,44 @@ impl Orderer {
         if tx.channel_id() != self.channel_id {
             return Err(Refusal::new(Status::NotFound, format!("channel {} not found", tx.channel_id())));
         }
-        let is_config = match (HeaderType::try_from(tx.header_type()), &tx.body) {
+        let now = medfabric_node::deliver::now_unix();
+        match HeaderType::try_from(tx.header_type()) {
             // The tx id must follow from nonce and creator: nobody can claim (and so
             // pre-empt) another client's tx id.
-            (Ok(HeaderType::EndorserTransaction), _) if !tx.tx_id_matches() => {
-                return Err(Refusal::new(Status::BadRequest, "tx id is not hex(SHA-256(nonce || creator))"));
+            Ok(HeaderType::EndorserTransaction) if !tx.tx_id_matches() => {
+                Err(Refusal::new(Status::BadRequest, "tx id is not hex(SHA-256(nonce || creator))"))
             }
-            (Ok(HeaderType::EndorserTransaction), _) => false,
-            (Ok(HeaderType::Config), TransactionBody::Config(config)) => {
-                let sequence = config.config.as_ref().map_or(0, |c| c.sequence);
-                if sequence != resources.config.sequence + 1 {
-                    return Err(Refusal::new(
-                        Status::BadRequest,
-                        format!("config sequence {sequence} does not follow {}", resources.config.sequence),
-                    ));
-                }
-                true
+            Ok(HeaderType::EndorserTransaction) => {
+                authorize(&resources, &tx, "/Channel/Writers", now)?;
+                Ok(Admitted { is_config: false, ordered: envelope.encode_to_vec().into() })
             }
-            (Ok(HeaderType::ConfigUpdate), _) => {
-                return Err(Refusal::new(
-                    Status::BadRequest,
-                    "CONFIG_UPDATE is not processed by this orderer yet; submit the signed CONFIG envelope",
-                ));
+            Ok(HeaderType::ConfigUpdate) => {
+                authorize(&resources, &tx, "/Channel/Writers", now).map_err(|refusal| {
+                    let info = format!(
+                        "config update for existing channel did not pass initial checks: {}",
+                        refusal.info
+                    );
+                    Refusal::new(refusal.status, info)
+                })?;
+                let config = configtx::propose(&resources, envelope).map_err(|e| {
+                    let info = format!(
+                        "error applying config update to existing channel '{}': {e}",
+                        self.channel_id
+                    );
+                    Refusal::new(Status::BadRequest, info)
+                })?;
+                let timestamp = prost_types::Timestamp { seconds: now, nanos: 0 };
+                let ordered = configtx::config_envelope(&self.channel_id, &config, &self.signer, timestamp);
+                Ok(Admitted { is_config: true, ordered: ordered.encode_to_vec().into() })
             }
-            _ => {
-                return Err(Refusal::new(
-                    Status::BadRequest,
-                    format!("header type {} not accepted", tx.header_type()),
-                ));
+            Ok(HeaderType::Config) => {
+                Err(Refusal::new(Status::BadRequest, "message is of type that cannot be processed directly"))
             }
-        };
-        authorize(
-            &resources,
-            &tx,
-            if is_config { "/Channel/Orderer/Admins" } else { "/Channel/Writers" },
-            medfabric_node::deliver::now_unix(),
-        )?;
-        Ok(is_config)
+            _ => Err(Refusal::new(
+                Status::BadRequest,
+                format!("header type {} not accepted", tx.header_type()),
+            )),
+        }
     }
 
     /// Orders an admitted envelope: on the leader through its cutter, on a follower
@@ -212,13 +227,14 @@ impl Orderer {
     pub fn submit(
         self: &Arc<Self>,
         envelope: Bytes,
-        is_config: bool,
+        admitted: Admitted,
         forwarder: &mut Option<Forwarder>,
     ) -> Answer<Result<(), Refusal>> {
         match raft::leader(&self.raft) {
             Some((leader, _)) if leader == self.id => {
                 let (reply, answer) = oneshot::channel();
-                if self.sequencer.try_send(Submission { envelope, is_config, reply }).is_err() {
+                let Admitted { is_config, ordered } = admitted;
+                if self.sequencer.try_send(Submission { envelope: ordered, is_config, reply }).is_err() {
                     return Box::pin(async {
                         Err(Refusal::new(Status::ServiceUnavailable, "the ordering queue is full"))
                     });
@@ -496,9 +512,7 @@ impl AtomicBroadcast for BroadcastService {
         let answers =
             in_order(request.into_inner(), move |envelope: Envelope| -> Answer<BroadcastResponse> {
                 let outcome = match orderer.admit(&envelope) {
-                    Ok(is_config) => {
-                        orderer.submit(envelope.encode_to_vec().into(), is_config, &mut forwarder)
-                    }
+                    Ok(admitted) => orderer.submit(envelope.encode_to_vec().into(), admitted, &mut forwarder),
                     Err(refusal) => Box::pin(std::future::ready(Err(refusal))),
                 };
                 let metrics = orderer.metrics.clone();
@@ -585,8 +599,8 @@ impl ClusterService {
         };
         // The leader checks forwarded envelopes again: it trusts no one's admission.
         let outcome = match self.orderer.admit(&envelope) {
-            Ok(is_config) if self.orderer.is_leader() => {
-                self.orderer.submit(request.envelope, is_config, &mut None)
+            Ok(admitted) if self.orderer.is_leader() => {
+                self.orderer.submit(request.envelope, admitted, &mut None)
             }
             Ok(_) => return refuse(Status::ServiceUnavailable, "not the leader".into()),
             Err(refusal) => return refuse(refusal.status, refusal.info),

@@ -22,6 +22,7 @@ use medfabric_proto::protos::{ChaincodeEvent, TxValidationCode as Code};
 use medfabric_proto::rwset::TxReadWriteSet;
 use medfabric_shim::{ShimError, ShimResult, StateView, VALIDATION_PARAMETER, Version, VersionedValue};
 use medfabric_types::config::ChannelResources;
+use medfabric_types::configtx;
 use medfabric_types::lifecycle::{
     ChaincodeRegistry, KeyPolicySource, LIFECYCLE_NAMESPACE, check_endorsement, hashed_namespace,
     policy_updates,
@@ -610,20 +611,18 @@ fn definition_fault(invoked: &str, sets: &[NsSet], registry: &ChaincodeRegistry)
     None
 }
 
+/// A config transaction's new config: as Fabric's configtx validates it, the next
+/// sequence, produced exactly by an update whose signatures satisfy the mod_policies of
+/// what it changes under the current config.
 fn config_update(
     tx: &Transaction,
     envelope: &medfabric_proto::common::ConfigEnvelope,
     current: &ChannelResources,
 ) -> Result<ChannelResources, String> {
-    let config = envelope.config.clone().ok_or("config transaction carries no config")?;
-    let expected = current.config.sequence + 1;
-    if config.sequence != expected {
-        return Err(format!(
-            "config sequence {} does not follow {}",
-            config.sequence, current.config.sequence
-        ));
+    if tx.channel_id() != current.config.channel_id {
+        return Err(format!("config for channel {}", tx.channel_id()));
     }
-    ChannelResources::from_config(tx.channel_id(), config).map_err(|e| format!("config does not load: {e}"))
+    configtx::validate(current, envelope).map_err(|e| format!("error validating config: {e}"))
 }
 
 /// Committed state plus the writes of the block's earlier valid transactions.

@@ -6,6 +6,7 @@
 //! - [`ca`]: the REST client of a Fabric-CA-compatible CA (enroll, register, revoke, MSP
 //!   folders).
 //! - [`http`]: the one HTTP client (HTTPS to a CA, nodes' operations endpoints).
+//! - [`orderer`]: an ordering node's Broadcast and Deliver (config updates, config blocks).
 //! - [`records`]: client-side record encryption (AES-256-GCM data keys, HPKE wraps).
 //! - [`medical`]: the medical chaincode from a client, with encryption done here.
 
@@ -13,6 +14,7 @@ pub mod ca;
 pub mod gateway;
 pub mod http;
 pub mod medical;
+pub mod orderer;
 pub mod records;
 
 pub use gateway::*;

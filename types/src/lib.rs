@@ -10,6 +10,7 @@
 
 pub mod block;
 pub mod config;
+pub mod configtx;
 pub mod deliver;
 pub mod endorsement;
 mod error;

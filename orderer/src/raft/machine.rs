@@ -11,8 +11,8 @@ use bytes::Bytes;
 use medfabric_msp::SigningIdentity;
 use medfabric_proto::common::{Block, HeaderType};
 use medfabric_proto::etcdraft::BlockMetadata;
-use medfabric_types::Transaction;
 use medfabric_types::block::{self};
+use medfabric_types::{ChannelResources, Transaction, configtx};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
@@ -59,13 +59,52 @@ pub(super) fn tx_id_of(envelope: &[u8]) -> Option<String> {
         .then(|| tx.tx_id().to_owned())
 }
 
-/// The config a CONFIG envelope carries.
-pub(super) fn config_of(envelope: &[u8]) -> Option<medfabric_proto::common::Config> {
+/// A CONFIG envelope's channel and content.
+pub(super) fn config_of(envelope: &[u8]) -> Option<(String, medfabric_proto::common::ConfigEnvelope)> {
     let tx = Transaction::parse(envelope).ok()?;
+    let channel = tx.channel_id().to_owned();
     match tx.body {
-        medfabric_types::TransactionBody::Config(config) => config.config,
+        medfabric_types::TransactionBody::Config(config) => Some((channel, *config)),
         _ => None,
     }
+}
+
+/// Why a CONFIG is refused when its entry applies. When the config moved on since the
+/// update was admitted, the update itself is checked against the config now in force,
+/// so the client hears what Fabric would say of it (a stale read, a version already
+/// taken) rather than only that the sequence moved.
+fn stale_config_reason(
+    current: &ChannelResources,
+    config: &medfabric_proto::common::ConfigEnvelope,
+    error: configtx::UpdateError,
+) -> String {
+    let moved = config.config.as_ref().is_some_and(|c| c.sequence != current.config.sequence + 1);
+    let update = config.last_update.as_ref().map(configtx::SignedUpdate::from_envelope);
+    match update {
+        Some(Ok(update)) if moved => match configtx::authorize_update(current, &update) {
+            Err(why) => format!(
+                "error applying config update to existing channel '{}': {why}",
+                current.config.channel_id
+            ),
+            Ok(_) => format!(
+                "config update for existing channel did not pass final checks: the channel's config changed to sequence {} while it was ordered; resubmit it",
+                current.config.sequence
+            ),
+        },
+        _ => format!("config update for existing channel did not pass final checks: {error}"),
+    }
+}
+
+/// The channel's config as of the chain's last config block.
+fn config_at(store: &OrdererStore, tip: &ChainTip) -> Result<ChannelResources, SError> {
+    let block = store
+        .block(tip.last_config)
+        .map_err(|e| StorageIOError::read_state_machine(AnyError::error(e)))?
+        .ok_or_else(|| {
+            SError::from(StorageIOError::read_state_machine(AnyError::error("no last config block")))
+        })?;
+    ChannelResources::from_config_block(&block)
+        .map_err(|e| SError::from(StorageIOError::read_state_machine(AnyError::error(e))))
 }
 
 impl RaftStateMachine<TypeConfig> for BlockMachine {
@@ -95,6 +134,8 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
         let mut batch = WriteBatch::default();
         let mut responses = Vec::new();
         let mut configs = Vec::new();
+        // The config in force as entries apply (loaded at the first config entry).
+        let mut current: Option<ChannelResources> = None;
         let mut seen_in_batch = std::collections::HashSet::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
@@ -120,32 +161,35 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                         }
                         envelopes.push(envelope.into());
                     }
-                    // A config must be the next one and must load, checked here (in log
-                    // order) because two envelopes may have passed admission with the
-                    // same sequence.
+                    // A config must follow the config before it, checked again here (in
+                    // log order, the same on every consenter): two updates may have
+                    // passed admission against the same config, and only the first
+                    // still holds once it is in a block.
                     let config = if envelopes.len() == 1 { config_of(&envelopes[0]) } else { None };
-                    if let Some(config) = &config {
-                        let channel = Transaction::parse(&envelopes[0])
-                            .map(|t| t.channel_id().to_owned())
-                            .unwrap_or_default();
-                        if config.sequence != tip.config_sequence + 1 {
-                            response.refused = Some(format!(
-                                "config sequence {} does not follow {}",
-                                config.sequence, tip.config_sequence
-                            ));
-                            envelopes.clear();
-                        } else if let Err(e) =
-                            medfabric_types::ChannelResources::from_config(&channel, config.clone())
-                        {
-                            response.refused = Some(format!("config does not load: {e}"));
-                            envelopes.clear();
+                    if let Some((channel, config_envelope)) = &config {
+                        let previous = match current.take() {
+                            Some(resources) => resources,
+                            None => config_at(&self.store, &tip)?,
+                        };
+                        match configtx::validate(&previous, config_envelope) {
+                            Ok(next) if next.config.channel_id == *channel => current = Some(next),
+                            Ok(_) => {
+                                response.refused = Some(format!("config for another channel: {channel}"));
+                                envelopes.clear();
+                                current = Some(previous);
+                            }
+                            Err(e) => {
+                                response.refused = Some(stale_config_reason(&previous, config_envelope, e));
+                                envelopes.clear();
+                                current = Some(previous);
+                            }
                         }
                     }
                     if !envelopes.is_empty() {
                         let previous = hex::decode(&tip.last_hash).unwrap_or_default();
                         let is_config = config.is_some();
-                        if let Some(config) = &config {
-                            tip.config_sequence = config.sequence;
+                        if let Some((_, config)) = &config {
+                            tip.config_sequence = config.config.as_ref().map_or(0, |c| c.sequence);
                         }
                         let mut next = block::new_block(tip.height, &previous, envelopes);
                         if is_config {

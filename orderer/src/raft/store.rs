@@ -94,8 +94,11 @@ impl OrdererStore {
         match store.tip()? {
             Some(tip) => store.height.send_replace(tip.height),
             None => {
-                let config_sequence =
-                    block::envelopes(genesis).first().and_then(|e| config_of(e)).map_or(0, |c| c.sequence);
+                let config_sequence = block::envelopes(genesis)
+                    .first()
+                    .and_then(|e| config_of(e))
+                    .and_then(|(_, c)| c.config)
+                    .map_or(0, |c| c.sequence);
                 let tip = ChainTip {
                     height: 1,
                     last_hash: hex::encode(block::header_hash(block::header(genesis))),

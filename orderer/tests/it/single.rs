@@ -6,8 +6,8 @@ use medfabric_types::deliver::Seek;
 use medfabric_types::verify::LedgerVerifier;
 
 use crate::support::{
-    Cluster, broadcast, config_envelope, deliver, deliver_at, status, transaction, tx_id, tx_ids,
-    wait_for_leader,
+    Cluster, batch_timeout_update, broadcast, config_envelope, deliver, deliver_at, status, transaction,
+    tx_id, tx_ids, wait_for_leader,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,26 +136,54 @@ async fn bad_envelopes_get_fabrics_statuses_and_are_not_ordered() {
     assert_eq!(end, Status::BadRequest);
 }
 
-/// A config envelope is cut into its own block and becomes the last config; a second
-/// one with the same sequence is refused when it reaches the chain, and a client's is
-/// refused at the door.
+/// A config update, validated as Fabric's configtx does, becomes a CONFIG envelope cut
+/// into a block of its own, the last config; a second update computed against the same
+/// config is stale once the first is in, one whose signers the mod_policy does not
+/// accept is refused, and a CONFIG envelope is never taken from a client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_envelopes_get_blocks_of_their_own_once_per_sequence() {
+async fn config_updates_get_blocks_of_their_own_once_per_sequence() {
     let cluster = Cluster::new(1, 10, 100);
     let orderer = cluster.start(0);
     wait_for_leader(&orderer).await;
+    let admin = &cluster.orderer_admin;
     let before = transaction(&cluster.client, &cluster.peer, "before", 1);
-    let config = config_envelope(&cluster.genesis, &cluster.orderer_admin, 1);
-    let again = config_envelope(&cluster.genesis, &cluster.orderer_admin, 1);
-    let by_client = config_envelope(&cluster.genesis, &cluster.client, 1);
-    let answers = broadcast(&orderer, vec![before, config, again, by_client]).await;
+    let update = batch_timeout_update(&cluster.genesis, "250ms", &[admin], &cluster.client);
+    let stale = batch_timeout_update(&cluster.genesis, "300ms", &[admin], admin);
+    let by_client = batch_timeout_update(&cluster.genesis, "1ms", &[&cluster.client], &cluster.client);
+    let by_stranger = batch_timeout_update(&cluster.genesis, "1ms", &[admin], &cluster.stranger);
+    let direct = config_envelope(&cluster.genesis, admin, 1);
+    let answers = broadcast(&orderer, vec![before, update, stale, by_client, by_stranger, direct]).await;
     let statuses: Vec<Status> = answers.iter().map(status).collect();
     assert_eq!(
         statuses,
-        [Status::Success, Status::Success, Status::BadRequest, Status::Forbidden],
+        [
+            Status::Success,
+            Status::Success,
+            Status::BadRequest,
+            Status::BadRequest,
+            Status::Forbidden,
+            Status::BadRequest
+        ],
         "{answers:?}"
     );
-    assert!(answers[2].info.contains("does not follow"), "{}", answers[2].info);
+    assert!(
+        answers[2].info.contains(
+            "attempt to set key [Value]  /Channel/Orderer/BatchTimeout to version 1, but key is at version 1"
+        ),
+        "{}",
+        answers[2].info
+    );
+    assert!(
+        answers[3].info.starts_with("error applying config update to existing channel 'ordering': error authorizing update: error validating DeltaSet: policy for [Value]  /Channel/Orderer/BatchTimeout not satisfied"),
+        "{}",
+        answers[3].info
+    );
+    assert!(
+        answers[4].info.starts_with("config update for existing channel did not pass initial checks"),
+        "{}",
+        answers[4].info
+    );
+    assert_eq!(answers[5].info, "message is of type that cannot be processed directly");
 
     let (blocks, _) = deliver(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false).await;
     let config_block = blocks.iter().position(|b| {
@@ -166,6 +194,10 @@ async fn config_envelopes_get_blocks_of_their_own_once_per_sequence() {
     });
     let config_block = config_block.expect("a config block") as u64;
     assert_eq!(block::last_config_index(&blocks[config_block as usize]).expect("last config"), config_block);
+    assert_eq!(blocks.len() as u64, config_block + 1, "the refused updates made no block");
+    let applied =
+        medfabric_types::ChannelResources::from_config_block(&blocks[config_block as usize]).expect("loads");
+    assert_eq!((applied.config.sequence, applied.config.batch.timeout_ms), (1, 250));
     let mut verifier = LedgerVerifier::new(&cluster.genesis).expect("verifier");
     for b in &blocks {
         verifier.verify_block(b);

@@ -315,34 +315,43 @@ pub fn status(answer: &BroadcastResponse) -> Status {
     Status::try_from(answer.status).unwrap_or(Status::Unknown)
 }
 
-/// A CONFIG envelope carrying the genesis config at `sequence`, signed by `signer`.
+/// A CONFIG envelope carrying the genesis config at `sequence`, signed by `signer`: what
+/// no client may hand the orderer directly.
 pub fn config_envelope(genesis: &Block, signer: &SigningIdentity, sequence: u64) -> Envelope {
-    use medfabric_proto::common::{
-        ChannelHeader, ConfigEnvelope, Header, HeaderType, Payload, SignatureHeader,
-    };
+    let mut config = genesis_config(genesis);
+    config.sequence = sequence;
+    let envelope = medfabric_proto::common::ConfigEnvelope { config: Some(config), last_update: None };
+    medfabric_types::configtx::config_envelope(CHANNEL, &envelope, signer, timestamp())
+}
+
+fn genesis_config(genesis: &Block) -> medfabric_proto::common::Config {
     let tx = medfabric_types::Transaction::parse(&block::envelopes(genesis)[0]).expect("genesis tx");
     let medfabric_types::TransactionBody::Config(config) = tx.body else { panic!("genesis holds a config") };
-    let mut config = config.config.clone().expect("config");
-    config.sequence = sequence;
-    let nonce = medfabric_types::new_nonce();
-    let channel_header = ChannelHeader {
-        r#type: HeaderType::Config as i32,
-        channel_id: CHANNEL.into(),
-        timestamp: Some(medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
-        ..Default::default()
-    };
-    let payload = Payload {
-        header: Some(Header {
-            channel_header: channel_header.encode_to_vec().into(),
-            signature_header: SignatureHeader {
-                creator: signer.serialized().clone(),
-                nonce: nonce.to_vec().into(),
-            }
-            .encode_to_vec()
-            .into(),
-        }),
-        data: ConfigEnvelope { config: Some(config), last_update: None }.encode_to_vec().into(),
-    };
-    let payload: Bytes = payload.encode_to_vec().into();
-    Envelope { signature: signer.sign(&payload).into(), payload }
+    config.config.clone().expect("config")
+}
+
+fn timestamp() -> medfabric_proto::Timestamp {
+    medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 }
+}
+
+/// A CONFIG_UPDATE setting the batch timeout to `timeout` (computed against the genesis
+/// config), signed by `signers` and submitted by `submitter`.
+pub fn batch_timeout_update(
+    genesis: &Block,
+    timeout: &str,
+    signers: &[&SigningIdentity],
+    submitter: &SigningIdentity,
+) -> Envelope {
+    use medfabric_proto::common::ConfigUpdateEnvelope;
+    use medfabric_proto::orderer::BatchTimeout;
+    use medfabric_types::configtx::{compute_update, sign_update, update_envelope};
+    let original = genesis_config(genesis).channel_group.expect("channel group");
+    let mut updated = original.clone();
+    let value =
+        updated.groups.get_mut("Orderer").and_then(|o| o.values.get_mut("BatchTimeout")).expect("timeout");
+    value.value = BatchTimeout { timeout: timeout.into() }.encode_to_vec().into();
+    let update = compute_update(CHANNEL, &original, &updated).expect("an update").encode_to_vec();
+    let signatures = signers.iter().map(|s| sign_update(&update, s)).collect();
+    let envelope = ConfigUpdateEnvelope { config_update: update.into(), signatures };
+    update_envelope(CHANNEL, &envelope, submitter, timestamp())
 }

@@ -369,3 +369,55 @@ fn swap_proposal_payload(target: &Envelope, donor: &Envelope, client: &SigningId
     medfabric_types::endorsement::sign_envelope(&mut envelope, client);
     envelope
 }
+
+/// A config block carries a new config only with the update that authorises it: one an
+/// update signed by Org1's admins produces (its anchor peers) is taken; one its orderer
+/// made up, or one the update did not produce, stops the block and the peer stays on the
+/// config it has.
+#[test]
+fn a_config_takes_effect_only_as_its_signed_update_produces_it() {
+    use medfabric_peer::validator::BlockError;
+    use medfabric_proto::common::{ConfigEnvelope, ConfigUpdateEnvelope};
+    use medfabric_proto::protos::{AnchorPeer, AnchorPeers};
+    use medfabric_types::configtx::{compute_update, config_envelope, propose, sign_update, update_envelope};
+    let f = Fixture::new();
+    let timestamp = medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 };
+    let original = f.context.resources.raw.channel_group.clone().expect("group");
+    let mut updated = original.clone();
+    let org1 = updated.groups.get_mut("Application").and_then(|a| a.groups.get_mut("Org1")).expect("Org1");
+    org1.values.get_mut("AnchorPeers").expect("anchors").value =
+        AnchorPeers { anchor_peers: vec![AnchorPeer { host: "peer0.org1".into(), port: 7051 }] }
+            .encode_to_vec()
+            .into();
+    let update = compute_update("testchannel", &original, &updated).expect("update").encode_to_vec();
+    let admin = f.net.org1.identity("admin1", "admin");
+    let signed =
+        ConfigUpdateEnvelope { signatures: vec![sign_update(&update, &admin)], config_update: update.into() };
+    let submitted = update_envelope("testchannel", &signed, &admin, timestamp);
+    let config = propose(&f.context.resources, &submitted).expect("Org1's admin may change Org1's anchors");
+    let refused = |config: &ConfigEnvelope| {
+        let tx = config_envelope("testchannel", config, &f.net.orderer, timestamp);
+        match validate_block(&f.net.block(&f.tip, &[tx]), &f.context, &f.state) {
+            Err(BlockError::Rejected { why, .. }) => why,
+            other => panic!("expected a refused block, got {:?}", other.map(|v| v.txs.len())),
+        }
+    };
+
+    let tx = config_envelope("testchannel", &config, &f.net.orderer, timestamp);
+    let validated = validate_block(&f.net.block(&f.tip, &[tx]), &f.context, &f.state).expect("validates");
+    let next = validated.new_config.expect("a new config");
+    let anchors =
+        &next.config.application_orgs.iter().find(|o| o.msp_id == "Org1MSP").expect("org1").anchor_peers;
+    assert_eq!(anchors, &["peer0.org1:7051".to_owned()]);
+
+    // The orderer's own config, no update behind it.
+    let made_up = ConfigEnvelope { last_update: None, ..config.clone() };
+    assert!(refused(&made_up).contains("config envelope has no last update"));
+    // The update, but a config with more in it than the update produces.
+    let mut padded = config.clone();
+    let group = padded.config.as_mut().and_then(|c| c.channel_group.as_mut()).expect("group");
+    group.groups.get_mut("Application").expect("app").groups.remove("Org2");
+    assert!(
+        refused(&padded).contains("ConfigEnvelope LastUpdate did not produce the supplied config result")
+    );
+}

@@ -498,6 +498,9 @@ impl LedgerVerifier {
         }
     }
 
+    /// A config block's config applies from the next block on, once it is shown to be
+    /// authorised: the next sequence, produced exactly by its `last_update`, whose
+    /// signatures satisfy the mod_policies of what it changes under the config before.
     fn apply_config(&mut self, number: u64, tx: &Transaction) {
         let TransactionBody::Config(envelope) = &tx.body else { return };
         let Some(config) = envelope.config.clone() else {
@@ -509,15 +512,15 @@ impl LedgerVerifier {
             );
             return;
         };
-        let expected_sequence = self.resources.config.sequence + 1;
-        if config.sequence != expected_sequence {
+        if let Err(e) = crate::configtx::validate(&self.resources, envelope) {
             self.problem(
                 Kind::Transactions,
                 Some(number),
                 Some(0),
-                format!("config sequence {} follows {}", config.sequence, self.resources.config.sequence),
+                format!("config update not authorised by the config before it: {e}"),
             );
         }
+        // The walk goes on under the config the chain carries, authorised or not.
         match ChannelResources::from_config(tx.channel_id(), config) {
             Ok(resources) => {
                 if let Err(e) = self.registry.update_from_config(&resources.config) {

@@ -1,0 +1,354 @@
+//! `medfabric channel`: changing a running channel's config as Fabric operators do with
+//! `configtxlator`, `peer channel signconfigtx` and `peer channel update`. Fetch the
+//! config as a document, edit it, compute the update between two documents, have each
+//! organization sign the update file where its key lives, and submit it to an orderer.
+//! Short forms do the common changes in one step.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use medfabric_msp::SigningIdentity;
+use medfabric_network::up::{self, NetworkStatus};
+use medfabric_proto::common::{Block, Config, ConfigUpdate, ConfigUpdateEnvelope, Status};
+use medfabric_sdk::orderer::OrdererClient;
+use medfabric_types::configtx;
+use medfabric_types::{ChannelResources, Transaction, TransactionBody};
+use prost::Message;
+use serde_json::{Value, json};
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelCommand {
+    /// The channel config: fetch it, compute an update, sign it, submit it.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Change the orderer's batch settings: an update signed as `--as` and each
+    /// `--sign-as`, then submitted as `--as`.
+    SetBatch {
+        /// Cut a block after this long (milliseconds).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Cut a block at this many transactions.
+        #[arg(long)]
+        max_messages: Option<u32>,
+        /// Further signers (users of the network directory), as the mod_policy requires.
+        #[arg(long = "sign-as")]
+        sign_as: Vec<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Writes the channel's current config as a document to edit (YAML for `.yaml` or
+    /// `.yml`, else JSON), fetched from an orderer.
+    Fetch {
+        /// Where to write it (default: standard output, JSON).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Computes the update from one config document to another (unsigned).
+    Update {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+        /// The update file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Adds a signature to an update file: as a user of a network directory (`--as`), or
+    /// with an MSP folder of this host (`--msp DIR --msp-id ID`).
+    Sign {
+        file: PathBuf,
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Submits a signed update to an orderer and waits for its verdict.
+    Submit {
+        file: PathBuf,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Shows what an update file changes and who signed it.
+    Inspect { file: PathBuf },
+}
+
+/// Who acts, in which network directory, through which orderer.
+#[derive(Args, Debug, Clone)]
+pub struct Who {
+    /// The network directory (from `network up`).
+    #[arg(long, default_value = "medfabric-data")]
+    pub data: PathBuf,
+    /// The user to act as: `name` or `name@MSPID`.
+    #[arg(long = "as", default_value = "Admin@OrdererMSP")]
+    pub user: String,
+    /// The orderer to use (default: the first).
+    #[arg(long)]
+    pub orderer: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SignerArgs {
+    /// The network directory holding `--as`.
+    #[arg(long, default_value = "medfabric-data")]
+    pub data: PathBuf,
+    /// A user of the network directory.
+    #[arg(long = "as")]
+    pub user: Option<String>,
+    /// An MSP folder (`signcerts/`, `keystore/`) instead of `--as`.
+    #[arg(long, requires = "msp_id", conflicts_with = "user")]
+    pub msp: Option<PathBuf>,
+    #[arg(long)]
+    pub msp_id: Option<String>,
+    /// Write the signed update here instead of in place.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn run(command: ChannelCommand) -> Result<()> {
+    match command {
+        ChannelCommand::Config { command } => config(command).await,
+        ChannelCommand::SetBatch { timeout_ms, max_messages, sign_as, who } => {
+            set_batch(timeout_ms, max_messages, &sign_as, &who).await
+        }
+    }
+}
+
+async fn config(command: ConfigCommand) -> Result<()> {
+    match command {
+        ConfigCommand::Fetch { out, who } => {
+            let (client, channel, _) = orderer_client(&who)?;
+            let config = current_config(&client, &channel).await?;
+            let mut document = configtx::to_document(&config);
+            document["channel_id"] = json!(channel);
+            match out {
+                Some(path) => {
+                    write_document(&path, &document)?;
+                    eprintln!(
+                        "config of {channel} at sequence {} written to {}",
+                        config.sequence,
+                        path.display()
+                    );
+                }
+                None => println!("{}", serde_json::to_string_pretty(&document)?),
+            }
+            Ok(())
+        }
+        ConfigCommand::Update { from, to, out } => {
+            let (old, new) = (read_document(&from)?, read_document(&to)?);
+            let channel = old["channel_id"].as_str().or(new["channel_id"].as_str()).with_context(|| {
+                format!("{} names no channel_id (write it as `channel_id: <channel>`)", from.display())
+            })?;
+            let (old, new) = (configtx::from_document(&old)?, configtx::from_document(&new)?);
+            let update = configtx::compute_update(
+                channel,
+                old.channel_group.as_ref().context("no channel group")?,
+                new.channel_group.as_ref().context("no channel group")?,
+            )?;
+            let envelope =
+                ConfigUpdateEnvelope { config_update: update.encode_to_vec().into(), signatures: Vec::new() };
+            write_update(&out, &envelope)?;
+            print_json(&describe(&envelope)?)
+        }
+        ConfigCommand::Sign { file, signer } => {
+            let identity = signer_identity(&signer)?;
+            let mut envelope = read_update(&file)?;
+            envelope.signatures.push(configtx::sign_update(&envelope.config_update, &identity));
+            write_update(signer.out.as_deref().unwrap_or(&file), &envelope)?;
+            print_json(&describe(&envelope)?)
+        }
+        ConfigCommand::Submit { file, who } => {
+            let envelope = read_update(&file)?;
+            let (client, _, _) = orderer_client(&who)?;
+            submit(&client, &envelope).await
+        }
+        ConfigCommand::Inspect { file } => print_json(&describe(&read_update(&file)?)?),
+    }
+}
+
+/// The short form: fetch, change the batch values, compute, sign, submit.
+async fn set_batch(
+    timeout_ms: Option<u64>,
+    max_messages: Option<u32>,
+    sign_as: &[String],
+    who: &Who,
+) -> Result<()> {
+    if timeout_ms.is_none() && max_messages.is_none() {
+        bail!("give --timeout-ms and/or --max-messages");
+    }
+    let (client, channel, status) = orderer_client(who)?;
+    let config = current_config(&client, &channel).await?;
+    let original = config.channel_group.clone().context("no channel group")?;
+    let mut document = configtx::to_document(&config);
+    let values = &mut document["channel_group"]["groups"]["Orderer"]["values"];
+    if let Some(ms) = timeout_ms {
+        values["BatchTimeout"]["value"] = json!({"timeout": format!("{ms}ms")});
+    }
+    if let Some(count) = max_messages {
+        values["BatchSize"]["value"]["max_message_count"] = json!(count);
+    }
+    let updated = configtx::from_document(&document)?.channel_group.context("no channel group")?;
+    let update = configtx::compute_update(&channel, &original, &updated)?;
+    let mut envelope =
+        ConfigUpdateEnvelope { config_update: update.encode_to_vec().into(), signatures: Vec::new() };
+    for user in std::iter::once(&who.user).chain(sign_as) {
+        let identity = user_identity(&status, user)?;
+        envelope.signatures.push(configtx::sign_update(&envelope.config_update, &identity));
+    }
+    submit(&client, &envelope).await
+}
+
+/// Submits `envelope` as the client's signer; prints the verdict and, once it is in, the
+/// new config's block and sequence.
+async fn submit(client: &OrdererClient, envelope: &ConfigUpdateEnvelope) -> Result<()> {
+    let update =
+        ConfigUpdate::decode(envelope.config_update.as_ref()).context("the update does not decode")?;
+    let channel = update.channel_id.clone();
+    let timestamp = prost_types::Timestamp { seconds: unix_now(), nanos: 0 };
+    let outer = configtx::update_envelope(&channel, envelope, client.signer(), timestamp);
+    let answer = client.broadcast(outer).await?;
+    let status = Status::try_from(answer.status).map_or("UNKNOWN", |s| s.as_str_name());
+    if answer.status != Status::Success as i32 {
+        bail!("the orderer refused the update: {status}: {}", answer.info);
+    }
+    let block = client.config_block(&channel).await?;
+    let config = config_of(&block)?;
+    print_json(&json!({
+        "status": status,
+        "channel": channel,
+        "config_block": medfabric_types::block::header(&block).number,
+        "sequence": config.sequence,
+    }))
+}
+
+/// What an update changes (the written elements not read at the same version) and who
+/// signed it.
+fn describe(envelope: &ConfigUpdateEnvelope) -> Result<Value> {
+    let update =
+        ConfigUpdate::decode(envelope.config_update.as_ref()).context("the update does not decode")?;
+    let signers: Vec<String> = envelope
+        .signatures
+        .iter()
+        .map(|s| {
+            medfabric_proto::common::SignatureHeader::decode(s.signature_header.as_ref())
+                .ok()
+                .and_then(|h| medfabric_proto::msp::SerializedIdentity::decode(h.creator.as_ref()).ok())
+                .and_then(|id| {
+                    let cert = medfabric_msp::Certificate::from_pem(&id.id_bytes).ok()?;
+                    Some(format!("{}/{}", id.mspid, cert.common_name()))
+                })
+                .unwrap_or_else(|| "<unreadable signer>".into())
+        })
+        .collect();
+    Ok(json!({
+        "channel": update.channel_id,
+        "changes": configtx::changed_elements(&update)?,
+        "signed_by": signers,
+    }))
+}
+
+fn orderer_client(who: &Who) -> Result<(OrdererClient, String, NetworkStatus)> {
+    let status = up::status(&who.data)?;
+    let orderer = match &who.orderer {
+        Some(name) => status.node(name).with_context(|| format!("no node {name:?} in the network"))?,
+        None => status.orderers().next().context("the network has no orderer")?,
+    };
+    let user = status.user(&who.user).with_context(|| format!("no user {:?} in the network", who.user))?;
+    let tls = match &orderer.tls_ca_file {
+        Some(ca) => Some(medfabric_config::tls::ClientTls::from_files(
+            std::slice::from_ref(ca),
+            Some((user.tls_cert_file.as_path(), user.tls_key_file.as_path())),
+        )?),
+        None => None,
+    };
+    let identity = medfabric_network::connect::identity(user)?;
+    let client = OrdererClient::connect(&orderer.address, tls.as_ref(), identity)?;
+    let channel = status.channel.clone();
+    Ok((client, channel, status))
+}
+
+fn user_identity(status: &NetworkStatus, user: &str) -> Result<Arc<SigningIdentity>> {
+    let user = status.user(user).with_context(|| format!("no user {user:?} in the network"))?;
+    medfabric_network::connect::identity(user)
+}
+
+fn signer_identity(signer: &SignerArgs) -> Result<Arc<SigningIdentity>> {
+    match (&signer.msp, &signer.msp_id, &signer.user) {
+        (Some(dir), Some(id), _) => Ok(Arc::new(
+            SigningIdentity::from_msp_dir(dir, id).with_context(|| format!("loading {}", dir.display()))?,
+        )),
+        (None, _, Some(user)) => user_identity(&up::status(&signer.data)?, user),
+        _ => bail!("sign as a user (--as) or with an MSP folder (--msp DIR --msp-id ID)"),
+    }
+}
+
+async fn current_config(client: &OrdererClient, channel: &str) -> Result<Config> {
+    config_of(&client.config_block(channel).await?)
+}
+
+fn config_of(block: &Block) -> Result<Config> {
+    let envelopes = medfabric_types::block::envelopes(block);
+    let first = envelopes.first().context("the config block is empty")?;
+    let tx = Transaction::parse(first).map_err(|e| anyhow::anyhow!("the config block: {e}"))?;
+    let channel = tx.channel_id().to_owned();
+    match tx.body {
+        TransactionBody::Config(envelope) => {
+            let config = envelope.config.context("the config block carries no config")?;
+            // It must load as a channel config.
+            ChannelResources::from_config(&channel, config.clone())?;
+            Ok(config)
+        }
+        _ => bail!("block {} is not a config block", medfabric_types::block::header(block).number),
+    }
+}
+
+fn is_yaml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+}
+
+fn read_document(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if is_yaml(path) {
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+    }
+}
+
+fn write_document(path: &Path, document: &Value) -> Result<()> {
+    let text = if is_yaml(path) {
+        serde_yaml::to_string(document)?
+    } else {
+        serde_json::to_string_pretty(document)? + "\n"
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_update(path: &Path) -> Result<ConfigUpdateEnvelope> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let envelope = ConfigUpdateEnvelope::decode(bytes.as_slice())
+        .with_context(|| format!("{} is not a config update file", path.display()))?;
+    ConfigUpdate::decode(envelope.config_update.as_ref())
+        .with_context(|| format!("{} holds no config update", path.display()))?;
+    Ok(envelope)
+}
+
+fn write_update(path: &Path, envelope: &ConfigUpdateEnvelope) -> Result<()> {
+    std::fs::write(path, envelope.encode_to_vec()).with_context(|| format!("writing {}", path.display()))
+}
+
+fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}

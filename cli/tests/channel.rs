@@ -1,0 +1,183 @@
+//! Channel config updates through the CLI, on a network of processes (TLS on): fetch the
+//! config as a document, edit it, compute the update, sign it where each admin's key is,
+//! submit it to the orderer. Under-signed and stale updates are refused with Fabric's
+//! status and change nothing; accepted ones reach every peer, which validates them again,
+//! and `ledger verify` re-derives that each config block was authorised.
+
+use std::path::Path;
+use std::process::Command;
+
+use medfabric_network::up;
+
+mod common;
+
+const TOPOLOGY: &str = r#"
+channel: wardchannel
+orderer:
+  name: OrdererOrg
+  msp_id: OrdererMSP
+  domain: orderer.ward.local
+  batch: { max_message_count: 100, absolute_max_bytes: 10485760, preferred_max_bytes: 2097152, batch_timeout_ms: 100 }
+  consenters:
+    - { name: orderer0, host: 127.0.0.1, port: 1, cluster_port: 1, operations_port: 1 }
+organizations:
+  - name: Hospital
+    msp_id: HospitalMSP
+    domain: hospital.ward.local
+    ca: { host: 127.0.0.1, port: 1 }
+    peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
+    users:
+      - { name: drgrey, type: client, attrs: { role: provider } }
+  - name: Lab
+    msp_id: LabMSP
+    domain: lab.ward.local
+    ca: { host: 127.0.0.1, port: 1 }
+    peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
+    users:
+      - { name: tech1, type: client, attrs: { role: provider } }
+chaincodes:
+  - name: kv
+    version: "1.0"
+    sequence: 1
+    endorsement_policy: "OR('HospitalMSP.peer', 'LabMSP.peer')"
+"#;
+
+/// Runs `medfabric ARGS`; (success, stdout, stderr).
+fn medfabric(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_medfabric")).args(args).output().expect("run medfabric");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (success, stdout, stderr) = medfabric(args);
+    assert!(success, "medfabric {args:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+fn refused(args: &[&str]) -> String {
+    let (success, stdout, stderr) = medfabric(args);
+    assert!(!success, "medfabric {args:?} should fail:\n{stdout}");
+    stderr
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Each peer's ledger height, once all agree with the orderer's config (polling up to 30 s).
+fn peer_heights(data: &Path, channel: &str, at_least: u64) -> Vec<u64> {
+    let status = up::status(data).expect("status");
+    for _ in 0..300 {
+        let heights: Vec<u64> = status
+            .peers()
+            .map(|p| {
+                medfabric_cli::ledger::state(&p.data_dir.join("ledger"), channel).map_or(0, |s| s.height)
+            })
+            .collect();
+        if heights.iter().all(|h| *h >= at_least) {
+            return heights;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("peers did not reach height {at_least}");
+}
+
+#[test]
+fn a_config_update_is_fetched_edited_signed_and_submitted() {
+    let (network, dir) = common::start_yaml(TOPOLOGY);
+    let data = network.data.to_str().expect("path");
+    let work = dir.path();
+    let path = |name: &str| work.join(name).to_str().expect("path").to_owned();
+    let (config, edited, update) = (path("config.yaml"), path("edited.yaml"), path("update.pb"));
+    let orderer_admin = ["--data", data, "--as", "Admin@OrdererMSP"];
+
+    // Fetch the config as YAML, edit the batch timeout, compute the update.
+    ok(&[&["channel", "config", "fetch", "--out", &config][..], &orderer_admin].concat());
+    let text = std::fs::read_to_string(&config).expect("config document");
+    let mut document: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+    assert_eq!(document["channel_id"].as_str(), Some("wardchannel"));
+    assert_eq!(document["sequence"].as_u64(), Some(0));
+    let timeout =
+        &mut document["channel_group"]["groups"]["Orderer"]["values"]["BatchTimeout"]["value"]["timeout"];
+    assert_eq!(timeout.as_str(), Some("100ms"));
+    *timeout = "400ms".into();
+    std::fs::write(&edited, serde_yaml::to_string(&document).expect("yaml")).expect("write");
+    let computed =
+        json(&ok(&["channel", "config", "update", "--from", &config, "--to", &edited, "--out", &update]));
+    assert_eq!(computed["changes"], serde_json::json!(["[Value]  /Channel/Orderer/BatchTimeout"]));
+    assert_eq!(computed["signed_by"], serde_json::json!([]));
+
+    // Unsigned, or signed by an application admin: refused, nothing ordered.
+    let before = peer_heights(network.data.as_path(), "wardchannel", 1);
+    let why = refused(&[&["channel", "config", "submit", &update][..], &orderer_admin].concat());
+    assert!(
+        why.contains("BAD_REQUEST")
+            && why.contains("policy for [Value]  /Channel/Orderer/BatchTimeout not satisfied"),
+        "{why}"
+    );
+    ok(&["channel", "config", "sign", &update, "--data", data, "--as", "Admin@HospitalMSP"]);
+    let why = refused(&[&["channel", "config", "submit", &update][..], &orderer_admin].concat());
+    assert!(
+        why.contains("0 sub-policies were satisfied, but this policy requires 1 of the 'Admins'"),
+        "{why}"
+    );
+    // The orderer admin's signature, added with its MSP folder, as on its own host.
+    let status = up::status(network.data.as_path()).expect("status");
+    let admin = status.user("Admin@OrdererMSP").expect("orderer admin");
+    let signed = ok(&[
+        "channel",
+        "config",
+        "sign",
+        &update,
+        "--msp",
+        admin.msp_dir.to_str().expect("path"),
+        "--msp-id",
+        "OrdererMSP",
+    ]);
+    assert_eq!(
+        json(&signed)["signed_by"],
+        serde_json::json!(["HospitalMSP/Admin@hospital.ward.local", "OrdererMSP/Admin@orderer.ward.local"])
+    );
+    assert_eq!(peer_heights(network.data.as_path(), "wardchannel", 1), before, "refusals ordered nothing");
+
+    // Signed as the orderer's admins require: in, as the next config.
+    let submitted = json(&ok(&[&["channel", "config", "submit", &update][..], &orderer_admin].concat()));
+    assert_eq!((submitted["status"].as_str(), submitted["sequence"].as_u64()), (Some("SUCCESS"), Some(1)));
+    let config_block = submitted["config_block"].as_u64().expect("block");
+    // The same update again is stale.
+    let why = refused(&[&["channel", "config", "submit", &update][..], &orderer_admin].concat());
+    assert!(why.contains("to version 1, but key is at version 1"), "{why}");
+    // Every peer took the config block (its validator checked the update again).
+    peer_heights(network.data.as_path(), "wardchannel", config_block + 1);
+    let fetched = json(&ok(&[&["channel", "config", "fetch"][..], &orderer_admin].concat()));
+    assert_eq!(
+        fetched["channel_group"]["groups"]["Orderer"]["values"]["BatchTimeout"]["value"]["timeout"],
+        "400ms"
+    );
+
+    // The short form.
+    let batch = json(&ok(&[&["channel", "set-batch", "--max-messages", "7"][..], &orderer_admin].concat()));
+    assert_eq!(batch["sequence"].as_u64(), Some(2));
+    let why =
+        refused(&["channel", "set-batch", "--max-messages", "0", "--data", data, "--as", "Admin@OrdererMSP"]);
+    assert!(
+        why.contains("Attempted to set the batch size max message count to an invalid value: 0"),
+        "{why}"
+    );
+
+    // Transactions still commit under the new settings, and every block verifies offline,
+    // config blocks' authorisation included.
+    ok(&["invoke", "kv", "put", "after", "config", "--data", data, "--as", "drgrey"]);
+    let blocks = work.join("blocks");
+    let hospital = status.peer_of("HospitalMSP").expect("peer");
+    let height = peer_heights(network.data.as_path(), "wardchannel", config_block + 3)[0];
+    medfabric_cli::ledger::export(&hospital.data_dir.join("ledger"), "wardchannel", &blocks).expect("export");
+    let genesis = network.data.join("channel-artifacts/wardchannel.block");
+    let summary = medfabric_cli::ledger::verify(&blocks, &genesis).expect("verify");
+    assert!(summary.ok, "{:?}", summary.first_problem);
+    assert_eq!(summary.blocks, height);
+}
