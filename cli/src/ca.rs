@@ -57,7 +57,10 @@ pub enum CaCommand {
         max_enrollments: i32,
     },
     /// Revoke an identity's certificates; `--install` puts the new CRL into every peer's
-    /// MSP `crls/` folder (peers apply it within seconds).
+    /// MSP `crls/` folder (peers apply it within seconds to what they admit);
+    /// `--update-channel` puts it in the organization's MSP in the channel config, through
+    /// an update signed by the org's admin (`--admin`), so every peer and orderer refuses
+    /// the identity's transactions from that block on.
     Revoke {
         #[arg(long)]
         org: String,
@@ -67,6 +70,11 @@ pub enum CaCommand {
         reason: String,
         #[arg(long)]
         install: bool,
+        #[arg(long)]
+        update_channel: bool,
+        /// Who signs and submits the channel update (default: `Admin@<org>`).
+        #[arg(long)]
+        admin: Option<String>,
     },
 }
 
@@ -175,7 +183,7 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                 format!("{id} registered with {}; secret: {secret}", ca.name),
             );
         }
-        CaCommand::Revoke { org, id, reason, install } => {
+        CaCommand::Revoke { org, id, reason, install, update_channel, admin } => {
             let ca = ca_of(&data, &org)?;
             let (signer, cert) = registrar(&data, &ca)?;
             let body = json!({"id": id, "reason": reason, "gencrl": true, "caname": ca.name});
@@ -198,6 +206,35 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                 }
             }
             let revoked = found["RevokedCerts"].as_array().map_or(0, Vec::len);
+            if update_channel {
+                let who = crate::channel::Who {
+                    data: data.clone(),
+                    user: admin.unwrap_or_else(|| format!("Admin@{org}")),
+                    orderer: None,
+                };
+                let change = crate::channel::MspChange { crls: vec![crl.clone()], root_certs: Vec::new() };
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let committed = runtime.block_on(crate::channel::update_msp(&who, &org, &change, &[]))?;
+                let sequence = committed["sequence"].as_u64().unwrap_or_default();
+                let block = committed["config_block"].as_u64().unwrap_or_default();
+                print(
+                    &args,
+                    &json!({
+                        "id": id,
+                        "revoked": found["RevokedCerts"],
+                        "installed": installed,
+                        "enforced_for": ["admission", "validation"],
+                        "validation_unchanged": false,
+                        "config_block": block,
+                        "sequence": sequence,
+                    }),
+                    format!(
+                        "{id}: {revoked} certificate(s) revoked by {}; the CRL is in the channel config from block {block} (sequence {sequence}): every peer and orderer refuses the identity's transactions from that block on",
+                        ca.name
+                    ),
+                );
+                return Ok(());
+            }
             // A local CRL governs what those peers admit, never what they validate:
             // revocation for validation is a channel config update of the org's MSP.
             let scope = if installed.is_empty() {

@@ -40,6 +40,26 @@ pub enum ChannelCommand {
         #[command(flatten)]
         who: Who,
     },
+    /// Change an organization's MSP in the channel config: add CRLs (each replaces the
+    /// ones its CA signed before) or root CA certificates. Signed as `--as` and each
+    /// `--sign-as` (the organization's admins, as its MSP's mod_policy requires), then
+    /// submitted as `--as`. From the block that carries it, every peer and orderer
+    /// refuses the revoked identities.
+    UpdateMsp {
+        /// The organization's MSP id.
+        #[arg(long)]
+        org: String,
+        /// A CRL (PEM) to put in force.
+        #[arg(long = "crl")]
+        crls: Vec<PathBuf>,
+        /// A root CA certificate (PEM) to add.
+        #[arg(long = "root-cert")]
+        root_certs: Vec<PathBuf>,
+        #[arg(long = "sign-as")]
+        sign_as: Vec<String>,
+        #[command(flatten)]
+        who: Who,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +89,9 @@ pub enum ConfigCommand {
         file: PathBuf,
         #[command(flatten)]
         signer: SignerArgs,
+        /// Sign: without it, the changes are shown and nothing is signed.
+        #[arg(long)]
+        yes: bool,
     },
     /// Submits a signed update to an orderer and waits for its verdict.
     Submit {
@@ -116,16 +139,90 @@ pub async fn run(command: ChannelCommand) -> Result<()> {
     match command {
         ChannelCommand::Config { command } => config(command).await,
         ChannelCommand::SetBatch { timeout_ms, max_messages, sign_as, who } => {
-            set_batch(timeout_ms, max_messages, &sign_as, &who).await
+            print_json(&set_batch(timeout_ms, max_messages, &sign_as, &who).await?)
+        }
+        ChannelCommand::UpdateMsp { org, crls, root_certs, sign_as, who } => {
+            let read = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>> {
+                paths
+                    .iter()
+                    .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+                    .collect()
+            };
+            let change = MspChange { crls: read(&crls)?, root_certs: read(&root_certs)? };
+            print_json(&update_msp(&who, &org, &change, &sign_as).await?)
         }
     }
+}
+
+/// What `update_msp` adds to an organization's MSP (PEM each).
+#[derive(Debug, Clone, Default)]
+pub struct MspChange {
+    pub crls: Vec<Vec<u8>>,
+    pub root_certs: Vec<Vec<u8>>,
+}
+
+/// Puts `change` into `org`'s MSP in the channel config, signed as `who` and each of
+/// `sign_as`, and submits it; the verdict as JSON.
+pub async fn update_msp(who: &Who, org: &str, change: &MspChange, sign_as: &[String]) -> Result<Value> {
+    let (client, channel, status) = orderer_client(who)?;
+    let config = current_config(&client, &channel, &status, &who.user).await?;
+    let original = config.channel_group.clone().context("no channel group")?;
+    let mut updated = original.clone();
+    let msp = org_msp_value(&mut updated, org)?;
+    let mut fabric = decode_msp(msp)?;
+    for crl in &change.crls {
+        let issuers = medfabric_msp::crl_issuers(crl)?;
+        // A CRL supersedes the ones its CA signed before (it lists all they did).
+        fabric.revocation_list.retain(|old| {
+            medfabric_msp::crl_issuers(old).map_or(true, |old| !old.iter().any(|i| issuers.contains(i)))
+        });
+        fabric.revocation_list.push(crl.clone().into());
+    }
+    for root in &change.root_certs {
+        medfabric_msp::Certificate::from_pem(root).context("a root certificate")?;
+        if !fabric.root_certs.iter().any(|r| r.as_ref() == root.as_slice()) {
+            fabric.root_certs.push(root.clone().into());
+        }
+    }
+    msp.value = medfabric_proto::msp::MspConfig { r#type: 0, config: fabric.encode_to_vec().into() }
+        .encode_to_vec()
+        .into();
+    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+}
+
+/// The MSP value of the organization whose MSP id is `msp_id` (application or orderer).
+fn org_msp_value<'a>(
+    group: &'a mut medfabric_proto::common::ConfigGroup,
+    msp_id: &str,
+) -> Result<&'a mut medfabric_proto::common::ConfigValue> {
+    let found = ["Application", "Orderer"].into_iter().find_map(|section| {
+        let orgs = group.groups.get(section)?;
+        orgs.groups.iter().find_map(|(name, org)| {
+            let msp = decode_msp(org.values.get("MSP")?).ok()?;
+            (msp.name == msp_id).then(|| (section, name.clone()))
+        })
+    });
+    if let Some((section, name)) = found {
+        return group
+            .groups
+            .get_mut(section)
+            .and_then(|orgs| orgs.groups.get_mut(&name))
+            .and_then(|org| org.values.get_mut("MSP"))
+            .context("the organization's MSP value");
+    }
+    bail!("no organization with MSP id {msp_id} in the channel config")
+}
+
+fn decode_msp(value: &medfabric_proto::common::ConfigValue) -> Result<medfabric_proto::msp::FabricMspConfig> {
+    let msp = medfabric_proto::msp::MspConfig::decode(value.value.as_ref()).context("an MSP value")?;
+    medfabric_proto::msp::FabricMspConfig::decode(msp.config.as_ref()).context("a Fabric MSP")
 }
 
 async fn config(command: ConfigCommand) -> Result<()> {
     match command {
         ConfigCommand::Fetch { out, who } => {
-            let (client, channel, _) = orderer_client(&who)?;
-            let config = current_config(&client, &channel).await?;
+            let (client, channel, status) = orderer_client(&who)?;
+            let config = current_config(&client, &channel, &status, &who.user).await?;
             let mut document = configtx::to_document(&config);
             document["channel_id"] = json!(channel);
             match out {
@@ -157,9 +254,13 @@ async fn config(command: ConfigCommand) -> Result<()> {
             write_update(&out, &envelope)?;
             print_json(&describe(&envelope)?)
         }
-        ConfigCommand::Sign { file, signer } => {
-            let identity = signer_identity(&signer)?;
+        ConfigCommand::Sign { file, signer, yes } => {
             let mut envelope = read_update(&file)?;
+            if !yes {
+                print_json(&describe(&envelope)?)?;
+                bail!("nothing signed: review the changes above, then sign with --yes");
+            }
+            let identity = signer_identity(&signer)?;
             envelope.signatures.push(configtx::sign_update(&envelope.config_update, &identity));
             write_update(signer.out.as_deref().unwrap_or(&file), &envelope)?;
             print_json(&describe(&envelope)?)
@@ -167,7 +268,7 @@ async fn config(command: ConfigCommand) -> Result<()> {
         ConfigCommand::Submit { file, who } => {
             let envelope = read_update(&file)?;
             let (client, _, _) = orderer_client(&who)?;
-            submit(&client, &envelope).await
+            print_json(&submit(&client, &envelope).await?)
         }
         ConfigCommand::Inspect { file } => print_json(&describe(&read_update(&file)?)?),
     }
@@ -179,12 +280,12 @@ async fn set_batch(
     max_messages: Option<u32>,
     sign_as: &[String],
     who: &Who,
-) -> Result<()> {
+) -> Result<Value> {
     if timeout_ms.is_none() && max_messages.is_none() {
         bail!("give --timeout-ms and/or --max-messages");
     }
     let (client, channel, status) = orderer_client(who)?;
-    let config = current_config(&client, &channel).await?;
+    let config = current_config(&client, &channel, &status, &who.user).await?;
     let original = config.channel_group.clone().context("no channel group")?;
     let mut document = configtx::to_document(&config);
     let values = &mut document["channel_group"]["groups"]["Orderer"]["values"];
@@ -195,19 +296,33 @@ async fn set_batch(
         values["BatchSize"]["value"]["max_message_count"] = json!(count);
     }
     let updated = configtx::from_document(&document)?.channel_group.context("no channel group")?;
-    let update = configtx::compute_update(&channel, &original, &updated)?;
-    let mut envelope =
-        ConfigUpdateEnvelope { config_update: update.encode_to_vec().into(), signatures: Vec::new() };
-    for user in std::iter::once(&who.user).chain(sign_as) {
-        let identity = user_identity(&status, user)?;
-        envelope.signatures.push(configtx::sign_update(&envelope.config_update, &identity));
-    }
-    submit(&client, &envelope).await
+    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
 }
 
-/// Submits `envelope` as the client's signer; prints the verdict and, once it is in, the
-/// new config's block and sequence.
-async fn submit(client: &OrdererClient, envelope: &ConfigUpdateEnvelope) -> Result<()> {
+/// The update from `original` to `updated`, signed as `user` and each of `sign_as`,
+/// submitted; the verdict as JSON.
+async fn sign_and_submit(
+    client: &OrdererClient,
+    status: &NetworkStatus,
+    channel: &str,
+    original: &medfabric_proto::common::ConfigGroup,
+    updated: &medfabric_proto::common::ConfigGroup,
+    user: &str,
+    sign_as: &[String],
+) -> Result<Value> {
+    let update = configtx::compute_update(channel, original, updated)?;
+    let mut envelope =
+        ConfigUpdateEnvelope { config_update: update.encode_to_vec().into(), signatures: Vec::new() };
+    for signer in std::iter::once(user).chain(sign_as.iter().map(String::as_str)) {
+        let identity = user_identity(status, signer)?;
+        envelope.signatures.push(configtx::sign_update(&envelope.config_update, &identity));
+    }
+    submit(client, &envelope).await
+}
+
+/// Submits `envelope` as the client's signer; the verdict and, once it is in, the new
+/// config's block and sequence.
+async fn submit(client: &OrdererClient, envelope: &ConfigUpdateEnvelope) -> Result<Value> {
     let update =
         ConfigUpdate::decode(envelope.config_update.as_ref()).context("the update does not decode")?;
     let channel = update.channel_id.clone();
@@ -220,7 +335,7 @@ async fn submit(client: &OrdererClient, envelope: &ConfigUpdateEnvelope) -> Resu
     }
     let block = client.config_block(&channel).await?;
     let config = config_of(&block)?;
-    print_json(&json!({
+    Ok(json!({
         "status": status,
         "channel": channel,
         "config_block": medfabric_types::block::header(&block).number,
@@ -249,7 +364,7 @@ fn describe(envelope: &ConfigUpdateEnvelope) -> Result<Value> {
         .collect();
     Ok(json!({
         "channel": update.channel_id,
-        "changes": configtx::changed_elements(&update)?,
+        "changes": configtx::describe_changes(&update)?,
         "signed_by": signers,
     }))
 }
@@ -289,8 +404,39 @@ fn signer_identity(signer: &SignerArgs) -> Result<Arc<SigningIdentity>> {
     }
 }
 
-async fn current_config(client: &OrdererClient, channel: &str) -> Result<Config> {
-    config_of(&client.config_block(channel).await?)
+/// How long the user's peer may take to hold the config block the orderer named.
+const PEER_CONFIG_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The channel's current config, as the orderer names it and — for a user of an
+/// organization with a peer — as that peer, which validated it, holds it: an update is
+/// computed from (and signed over) a config the user's own organization vouches for, not
+/// whatever an orderer sent.
+async fn current_config(
+    client: &OrdererClient,
+    channel: &str,
+    status: &NetworkStatus,
+    user: &str,
+) -> Result<Config> {
+    let block = client.config_block(channel).await?;
+    let config = config_of(&block)?;
+    let user = status.user(user).with_context(|| format!("no user {user:?} in the network"))?;
+    let Some(peer) = status.peer_of(&user.org) else { return Ok(config) };
+    let number = medfabric_types::block::header(&block).number;
+    let network = medfabric_network::connect::gateway(user, peer)?.network(channel);
+    let from_peer = async {
+        let mut blocks = network.block_events(medfabric_sdk::Start::Block(number)).await?;
+        tokio_stream::StreamExt::next(&mut blocks)
+            .await
+            .context("the peer sent no block")?
+            .map_err(anyhow::Error::from)
+    };
+    let held = tokio::time::timeout(PEER_CONFIG_WAIT, from_peer)
+        .await
+        .with_context(|| format!("{} did not hold config block {number} in time", peer.name))??;
+    if config_of(&held)? != config {
+        bail!("the orderer's config block {number} differs from {}'s: not signing over it", peer.name);
+    }
+    Ok(config)
 }
 
 fn config_of(block: &Block) -> Result<Config> {

@@ -165,3 +165,82 @@ async fn an_identity_from_the_ca_works_until_revoked() {
     assert!(!ok && err.contains("Authentication failure"), "a revoked identity cannot enroll: {err}");
     drop(network);
 }
+
+/// `ca revoke --update-channel`: the org's admin puts the new CRL in the channel config's
+/// MSP, so the identity is refused everywhere (its peer's gateway, every peer's and the
+/// orderer's admission, validation), not only by peers that installed the CRL; the config
+/// block verifies offline as authorised by the org's admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_in_the_channel_config_holds_everywhere() {
+    let network = common::start(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../network-config/dev.yaml"));
+    let data = network.data.clone();
+    let run = |args: &[&str]| medfabric(&data, args);
+    let (ok, out, err) = run(&[
+        "ca",
+        "register",
+        "--org",
+        "LabMSP",
+        "--id",
+        "tech9",
+        "--secret",
+        "pw9",
+        "--attr",
+        "role=provider:ecert",
+    ]);
+    assert!(ok, "{out}{err}");
+    let msp = data.join("tech9-msp");
+    let (ok, out, err) = run(&[
+        "ca",
+        "enroll",
+        "--org",
+        "LabMSP",
+        "--id",
+        "tech9",
+        "--secret",
+        "pw9",
+        "--out",
+        msp.to_str().expect("path"),
+    ]);
+    assert!(ok, "{out}{err}");
+    let status = up::status(&data).expect("status");
+    let peer = status.peer_of("HospitalMSP").expect("peer");
+    let tls = ClientTls::from_files(std::slice::from_ref(peer.tls_ca_file.as_ref().expect("tls ca")), None)
+        .expect("tls");
+    let signer = Gateway::identity(&msp, "LabMSP").expect("identity");
+    let network_handle =
+        Gateway::connect(&peer.address, Some(&tls), signer).expect("gateway").network(&status.channel);
+    network_handle.contract("kv").submit("put", &["tech9", "before"]).await.expect("kv put as tech9");
+
+    // Revoked by the Lab's CA, and put in the channel config by the Lab's admin.
+    let (ok, out, err) =
+        run(&["ca", "revoke", "--org", "LabMSP", "--id", "tech9", "--update-channel", "--json"]);
+    assert!(ok, "{out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(answer["enforced_for"], json!(["admission", "validation"]));
+    assert_eq!(answer["sequence"], 1, "{answer}");
+    let config_block = answer["config_block"].as_u64().expect("block");
+    let (ok, out, err) = run(&["channel", "config", "fetch", "--as", "Admin@OrdererMSP"]);
+    assert!(ok, "{err}");
+    let document: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let crls = &document["channel_group"]["groups"]["Application"]["groups"]["Lab"]["values"]["MSP"]["value"]
+        ["config"]["revocation_list"];
+    assert_eq!(crls.as_array().map(Vec::len), Some(1), "{crls}");
+
+    // The identity is refused from that block on, on a peer that installed nothing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match network_handle.contract("kv").submit("put", &["tech9", "after"]).await {
+            Err(e) if e.to_string().contains("access denied: channel [medchannel] creator org unknown") => {
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "the revoked identity is still accepted: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let blocks = data.join("exported");
+    medfabric_cli::ledger::export(&peer.data_dir.join("ledger"), &status.channel, &blocks).expect("export");
+    let genesis = data.join(format!("channel-artifacts/{}.block", status.channel));
+    let summary = medfabric_cli::ledger::verify(&blocks, &genesis).expect("verify");
+    assert!(summary.ok && summary.blocks > config_block, "{:?}", summary.first_problem);
+    drop(network);
+}

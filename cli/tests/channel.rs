@@ -108,7 +108,10 @@ fn a_config_update_is_fetched_edited_signed_and_submitted() {
     std::fs::write(&edited, serde_yaml::to_string(&document).expect("yaml")).expect("write");
     let computed =
         json(&ok(&["channel", "config", "update", "--from", &config, "--to", &edited, "--out", &update]));
-    assert_eq!(computed["changes"], serde_json::json!(["[Value]  /Channel/Orderer/BatchTimeout"]));
+    assert_eq!(
+        computed["changes"],
+        serde_json::json!({"[Value]  /Channel/Orderer/BatchTimeout": {"version": 1, "mod_policy": "Admins", "value": {"timeout": "400ms"}}})
+    );
     assert_eq!(computed["signed_by"], serde_json::json!([]));
 
     // Unsigned, or signed by an application admin: refused, nothing ordered.
@@ -119,7 +122,12 @@ fn a_config_update_is_fetched_edited_signed_and_submitted() {
             && why.contains("policy for [Value]  /Channel/Orderer/BatchTimeout not satisfied"),
         "{why}"
     );
-    ok(&["channel", "config", "sign", &update, "--data", data, "--as", "Admin@HospitalMSP"]);
+    // Signing shows the changes and signs nothing without --yes.
+    let why = refused(&["channel", "config", "sign", &update, "--data", data, "--as", "Admin@HospitalMSP"]);
+    assert!(why.contains("nothing signed: review the changes above"), "{why}");
+    let unsigned = json(&ok(&["channel", "config", "inspect", &update]));
+    assert_eq!(unsigned["signed_by"], serde_json::json!([]));
+    ok(&["channel", "config", "sign", &update, "--yes", "--data", data, "--as", "Admin@HospitalMSP"]);
     let why = refused(&[&["channel", "config", "submit", &update][..], &orderer_admin].concat());
     assert!(
         why.contains("0 sub-policies were satisfied, but this policy requires 1 of the 'Admins'"),
@@ -133,6 +141,7 @@ fn a_config_update_is_fetched_edited_signed_and_submitted() {
         "config",
         "sign",
         &update,
+        "--yes",
         "--msp",
         admin.msp_dir.to_str().expect("path"),
         "--msp-id",

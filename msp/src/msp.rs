@@ -12,6 +12,23 @@ use crate::identity::{Identity, NodeRole};
 /// Longest certification chain accepted (leaf to root).
 const MAX_CHAIN_DEPTH: usize = 8;
 
+/// The issuer (raw DER name) of each CRL in `pem` — how a newer CRL of the same CA is
+/// told from the ones it supersedes.
+pub fn crl_issuers(pem: &[u8]) -> Result<Vec<Vec<u8>>, MspError> {
+    let bad = |why: String| MspError::BadCertificate(format!("CRL: {why}"));
+    let mut issuers = Vec::new();
+    for (label, der) in pem_to_der_all(pem).map_err(|e| bad(e.to_string()))? {
+        if label == "X509 CRL" {
+            let (_, crl) = CertificateRevocationList::from_der(&der).map_err(|e| bad(e.to_string()))?;
+            issuers.push(crl.issuer().as_raw().to_vec());
+        }
+    }
+    if issuers.is_empty() {
+        return Err(bad("no X509 CRL in the PEM".into()));
+    }
+    Ok(issuers)
+}
+
 /// One organization's membership service provider: the CAs that certify its
 /// identities, the CRLs that revoke them, and the NodeOU roles.
 #[derive(Debug)]

@@ -208,6 +208,16 @@ impl Orderer {
                 })?;
                 let timestamp = prost_types::Timestamp { seconds: now, nanos: 0 };
                 let ordered = configtx::config_envelope(&self.channel_id, &config, &self.signer, timestamp);
+                // The CONFIG holds the whole new config and the update: it must fit too.
+                let size = ordered.encoded_len();
+                if size > max {
+                    return Err(Refusal::new(
+                        Status::BadRequest,
+                        format!(
+                            "config update for existing channel did not pass final checks: message payload is {size} bytes and exceeds maximum allowed {max} bytes"
+                        ),
+                    ));
+                }
                 Ok(Admitted { is_config: true, ordered: ordered.encode_to_vec().into() })
             }
             Ok(HeaderType::Config) => {

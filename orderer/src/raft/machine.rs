@@ -59,14 +59,27 @@ pub(super) fn tx_id_of(envelope: &[u8]) -> Option<String> {
         .then(|| tx.tx_id().to_owned())
 }
 
-/// A CONFIG envelope's channel and content.
-pub(super) fn config_of(envelope: &[u8]) -> Option<(String, medfabric_proto::common::ConfigEnvelope)> {
+/// A CONFIG envelope parsed, and its content.
+pub(super) fn config_of(envelope: &[u8]) -> Option<(Transaction, medfabric_proto::common::ConfigEnvelope)> {
     let tx = Transaction::parse(envelope).ok()?;
-    let channel = tx.channel_id().to_owned();
-    match tx.body {
-        medfabric_types::TransactionBody::Config(config) => Some((channel, *config)),
+    match &tx.body {
+        medfabric_types::TransactionBody::Config(config) => {
+            let config = (**config).clone();
+            Some((tx, config))
+        }
         _ => None,
     }
+}
+
+/// Does the envelope's channel header say CONFIG (whether or not the rest parses)?
+fn is_config(envelope: &[u8]) -> bool {
+    use medfabric_proto::common::{ChannelHeader, Envelope, Payload};
+    Envelope::decode(envelope)
+        .ok()
+        .and_then(|e| Payload::decode(e.payload.as_ref()).ok())
+        .and_then(|p| p.header)
+        .and_then(|h| ChannelHeader::decode(h.channel_header.as_ref()).ok())
+        .is_some_and(|h| h.r#type == HeaderType::Config as i32)
 }
 
 /// Why a CONFIG is refused when its entry applies. When the config moved on since the
@@ -149,8 +162,16 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                     // An envelope whose tx id is already ordered is not ordered again:
                     // a client retrying after a lost answer cannot duplicate it.
                     let mut envelopes: Vec<Bytes> = Vec::new();
-                    for text in &request.envelopes {
-                        let Ok(envelope) = hex::decode(text) else { continue };
+                    let decoded: Vec<Vec<u8>> =
+                        request.envelopes.iter().filter_map(|text| hex::decode(text).ok()).collect();
+                    // A CONFIG goes into a block alone (peers stop at any other block
+                    // holding one): an entry that mixes one with anything is refused
+                    // whole, before any of its tx ids is recorded.
+                    let mixed = decoded.len() > 1 && decoded.iter().any(|e| is_config(e));
+                    if mixed {
+                        response.refused = Some("a CONFIG envelope must be alone in its block".into());
+                    }
+                    for envelope in decoded.into_iter().filter(|_| !mixed) {
                         if let Some(tx_id) = tx_id_of(&envelope) {
                             let known =
                                 db.get_cf(cf(&db, CF_TXIDS), tx_id.as_bytes()).map_err(|e| io(&e))?.is_some();
@@ -165,13 +186,20 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                     // log order, the same on every consenter): two updates may have
                     // passed admission against the same config, and only the first
                     // still holds once it is in a block.
-                    let config = if envelopes.len() == 1 { config_of(&envelopes[0]) } else { None };
-                    if let Some((channel, config_envelope)) = &config {
+                    let lone_config = envelopes.len() == 1 && is_config(&envelopes[0]);
+                    let config = if lone_config { config_of(&envelopes[0]) } else { None };
+                    if lone_config && config.is_none() {
+                        response.refused = Some("the CONFIG envelope does not parse".into());
+                        envelopes.clear();
+                    }
+                    if let Some((tx, config_envelope)) = &config {
+                        let channel = tx.channel_id();
                         let previous = match current.take() {
                             Some(resources) => resources,
                             None => config_at(&self.store, &tip)?,
                         };
-                        match configtx::validate(&previous, config_envelope) {
+                        let signed = configtx::check_config_signer(&previous, tx);
+                        match signed.and_then(|()| configtx::validate(&previous, config_envelope)) {
                             Ok(next) if next.config.channel_id == *channel => current = Some(next),
                             Ok(_) => {
                                 response.refused = Some(format!("config for another channel: {channel}"));
@@ -316,5 +344,33 @@ impl RaftSnapshotBuilder<TypeConfig> for BlockMachine {
         };
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), data.clone()));
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use medfabric_proto::common::{ConfigEnvelope, Envelope};
+    use medfabric_testkit::TestOrg;
+
+    use super::*;
+
+    #[test]
+    fn a_config_is_told_by_its_header_whether_or_not_it_parses() {
+        let orderer = TestOrg::new("OrdererMSP").issue("orderer0", "orderer");
+        let timestamp = medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 };
+        let config = configtx::config_envelope("ch", &ConfigEnvelope::default(), &orderer, timestamp);
+        assert!(is_config(&config.encode_to_vec()));
+        assert!(config_of(&config.encode_to_vec()).is_some());
+        // A CONFIG header over data that is no ConfigEnvelope: still a CONFIG, and refused
+        // as one rather than ordered among transactions.
+        let mut payload = medfabric_proto::common::Payload::decode(config.payload.as_ref()).expect("payload");
+        payload.data = bytes::Bytes::from_static(&[0xff, 0xff, 0xff]);
+        let broken =
+            Envelope { payload: payload.encode_to_vec().into(), signature: config.signature.clone() };
+        assert!(is_config(&broken.encode_to_vec()));
+        assert!(config_of(&broken.encode_to_vec()).is_none());
+        assert!(!is_config(b"not an envelope"));
+        let update = configtx::update_envelope("ch", &Default::default(), &orderer, timestamp);
+        assert!(!is_config(&update.encode_to_vec()));
     }
 }

@@ -421,3 +421,72 @@ fn a_config_takes_effect_only_as_its_signed_update_produces_it() {
         refused(&padded).contains("ConfigEnvelope LastUpdate did not produce the supplied config result")
     );
 }
+
+/// Revocation for validation: once Org1's admin puts a CRL listing client1 in Org1's MSP
+/// (a config update), client1's transactions are BAD_CREATOR_SIGNATURE on every peer
+/// applying that config, whoever endorsed them; before it, they are valid.
+#[test]
+fn a_crl_in_the_channel_config_invalidates_the_revoked_creator() {
+    use medfabric_proto::common::ConfigUpdateEnvelope;
+    use medfabric_types::configtx::{compute_update, config_envelope, propose, sign_update, update_envelope};
+    let mut f = Fixture::new();
+    let p1 = f.net.peer1.clone();
+    let before = f.endorse("kv", &["put", "k1", "v1"], &[&p1]);
+    assert_eq!(f.block(&[before]), [Code::Valid]);
+
+    let cert = medfabric_msp::Certificate::from_pem(f.net.client1.certificate_pem()).expect("cert");
+    let now = time::OffsetDateTime::now_utc();
+    let crl = f
+        .net
+        .org1
+        .ca
+        .revocation_list(
+            &[medfabric_ca::RevokedEntry { serial: cert.serial().to_vec(), revoked_at: now }],
+            now,
+            now + time::Duration::days(7),
+            1,
+        )
+        .expect("crl");
+    let original = f.context.resources.raw.channel_group.clone().expect("group");
+    let mut updated = original.clone();
+    let msp = updated
+        .groups
+        .get_mut("Application")
+        .and_then(|a| a.groups.get_mut("Org1"))
+        .and_then(|o| o.values.get_mut("MSP"))
+        .expect("Org1 MSP");
+    let mut config = f
+        .context
+        .resources
+        .config
+        .application_orgs
+        .iter()
+        .find(|o| o.msp_id == "Org1MSP")
+        .expect("org1")
+        .msp
+        .clone();
+    config.revocation_list.push(crl.into_bytes().into());
+    msp.value = medfabric_proto::msp::MspConfig { r#type: 0, config: config.encode_to_vec().into() }
+        .encode_to_vec()
+        .into();
+    let update = compute_update("testchannel", &original, &updated).expect("update").encode_to_vec();
+    let admin = f.net.org1.identity("admin1", "admin");
+    let signed =
+        ConfigUpdateEnvelope { signatures: vec![sign_update(&update, &admin)], config_update: update.into() };
+    let timestamp = medfabric_proto::Timestamp { seconds: 1_800_000_000, nanos: 0 };
+    let proposed = propose(&f.context.resources, &update_envelope("testchannel", &signed, &admin, timestamp))
+        .expect("Org1's admin");
+    let tx = config_envelope("testchannel", &proposed, &f.net.orderer, timestamp);
+    let block = f.net.block(&f.tip, &[tx]);
+    let mut validated = validate_block(&block, &f.context, &f.state).expect("validates");
+    let next = *validated.new_config.take().expect("new config");
+    f.state.commit(&validated);
+    f.tip = block;
+    let registry = ChaincodeRegistry::from_config(&next.config).expect("registry");
+    f.context = ChannelContext::new(std::sync::Arc::new(next), registry);
+
+    // Endorsed before the config took effect, ordered after it.
+    let after = f.endorse("kv", &["put", "k2", "v2"], &[&p1]);
+    assert_eq!(f.block(&[after]), [Code::BadCreatorSignature]);
+    assert_eq!(f.value("kv", "k2"), None);
+}

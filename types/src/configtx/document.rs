@@ -128,7 +128,7 @@ fn raw(bytes: &[u8]) -> Value {
 
 /// A value decoded by its key, or raw when it is of an unknown kind or would not encode
 /// back to the same bytes.
-fn value_document(key: &str, bytes: &[u8]) -> Value {
+pub(super) fn value_document(key: &str, bytes: &[u8]) -> Value {
     let Some(decoded) = decode_value(key, bytes) else { return raw(bytes) };
     match encode_value(key, &decoded) {
         Ok(back) if back.as_ref() == bytes => decoded,
@@ -388,7 +388,7 @@ fn msp_from(d: &Value) -> Result<MspConfig, String> {
 
 // ---- policies -------------------------------------------------------------------------
 
-fn policy_document(policy: Option<&Policy>) -> Value {
+pub(super) fn policy_document(policy: Option<&Policy>) -> Value {
     let Some(policy) = policy else { return Value::Null };
     let decoded = match policy::PolicyType::try_from(policy.r#type) {
         Ok(policy::PolicyType::Signature) => SignaturePolicyEnvelope::decode(policy.value.as_ref())

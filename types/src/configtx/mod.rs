@@ -27,6 +27,10 @@ use crate::config::{ChannelConfig, ChannelResources};
 
 const ROOT: &str = "/Channel";
 
+/// Most signatures a config update may carry (each is verified on admission, on every
+/// consenter and on every peer): enough for a majority of a very large consortium.
+pub const MAX_UPDATE_SIGNATURES: usize = 256;
+
 /// Why an update is refused, in Fabric's words. The orderer answers it as BAD_REQUEST.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -275,6 +279,34 @@ pub fn changed_elements(update: &ConfigUpdate) -> Result<Vec<String>, UpdateErro
     Ok(delta(&read, &write).keys().map(Key::to_string).collect())
 }
 
+/// What an update would set, for a person about to sign it: each changed element by
+/// Fabric's key with its new version and `mod_policy`, a value or policy decoded, and a
+/// group with the full list of members it keeps (a member it does not list is removed).
+pub fn describe_changes(update: &ConfigUpdate) -> Result<serde_json::Value, UpdateError> {
+    use serde_json::json;
+    let empty = ConfigGroup::default();
+    let read = map_config(update.read_set.as_ref().unwrap_or(&empty))?;
+    let write = map_config(update.write_set.as_ref().unwrap_or(&empty))?;
+    let changes: serde_json::Map<String, serde_json::Value> = delta(&read, &write)
+        .iter()
+        .map(|(key, element)| {
+            let name = key.path.rsplit_once('/').map_or("", |(_, name)| name);
+            let what = match element {
+                Element::Value(v) => json!({"version": v.version, "mod_policy": v.mod_policy,
+                    "value": document::value_document(name, &v.value)}),
+                Element::Policy(p) => json!({"version": p.version, "mod_policy": p.mod_policy,
+                    "policy": document::policy_document(p.policy.as_ref())}),
+                Element::Group(g) => json!({"version": g.version, "mod_policy": g.mod_policy,
+                    "keeps_only": {"groups": g.groups.keys().collect::<Vec<_>>(),
+                        "values": g.values.keys().collect::<Vec<_>>(),
+                        "policies": g.policies.keys().collect::<Vec<_>>()}}),
+            };
+            (key.to_string(), what)
+        })
+        .collect();
+    Ok(serde_json::Value::Object(changes))
+}
+
 fn verify_read_set(existing: &ConfigMap<'_>, read: &ConfigMap<'_>) -> Result<(), UpdateError> {
     for (key, element) in read {
         let Some(current) = existing.get(key) else {
@@ -401,7 +433,20 @@ fn rebuild(merged: &ConfigMap<'_>, path: &str, legacy_admins: bool) -> Result<Co
 /// config loads and keeps what may not change.
 pub fn propose(current: &ChannelResources, envelope: &Envelope) -> Result<ConfigEnvelope, UpdateError> {
     let update = SignedUpdate::from_envelope(envelope)?;
+    let signatures = update.envelope.signatures.len();
+    if signatures > MAX_UPDATE_SIGNATURES {
+        return fail(format!(
+            "config update carries {signatures} signatures, more than the {MAX_UPDATE_SIGNATURES} accepted"
+        ));
+    }
     let channel_group = authorize_update(current, &update)?;
+    // Fabric orders an update whose new elements all fall outside their (unchanged)
+    // parents as a config identical to the current one; nobody signed for it, and each
+    // such block would make pending updates stale. Refused here, at admission; a CONFIG
+    // that is ordered is still validated exactly as Fabric does.
+    if current.raw.channel_group.as_ref() == Some(&channel_group) {
+        return fail("error authorizing update: the update changes nothing in the config");
+    }
     let config = Config { sequence: current.config.sequence + 1, channel_group: Some(channel_group) };
     check_new_config(current, &config)?;
     Ok(ConfigEnvelope { config: Some(config), last_update: Some(envelope.clone()) })
@@ -432,6 +477,33 @@ pub fn validate(
     }
     check_new_config(current, config)
 }
+
+/// The envelope of a `CONFIG` as consenters order it: a well-formed header (epoch 0, a
+/// nonce, a creator), signed by its creator, an identity of the channel (no clock: the
+/// same verdict on every consenter, whenever it applies the entry) that satisfies
+/// `/Channel/Orderer/Writers` — an orderer made it.
+pub fn check_config_signer(current: &ChannelResources, tx: &crate::Transaction) -> Result<(), UpdateError> {
+    if tx.channel_header.epoch != 0 || tx.signature_header.nonce.is_empty() || tx.creator().is_empty() {
+        return fail("the CONFIG envelope's header needs epoch 0, a nonce and a creator");
+    }
+    let creator = current
+        .msps
+        .deserialize(tx.creator())
+        .map_err(|e| UpdateError(format!("the CONFIG envelope's creator: {e}")))?;
+    if creator.verify(&tx.payload, &tx.signature).is_err() {
+        return fail("the CONFIG envelope's signature does not verify");
+    }
+    let signers = [creator];
+    if !current.policies.evaluate(ORDERER_WRITERS, &signers).unwrap_or(false) {
+        return fail(format!(
+            "the CONFIG envelope's creator does not satisfy {ORDERER_WRITERS}: {}",
+            current.policies.failure_message(ORDERER_WRITERS, &signers)
+        ));
+    }
+    Ok(())
+}
+
+const ORDERER_WRITERS: &str = "/Channel/Orderer/Writers";
 
 /// What the new config must be to take effect: loadable (MSPs, policies, batch
 /// settings), with the orderer and application sections kept, no organization's MSP id
@@ -482,9 +554,10 @@ fn check_new_config(current: &ChannelResources, config: &Config) -> Result<Chann
             old.consensus_type, new.consensus_type
         ));
     }
-    let endpoints =
-        |c: &ChannelConfig| c.consenters.iter().map(|c| format!("{}:{}", c.host, c.port)).collect::<Vec<_>>();
-    if endpoints(old) != endpoints(new) {
+    if new.orderer_orgs.is_empty() {
+        return fail("the orderer section must keep at least one organization");
+    }
+    if consenters(&current.raw) != consenters(config) {
         return fail(
             "consensus metadata update for channel config update is invalid: this orderer does not change its consenter set through a config update yet",
         );
@@ -492,9 +565,35 @@ fn check_new_config(current: &ChannelResources, config: &Config) -> Result<Chann
     Ok(next)
 }
 
-/// The batch settings Fabric refuses.
+/// The consenter entries (addresses and TLS certificates) of a config, as written.
+fn consenters(config: &Config) -> Vec<medfabric_proto::etcdraft::Consenter> {
+    let consensus = config
+        .channel_group
+        .as_ref()
+        .and_then(|g| g.groups.get("Orderer"))
+        .and_then(|o| o.values.get("ConsensusType"))
+        .and_then(|v| medfabric_proto::orderer::ConsensusType::decode(v.value.as_ref()).ok())
+        .unwrap_or_default();
+    medfabric_proto::etcdraft::ConfigMetadata::decode(consensus.metadata.as_ref())
+        .map(|m| m.consenters)
+        .unwrap_or_default()
+}
+
+/// The batch settings and hashing Fabric refuses.
 fn check_batch(config: &ChannelConfig) -> Result<(), UpdateError> {
+    if config.hashing_algorithm != "SHA256" {
+        return fail(format!("Unknown hashing algorithm type: {}", config.hashing_algorithm));
+    }
     let batch = &config.batch;
+    for (value, name) in
+        [(batch.absolute_max_bytes, "absolute max bytes"), (batch.preferred_max_bytes, "preferred max bytes")]
+    {
+        if value == 0 {
+            return fail(format!(
+                "could not create channel Orderer sub-group config: Attempted to set the batch size {name} to an invalid value: 0"
+            ));
+        }
+    }
     if batch.max_message_count == 0 {
         return fail(
             "could not create channel Orderer sub-group config: Attempted to set the batch size max message count to an invalid value: 0",
@@ -517,6 +616,7 @@ fn check_batch(config: &ChannelConfig) -> Result<(), UpdateError> {
 mod compute;
 mod document;
 pub use compute::{compute_update, config_envelope, sign_update, update_envelope};
+
 pub use document::{from_document, to_document};
 
 #[cfg(test)]

@@ -409,3 +409,91 @@ fn a_config_document_converts_back_to_the_same_config() {
     let why = from_document(&broken).expect_err("refused").0;
     assert_eq!(why, "value /Channel/Orderer/BatchSize: max_message_count must be a number");
 }
+
+#[test]
+fn admission_refuses_what_fabric_would_order_as_nothing_or_cannot_take() {
+    let channel = Channel::new();
+    let admin = channel.orderer.issue("admin", "admin");
+    let signers = std::slice::from_ref(&admin);
+    // A new value under a group whose version does not change: Fabric drops it and orders
+    // an unchanged config; nobody signed for that.
+    let lost = ConfigValue { version: 0, value: Bytes::from_static(b"x"), mod_policy: "Admins".into() };
+    let noop = ConfigUpdate {
+        channel_id: CHANNEL_ID.into(),
+        read_set: Some(ConfigGroup::default()),
+        write_set: Some(ConfigGroup { values: [("Lost".to_owned(), lost)].into(), ..Default::default() }),
+        ..Default::default()
+    };
+    assert_eq!(
+        refused(&channel, &signed(noop, &[], &admin)),
+        "error authorizing update: the update changes nothing in the config"
+    );
+    // Batch byte limits of 0, another hashing algorithm.
+    for (absolute, preferred, name) in [(0, 0, "absolute max bytes"), (1 << 20, 0, "preferred max bytes")] {
+        let mut zero = channel.group();
+        zero.groups.get_mut("Orderer").expect("o").values.get_mut("BatchSize").expect("b").value =
+            BatchSize { max_message_count: 10, absolute_max_bytes: absolute, preferred_max_bytes: preferred }
+                .encode_to_vec()
+                .into();
+        let update = compute_update(CHANNEL_ID, &channel.group(), &zero).expect("update");
+        let why = refused(&channel, &signed(update, signers, &admin));
+        assert!(
+            why.ends_with(&format!("Attempted to set the batch size {name} to an invalid value: 0")),
+            "{why}"
+        );
+    }
+    // The orderer organizations and the consenters stay.
+    let mut no_orderers = channel.group();
+    no_orderers.groups.get_mut("Orderer").expect("o").groups.clear();
+    let update = compute_update(CHANNEL_ID, &channel.group(), &no_orderers).expect("update");
+    assert!(
+        refused(&channel, &signed(update, signers, &admin))
+            .ends_with("the orderer section must keep at least one organization")
+    );
+    let mut moved = channel.group();
+    let consensus = moved.groups.get_mut("Orderer").expect("o").values.get_mut("ConsensusType").expect("c");
+    let mut kind = medfabric_proto::orderer::ConsensusType::decode(consensus.value.as_ref()).expect("type");
+    let mut metadata = etcdraft::ConfigMetadata::decode(kind.metadata.as_ref()).expect("metadata");
+    metadata.consenters[0].server_tls_cert = Bytes::from_static(b"another certificate");
+    kind.metadata = metadata.encode_to_vec().into();
+    consensus.value = kind.encode_to_vec().into();
+    let update = compute_update(CHANNEL_ID, &channel.group(), &moved).expect("update");
+    assert!(
+        refused(&channel, &signed(update, signers, &admin)).contains("does not change its consenter set")
+    );
+    // Too many signatures.
+    let mut updated = channel.group();
+    batch_timeout(&mut updated, "1s");
+    let update = compute_update(CHANNEL_ID, &channel.group(), &updated).expect("update");
+    let many = vec![admin.clone(); MAX_UPDATE_SIGNATURES + 1];
+    assert!(refused(&channel, &signed(update, &many, &admin)).contains("more than the 256 accepted"));
+}
+
+#[test]
+fn a_config_envelope_must_come_from_an_orderer() {
+    let channel = Channel::new();
+    let admin = channel.orderer.issue("admin", "admin");
+    let mut updated = channel.group();
+    batch_timeout(&mut updated, "1s");
+    let update = compute_update(CHANNEL_ID, &channel.group(), &updated).expect("update");
+    let config =
+        propose(&channel.resources, &signed(update, std::slice::from_ref(&admin), &admin)).expect("ok");
+    let timestamp = Timestamp { seconds: 1_800_000_000, nanos: 0 };
+    let parse = |envelope: &Envelope| crate::Transaction::from_envelope(envelope.clone()).expect("parses");
+    let by_orderer =
+        config_envelope(CHANNEL_ID, &config, &channel.orderer.issue("orderer0", "orderer"), timestamp);
+    check_config_signer(&channel.resources, &parse(&by_orderer)).expect("an orderer's");
+    let by_member =
+        config_envelope(CHANNEL_ID, &config, &channel.orgs[0].issue("clerk", "client"), timestamp);
+    let why = check_config_signer(&channel.resources, &parse(&by_member)).expect_err("not an orderer").0;
+    assert!(
+        why.starts_with("the CONFIG envelope's creator does not satisfy /Channel/Orderer/Writers"),
+        "{why}"
+    );
+    let mut forged = by_orderer;
+    forged.signature = Bytes::from_static(b"not a signature");
+    assert_eq!(
+        check_config_signer(&channel.resources, &parse(&forged)).expect_err("forged").0,
+        "the CONFIG envelope's signature does not verify"
+    );
+}

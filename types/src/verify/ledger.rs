@@ -513,14 +513,16 @@ impl LedgerVerifier {
             return;
         };
         if let Err(e) = crate::configtx::validate(&self.resources, envelope) {
+            // The walk goes on under the config before it: nothing authorised this one's
+            // MSPs and policies to judge what follows.
             self.problem(
                 Kind::Transactions,
                 Some(number),
                 Some(0),
                 format!("config update not authorised by the config before it: {e}"),
             );
+            return;
         }
-        // The walk goes on under the config the chain carries, authorised or not.
         match ChannelResources::from_config(tx.channel_id(), config) {
             Ok(resources) => {
                 if let Err(e) = self.registry.update_from_config(&resources.config) {
