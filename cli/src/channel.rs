@@ -10,11 +10,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medfabric_msp::SigningIdentity;
+use medfabric_network::org::OrgDefinition;
 use medfabric_network::up::{self, NetworkStatus};
 use medfabric_proto::common::{Block, Config, ConfigUpdate, ConfigUpdateEnvelope, Status};
 use medfabric_sdk::orderer::OrdererClient;
 use medfabric_types::configtx;
-use medfabric_types::{ChannelResources, Transaction, TransactionBody};
+use medfabric_types::{ChannelResources, OrgSpec, Transaction, TransactionBody};
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -35,6 +36,26 @@ pub enum ChannelCommand {
         #[arg(long)]
         max_messages: Option<u32>,
         /// Further signers (users of the network directory), as the mod_policy requires.
+        #[arg(long = "sign-as")]
+        sign_as: Vec<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Add an organization from its definition (`org definition`): its group (MSP,
+    /// anchor peers, its members' Readers/Writers/Admins/Endorsement) and record key.
+    /// Signed as `--as` and each `--sign-as` (a majority of the application
+    /// organizations' admins), submitted as `--as`.
+    AddOrg {
+        definition: PathBuf,
+        #[arg(long = "sign-as")]
+        sign_as: Vec<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Remove an application organization (by its group name): from the block that
+    /// carries it, its identities are members nowhere. Signed and submitted as `add-org`.
+    RemoveOrg {
+        name: String,
         #[arg(long = "sign-as")]
         sign_as: Vec<String>,
         #[command(flatten)]
@@ -141,6 +162,16 @@ pub async fn run(command: ChannelCommand) -> Result<()> {
         ChannelCommand::SetBatch { timeout_ms, max_messages, sign_as, who } => {
             print_json(&set_batch(timeout_ms, max_messages, &sign_as, &who).await?)
         }
+        ChannelCommand::AddOrg { definition, sign_as, who } => {
+            let text = std::fs::read_to_string(&definition)
+                .with_context(|| format!("reading {}", definition.display()))?;
+            let definition: OrgDefinition = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an organization definition", definition.display()))?;
+            print_json(&add_org(&who, &definition, &sign_as).await?)
+        }
+        ChannelCommand::RemoveOrg { name, sign_as, who } => {
+            print_json(&remove_org(&who, &name, &sign_as).await?)
+        }
         ChannelCommand::UpdateMsp { org, crls, root_certs, sign_as, who } => {
             let read = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>> {
                 paths
@@ -152,6 +183,66 @@ pub async fn run(command: ChannelCommand) -> Result<()> {
             print_json(&update_msp(&who, &org, &change, &sign_as).await?)
         }
     }
+}
+
+/// Adds the organization of `definition` (from `org definition`) to the channel: its group
+/// under Application — MSP, anchor peers, and Readers/Writers/Admins/Endorsement of its
+/// own members — and its record key; signed as `who` and each of `sign_as`, submitted.
+pub async fn add_org(who: &Who, definition: &OrgDefinition, sign_as: &[String]) -> Result<Value> {
+    let value = configtx::value_from_document("MSP", &definition.msp)?;
+    let msp = medfabric_proto::msp::MspConfig::decode(value.as_ref()).context("the definition's MSP")?;
+    let fabric =
+        medfabric_proto::msp::FabricMspConfig::decode(msp.config.as_ref()).context("a Fabric MSP")?;
+    if fabric.name != definition.msp_id {
+        bail!("the definition's MSP is named {}, not {}", fabric.name, definition.msp_id);
+    }
+    let mut spec = OrgSpec::application(&definition.name, fabric);
+    for anchor in &definition.anchor_peers {
+        let (host, port) = anchor.rsplit_once(':').context("an anchor peer is host:port")?;
+        spec.anchor_peers.push((host.to_owned(), port.parse().context("an anchor peer's port")?));
+    }
+    let record_key = hex::decode(&definition.record_key).context("the record key is hex")?;
+    let (client, channel, status) = orderer_client(who)?;
+    let config = current_config(&client, &channel, &status, &who.user).await?;
+    let original = config.channel_group.clone().context("no channel group")?;
+    let mut updated = original.clone();
+    let application =
+        updated.groups.get_mut("Application").context("the channel has no Application group")?;
+    if application.groups.contains_key(&definition.name) {
+        bail!("the channel already has an organization named {}", definition.name);
+    }
+    application.groups.insert(definition.name.clone(), spec.config_group(true)?);
+    if let Some(keys) = application.values.get_mut(medfabric_types::config::RECORD_KEYS_KEY) {
+        let mut decoded = medfabric_proto::medfabric::config::RecordKeys::decode(keys.value.as_ref())
+            .context("the channel's record keys")?;
+        decoded.keys.insert(definition.msp_id.clone(), record_key.into());
+        keys.value = decoded.encode_to_vec().into();
+    }
+    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+}
+
+/// Removes the application organization named `name` (its config group) and its record
+/// key from the channel: from the block that carries it, its identities are no longer
+/// members anywhere. Signed as `who` and each of `sign_as`, submitted.
+pub async fn remove_org(who: &Who, name: &str, sign_as: &[String]) -> Result<Value> {
+    let (client, channel, status) = orderer_client(who)?;
+    let config = current_config(&client, &channel, &status, &who.user).await?;
+    let original = config.channel_group.clone().context("no channel group")?;
+    let mut updated = original.clone();
+    let application =
+        updated.groups.get_mut("Application").context("the channel has no Application group")?;
+    let removed =
+        application.groups.remove(name).with_context(|| format!("the channel has no organization {name}"))?;
+    let msp_id =
+        removed.values.get("MSP").and_then(|v| decode_msp(v).ok()).map(|m| m.name).unwrap_or_default();
+    if let Some(keys) = application.values.get_mut(medfabric_types::config::RECORD_KEYS_KEY) {
+        let mut decoded = medfabric_proto::medfabric::config::RecordKeys::decode(keys.value.as_ref())
+            .context("the channel's record keys")?;
+        if decoded.keys.remove(&msp_id).is_some() {
+            keys.value = decoded.encode_to_vec().into();
+        }
+    }
+    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
 }
 
 /// What `update_msp` adds to an organization's MSP (PEM each).

@@ -45,6 +45,11 @@ enum Command {
     /// Load a running network (N transactions at concurrency C) and report committed
     /// tps, latency percentiles, validation codes and CPU per node; or a micro-benchmark.
     Bench(BenchArgs),
+    /// One organization: make its material alone, print its public definition.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
     /// The channel's config: fetch it, compute, sign and submit updates (`config`), or
     /// change the batch settings in one step (`set-batch`).
     Channel {
@@ -245,6 +250,31 @@ enum NetworkCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Development: make a new organization (an `organizations` entry of a topology) inside
+    /// this network directory, on free ports, with its node configs; writes its definition
+    /// to `definitions/<MSPID>.json` for `channel add-org`. `network up` starts its nodes.
+    AddOrg {
+        /// The organization file.
+        org: PathBuf,
+        #[arg(long, default_value = "medfabric-data")]
+        data: PathBuf,
+    },
+}
+
+/// One organization on its own host.
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Make one organization's CAs, TLS CA, MSP, node and user certificates and record
+    /// key under DIR, with no other organization's keys (the file is one `organizations`
+    /// entry of a topology); prints its definition.
+    Init {
+        org: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public definition (MSP, anchor peers, record key) of the organization
+    /// made under DIR: what the channel's members need to add it.
+    Definition { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -367,6 +397,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Invoke(call) => runtime()?.block_on(call_chaincode(call, true)),
         Command::Query(call) => runtime()?.block_on(call_chaincode(call, false)),
         Command::Events(args) => done(runtime()?.block_on(events(args))),
+        Command::Org { command } => org(command),
         Command::Channel { command } => done(runtime()?.block_on(medfabric_cli::channel::run(command))),
         Command::Ca { command, args } => done(medfabric_cli::ca::run(command, args)),
         Command::Patient { command, actor } => done(runtime()?.block_on(medical::patient(command, actor))),
@@ -407,6 +438,18 @@ fn network(command: NetworkCommand) -> Result<ExitCode> {
             let stopped = up::down(&data)?;
             println!("stopped {} node(s): {}", stopped.len(), stopped.join(", "));
         }
+        NetworkCommand::AddOrg { org, data } => {
+            let (definition, configs) = medfabric_network::org::add_to_network(&data, &org)?;
+            let definitions = data.join("definitions");
+            std::fs::create_dir_all(&definitions)?;
+            let file = definitions.join(format!("{}.json", definition.msp_id));
+            std::fs::write(&file, serde_json::to_string_pretty(&definition)? + "\n")?;
+            print_json(&serde_json::json!({
+                "organization": definition.msp_id,
+                "definition_file": file,
+                "node_configs": configs,
+            }))?;
+        }
         NetworkCommand::Status { data, json } => {
             let status = up::status(&data)?;
             if json {
@@ -416,6 +459,16 @@ fn network(command: NetworkCommand) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `org init|definition`.
+fn org(command: OrgCommand) -> Result<ExitCode> {
+    let definition = match command {
+        OrgCommand::Init { org, out } => medfabric_network::org::init(&org, &out)?,
+        OrgCommand::Definition { dir } => medfabric_network::org::definition(&dir)?,
+    };
+    print_json(&definition)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -190,3 +190,130 @@ fn a_config_update_is_fetched_edited_signed_and_submitted() {
     assert!(summary.ok, "{:?}", summary.first_problem);
     assert_eq!(summary.blocks, height);
 }
+
+const CLINIC: &str = r#"
+name: Clinic
+msp_id: ClinicMSP
+domain: clinic.ward.local
+ca: { host: 127.0.0.1, port: 1 }
+peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
+users:
+  - { name: frontdesk, type: client }
+"#;
+
+/// A kv `put` as `msp_dir`'s identity of `msp_id`, through the Hospital peer's gateway.
+fn put_as(data: &Path, msp_dir: &Path, msp_id: &str, key: &str) -> Result<(), String> {
+    use medfabric_config::tls::ClientTls;
+    use medfabric_sdk::Gateway;
+    let status = up::status(data).expect("status");
+    let peer = status.peer_of("HospitalMSP").expect("peer");
+    let tls = ClientTls::from_files(std::slice::from_ref(peer.tls_ca_file.as_ref().expect("tls ca")), None)
+        .expect("tls");
+    let signer = Gateway::identity(msp_dir, msp_id).expect("identity");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let network =
+            Gateway::connect(&peer.address, Some(&tls), signer).expect("gateway").network(&status.channel);
+        network.contract("kv").submit("put", &[key, "clinic"]).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+/// Polls `put_as` until its outcome is `wanted` (up to 20 s); the last error, if any.
+fn until(data: &Path, msp_dir: &Path, key: &str, wanted: bool) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let outcome = put_as(data, msp_dir, "ClinicMSP", key);
+        if outcome.is_ok() == wanted {
+            return outcome.err();
+        }
+        assert!(std::time::Instant::now() < deadline, "still {outcome:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_way() {
+    let (network, dir) = common::start_yaml(TOPOLOGY);
+    let data = network.data.to_str().expect("path");
+    let clinic = dir.path().join("clinic.yaml");
+    std::fs::write(&clinic, CLINIC).expect("clinic");
+
+    // On its own host, an organization makes its material with nobody else's keys, once.
+    let alone = dir.path().join("clinic-host");
+    let alone_text = alone.to_str().expect("path");
+    let made = json(&ok(&["org", "init", clinic.to_str().expect("path"), "--out", alone_text]));
+    let printed = json(&ok(&["org", "definition", alone_text]));
+    assert_eq!(made, printed);
+    assert_eq!(printed["anchor_peers"], serde_json::json!(["127.0.0.1:1"]));
+    let org_dir = alone.join("organizations/peerOrganizations/clinic.ward.local");
+    assert!(
+        org_dir.join("ca/priv_sk").exists()
+            && org_dir.join("users/Admin@clinic.ward.local/msp/keystore/priv_sk").exists()
+    );
+    assert!(!alone.join("organizations/peerOrganizations/hospital.ward.local").exists());
+    let why = refused(&["org", "init", clinic.to_str().expect("path"), "--out", alone_text]);
+    assert!(why.contains("already exists"), "{why}");
+
+    // The clinic makes its own material and definition (here, inside the dev network).
+    let added = json(&ok(&["network", "add-org", clinic.to_str().expect("path"), "--data", data]));
+    let definition = added["definition_file"].as_str().expect("definition file").to_owned();
+    let shown = json(&std::fs::read_to_string(&definition).expect("definition"));
+    assert_eq!(shown["msp_id"], "ClinicMSP");
+    assert!(
+        shown["msp"]["config"]["root_certs"][0].as_str().is_some_and(|p| p.contains("BEGIN CERTIFICATE"))
+    );
+    assert!(
+        !std::fs::read_to_string(&definition).expect("text").contains("PRIVATE KEY"),
+        "public parts only"
+    );
+    let frontdesk = up::status(network.data.as_path())
+        .expect("status")
+        .user("frontdesk@ClinicMSP")
+        .expect("user")
+        .msp_dir
+        .clone();
+    let why = put_as(network.data.as_path(), &frontdesk, "ClinicMSP", "k0").expect_err("not a member yet");
+    assert!(why.contains("creator org unknown"), "{why}");
+
+    // One application admin of two is not a majority.
+    let why = refused(&["channel", "add-org", &definition, "--data", data, "--as", "Admin@HospitalMSP"]);
+    assert!(
+        why.contains(
+            "1 sub-policies were satisfied, but this policy requires 2 of the 'Admins' sub-policies"
+        ),
+        "{why}"
+    );
+    let both = ["--data", data, "--as", "Admin@HospitalMSP", "--sign-as", "Admin@LabMSP"];
+    let joined = json(&ok(&[&["channel", "add-org", &definition][..], &both].concat()));
+    assert_eq!(joined["sequence"], 1);
+    let fetched = json(&ok(&["channel", "config", "fetch", "--data", data, "--as", "Admin@LabMSP"]));
+    let app = &fetched["channel_group"]["groups"]["Application"];
+    assert_eq!(app["groups"]["Clinic"]["values"]["MSP"]["value"]["config"]["name"], "ClinicMSP");
+    assert!(
+        app["values"]["MedfabricRecordKeys"]["value"]["keys"]["ClinicMSP"].is_string(),
+        "{}",
+        app["values"]
+    );
+    // A second time: the name is taken.
+    let why = refused(&[&["channel", "add-org", &definition][..], &both].concat());
+    assert!(why.contains("already has an organization named Clinic"), "{why}");
+
+    // Its users transact: endorsed by the Hospital, ordered, valid.
+    assert_eq!(until(network.data.as_path(), &frontdesk, "k1", true), None);
+
+    // Removed the same way: its identities stop at the next block.
+    let left = json(&ok(&[&["channel", "remove-org", "Clinic"][..], &both].concat()));
+    assert_eq!(left["sequence"], 2);
+    let why = until(network.data.as_path(), &frontdesk, "k2", false).expect("refused");
+    assert!(why.contains("creator org unknown"), "{why}");
+
+    // Every block, both config blocks included, verifies offline.
+    let status = up::status(network.data.as_path()).expect("status");
+    let hospital = status.peer_of("HospitalMSP").expect("peer");
+    let blocks = dir.path().join("blocks");
+    medfabric_cli::ledger::export(&hospital.data_dir.join("ledger"), "wardchannel", &blocks).expect("export");
+    let summary =
+        medfabric_cli::ledger::verify(&blocks, &network.data.join("channel-artifacts/wardchannel.block"))
+            .expect("verify");
+    assert!(summary.ok, "{:?}", summary.first_problem);
+}

@@ -126,30 +126,39 @@ fn write_peer_orgs(
     let mut app_orgs = Vec::new();
     let mut record_keys = BTreeMap::new();
     for org in &topology.organizations {
-        let org_dir = out.join("organizations/peerOrganizations").join(&org.domain);
-        let cas = OrgCas::new(&org.domain, &org_dir, now)?;
-        // The org's record key: held by its peers only, published in the channel config.
-        let record_key = medfabric_ca::KeyPair::generate();
-        record_keys.insert(org.msp_id.clone(), record_key.public_key_sec1().to_vec());
-        for peer in &org.peers {
-            let fqdn = format!("{}.{}", peer.name, org.domain);
-            let dir = org_dir.join("peers").join(&fqdn);
-            cas.write_identity(&dir, &fqdn, "peer", None, now)?;
-            cas.write_tls(&dir, &fqdn, &[&peer.host, &fqdn], "server", now)?;
-            write_key(&dir.join("recordkey/priv_sk"), &record_key.to_pkcs8_pem())?;
-        }
-        for user in &with_admin(&org.users) {
-            write_user(&cas, &org_dir, &org.domain, user, now)?;
-        }
-        // The org's CA serves HTTPS with a certificate from the org's TLS CA.
-        let ca_host = format!("ca.{}", org.domain);
-        cas.write_tls(&org_dir.join("ca"), &ca_host, &[&org.ca.host, &ca_host], "server", now)?;
-        let mut spec = OrgSpec::application(&org.name, MspFolder::load(&org_dir.join("msp"), &org.msp_id)?);
-        let anchor = &org.peers[0];
-        spec.anchor_peers = vec![(anchor.host.clone(), i32::from(anchor.port))];
+        let (spec, record_key) = write_peer_org(org, out, now)?;
+        record_keys.insert(org.msp_id.clone(), record_key);
         app_orgs.push(spec);
     }
     Ok((app_orgs, record_keys))
+}
+
+/// One peer organization's material, made by it alone: its CA and TLS CA, org MSP,
+/// peers (MSP, TLS, the org's record key), users and CA TLS certificate, under
+/// `out/organizations/peerOrganizations/<domain>/`. Returns its channel-config spec and
+/// the public half of its record key.
+pub(crate) fn write_peer_org(org: &PeerOrg, out: &Path, now: OffsetDateTime) -> Result<(OrgSpec, Vec<u8>)> {
+    let org_dir = out.join("organizations/peerOrganizations").join(&org.domain);
+    let cas = OrgCas::new(&org.domain, &org_dir, now)?;
+    // The org's record key: held by its peers only, published in the channel config.
+    let record_key = medfabric_ca::KeyPair::generate();
+    for peer in &org.peers {
+        let fqdn = format!("{}.{}", peer.name, org.domain);
+        let dir = org_dir.join("peers").join(&fqdn);
+        cas.write_identity(&dir, &fqdn, "peer", None, now)?;
+        cas.write_tls(&dir, &fqdn, &[&peer.host, &fqdn], "server", now)?;
+        write_key(&dir.join("recordkey/priv_sk"), &record_key.to_pkcs8_pem())?;
+    }
+    for user in &with_admin(&org.users) {
+        write_user(&cas, &org_dir, &org.domain, user, now)?;
+    }
+    // The org's CA serves HTTPS with a certificate from the org's TLS CA.
+    let ca_host = format!("ca.{}", org.domain);
+    cas.write_tls(&org_dir.join("ca"), &ca_host, &[&org.ca.host, &ca_host], "server", now)?;
+    let mut spec = OrgSpec::application(&org.name, MspFolder::load(&org_dir.join("msp"), &org.msp_id)?);
+    let anchor = &org.peers[0];
+    spec.anchor_peers = vec![(anchor.host.clone(), i32::from(anchor.port))];
+    Ok((spec, record_key.public_key_sec1().to_vec()))
 }
 
 /// Public halves of the organizations' record keys (SEC1), by MSP id.
@@ -562,6 +571,17 @@ fn ca_config(org: &PeerOrg) -> Result<CaConfig> {
 }
 
 fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
+    write_node_configs_of(topology, out, true, |_| true)
+}
+
+/// The node configs of `topology` (its orderers when `orderers`, and the peers and CA of
+/// each organization `org_filter` keeps) under `out/nodes/`.
+pub(crate) fn write_node_configs_of(
+    topology: &Topology,
+    out: &Path,
+    orderers: bool,
+    org_filter: impl Fn(&PeerOrg) -> bool,
+) -> Result<Vec<PathBuf>> {
     let nodes = out.join("nodes");
     std::fs::create_dir_all(&nodes)?;
     let common = NodeCommon::of(topology);
@@ -577,11 +597,11 @@ fn write_node_configs(topology: &Topology, out: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
         Ok(())
     };
-    for (index, orderer) in topology.orderer.consenters.iter().enumerate() {
+    for (index, orderer) in topology.orderer.consenters.iter().enumerate().filter(|_| orderers) {
         let config = orderer_config(topology, index, orderer, &common);
         emit(&config.node_id.clone(), to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;
     }
-    for org in &topology.organizations {
+    for org in topology.organizations.iter().filter(|o| org_filter(o)) {
         for peer in &org.peers {
             let config = peer_config(topology, org, peer, &common);
             emit(&config.node_id.clone(), to_yaml(&config).map_err(anyhow::Error::msg)?, false)?;

@@ -12,7 +12,7 @@ use medfabric_config::NodeConfig;
 use serde::Serialize;
 
 use crate::generate::generate_topology;
-use crate::topology::Topology;
+use crate::topology::{PeerOrg, Topology};
 
 /// How long `up` waits for every node to report healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -164,6 +164,20 @@ fn free_port(taken: &mut Vec<u16>) -> Result<u16> {
         return Ok(port);
     }
     bail!("no free port in {}..{}", PORT_RANGE.start, PORT_RANGE.end)
+}
+
+/// One organization's nodes on free loopback ports (for an organization joining a local
+/// network).
+pub(crate) fn org_with_free_ports(mut org: PeerOrg) -> Result<PeerOrg> {
+    let mut taken = Vec::new();
+    org.ca.host = "127.0.0.1".into();
+    org.ca.port = free_port(&mut taken)?;
+    for p in &mut org.peers {
+        p.host = "127.0.0.1".into();
+        p.port = free_port(&mut taken)?;
+        p.operations_port = free_port(&mut taken)?;
+    }
+    Ok(org)
 }
 
 /// The topology with every node's ports replaced by free loopback ports, so that this

@@ -300,6 +300,12 @@ impl OrgSpec {
         }
     }
 
+    /// The organization's config group (`application`: with anchor peers and the
+    /// Endorsement policy; else with orderer endpoints).
+    pub fn config_group(&self, application: bool) -> Result<ConfigGroup, ConvertError> {
+        org_group(self, application)
+    }
+
     /// Fabric's test-network policies for an ordering organization.
     pub fn orderer(name: &str, msp: FabricMspConfig) -> Self {
         let id = msp.name.clone();

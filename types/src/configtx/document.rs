@@ -126,6 +126,16 @@ fn raw(bytes: &[u8]) -> Value {
 
 // ---- values ---------------------------------------------------------------------------
 
+/// A config value of kind `key` (`MSP`, `BatchSize`, …) as the document shows it.
+pub fn value_to_document(key: &str, bytes: &[u8]) -> Value {
+    value_document(key, bytes)
+}
+
+/// The bytes of a config value of kind `key` from its document form.
+pub fn value_from_document(key: &str, document: &Value) -> Result<Bytes, UpdateError> {
+    value_from(key, document).map_err(|e| UpdateError(format!("{key}: {e}")))
+}
+
 /// A value decoded by its key, or raw when it is of an unknown kind or would not encode
 /// back to the same bytes.
 pub(super) fn value_document(key: &str, bytes: &[u8]) -> Value {

@@ -617,7 +617,7 @@ mod compute;
 mod document;
 pub use compute::{compute_update, config_envelope, sign_update, update_envelope};
 
-pub use document::{from_document, to_document};
+pub use document::{from_document, to_document, value_from_document, value_to_document};
 
 #[cfg(test)]
 mod tests;
