@@ -206,7 +206,16 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                 }
             }
             let revoked = found["RevokedCerts"].as_array().map_or(0, Vec::len);
-            if update_channel {
+            let mut report = json!({
+                "id": id,
+                "revoked": found["RevokedCerts"],
+                "installed": installed,
+                "enforced_for": if installed.is_empty() { json!([]) } else { json!(["admission"]) },
+                "validation_unchanged": true,
+            });
+            // A local CRL governs what those peers admit, never what they validate:
+            // revocation for validation is a channel config update of the org's MSP.
+            let scope = if update_channel {
                 let who = crate::channel::Who {
                     data: data.clone(),
                     user: admin.unwrap_or_else(|| format!("Admin@{org}")),
@@ -215,29 +224,15 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                 let change = crate::channel::MspChange { crls: vec![crl.clone()], root_certs: Vec::new() };
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let committed = runtime.block_on(crate::channel::update_msp(&who, &org, &change, &[]))?;
-                let sequence = committed["sequence"].as_u64().unwrap_or_default();
-                let block = committed["config_block"].as_u64().unwrap_or_default();
-                print(
-                    &args,
-                    &json!({
-                        "id": id,
-                        "revoked": found["RevokedCerts"],
-                        "installed": installed,
-                        "enforced_for": ["admission", "validation"],
-                        "validation_unchanged": false,
-                        "config_block": block,
-                        "sequence": sequence,
-                    }),
-                    format!(
-                        "{id}: {revoked} certificate(s) revoked by {}; the CRL is in the channel config from block {block} (sequence {sequence}): every peer and orderer refuses the identity's transactions from that block on",
-                        ca.name
-                    ),
-                );
-                return Ok(());
-            }
-            // A local CRL governs what those peers admit, never what they validate:
-            // revocation for validation is a channel config update of the org's MSP.
-            let scope = if installed.is_empty() {
+                let (block, sequence) = (&committed["config_block"], &committed["sequence"]);
+                report["enforced_for"] = json!(["admission", "validation"]);
+                report["validation_unchanged"] = json!(false);
+                report["config_block"] = block.clone();
+                report["sequence"] = sequence.clone();
+                format!(
+                    "the CRL is in the channel config from block {block} (sequence {sequence}): every peer and orderer refuses the identity's transactions from that block on"
+                )
+            } else if installed.is_empty() {
                 "recorded by the CA only: no peer enforces it until its CRL is installed (--install)"
                     .to_owned()
             } else {
@@ -246,17 +241,7 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                     installed.len()
                 )
             };
-            print(
-                &args,
-                &json!({
-                    "id": id,
-                    "revoked": found["RevokedCerts"],
-                    "installed": installed,
-                    "enforced_for": if installed.is_empty() { json!([]) } else { json!(["admission"]) },
-                    "validation_unchanged": true,
-                }),
-                format!("{id}: {revoked} certificate(s) revoked by {}; {scope}", ca.name),
-            );
+            print(&args, &report, format!("{id}: {revoked} certificate(s) revoked by {}; {scope}", ca.name));
         }
     }
     Ok(())

@@ -212,12 +212,9 @@ pub async fn add_org(who: &Who, definition: &OrgDefinition, sign_as: &[String]) 
         bail!("the channel already has an organization named {}", definition.name);
     }
     application.groups.insert(definition.name.clone(), spec.config_group(true)?);
-    if let Some(keys) = application.values.get_mut(medfabric_types::config::RECORD_KEYS_KEY) {
-        let mut decoded = medfabric_proto::medfabric::config::RecordKeys::decode(keys.value.as_ref())
-            .context("the channel's record keys")?;
-        decoded.keys.insert(definition.msp_id.clone(), record_key.into());
-        keys.value = decoded.encode_to_vec().into();
-    }
+    edit_record_keys(application, |keys| {
+        keys.insert(definition.msp_id.clone(), record_key.into());
+    })?;
     sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
 }
 
@@ -235,14 +232,24 @@ pub async fn remove_org(who: &Who, name: &str, sign_as: &[String]) -> Result<Val
         application.groups.remove(name).with_context(|| format!("the channel has no organization {name}"))?;
     let msp_id =
         removed.values.get("MSP").and_then(|v| decode_msp(v).ok()).map(|m| m.name).unwrap_or_default();
-    if let Some(keys) = application.values.get_mut(medfabric_types::config::RECORD_KEYS_KEY) {
-        let mut decoded = medfabric_proto::medfabric::config::RecordKeys::decode(keys.value.as_ref())
-            .context("the channel's record keys")?;
-        if decoded.keys.remove(&msp_id).is_some() {
-            keys.value = decoded.encode_to_vec().into();
-        }
-    }
+    edit_record_keys(application, |keys| {
+        keys.remove(&msp_id);
+    })?;
     sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+}
+
+/// Changes the channel's record keys (MSP id → public key), when it publishes any.
+fn edit_record_keys(
+    application: &mut medfabric_proto::common::ConfigGroup,
+    edit: impl FnOnce(&mut std::collections::BTreeMap<String, bytes::Bytes>),
+) -> Result<()> {
+    if let Some(value) = application.values.get_mut(medfabric_types::config::RECORD_KEYS_KEY) {
+        let mut keys = medfabric_proto::medfabric::config::RecordKeys::decode(value.value.as_ref())
+            .context("the channel's record keys")?;
+        edit(&mut keys.keys);
+        value.value = keys.encode_to_vec().into();
+    }
+    Ok(())
 }
 
 /// What `update_msp` adds to an organization's MSP (PEM each).

@@ -3,7 +3,6 @@
 //! chaincode reads its `role`), then revoke it and install the CRL: the peers refuse it.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use medfabric_config::tls::ClientTls;
@@ -14,17 +13,8 @@ use serde_json::json;
 mod common;
 
 fn medfabric(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_medfabric"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .expect("run");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let data = data.to_str().expect("path");
+    common::medfabric(&[args, &["--data", data]].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

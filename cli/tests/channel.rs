@@ -5,7 +5,6 @@
 //! and `ledger verify` re-derives that each config block was authorised.
 
 use std::path::Path;
-use std::process::Command;
 
 use medfabric_network::up;
 
@@ -42,14 +41,8 @@ chaincodes:
     endorsement_policy: "OR('HospitalMSP.peer', 'LabMSP.peer')"
 "#;
 
-/// Runs `medfabric ARGS`; (success, stdout, stderr).
 fn medfabric(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_medfabric")).args(args).output().expect("run medfabric");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::medfabric(args)
 }
 
 fn ok(args: &[&str]) -> String {

@@ -3,23 +3,13 @@
 //! `bench medical`, whose accesses the regulator's trail must count.
 
 use std::path::Path;
-use std::process::Command;
 
 mod common;
 
 /// Runs `medfabric ARGS --data DATA`; (success, stdout, stderr).
 fn medfabric(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_medfabric"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .expect("run medfabric");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let data = data.to_str().expect("path");
+    common::medfabric(&[args, &["--data", data]].concat())
 }
 
 fn ok(data: &Path, args: &[&str]) -> String {

@@ -169,15 +169,19 @@ fn free_port(taken: &mut Vec<u16>) -> Result<u16> {
 /// One organization's nodes on free loopback ports (for an organization joining a local
 /// network).
 pub(crate) fn org_with_free_ports(mut org: PeerOrg) -> Result<PeerOrg> {
-    let mut taken = Vec::new();
+    free_org_ports(&mut org, &mut Vec::new())?;
+    Ok(org)
+}
+
+fn free_org_ports(org: &mut PeerOrg, taken: &mut Vec<u16>) -> Result<()> {
     org.ca.host = "127.0.0.1".into();
-    org.ca.port = free_port(&mut taken)?;
+    org.ca.port = free_port(taken)?;
     for p in &mut org.peers {
         p.host = "127.0.0.1".into();
-        p.port = free_port(&mut taken)?;
-        p.operations_port = free_port(&mut taken)?;
+        p.port = free_port(taken)?;
+        p.operations_port = free_port(taken)?;
     }
-    Ok(org)
+    Ok(())
 }
 
 /// The topology with every node's ports replaced by free loopback ports, so that this
@@ -191,13 +195,7 @@ fn with_free_ports(mut topology: Topology) -> Result<Topology> {
         o.operations_port = free_port(&mut taken)?;
     }
     for org in &mut topology.organizations {
-        org.ca.host = "127.0.0.1".into();
-        org.ca.port = free_port(&mut taken)?;
-        for p in &mut org.peers {
-            p.host = "127.0.0.1".into();
-            p.port = free_port(&mut taken)?;
-            p.operations_port = free_port(&mut taken)?;
-        }
+        free_org_ports(org, &mut taken)?;
     }
     Ok(topology)
 }

@@ -230,6 +230,29 @@ impl Orderer {
         }
     }
 
+    /// A CONFIG admitted against a config that a later block replaced is made again from
+    /// its update against the config now in force (as Fabric's leader re-processes it), or
+    /// refused with the reason that update no longer holds.
+    fn current_config(&self, envelope: Bytes) -> Result<Bytes, Refusal> {
+        let resources = self.resources();
+        let Ok(tx) = Transaction::parse(&envelope) else { return Ok(envelope) };
+        let medfabric_types::TransactionBody::Config(config) = &tx.body else { return Ok(envelope) };
+        let sequence = config.config.as_ref().map_or(0, |c| c.sequence);
+        if sequence == resources.config.sequence + 1 {
+            return Ok(envelope);
+        }
+        let refuse = |e: configtx::UpdateError| {
+            let info = format!("error applying config update to existing channel '{}': {e}", self.channel_id);
+            Refusal::new(Status::BadRequest, info)
+        };
+        let last_update =
+            config.last_update.as_ref().ok_or_else(|| refuse(configtx::UpdateError("no update".into())))?;
+        let remade = configtx::propose(&resources, last_update).map_err(refuse)?;
+        let timestamp = prost_types::Timestamp { seconds: medfabric_node::deliver::now_unix(), nanos: 0 };
+        let signed = configtx::config_envelope(&self.channel_id, &remade, &self.signer, timestamp);
+        Ok(signed.encode_to_vec().into())
+    }
+
     /// Orders an admitted envelope: on the leader through its cutter, on a follower
     /// through `forwarder`, the stream's ordered link to the leader. The envelope is
     /// queued before this returns, so one stream's envelopes keep their order; the
@@ -416,7 +439,16 @@ async fn run_sequencer(orderer: Arc<Orderer>, mut queue: mpsc::Receiver<Submissi
     loop {
         tokio::select! {
             submission = queue.recv() => {
-                let Some(Submission { envelope, is_config, reply }) = submission else { return };
+                let Some(Submission { mut envelope, is_config, reply }) = submission else { return };
+                if is_config {
+                    match orderer.current_config(envelope) {
+                        Ok(current) => envelope = current,
+                        Err(refusal) => {
+                            let _ = reply.send(Err(refusal));
+                            continue;
+                        }
+                    }
+                }
                 cutter.set_limits(limits_of(&orderer.resources()));
                 for batch in cutter.ordered(Pending { envelope, ticket: reply }, is_config, now_ms()) {
                     if batches.send(batch).await.is_err() {

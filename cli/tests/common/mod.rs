@@ -73,3 +73,16 @@ pub fn open_live_ledger(dir: &Path) -> medfabric_peer::Store {
         }
     }
 }
+
+/// Runs the `medfabric` command built with this test; (success, stdout, stderr).
+pub fn medfabric(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_medfabric"))
+        .args(args)
+        .output()
+        .expect("run medfabric");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,13 +1,14 @@
 //! One consenter: ordering, Deliver, offline verification of our blocks, rejections.
 
+use medfabric_proto::Message;
 use medfabric_proto::common::{Envelope, Status};
 use medfabric_types::block;
 use medfabric_types::deliver::Seek;
 use medfabric_types::verify::LedgerVerifier;
 
 use crate::support::{
-    Cluster, batch_timeout_update, broadcast, config_envelope, deliver, deliver_at, status, transaction,
-    tx_id, tx_ids, wait_for_leader,
+    Cluster, batch_timeout_update, broadcast, config_envelope, deliver, deliver_at, orderer_value_update,
+    status, transaction, tx_id, tx_ids, wait_for_leader,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +185,17 @@ async fn config_updates_get_blocks_of_their_own_once_per_sequence() {
         answers[4].info
     );
     assert_eq!(answers[5].info, "message is of type that cannot be processed directly");
+    // An update to another element, computed against the genesis config too, arriving once
+    // the first is in: the leader makes its CONFIG again against the config in force.
+    let size = medfabric_proto::orderer::BatchSize {
+        max_message_count: 7,
+        absolute_max_bytes: 10 << 20,
+        preferred_max_bytes: 2 << 20,
+    };
+    let independent =
+        orderer_value_update(&cluster.genesis, "BatchSize", size.encode_to_vec(), &[admin], admin);
+    let answers = broadcast(&orderer, vec![independent]).await;
+    assert_eq!(status(&answers[0]), Status::Success, "{answers:?}");
 
     let (blocks, _) = deliver(&orderer.broadcast, &cluster.client, Seek::Oldest, Seek::Newest, false).await;
     let config_block = blocks.iter().position(|b| {
@@ -194,10 +206,16 @@ async fn config_updates_get_blocks_of_their_own_once_per_sequence() {
     });
     let config_block = config_block.expect("a config block") as u64;
     assert_eq!(block::last_config_index(&blocks[config_block as usize]).expect("last config"), config_block);
-    assert_eq!(blocks.len() as u64, config_block + 1, "the refused updates made no block");
+    assert_eq!(blocks.len() as u64, config_block + 2, "the refused updates made no block");
     let applied =
         medfabric_types::ChannelResources::from_config_block(&blocks[config_block as usize]).expect("loads");
     assert_eq!((applied.config.sequence, applied.config.batch.timeout_ms), (1, 250));
+    let last =
+        medfabric_types::ChannelResources::from_config_block(blocks.last().expect("block")).expect("loads");
+    assert_eq!(
+        (last.config.sequence, last.config.batch.timeout_ms, last.config.batch.max_message_count),
+        (2, 250, 7)
+    );
     let mut verifier = LedgerVerifier::new(&cluster.genesis).expect("verifier");
     for b in &blocks {
         verifier.verify_block(b);

@@ -342,14 +342,25 @@ pub fn batch_timeout_update(
     signers: &[&SigningIdentity],
     submitter: &SigningIdentity,
 ) -> Envelope {
+    let value = medfabric_proto::orderer::BatchTimeout { timeout: timeout.into() }.encode_to_vec();
+    orderer_value_update(genesis, "BatchTimeout", value, signers, submitter)
+}
+
+/// A CONFIG_UPDATE setting the orderer group's value `key` (computed against the genesis
+/// config), signed by `signers` and submitted by `submitter`.
+pub fn orderer_value_update(
+    genesis: &Block,
+    key: &str,
+    value: Vec<u8>,
+    signers: &[&SigningIdentity],
+    submitter: &SigningIdentity,
+) -> Envelope {
     use medfabric_proto::common::ConfigUpdateEnvelope;
-    use medfabric_proto::orderer::BatchTimeout;
     use medfabric_types::configtx::{compute_update, sign_update, update_envelope};
     let original = genesis_config(genesis).channel_group.expect("channel group");
     let mut updated = original.clone();
-    let value =
-        updated.groups.get_mut("Orderer").and_then(|o| o.values.get_mut("BatchTimeout")).expect("timeout");
-    value.value = BatchTimeout { timeout: timeout.into() }.encode_to_vec().into();
+    updated.groups.get_mut("Orderer").and_then(|o| o.values.get_mut(key)).expect("orderer value").value =
+        value.into();
     let update = compute_update(CHANNEL, &original, &updated).expect("an update").encode_to_vec();
     let signatures = signers.iter().map(|s| sign_update(&update, s)).collect();
     let envelope = ConfigUpdateEnvelope { config_update: update.into(), signatures };
