@@ -221,9 +221,21 @@ pub fn run(command: CaCommand, args: CaArgs) -> Result<()> {
                     user: admin.unwrap_or_else(|| format!("Admin@{org}")),
                     orderer: None,
                 };
+                // Kept before the update: if the update fails, the CA has still revoked.
+                let kept = data.join("crls").join(format!("{}.pem", ca.name));
+                std::fs::create_dir_all(data.join("crls"))?;
+                std::fs::write(&kept, &crl)?;
                 let change = crate::channel::MspChange { crls: vec![crl.clone()], root_certs: Vec::new() };
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let committed = runtime.block_on(crate::channel::update_msp(&who, &org, &change, &[]))?;
+                let committed =
+                    runtime.block_on(crate::channel::update_msp(&who, &org, &change, &[])).with_context(|| {
+                        format!(
+                            "{id} is revoked by {}, but its CRL ({}) is not in the channel config; retry with `medfabric channel update-msp --org {org} --crl {}`",
+                            ca.name,
+                            kept.display(),
+                            kept.display()
+                        )
+                    })?;
                 let (block, sequence) = (&committed["config_block"], &committed["sequence"]);
                 report["enforced_for"] = json!(["admission", "validation"]);
                 report["validation_unchanged"] = json!(false);

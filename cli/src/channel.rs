@@ -235,6 +235,15 @@ pub async fn remove_org(who: &Who, name: &str, sign_as: &[String]) -> Result<Val
     edit_record_keys(application, |keys| {
         keys.remove(&msp_id);
     })?;
+    // Its id keeps no role: an organization added later under the same id starts with none.
+    if let Some(value) = application.values.get_mut(medfabric_types::config::ROLES_KEY) {
+        let mut grants = medfabric_proto::medfabric::config::RoleGrants::decode(value.value.as_ref())
+            .context("the channel's role grants")?;
+        for ids in grants.roles.values_mut() {
+            ids.msp_ids.retain(|id| *id != msp_id);
+        }
+        value.value = grants.encode_to_vec().into();
+    }
     sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
 }
 
@@ -268,14 +277,28 @@ pub async fn update_msp(who: &Who, org: &str, change: &MspChange, sign_as: &[Str
     let mut updated = original.clone();
     let msp = org_msp_value(&mut updated, org)?;
     let mut fabric = decode_msp(msp)?;
-    for crl in &change.crls {
-        let issuers = medfabric_msp::crl_issuers(crl)?;
-        // A CRL supersedes the ones its CA signed before (it lists all they did).
-        fabric.revocation_list.retain(|old| {
-            medfabric_msp::crl_issuers(old).map_or(true, |old| !old.iter().any(|i| issuers.contains(i)))
-        });
-        fabric.revocation_list.push(crl.clone().into());
+    // Each stored CRL on its own (a bundle is split); a new CRL must be signed by one of
+    // the org's CAs, supersedes the one its CA (name and key) signed before, and may not
+    // be older than it.
+    let mut stored: Vec<medfabric_msp::CrlEntry> = Vec::new();
+    for pem in &fabric.revocation_list {
+        stored.extend(medfabric_msp::crl_entries(pem).context("a CRL in the channel config")?);
     }
+    for crl in &change.crls {
+        for entry in medfabric_msp::crl_entries(crl)? {
+            if !medfabric_msp::crl_signed_by(&entry, &fabric) {
+                bail!("the CRL is not signed by a CA of {org}: it would revoke nothing");
+            }
+            if let Some(old) = stored.iter().find(|old| old.same_authority(&entry))
+                && number_of(old) > number_of(&entry)
+            {
+                bail!("the CRL is older than the one {org}'s CA issued before (CRL number)");
+            }
+            stored.retain(|old| !old.same_authority(&entry));
+            stored.push(entry);
+        }
+    }
+    fabric.revocation_list = stored.into_iter().map(|e| e.pem.into_bytes().into()).collect();
     for root in &change.root_certs {
         medfabric_msp::Certificate::from_pem(root).context("a root certificate")?;
         if !fabric.root_certs.iter().any(|r| r.as_ref() == root.as_slice()) {
@@ -286,6 +309,13 @@ pub async fn update_msp(who: &Who, org: &str, change: &MspChange, sign_as: &[Str
         .encode_to_vec()
         .into();
     sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+}
+
+/// A CRL's number as an integer to compare (big-endian, leading zeros dropped).
+fn number_of(entry: &medfabric_msp::CrlEntry) -> (usize, Vec<u8>) {
+    let bytes: Vec<u8> =
+        entry.number.clone().unwrap_or_default().into_iter().skip_while(|b| *b == 0).collect();
+    (bytes.len(), bytes)
 }
 
 /// The MSP value of the organization whose MSP id is `msp_id` (application or orderer).

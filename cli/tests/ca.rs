@@ -227,6 +227,51 @@ async fn a_revocation_in_the_channel_config_holds_everywhere() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The rest of the Lab is unaffected.
+    let (ok, out, err) = run(&["invoke", "kv", "put", "lab", "still-here", "--as", "tech1"]);
+    assert!(ok, "another Lab identity still transacts: {out}{err}");
+    // A second revocation by the same CA replaces its CRL (which lists both) in the config.
+    let (ok, out, err) = run(&[
+        "ca",
+        "register",
+        "--org",
+        "LabMSP",
+        "--id",
+        "tech10",
+        "--secret",
+        "pw10",
+        "--attr",
+        "role=provider:ecert",
+    ]);
+    assert!(ok, "{out}{err}");
+    let msp10 = data.join("tech10-msp");
+    let (ok, out, err) = run(&[
+        "ca",
+        "enroll",
+        "--org",
+        "LabMSP",
+        "--id",
+        "tech10",
+        "--secret",
+        "pw10",
+        "--out",
+        msp10.to_str().expect("path"),
+    ]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) =
+        run(&["ca", "revoke", "--org", "LabMSP", "--id", "tech10", "--update-channel", "--json"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).expect("json")["sequence"], 2);
+    let (ok, out, err) = run(&["channel", "config", "fetch", "--as", "Admin@OrdererMSP"]);
+    assert!(ok, "{err}");
+    let document: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let crls = &document["channel_group"]["groups"]["Application"]["groups"]["Lab"]["values"]["MSP"]["value"]
+        ["config"]["revocation_list"];
+    assert_eq!(crls.as_array().map(Vec::len), Some(1), "one CRL per CA: {crls}");
+    match network_handle.contract("kv").submit("put", &["tech9", "again"]).await {
+        Err(e) if e.to_string().contains("creator org unknown") => {}
+        other => panic!("tech9 is still revoked under the newer CRL: {other:?}"),
+    }
     let blocks = data.join("exported");
     medfabric_cli::ledger::export(&peer.data_dir.join("ledger"), &status.channel, &blocks).expect("export");
     let genesis = data.join(format!("channel-artifacts/{}.block", status.channel));

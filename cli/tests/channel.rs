@@ -299,6 +299,13 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
     assert_eq!(left["sequence"], 2);
     let why = until(network.data.as_path(), &frontdesk, "k2", false).expect("refused");
     assert!(why.contains("creator org unknown"), "{why}");
+    let fetched = json(&ok(&["channel", "config", "fetch", "--data", data, "--as", "Admin@LabMSP"]));
+    let app = &fetched["channel_group"]["groups"]["Application"];
+    assert!(app["groups"]["Clinic"].is_null(), "the group is gone");
+    assert!(
+        app["values"]["MedfabricRecordKeys"]["value"]["keys"]["ClinicMSP"].is_null(),
+        "and its record key"
+    );
 
     // Every block, both config blocks included, verifies offline.
     let status = up::status(network.data.as_path()).expect("status");

@@ -28,7 +28,7 @@ pub use error::{MspError, PolicyError, SignatureError};
 pub use folder::{MspFolder, NodeOuConfig, node_ou_msp_config};
 pub use identity::{Identity, NodeRole};
 pub use manager::MspManager;
-pub use msp::{Msp, crl_issuers};
+pub use msp::{CrlEntry, Msp, crl_entries, crl_signed_by};
 pub use policy::{
     PolicyTree, SignatureCheck, SignaturePolicy, SignedData, check_signature_set, counted_identities,
     parse_policy, policy_to_string, valid_identities,

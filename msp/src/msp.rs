@@ -12,21 +12,62 @@ use crate::identity::{Identity, NodeRole};
 /// Longest certification chain accepted (leaf to root).
 const MAX_CHAIN_DEPTH: usize = 8;
 
-/// The issuer (raw DER name) of each CRL in `pem` — how a newer CRL of the same CA is
-/// told from the ones it supersedes.
-pub fn crl_issuers(pem: &[u8]) -> Result<Vec<Vec<u8>>, MspError> {
-    let bad = |why: String| MspError::BadCertificate(format!("CRL: {why}"));
-    let mut issuers = Vec::new();
-    for (label, der) in pem_to_der_all(pem).map_err(|e| bad(e.to_string()))? {
-        if label == "X509 CRL" {
-            let (_, crl) = CertificateRevocationList::from_der(&der).map_err(|e| bad(e.to_string()))?;
-            issuers.push(crl.issuer().as_raw().to_vec());
-        }
+/// One CRL: which CA it speaks for (issuer name and authority key id), its number, and
+/// its PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlEntry {
+    pub issuer: Vec<u8>,
+    pub authority_key_id: Option<Vec<u8>>,
+    pub number: Option<Vec<u8>>,
+    pub pem: String,
+}
+
+impl CrlEntry {
+    /// Does this CRL speak for the same CA as `other` (same name and key)?
+    pub fn same_authority(&self, other: &CrlEntry) -> bool {
+        self.issuer == other.issuer && self.authority_key_id == other.authority_key_id
     }
-    if issuers.is_empty() {
+}
+
+/// Each CRL in `pem`, one entry per CRL (a bundle is split).
+pub fn crl_entries(pem: &[u8]) -> Result<Vec<CrlEntry>, MspError> {
+    let bad = |why: String| MspError::BadCertificate(format!("CRL: {why}"));
+    let mut entries = Vec::new();
+    for (label, der) in pem_to_der_all(pem).map_err(|e| bad(e.to_string()))? {
+        if label != "X509 CRL" {
+            continue;
+        }
+        let (_, crl) = CertificateRevocationList::from_der(&der).map_err(|e| bad(e.to_string()))?;
+        let authority_key_id = crl.extensions().iter().find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            _ => None,
+        });
+        entries.push(CrlEntry {
+            issuer: crl.issuer().as_raw().to_vec(),
+            authority_key_id,
+            number: crl.crl_number().map(|n| n.to_bytes_be()),
+            pem: ::pem::encode(&::pem::Pem::new("X509 CRL", der.clone())),
+        });
+    }
+    if entries.is_empty() {
         return Err(bad("no X509 CRL in the PEM".into()));
     }
-    Ok(issuers)
+    Ok(entries)
+}
+
+/// Is the CRL (DER inside `entry`) signed by one of `config`'s root or intermediate CAs?
+pub fn crl_signed_by(entry: &CrlEntry, config: &FabricMspConfig) -> bool {
+    let Ok(ders) = pem_to_der_all(entry.pem.as_bytes()) else { return false };
+    let Some((_, der)) = ders.into_iter().find(|(label, _)| label == "X509 CRL") else { return false };
+    let Ok((_, crl)) = CertificateRevocationList::from_der(&der) else { return false };
+    config.root_certs.iter().chain(&config.intermediate_certs).any(|pem| {
+        pem_to_der_all(pem).unwrap_or_default().iter().any(|(_, cert)| {
+            x509_parser::certificate::X509Certificate::from_der(cert).is_ok_and(|(_, ca)| {
+                ca.subject().as_raw() == crl.issuer().as_raw()
+                    && crl.verify_signature(ca.public_key()).is_ok()
+            })
+        })
+    })
 }
 
 /// One organization's membership service provider: the CAs that certify its

@@ -46,17 +46,27 @@ pub fn load_org(path: &Path) -> Result<PeerOrg> {
 }
 
 fn check_org(org: &PeerOrg) -> Result<()> {
-    let name_ok =
-        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-    if !name_ok(&org.name) || !name_ok(&org.msp_id) {
-        bail!(
-            "organization name {:?} and MSP id {:?} must be letters, digits, '.' or '-'",
-            org.name,
-            org.msp_id
-        );
+    // Names become config keys and path components: letters, digits, '.' and '-', not
+    // starting with '.'.
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    let names = [&org.name, &org.msp_id, &org.domain]
+        .into_iter()
+        .chain(org.peers.iter().map(|p| &p.name))
+        .chain(org.users.iter().map(|u| &u.name));
+    for name in names {
+        if !name_ok(name) {
+            bail!(
+                "{name:?} in organization {}: names are letters, digits, '.' or '-', not starting with '.'",
+                org.name
+            );
+        }
     }
-    if org.domain.is_empty() || org.peers.is_empty() {
-        bail!("organization {} needs a domain and at least one peer", org.name);
+    if org.peers.is_empty() {
+        bail!("organization {} needs at least one peer", org.name);
     }
     Ok(())
 }
@@ -125,9 +135,10 @@ pub fn add_to_network(data: &Path, org_file: &Path) -> Result<(OrgDefinition, Ve
     if topology.organizations.iter().any(|o| o.msp_id == org.msp_id || o.domain == org.domain) {
         bail!("the network already has an organization {} or domain {}", org.msp_id, org.domain);
     }
-    let definition = init_org(&org, data)?;
     topology.organizations.push(org.clone());
+    // Every check before anything is written.
     topology.check()?;
+    let definition = init_org(&org, data)?;
     let configs = write_node_configs_of(&topology, data, false, |o| o.msp_id == org.msp_id)?;
     std::fs::write(&topology_file, serde_yaml::to_string(&topology)?)?;
     Ok((definition, configs))

@@ -250,6 +250,13 @@ impl Orderer {
         let remade = configtx::propose(&resources, last_update).map_err(refuse)?;
         let timestamp = prost_types::Timestamp { seconds: medfabric_node::deliver::now_unix(), nanos: 0 };
         let signed = configtx::config_envelope(&self.channel_id, &remade, &self.signer, timestamp);
+        let (size, max) = (signed.encoded_len(), resources.config.batch.absolute_max_bytes as usize);
+        if size > max {
+            let info = format!(
+                "config update for existing channel did not pass final checks: message payload is {size} bytes and exceeds maximum allowed {max} bytes"
+            );
+            return Err(Refusal::new(Status::BadRequest, info));
+        }
         Ok(signed.encode_to_vec().into())
     }
 

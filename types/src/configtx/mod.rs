@@ -545,6 +545,7 @@ fn check_new_config(current: &ChannelResources, config: &Config) -> Result<Chann
     if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
         return fail(format!("Attempted to define two different versions of MSP: {}", pair[0]));
     }
+    check_distinct_cas(new)?;
     if let Some(empty) = new.orderer_orgs.iter().chain(&new.application_orgs).find(|o| o.msp_id.is_empty()) {
         return fail(format!("MSP for org {} has empty MSP ID", empty.name));
     }
@@ -563,6 +564,30 @@ fn check_new_config(current: &ChannelResources, config: &Config) -> Result<Chann
         );
     }
     Ok(next)
+}
+
+/// No CA certificate certifies members of two organizations: one CA's holders would
+/// count as both in every policy over organizations (a medfabric rule; Fabric does not
+/// check it).
+fn check_distinct_cas(config: &ChannelConfig) -> Result<(), UpdateError> {
+    let mut seen: std::collections::BTreeMap<Vec<u8>, &str> = std::collections::BTreeMap::new();
+    for org in config.orderer_orgs.iter().chain(&config.application_orgs) {
+        let mut own = std::collections::BTreeSet::new();
+        for pem in org.msp.root_certs.iter().chain(&org.msp.intermediate_certs) {
+            for (_, der) in medfabric_msp::pem_to_der_all(pem).unwrap_or_default() {
+                own.insert(der);
+            }
+        }
+        for der in own {
+            if let Some(other) = seen.insert(der, &org.msp_id) {
+                return fail(format!(
+                    "organizations {other} and {} share a CA certificate: its holders would count for both",
+                    org.msp_id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The consenter entries (addresses and TLS certificates) of a config, as written.

@@ -497,3 +497,34 @@ fn a_config_envelope_must_come_from_an_orderer() {
         "the CONFIG envelope's signature does not verify"
     );
 }
+
+#[test]
+fn a_new_organization_may_not_share_another_organizations_ca() {
+    let channel = Channel::new();
+    // "Clinic" brings Org1's CA: Org1's admins would count as the clinic's too.
+    let mut copy = channel.group();
+    let org1 = copy.groups["Application"].groups["Org1MSP"].clone();
+    let mut clinic = org1.clone();
+    let mut fabric = medfabric_proto::msp::FabricMspConfig::decode(
+        medfabric_proto::msp::MspConfig::decode(clinic.values["MSP"].value.as_ref())
+            .expect("msp")
+            .config
+            .as_ref(),
+    )
+    .expect("fabric msp");
+    fabric.name = "ClinicMSP".into();
+    clinic.values.get_mut("MSP").expect("msp").value =
+        medfabric_proto::msp::MspConfig { r#type: 0, config: fabric.encode_to_vec().into() }
+            .encode_to_vec()
+            .into();
+    copy.groups.get_mut("Application").expect("app").groups.insert("ClinicMSP".into(), clinic);
+    let update = compute_update(CHANNEL_ID, &channel.group(), &copy).expect("update");
+    let admins = [channel.admin(0), channel.admin(1)];
+    let why = refused(&channel, &signed(update, &admins, &admins[0]));
+    assert!(
+        why.ends_with(
+            "organizations ClinicMSP and Org1MSP share a CA certificate: its holders would count for both"
+        ),
+        "{why}"
+    );
+}
