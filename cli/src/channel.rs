@@ -202,49 +202,46 @@ pub async fn add_org(who: &Who, definition: &OrgDefinition, sign_as: &[String]) 
         spec.anchor_peers.push((host.to_owned(), port.parse().context("an anchor peer's port")?));
     }
     let record_key = hex::decode(&definition.record_key).context("the record key is hex")?;
-    let (client, channel, status) = orderer_client(who)?;
-    let config = current_config(&client, &channel, &status, &who.user).await?;
-    let original = config.channel_group.clone().context("no channel group")?;
-    let mut updated = original.clone();
-    let application =
-        updated.groups.get_mut("Application").context("the channel has no Application group")?;
-    if application.groups.contains_key(&definition.name) {
-        bail!("the channel already has an organization named {}", definition.name);
-    }
-    application.groups.insert(definition.name.clone(), spec.config_group(true)?);
-    edit_record_keys(application, |keys| {
-        keys.insert(definition.msp_id.clone(), record_key.into());
-    })?;
-    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+    change_config(who, sign_as, |group| {
+        let application = application_of(group)?;
+        if application.groups.contains_key(&definition.name) {
+            bail!("the channel already has an organization named {}", definition.name);
+        }
+        application.groups.insert(definition.name.clone(), spec.config_group(true)?);
+        edit_record_keys(application, |keys| {
+            keys.insert(definition.msp_id.clone(), record_key.into());
+        })
+    })
+    .await
 }
 
 /// Removes the application organization named `name` (its config group) and its record
 /// key from the channel: from the block that carries it, its identities are no longer
 /// members anywhere. Signed as `who` and each of `sign_as`, submitted.
 pub async fn remove_org(who: &Who, name: &str, sign_as: &[String]) -> Result<Value> {
-    let (client, channel, status) = orderer_client(who)?;
-    let config = current_config(&client, &channel, &status, &who.user).await?;
-    let original = config.channel_group.clone().context("no channel group")?;
-    let mut updated = original.clone();
-    let application =
-        updated.groups.get_mut("Application").context("the channel has no Application group")?;
-    let removed =
-        application.groups.remove(name).with_context(|| format!("the channel has no organization {name}"))?;
-    let msp_id =
-        removed.values.get("MSP").and_then(|v| decode_msp(v).ok()).map(|m| m.name).unwrap_or_default();
-    edit_record_keys(application, |keys| {
-        keys.remove(&msp_id);
-    })?;
-    // Its id keeps no role: an organization added later under the same id starts with none.
-    if let Some(value) = application.values.get_mut(medfabric_types::config::ROLES_KEY) {
-        let mut grants = medfabric_proto::medfabric::config::RoleGrants::decode(value.value.as_ref())
-            .context("the channel's role grants")?;
-        for ids in grants.roles.values_mut() {
-            ids.msp_ids.retain(|id| *id != msp_id);
+    change_config(who, sign_as, |group| {
+        let application = application_of(group)?;
+        let removed = application
+            .groups
+            .remove(name)
+            .with_context(|| format!("the channel has no organization {name}"))?;
+        let msp_id =
+            removed.values.get("MSP").and_then(|v| decode_msp(v).ok()).map(|m| m.name).unwrap_or_default();
+        edit_record_keys(application, |keys| {
+            keys.remove(&msp_id);
+        })?;
+        // Its id keeps no role: an organization added later under the same id starts with none.
+        if let Some(value) = application.values.get_mut(medfabric_types::config::ROLES_KEY) {
+            let mut grants = medfabric_proto::medfabric::config::RoleGrants::decode(value.value.as_ref())
+                .context("the channel's role grants")?;
+            for ids in grants.roles.values_mut() {
+                ids.msp_ids.retain(|id| *id != msp_id);
+            }
+            value.value = grants.encode_to_vec().into();
         }
-        value.value = grants.encode_to_vec().into();
-    }
-    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+        Ok(())
+    })
+    .await
 }
 
 /// Changes the channel's record keys (MSP id → public key), when it publishes any.
@@ -271,44 +268,43 @@ pub struct MspChange {
 /// Puts `change` into `org`'s MSP in the channel config, signed as `who` and each of
 /// `sign_as`, and submits it; the verdict as JSON.
 pub async fn update_msp(who: &Who, org: &str, change: &MspChange, sign_as: &[String]) -> Result<Value> {
-    let (client, channel, status) = orderer_client(who)?;
-    let config = current_config(&client, &channel, &status, &who.user).await?;
-    let original = config.channel_group.clone().context("no channel group")?;
-    let mut updated = original.clone();
-    let msp = org_msp_value(&mut updated, org)?;
-    let mut fabric = decode_msp(msp)?;
-    // Each stored CRL on its own (a bundle is split); a new CRL must be signed by one of
-    // the org's CAs, supersedes the one its CA (name and key) signed before, and may not
-    // be older than it.
-    let mut stored: Vec<medfabric_msp::CrlEntry> = Vec::new();
-    for pem in &fabric.revocation_list {
-        stored.extend(medfabric_msp::crl_entries(pem).context("a CRL in the channel config")?);
-    }
-    for crl in &change.crls {
-        for entry in medfabric_msp::crl_entries(crl)? {
-            if !medfabric_msp::crl_signed_by(&entry, &fabric) {
-                bail!("the CRL is not signed by a CA of {org}: it would revoke nothing");
-            }
-            if let Some(old) = stored.iter().find(|old| old.same_authority(&entry))
-                && number_of(old) > number_of(&entry)
-            {
-                bail!("the CRL is older than the one {org}'s CA issued before (CRL number)");
-            }
-            stored.retain(|old| !old.same_authority(&entry));
-            stored.push(entry);
+    change_config(who, sign_as, |group| {
+        let msp = org_msp_value(group, org)?;
+        let mut fabric = decode_msp(msp)?;
+        // Each stored CRL on its own (a bundle is split); a new CRL must be signed by one of
+        // the org's CAs, supersedes the one its CA (name and key) signed before, and may not
+        // be older than it.
+        let mut stored: Vec<medfabric_msp::CrlEntry> = Vec::new();
+        for pem in &fabric.revocation_list {
+            stored.extend(medfabric_msp::crl_entries(pem).context("a CRL in the channel config")?);
         }
-    }
-    fabric.revocation_list = stored.into_iter().map(|e| e.pem.into_bytes().into()).collect();
-    for root in &change.root_certs {
-        medfabric_msp::Certificate::from_pem(root).context("a root certificate")?;
-        if !fabric.root_certs.iter().any(|r| r.as_ref() == root.as_slice()) {
-            fabric.root_certs.push(root.clone().into());
+        for crl in &change.crls {
+            for entry in medfabric_msp::crl_entries(crl)? {
+                if !medfabric_msp::crl_signed_by(&entry, &fabric) {
+                    bail!("the CRL is not signed by a CA of {org}: it would revoke nothing");
+                }
+                if let Some(old) = stored.iter().find(|old| old.same_authority(&entry))
+                    && number_of(old) > number_of(&entry)
+                {
+                    bail!("the CRL is older than the one {org}'s CA issued before (CRL number)");
+                }
+                stored.retain(|old| !old.same_authority(&entry));
+                stored.push(entry);
+            }
         }
-    }
-    msp.value = medfabric_proto::msp::MspConfig { r#type: 0, config: fabric.encode_to_vec().into() }
-        .encode_to_vec()
-        .into();
-    sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+        fabric.revocation_list = stored.into_iter().map(|e| e.pem.into_bytes().into()).collect();
+        for root in &change.root_certs {
+            medfabric_msp::Certificate::from_pem(root).context("a root certificate")?;
+            if !fabric.root_certs.iter().any(|r| r.as_ref() == root.as_slice()) {
+                fabric.root_certs.push(root.clone().into());
+            }
+        }
+        msp.value = medfabric_proto::msp::MspConfig { r#type: 0, config: fabric.encode_to_vec().into() }
+            .encode_to_vec()
+            .into();
+        Ok(())
+    })
+    .await
 }
 
 /// A CRL's number as an integer to compare (big-endian, leading zeros dropped).
@@ -412,19 +408,41 @@ async fn set_batch(
     if timeout_ms.is_none() && max_messages.is_none() {
         bail!("give --timeout-ms and/or --max-messages");
     }
+    change_config(who, sign_as, |group| {
+        let config = Config { sequence: 0, channel_group: Some(group.clone()) };
+        let mut document = configtx::to_document(&config);
+        let values = &mut document["channel_group"]["groups"]["Orderer"]["values"];
+        if let Some(ms) = timeout_ms {
+            values["BatchTimeout"]["value"] = json!({"timeout": format!("{ms}ms")});
+        }
+        if let Some(count) = max_messages {
+            values["BatchSize"]["value"]["max_message_count"] = json!(count);
+        }
+        *group = configtx::from_document(&document)?.channel_group.context("no channel group")?;
+        Ok(())
+    })
+    .await
+}
+
+/// Fetches the current config, applies `edit` to its channel group, and submits the
+/// update between the two signed as `who` and each of `sign_as`; the verdict as JSON.
+async fn change_config(
+    who: &Who,
+    sign_as: &[String],
+    edit: impl FnOnce(&mut medfabric_proto::common::ConfigGroup) -> Result<()>,
+) -> Result<Value> {
     let (client, channel, status) = orderer_client(who)?;
     let config = current_config(&client, &channel, &status, &who.user).await?;
-    let original = config.channel_group.clone().context("no channel group")?;
-    let mut document = configtx::to_document(&config);
-    let values = &mut document["channel_group"]["groups"]["Orderer"]["values"];
-    if let Some(ms) = timeout_ms {
-        values["BatchTimeout"]["value"] = json!({"timeout": format!("{ms}ms")});
-    }
-    if let Some(count) = max_messages {
-        values["BatchSize"]["value"]["max_message_count"] = json!(count);
-    }
-    let updated = configtx::from_document(&document)?.channel_group.context("no channel group")?;
+    let original = config.channel_group.context("no channel group")?;
+    let mut updated = original.clone();
+    edit(&mut updated)?;
     sign_and_submit(&client, &status, &channel, &original, &updated, &who.user, sign_as).await
+}
+
+fn application_of(
+    group: &mut medfabric_proto::common::ConfigGroup,
+) -> Result<&mut medfabric_proto::common::ConfigGroup> {
+    group.groups.get_mut("Application").context("the channel has no Application group")
 }
 
 /// The update from `original` to `updated`, signed as `user` and each of `sign_as`,

@@ -156,6 +156,32 @@ async fn an_identity_from_the_ca_works_until_revoked() {
     drop(network);
 }
 
+/// Registers and enrolls a Lab provider `id` with `secret`; its MSP folder.
+fn provider(data: &Path, id: &str, secret: &str) -> std::path::PathBuf {
+    let register = [
+        "ca",
+        "register",
+        "--org",
+        "LabMSP",
+        "--id",
+        id,
+        "--secret",
+        secret,
+        "--attr",
+        "role=provider:ecert",
+    ];
+    let (ok, out, err) = medfabric(data, &register);
+    assert!(ok, "{out}{err}");
+    let msp = data.join(format!("{id}-msp"));
+    let out_dir = msp.to_str().expect("path");
+    let (ok, out, err) = medfabric(
+        data,
+        &["ca", "enroll", "--org", "LabMSP", "--id", id, "--secret", secret, "--out", out_dir],
+    );
+    assert!(ok, "{out}{err}");
+    msp
+}
+
 /// `ca revoke --update-channel`: the org's admin puts the new CRL in the channel config's
 /// MSP, so the identity is refused everywhere (its peer's gateway, every peer's and the
 /// orderer's admission, validation), not only by peers that installed the CRL; the config
@@ -165,33 +191,7 @@ async fn a_revocation_in_the_channel_config_holds_everywhere() {
     let network = common::start(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../network-config/dev.yaml"));
     let data = network.data.clone();
     let run = |args: &[&str]| medfabric(&data, args);
-    let (ok, out, err) = run(&[
-        "ca",
-        "register",
-        "--org",
-        "LabMSP",
-        "--id",
-        "tech9",
-        "--secret",
-        "pw9",
-        "--attr",
-        "role=provider:ecert",
-    ]);
-    assert!(ok, "{out}{err}");
-    let msp = data.join("tech9-msp");
-    let (ok, out, err) = run(&[
-        "ca",
-        "enroll",
-        "--org",
-        "LabMSP",
-        "--id",
-        "tech9",
-        "--secret",
-        "pw9",
-        "--out",
-        msp.to_str().expect("path"),
-    ]);
-    assert!(ok, "{out}{err}");
+    let msp = provider(&data, "tech9", "pw9");
     let status = up::status(&data).expect("status");
     let peer = status.peer_of("HospitalMSP").expect("peer");
     let tls = ClientTls::from_files(std::slice::from_ref(peer.tls_ca_file.as_ref().expect("tls ca")), None)
@@ -231,33 +231,7 @@ async fn a_revocation_in_the_channel_config_holds_everywhere() {
     let (ok, out, err) = run(&["invoke", "kv", "put", "lab", "still-here", "--as", "tech1"]);
     assert!(ok, "another Lab identity still transacts: {out}{err}");
     // A second revocation by the same CA replaces its CRL (which lists both) in the config.
-    let (ok, out, err) = run(&[
-        "ca",
-        "register",
-        "--org",
-        "LabMSP",
-        "--id",
-        "tech10",
-        "--secret",
-        "pw10",
-        "--attr",
-        "role=provider:ecert",
-    ]);
-    assert!(ok, "{out}{err}");
-    let msp10 = data.join("tech10-msp");
-    let (ok, out, err) = run(&[
-        "ca",
-        "enroll",
-        "--org",
-        "LabMSP",
-        "--id",
-        "tech10",
-        "--secret",
-        "pw10",
-        "--out",
-        msp10.to_str().expect("path"),
-    ]);
-    assert!(ok, "{out}{err}");
+    provider(&data, "tech10", "pw10");
     let (ok, out, err) =
         run(&["ca", "revoke", "--org", "LabMSP", "--id", "tech10", "--update-channel", "--json"]);
     assert!(ok, "{out}{err}");
