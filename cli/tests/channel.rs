@@ -294,6 +294,45 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
     // Its users transact: endorsed by the Hospital, ordered, valid.
     assert_eq!(until(network.data.as_path(), &frontdesk, "k1", true), None);
 
+    // Its own peer joins from the genesis block: the running orderer and peers accept its
+    // TLS certificate (their trust follows the config), it catches up, validates to the
+    // same state, and its gateway serves the clinic's users.
+    up::up_with_binaries(Path::new("unused.yaml"), network.data.as_path(), &common::bin_dir())
+        .expect("clinic up");
+    let status = up::status(network.data.as_path()).expect("status");
+    let (clinic_peer, hospital_peer) =
+        (status.peer_of("ClinicMSP").expect("peer"), status.peer_of("HospitalMSP").expect("peer"));
+    assert_eq!(clinic_peer.health, "OK");
+    let invoked = json(&ok(&[
+        "invoke",
+        "kv",
+        "put",
+        "k3",
+        "from-the-clinic",
+        "--json",
+        "--data",
+        data,
+        "--as",
+        "frontdesk@ClinicMSP",
+    ]));
+    assert_eq!(invoked["code"], "VALID", "{invoked}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (clinic, hospital) = loop {
+        let read = |p: &up::NodeStatus| {
+            medfabric_cli::ledger::state(&p.data_dir.join("ledger"), "wardchannel").expect("state")
+        };
+        let (clinic, hospital) = (read(clinic_peer), read(hospital_peer));
+        if clinic.height == hospital.height || std::time::Instant::now() > deadline {
+            break (clinic, hospital);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(
+        (clinic.height, &clinic.state_hash),
+        (hospital.height, &hospital.state_hash),
+        "the same chain, the same state"
+    );
+
     // Removed the same way: its identities stop at the next block.
     let left = json(&ok(&[&["channel", "remove-org", "Clinic"][..], &both].concat()));
     assert_eq!(left["sequence"], 2);

@@ -769,23 +769,60 @@ pub async fn serve(
 ) -> Result<()> {
     let limits = &config.limits;
     let stop = medfabric_node::ops::Stop::new(shutdown);
-    let mut client_server =
-        tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
     let mut cluster_server = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
-        client_server = client_server.tls_config(tls.server()?).context("TLS server configuration")?;
         let mut cluster_tls = tls.clone();
         cluster_tls.client_auth_required = true;
         cluster_server =
             cluster_server.tls_config(cluster_tls.server()?).context("TLS cluster configuration")?;
     }
-    let client = client_server
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
         .add_service(
             AtomicBroadcastServer::new(BroadcastService::new(orderer.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(limits.max_message_bytes),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped());
+        );
+    // Clients (peers, SDKs) are trusted by the TLS CAs of the channel config in force; the
+    // cluster port keeps the consenters' own TLS CAs.
+    type Serving = Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let client: Serving = match &config.tls {
+        Some(tls) => {
+            let trust = medfabric_node::tls::ChannelTrust::new(&tls.roots_pem()?, tls.client_auth_required)?;
+            trust.update(&orderer.resources())?;
+            let cert = std::fs::read(&tls.cert_file)
+                .with_context(|| format!("reading {}", tls.cert_file.display()))?;
+            let key = std::fs::read(&tls.key_file)
+                .with_context(|| format!("reading {}", tls.key_file.display()))?;
+            let server = medfabric_node::tls::server_config(&cert, &key, trust.clone())?;
+            let watched = orderer.clone();
+            let stopped = stop.stopped();
+            tokio::spawn(async move {
+                tokio::pin!(stopped);
+                let mut sequence = watched.resources().config.sequence;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = &mut stopped => break,
+                    }
+                    let resources = watched.resources();
+                    if resources.config.sequence != sequence {
+                        sequence = resources.config.sequence;
+                        if let Err(e) = trust.update(&resources) {
+                            tracing::warn!("TLS client trust: {e}");
+                        }
+                    }
+                }
+            });
+            Box::pin(router.serve_with_incoming_shutdown(
+                medfabric_node::tls::incoming(listener, server),
+                stop.stopped(),
+            ))
+        }
+        None => {
+            Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped()))
+        }
+    };
     let cluster = cluster_server
         .add_service(
             ClusterServer::new(ClusterService { orderer: orderer.clone() })

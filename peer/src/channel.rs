@@ -174,6 +174,19 @@ impl Channel {
     }
 
     /// Collections as of now, and this peer's membership.
+    /// Does the channel config in `context` have this peer's organization?
+    fn org_in_channel(&self, context: &ChannelContext) -> bool {
+        use prost::Message;
+        let Some(member) = self.member.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return false;
+        };
+        let Ok(identity) = medfabric_proto::msp::SerializedIdentity::decode(member.as_ref()) else {
+            return true;
+        };
+        let config = &context.resources.config;
+        config.application_orgs.iter().chain(&config.orderer_orgs).any(|o| o.msp_id == identity.mspid)
+    }
+
     pub fn membership(&self) -> Membership {
         let context = self.context();
         let member = self.member.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -320,9 +333,11 @@ impl Channel {
             let snapshot = self.ledger.snapshot();
             let mut validated = validate_block(block, &context, &snapshot)?;
             let membership = self.membership();
-            if membership.member.is_none() && self.member.read().unwrap_or_else(|p| p.into_inner()).is_some()
-            {
-                // Committing as a non-member would silently drop data this peer holds.
+            if membership.member.is_none() && self.org_in_channel(&context) {
+                // Committing as a non-member would silently drop data this peer holds. A
+                // peer whose organization the channel does not have yet (one catching up
+                // from the genesis block before its org was added) is not a member of
+                // those blocks' collections, and commits them.
                 let why = "this peer's identity is not valid under the channel's MSPs".to_owned();
                 return Err(BlockError::Rejected { number, why }.into());
             }

@@ -58,13 +58,28 @@ fn installed_chaincodes(config: &PeerConfig) -> Result<BTreeMap<String, Arc<dyn 
 }
 
 /// Loads the org's record key and checks it is the one the channel config publishes for
-/// this org; it goes to the chaincodes that run the medical implementation.
-fn record_key(config: &PeerConfig, file: &Path, channel: &Channel) -> Result<crate::simulator::RecordKey> {
+/// this org; it goes to the chaincodes that run the medical implementation. A peer whose
+/// organization the config it starts from does not publish yet (one joining from the
+/// genesis block, added later) starts without it.
+fn record_key(
+    config: &PeerConfig,
+    file: &Path,
+    channel: &Channel,
+) -> Result<Option<crate::simulator::RecordKey>> {
     let pem = std::fs::read_to_string(file)
         .with_context(|| format!("reading the record key {}", file.display()))?;
     let key = medfabric_ca::KeyPair::from_pem(&pem).with_context(|| format!("parsing {}", file.display()))?;
     let context = channel.context();
     let published = context.resources.config.record_keys.get(&config.msp_id);
+    if published.is_none()
+        && !context.resources.config.application_orgs.iter().any(|o| o.msp_id == config.msp_id)
+    {
+        tracing::warn!(
+            "{} is not in the channel config this peer starts from: no record key until a restart after it joins",
+            config.msp_id
+        );
+        return Ok(None);
+    }
     if published.map(Vec::as_slice) != Some(key.public_key_sec1()) {
         bail!(
             "{} is not {}'s record key in the channel config of {}",
@@ -83,7 +98,7 @@ fn record_key(config: &PeerConfig, file: &Path, channel: &Channel) -> Result<cra
             .map(|(n, _)| n.clone())
             .collect()
     };
-    Ok(crate::simulator::RecordKey::new(&config.msp_id, key.secret().to_bytes().to_vec(), chaincodes))
+    Ok(Some(crate::simulator::RecordKey::new(&config.msp_id, key.secret().to_bytes().to_vec(), chaincodes)))
 }
 
 /// A running peer's parts.
@@ -125,8 +140,10 @@ impl Peer {
         channel.set_transient_retention(config.private_data.transient_retention_blocks);
         let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
         endorser.set_max_clock_skew(Duration::from_millis(config.max_clock_skew_ms));
-        if let Some(file) = &config.record_key_file {
-            endorser.set_record_key(record_key(config, file, &channel)?);
+        if let Some(file) = &config.record_key_file
+            && let Some(key) = record_key(config, file, &channel)?
+        {
+            endorser.set_record_key(key);
         }
         let metrics = Arc::new(PeerMetrics::new());
         metrics.height.set(i64::try_from(channel.height()?).unwrap_or(i64::MAX));
@@ -211,17 +228,45 @@ impl Peer {
                 }
             }
         };
-        let mut server =
-            tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
-        if let Some(tls) = &config.tls {
-            server = server.tls_config(tls.server()?).context("TLS server configuration")?;
-        }
-        let grpc = server
+        let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .add_service(endorser)
             .add_service(gateway)
             .add_service(deliver)
-            .add_service(private)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped());
+            .add_service(private);
+        // With TLS, the client certificates accepted follow the channel config's TLS CAs.
+        let (grpc, trust_watch) = match &config.tls {
+            Some(tls) => {
+                let trust =
+                    medfabric_node::tls::ChannelTrust::new(&tls.roots_pem()?, tls.client_auth_required)?;
+                trust.update(&self.channel.context().resources)?;
+                let cert = std::fs::read(&tls.cert_file)
+                    .with_context(|| format!("reading {}", tls.cert_file.display()))?;
+                let key = std::fs::read(&tls.key_file)
+                    .with_context(|| format!("reading {}", tls.key_file.display()))?;
+                let server = medfabric_node::tls::server_config(&cert, &key, trust.clone())?;
+                let incoming = medfabric_node::tls::incoming(listener, server);
+                let grpc: futures_grpc::Serving =
+                    Box::pin(router.serve_with_incoming_shutdown(incoming, stop.stopped()));
+                (grpc, Some(watch_trust(self.channel.clone(), trust)))
+            }
+            None => {
+                let grpc: futures_grpc::Serving = Box::pin(
+                    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.stopped()),
+                );
+                (grpc, None)
+            }
+        };
+        let trust_watch = {
+            let stopped = stop.stopped();
+            async move {
+                let Some(watch) = trust_watch else { return };
+                tokio::select! {
+                    () = watch => {}
+                    () = stopped => {}
+                }
+            }
+        };
         let operations = async {
             let Some(listener) = operations else { return Ok(()) };
             medfabric_node::ops::serve(listener, self.health(), self.metrics.registry.clone(), stop.stopped())
@@ -237,7 +282,8 @@ impl Peer {
                 }
             }
         };
-        let (grpc, operations, (), ()) = tokio::join!(grpc, operations, reconciler, crl_watch);
+        let (grpc, operations, (), (), ()) =
+            tokio::join!(grpc, operations, reconciler, crl_watch, trust_watch);
         grpc.context("gRPC server")?;
         operations
     }
@@ -352,6 +398,29 @@ pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr)> {
 
 /// Every 2 s, puts the revocation lists of `msp_dir` in force when they changed. Runs
 /// until dropped.
+/// The gRPC server's future, whichever listener it serves.
+mod futures_grpc {
+    pub type Serving =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+}
+
+/// Keeps the TLS client trust on the channel's config: checked every second, applied
+/// when a config block changed it.
+async fn watch_trust(channel: Arc<Channel>, trust: Arc<medfabric_node::tls::ChannelTrust>) {
+    let mut sequence = channel.context().resources.config.sequence;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let resources = channel.context().resources.clone();
+        if resources.config.sequence != sequence {
+            sequence = resources.config.sequence;
+            match trust.update(&resources) {
+                Ok(()) => tracing::info!(sequence, "TLS client trust follows the new channel config"),
+                Err(e) => tracing::warn!("TLS client trust: {e}"),
+            }
+        }
+    }
+}
+
 async fn watch_crls(channel: Arc<Channel>, msp_dir: std::path::PathBuf) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
