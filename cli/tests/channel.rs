@@ -332,6 +332,15 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
         (hospital.height, &hospital.state_hash),
         "the same chain, the same state"
     );
+    // It took its organization's record key once the config it caught up to published it.
+    let taken = (0..100).any(|_| {
+        let log = std::fs::read_to_string(&clinic_peer.log_file).unwrap_or_default();
+        log.contains("ClinicMSP's record key is in the channel config") || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(taken, "the clinic peer holds its record key");
 
     // Removed the same way: its identities stop at the next block.
     let left = json(&ok(&[&["channel", "remove-org", "Clinic"][..], &both].concat()));

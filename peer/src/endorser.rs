@@ -90,6 +90,10 @@ impl Endorser {
         let _ = self.record_key.set(key);
     }
 
+    pub fn has_record_key(&self) -> bool {
+        self.record_key.get().is_some()
+    }
+
     /// Refuses proposals whose timestamp is further than `skew` from this peer's clock.
     pub fn set_max_clock_skew(&self, skew: std::time::Duration) {
         let _ = self.max_clock_skew.set(skew);

@@ -74,10 +74,6 @@ fn record_key(
     if published.is_none()
         && !context.resources.config.application_orgs.iter().any(|o| o.msp_id == config.msp_id)
     {
-        tracing::warn!(
-            "{} is not in the channel config this peer starts from: no record key until a restart after it joins",
-            config.msp_id
-        );
         return Ok(None);
     }
     if published.map(Vec::as_slice) != Some(key.public_key_sec1()) {
@@ -140,10 +136,14 @@ impl Peer {
         channel.set_transient_retention(config.private_data.transient_retention_blocks);
         let endorser = Arc::new(Endorser::new(channels, installed_chaincodes(config)?, signer.clone()));
         endorser.set_max_clock_skew(Duration::from_millis(config.max_clock_skew_ms));
-        if let Some(file) = &config.record_key_file
-            && let Some(key) = record_key(config, file, &channel)?
-        {
-            endorser.set_record_key(key);
+        if let Some(file) = &config.record_key_file {
+            match record_key(config, file, &channel)? {
+                Some(key) => endorser.set_record_key(key),
+                None => tracing::warn!(
+                    "{} is not in the channel config this peer starts from: its record key is taken once a config block adds it",
+                    config.msp_id
+                ),
+            }
         }
         let metrics = Arc::new(PeerMetrics::new());
         metrics.height.set(i64::try_from(channel.height()?).unwrap_or(i64::MAX));
@@ -282,8 +282,22 @@ impl Peer {
                 }
             }
         };
-        let (grpc, operations, (), (), ()) =
-            tokio::join!(grpc, operations, reconciler, crl_watch, trust_watch);
+        let record_key_watch = {
+            let stopped = stop.stopped();
+            let (channel, endorser, config) = (self.channel.clone(), self.endorser.clone(), config.clone());
+            async move {
+                let Some(file) = config.record_key_file.clone() else { return };
+                if endorser.has_record_key() {
+                    return;
+                }
+                tokio::select! {
+                    () = watch_record_key(channel, endorser, config, file) => {}
+                    () = stopped => {}
+                }
+            }
+        };
+        let (grpc, operations, (), (), (), ()) =
+            tokio::join!(grpc, operations, reconciler, crl_watch, trust_watch, record_key_watch);
         grpc.context("gRPC server")?;
         operations
     }
@@ -402,6 +416,34 @@ pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr)> {
 mod futures_grpc {
     pub type Serving =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+}
+
+/// Takes the org's record key once a config block publishes it (a peer that joined from
+/// the genesis block before its org was added), checked as at start.
+async fn watch_record_key(
+    channel: Arc<Channel>,
+    endorser: Arc<Endorser>,
+    config: PeerConfig,
+    file: std::path::PathBuf,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match record_key(&config, &file, &channel) {
+            Ok(Some(key)) => {
+                endorser.set_record_key(key);
+                tracing::info!(
+                    "{}'s record key is in the channel config: the medical chaincode has it",
+                    config.msp_id
+                );
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("record key: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Keeps the TLS client trust on the channel's config: checked every second, applied
