@@ -34,6 +34,8 @@ organizations:
     peers: [ { name: peer0, host: 127.0.0.1, port: 1, operations_port: 1 } ]
     users:
       - { name: tech1, type: client, attrs: { role: provider } }
+roles:
+  provider: [HospitalMSP, LabMSP]
 chaincodes:
   - name: kv
     version: "1.0"
@@ -291,6 +293,27 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
     let why = refused(&[&["channel", "add-org", &definition][..], &both].concat());
     assert!(why.contains("already has an organization named Clinic"), "{why}");
 
+    // The consortium grants it `provider` for the medical chaincode: an edit of the role
+    // grants, signed by both admins as the Application group's Admins policy requires.
+    let (before, granted) = (dir.path().join("roles-before.json"), dir.path().join("roles-after.json"));
+    let (before, granted) = (before.to_str().expect("path"), granted.to_str().expect("path"));
+    ok(&["channel", "config", "fetch", "--out", before, "--data", data, "--as", "Admin@HospitalMSP"]);
+    let mut document = json(&std::fs::read_to_string(before).expect("document"));
+    let providers = &mut document["channel_group"]["groups"]["Application"]["values"]["MedfabricRoles"]["value"]
+        ["roles"]["provider"];
+    assert_eq!(providers, &serde_json::json!(["HospitalMSP", "LabMSP"]));
+    providers.as_array_mut().expect("list").push("ClinicMSP".into());
+    std::fs::write(granted, document.to_string()).expect("write");
+    let grant = dir.path().join("grant.pb");
+    let grant = grant.to_str().expect("path");
+    ok(&["channel", "config", "update", "--from", before, "--to", granted, "--out", grant]);
+    for admin in ["Admin@HospitalMSP", "Admin@LabMSP"] {
+        ok(&["channel", "config", "sign", grant, "--yes", "--data", data, "--as", admin]);
+    }
+    let submitted =
+        json(&ok(&["channel", "config", "submit", grant, "--data", data, "--as", "Admin@LabMSP"]));
+    assert_eq!(submitted["sequence"], 2);
+
     // Its users transact: endorsed by the Hospital, ordered, valid.
     assert_eq!(until(network.data.as_path(), &frontdesk, "k1", true), None);
 
@@ -303,6 +326,26 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
     let (clinic_peer, hospital_peer) =
         (status.peer_of("ClinicMSP").expect("peer"), status.peer_of("HospitalMSP").expect("peer"));
     assert_eq!(clinic_peer.health, "OK");
+    // Caught up (the clinic's gateway endorses on its own peer, which must know its org).
+    let same_state = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let read = |p: &up::NodeStatus| {
+                medfabric_cli::ledger::state(&p.data_dir.join("ledger"), "wardchannel").expect("state")
+            };
+            let (clinic, hospital) = (read(clinic_peer), read(hospital_peer));
+            if clinic.height == hospital.height || std::time::Instant::now() > deadline {
+                assert_eq!(
+                    (clinic.height, &clinic.state_hash),
+                    (hospital.height, &hospital.state_hash),
+                    "the same chain, the same state"
+                );
+                return clinic.height;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let joined_at = same_state();
     let invoked = json(&ok(&[
         "invoke",
         "kv",
@@ -316,22 +359,7 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
         "frontdesk@ClinicMSP",
     ]));
     assert_eq!(invoked["code"], "VALID", "{invoked}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (clinic, hospital) = loop {
-        let read = |p: &up::NodeStatus| {
-            medfabric_cli::ledger::state(&p.data_dir.join("ledger"), "wardchannel").expect("state")
-        };
-        let (clinic, hospital) = (read(clinic_peer), read(hospital_peer));
-        if clinic.height == hospital.height || std::time::Instant::now() > deadline {
-            break (clinic, hospital);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert_eq!(
-        (clinic.height, &clinic.state_hash),
-        (hospital.height, &hospital.state_hash),
-        "the same chain, the same state"
-    );
+    assert!(same_state() > joined_at, "the clinic's transaction is on both peers");
     // It took its organization's record key once the config it caught up to published it.
     let taken = (0..100).any(|_| {
         let log = std::fs::read_to_string(&clinic_peer.log_file).unwrap_or_default();
@@ -344,7 +372,7 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
 
     // Removed the same way: its identities stop at the next block.
     let left = json(&ok(&[&["channel", "remove-org", "Clinic"][..], &both].concat()));
-    assert_eq!(left["sequence"], 2);
+    assert_eq!(left["sequence"], 3);
     let why = until(network.data.as_path(), &frontdesk, "k2", false).expect("refused");
     assert!(why.contains("creator org unknown"), "{why}");
     let fetched = json(&ok(&["channel", "config", "fetch", "--data", data, "--as", "Admin@LabMSP"]));
@@ -353,6 +381,11 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
     assert!(
         app["values"]["MedfabricRecordKeys"]["value"]["keys"]["ClinicMSP"].is_null(),
         "and its record key"
+    );
+    assert_eq!(
+        app["values"]["MedfabricRoles"]["value"]["roles"]["provider"],
+        serde_json::json!(["HospitalMSP", "LabMSP"]),
+        "and its roles"
     );
 
     // Every block, both config blocks included, verifies offline.
