@@ -5,27 +5,18 @@
 //! [`MAX_HANDSHAKES_PER_ADDRESS`] per address; beyond them a connection is closed at once,
 //! so slow or silent clients never hold the accept loop.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
-/// Handshakes in progress at once; connections beyond it are closed at once.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
-/// Handshakes in progress from one IP address (loopback counts as one).
-pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 64;
-/// A client that has not finished its handshake by then is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Finished handshakes waiting for the HTTP server to take them.
-const ACCEPTED_QUEUE: usize = 64;
+pub use medfabric_node::tls::{HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_PENDING_HANDSHAKES};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -60,78 +51,7 @@ pub struct TlsListener {
 impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> Result<Self> {
         let local = listener.local_addr()?;
-        let (sender, accepted) = mpsc::channel(ACCEPTED_QUEUE);
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-        let per_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if sender.is_closed() {
-                    return;
-                }
-                // Over either bound the connection is dropped at once: accepting never
-                // waits, so silent clients cannot queue everyone else out.
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "too many TLS handshakes in progress; connection dropped");
-                    continue;
-                };
-                let Some(slot) = AddressSlot::take(&per_address, peer.ip()) else {
-                    tracing::debug!(%peer, "too many TLS handshakes from this address; connection dropped");
-                    continue;
-                };
-                let (acceptor, handoff) = (acceptor.clone(), sender.clone());
-                tokio::spawn(async move {
-                    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-                    drop((permit, slot));
-                    match outcome {
-                        Ok(Ok(stream)) => {
-                            let _ = handoff.send((stream, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { accepted, local })
-    }
-}
-
-/// One of an address's [`MAX_HANDSHAKES_PER_ADDRESS`] handshake slots, freed on drop.
-struct AddressSlot {
-    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
-    address: IpAddr,
-}
-
-impl AddressSlot {
-    fn take(counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, address: IpAddr) -> Option<Self> {
-        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(address).or_default();
-        if *count >= MAX_HANDSHAKES_PER_ADDRESS {
-            return None;
-        }
-        *count += 1;
-        Some(Self { counts: counts.clone(), address })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.address);
-            }
-        }
+        Ok(Self { accepted: medfabric_node::tls::accept(listener, config), local })
     }
 }
 

@@ -375,6 +375,26 @@ fn an_organization_made_alone_joins_by_a_majority_of_admins_and_leaves_the_same_
     assert_eq!(left["sequence"], 3);
     let why = until(network.data.as_path(), &frontdesk, "k2", false).expect("refused");
     assert!(why.contains("creator org unknown"), "{why}");
+    // Nor do its TLS certificates open a connection to the peers that remain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let hospital = ["--peer", "peer0.hospital.ward.local", "--data", data, "--as", "frontdesk@ClinicMSP"];
+    loop {
+        let why = refused(&[&["query", "kv", "get", "k1"][..], &hospital].concat());
+        if !why.contains("creator org unknown") {
+            assert!(
+                why.to_lowercase().contains("transport")
+                    || why.to_lowercase().contains("tls")
+                    || why.contains("connect"),
+                "{why}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed org's TLS certificate is still accepted: {why}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let fetched = json(&ok(&["channel", "config", "fetch", "--data", data, "--as", "Admin@LabMSP"]));
     let app = &fetched["channel_group"]["groups"]["Application"];
     assert!(app["groups"]["Clinic"].is_null(), "the group is gone");

@@ -1,11 +1,14 @@
-//! TLS on a node's client-facing gRPC port, with the client certificates it accepts
-//! following the channel: the TLS CAs of the node config (the network it was made in)
-//! and those every organization of the current channel config names in its MSP
-//! (`tls_root_certs`, `tls_intermediate_certs`), as Fabric's peers and orderers update
-//! their trust when the config changes. An organization added by a config update can
-//! then reach running nodes over mutual TLS without their restart.
+//! TLS on a server's port: the accept loop every server process uses (handshakes off the
+//! loop, bounded per address and in all), and for the peers' and orderers' client-facing
+//! gRPC ports the client certificates they accept following the channel: the node's own
+//! organization's TLS CA and the TLS root CAs every organization of the current channel
+//! config names in its MSP, as Fabric's peers and orderers update their trust when the
+//! config changes. An organization added by a config update can then reach running nodes
+//! over mutual TLS without their restart, and one removed can no longer.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -23,9 +26,11 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// Handshakes in progress at once; connections beyond it are closed at once.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
+/// Handshakes in progress from one IP address (loopback counts as one).
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 64;
 /// A client that has not finished its handshake by then is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Finished handshakes waiting for the gRPC server to take them.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Finished handshakes waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -46,8 +51,9 @@ pub struct ChannelTrust {
 }
 
 impl ChannelTrust {
-    /// Trusts the CA certificates in `static_roots_pem`; with `required`, clients must
-    /// present a certificate.
+    /// Trusts the CA certificates in `static_roots_pem` (the node's own organization's
+    /// TLS CA) and, after [`update`](Self::update), the channel's; with `required`,
+    /// clients must present a certificate.
     pub fn new(static_roots_pem: &[u8], required: bool) -> Result<Arc<Self>> {
         let static_roots = certificates(static_roots_pem);
         let verifier = verifier(&static_roots, required)?;
@@ -59,7 +65,9 @@ impl ChannelTrust {
         let config = &resources.config;
         let mut roots = self.static_roots.clone();
         for org in config.orderer_orgs.iter().chain(&config.application_orgs) {
-            for pem in org.msp.tls_root_certs.iter().chain(&org.msp.tls_intermediate_certs) {
+            // Roots only: an intermediate is checked as part of the chain a client
+            // presents, never trusted as an anchor on its own.
+            for pem in &org.msp.tls_root_certs {
                 roots.extend(certificates(pem));
             }
         }
@@ -160,35 +168,53 @@ pub fn server_config(
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> impl tokio_stream::Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+    use tokio_stream::StreamExt;
+    ReceiverStream::new(accept(listener, config)).map(|(stream, _)| Ok(stream))
+}
+
+/// Accepts TLS on `listener`: handshakes run off the accept loop, each with a deadline
+/// ([`HANDSHAKE_TIMEOUT`]), at most [`MAX_PENDING_HANDSHAKES`] at once and
+/// [`MAX_HANDSHAKES_PER_ADDRESS`] per address; beyond them a connection is closed at once,
+/// so slow or silent clients never hold the accept loop or lock others out. The loop ends
+/// when the receiver is dropped.
+pub fn accept(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
     let (sender, accepted) = mpsc::channel(ACCEPTED_QUEUE);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = sender.closed() => return,
             };
-            if sender.is_closed() {
-                return;
-            }
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 tracing::debug!(%peer, "too many TLS handshakes in progress; connection dropped");
+                continue;
+            };
+            let Some(slot) = AddressSlot::take(&per_address, peer.ip()) else {
+                tracing::debug!(%peer, "too many TLS handshakes from this address; connection dropped");
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let (acceptor, handoff) = (acceptor.clone(), sender.clone());
             tokio::spawn(async move {
                 let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-                drop(permit);
+                drop((permit, slot));
                 match outcome {
                     Ok(Ok(stream)) => {
-                        let _ = handoff.send(Ok(stream)).await;
+                        let _ = handoff.send((stream, peer)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -196,5 +222,35 @@ pub fn incoming(
             });
         }
     });
-    ReceiverStream::new(accepted)
+    accepted
+}
+
+/// One of an address's [`MAX_HANDSHAKES_PER_ADDRESS`] handshake slots, freed on drop.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, address: IpAddr) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(address).or_default();
+        if *count >= MAX_HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(Self { counts: counts.clone(), address })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
 }

@@ -788,7 +788,10 @@ pub async fn serve(
     type Serving = Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>>;
     let client: Serving = match &config.tls {
         Some(tls) => {
-            let trust = medfabric_node::tls::ChannelTrust::new(&tls.roots_pem()?, tls.client_auth_required)?;
+            let trust = medfabric_node::tls::ChannelTrust::new(
+                &std::fs::read(&tls.ca_file).with_context(|| format!("reading {}", tls.ca_file.display()))?,
+                tls.client_auth_required,
+            )?;
             trust.update(&orderer.resources())?;
             let cert = std::fs::read(&tls.cert_file)
                 .with_context(|| format!("reading {}", tls.cert_file.display()))?;

@@ -2,7 +2,7 @@
 //! the committer that validates and commits blocks and tells listeners about them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -58,6 +58,9 @@ pub struct Channel {
     member: RwLock<Option<Bytes>>,
     /// Blocks the transient store keeps unclaimed private data.
     transient_retention: AtomicU64,
+    /// Whether a config this peer committed under had its organization: from then on,
+    /// a config without it is a removal, not a join still to come.
+    org_joined: AtomicBool,
     /// Revocation lists from this peer's local MSP (`crls/`), added to the channel's MSPs.
     local_crls: RwLock<Vec<Vec<u8>>>,
     /// The background compaction of the private stores: running, and asked again.
@@ -132,6 +135,7 @@ impl Channel {
             heights,
             member: RwLock::new(None),
             transient_retention: AtomicU64::new(DEFAULT_TRANSIENT_RETENTION),
+            org_joined: AtomicBool::new(false),
             compaction: Arc::default(),
             local_crls: RwLock::new(Vec::new()),
         })
@@ -173,7 +177,6 @@ impl Channel {
         self.transient_retention.store(blocks, Ordering::Relaxed);
     }
 
-    /// Collections as of now, and this peer's membership.
     /// Does the channel config in `context` have this peer's organization?
     fn org_in_channel(&self, context: &ChannelContext) -> bool {
         use prost::Message;
@@ -187,6 +190,7 @@ impl Channel {
         config.application_orgs.iter().chain(&config.orderer_orgs).any(|o| o.msp_id == identity.mspid)
     }
 
+    /// Collections as of now, and this peer's membership.
     pub fn membership(&self) -> Membership {
         let context = self.context();
         let member = self.member.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -333,7 +337,14 @@ impl Channel {
             let snapshot = self.ledger.snapshot();
             let mut validated = validate_block(block, &context, &snapshot)?;
             let membership = self.membership();
-            if membership.member.is_none() && self.org_in_channel(&context) {
+            let org_in_channel = self.org_in_channel(&context);
+            if org_in_channel {
+                self.org_joined.store(true, Ordering::Relaxed);
+            } else if self.org_joined.load(Ordering::Relaxed) {
+                let why = "this peer's organization is no longer in the channel config".to_owned();
+                return Err(BlockError::Rejected { number, why }.into());
+            }
+            if membership.member.is_none() && org_in_channel {
                 // Committing as a non-member would silently drop data this peer holds. A
                 // peer whose organization the channel does not have yet (one catching up
                 // from the genesis block before its org was added) is not a member of

@@ -237,8 +237,11 @@ impl Peer {
         // With TLS, the client certificates accepted follow the channel config's TLS CAs.
         let (grpc, trust_watch) = match &config.tls {
             Some(tls) => {
-                let trust =
-                    medfabric_node::tls::ChannelTrust::new(&tls.roots_pem()?, tls.client_auth_required)?;
+                let trust = medfabric_node::tls::ChannelTrust::new(
+                    &std::fs::read(&tls.ca_file)
+                        .with_context(|| format!("reading {}", tls.ca_file.display()))?,
+                    tls.client_auth_required,
+                )?;
                 trust.update(&self.channel.context().resources)?;
                 let cert = std::fs::read(&tls.cert_file)
                     .with_context(|| format!("reading {}", tls.cert_file.display()))?;
@@ -410,8 +413,6 @@ pub async fn bind(address: &str) -> Result<(TcpListener, SocketAddr)> {
     Ok((listener, local))
 }
 
-/// Every 2 s, puts the revocation lists of `msp_dir` in force when they changed. Runs
-/// until dropped.
 /// The gRPC server's future, whichever listener it serves.
 mod futures_grpc {
     pub type Serving =
@@ -463,6 +464,8 @@ async fn watch_trust(channel: Arc<Channel>, trust: Arc<medfabric_node::tls::Chan
     }
 }
 
+/// Every 2 s, puts the revocation lists of `msp_dir` in force when they changed. Runs
+/// until dropped.
 async fn watch_crls(channel: Arc<Channel>, msp_dir: std::path::PathBuf) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "medfabric-medical-api",
         ],
     ),
-    ("medfabric-ca-server", &["medfabric-ca", "medfabric-msp", "medfabric-config"]),
+    ("medfabric-ca-server", &["medfabric-ca", "medfabric-msp", "medfabric-config", "medfabric-node"]),
     ("medfabric-node", &["medfabric-proto", "medfabric-msp", "medfabric-types"]),
     (
         "medfabric-orderer",
