@@ -25,9 +25,11 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Handshakes in progress at once; connections beyond it are closed at once.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
-/// Handshakes in progress from one IP address (loopback counts as one).
-pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 64;
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+/// Handshakes in progress from one IP address (loopback counts as one): half the pool,
+/// so no single host can take it all, while an application server connecting as many
+/// users at once (hundreds of gateways) still gets through.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 512;
 /// A client that has not finished its handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Finished handshakes waiting for the server to take them.
