@@ -82,6 +82,21 @@ fn is_config(envelope: &[u8]) -> bool {
         .is_some_and(|h| h.r#type == HeaderType::Config as i32)
 }
 
+/// The config a lone CONFIG entry puts in force after `previous`: signed by an orderer,
+/// authorised by its update, for this channel; or why it is refused.
+fn next_config(
+    previous: &ChannelResources,
+    tx: &Transaction,
+    config: &medfabric_proto::common::ConfigEnvelope,
+) -> Result<ChannelResources, String> {
+    let signed = configtx::check_config_signer(previous, tx);
+    match signed.and_then(|()| configtx::validate(previous, config)) {
+        Ok(next) if next.config.channel_id == tx.channel_id() => Ok(next),
+        Ok(_) => Err(format!("config for another channel: {}", tx.channel_id())),
+        Err(e) => Err(stale_config_reason(previous, config, e)),
+    }
+}
+
 /// Why a CONFIG is refused when its entry applies. When the config moved on since the
 /// update was admitted, the update itself is checked against the config now in force,
 /// so the client hears what Fabric would say of it (a stale read, a version already
@@ -193,21 +208,14 @@ impl RaftStateMachine<TypeConfig> for BlockMachine {
                         envelopes.clear();
                     }
                     if let Some((tx, config_envelope)) = &config {
-                        let channel = tx.channel_id();
                         let previous = match current.take() {
                             Some(resources) => resources,
                             None => config_at(&self.store, &tip)?,
                         };
-                        let signed = configtx::check_config_signer(&previous, tx);
-                        match signed.and_then(|()| configtx::validate(&previous, config_envelope)) {
-                            Ok(next) if next.config.channel_id == *channel => current = Some(next),
-                            Ok(_) => {
-                                response.refused = Some(format!("config for another channel: {channel}"));
-                                envelopes.clear();
-                                current = Some(previous);
-                            }
-                            Err(e) => {
-                                response.refused = Some(stale_config_reason(&previous, config_envelope, e));
+                        match next_config(&previous, tx, config_envelope) {
+                            Ok(next) => current = Some(next),
+                            Err(why) => {
+                                response.refused = Some(why);
                                 envelopes.clear();
                                 current = Some(previous);
                             }
