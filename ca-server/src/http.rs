@@ -150,12 +150,23 @@ async fn enroll(State(served): Shared, call: Call) -> Response {
         .await
 }
 
-async fn reenroll(State(served): Shared, call: Call) -> Response {
+/// A token-authenticated route, run off the runtime: `op` on the caller and the body,
+/// answered with `success` when it succeeds.
+async fn token_route(
+    served: Served,
+    call: Call,
+    success: StatusCode,
+    op: impl FnOnce(&CaService, &crate::registry::IdentityRecord, &[u8]) -> Result<Value, ApiError>
+    + Send
+    + 'static,
+) -> Response {
     served
-        .run(move |service| {
-            respond(call.with_token(service, |c, body| service.reenroll(c, body)), StatusCode::CREATED)
-        })
+        .run(move |service| respond(call.with_token(service, |c, body| op(service, c, body)), success))
         .await
+}
+
+async fn reenroll(State(served): Shared, call: Call) -> Response {
+    token_route(served, call, StatusCode::CREATED, |service, c, body| service.reenroll(c, body)).await
 }
 
 async fn register(State(served): Shared, call: Call) -> Response {
@@ -178,17 +189,11 @@ async fn register(State(served): Shared, call: Call) -> Response {
 }
 
 async fn revoke(State(served): Shared, call: Call) -> Response {
-    served
-        .run(move |service| {
-            respond(call.with_token(service, |c, body| service.revoke(c, body)), StatusCode::OK)
-        })
-        .await
+    token_route(served, call, StatusCode::OK, |service, c, body| service.revoke(c, body)).await
 }
 
 async fn gencrl(State(served): Shared, call: Call) -> Response {
-    served
-        .run(move |service| respond(call.with_token(service, |c, _| service.gencrl(c)), StatusCode::OK))
-        .await
+    token_route(served, call, StatusCode::OK, |service, c, _| service.gencrl(c)).await
 }
 
 async fn identities(State(served): Shared, call: Call) -> Response {
@@ -236,11 +241,7 @@ async fn affiliations(State(served): Shared, call: Call) -> Response {
 }
 
 async fn affiliation(State(served): Shared, Path(name): Path<String>, call: Call) -> Response {
-    served
-        .run(move |service| {
-            respond(call.with_token(service, |c, _| service.remove_affiliation(c, &name)), StatusCode::OK)
-        })
-        .await
+    token_route(served, call, StatusCode::OK, move |service, c, _| service.remove_affiliation(c, &name)).await
 }
 
 async fn not_allowed(method: Method) -> Response {
