@@ -182,7 +182,16 @@ impl CaService {
             .with_context(|| format!("reading {}", config.key_file.display()))?;
         let ca = CertificateAuthority::from_pem(&cert_pem, &key_pem).context("the CA key pair")?;
         let ca_cert = Certificate::from_pem(cert_pem.as_bytes()).context("the CA certificate")?;
+        if config.max_enrollments < -1 {
+            anyhow::bail!(
+                "max_enrollments is {}: -1 (unlimited), 0 (disabled) or a limit",
+                config.max_enrollments
+            );
+        }
         let mut registry = Registry::open(&config.registry_file)?;
+        // A restart is the operator's way to unlock the bootstrap admin, whom anyone who
+        // knows its id can lock out with wrong passwords (as in Fabric CA).
+        registry.data.failed_logins.remove(&config.bootstrap.id);
         if registry.data.identities.is_empty() {
             let admin = IdentityRecord {
                 id: config.bootstrap.id.clone(),
@@ -310,10 +319,20 @@ impl CaService {
             ));
         }
         if !record.secret.matches(secret) {
-            self.registry().update(|data| {
-                *data.failed_logins.entry(id.to_owned()).or_default() += 1;
-                Ok(())
-            })?;
+            // Counted under the lock (concurrent guesses each count), and only where a
+            // count can lock something: not without a limit, not for an identity issued
+            // outside this CA (no password of it ever matches). A failed write answers as
+            // any failed login does.
+            if allowed > 0 && !record.seeded {
+                let counted = self.registry().update(|data| {
+                    let count = data.failed_logins.entry(id.to_owned()).or_default();
+                    *count = count.saturating_add(1);
+                    Ok(())
+                });
+                if let Err(e) = counted {
+                    tracing::error!("recording a failed login: {}", e.detail);
+                }
+            }
             return Err(ApiError::authentication("Login failure: Password mismatch"));
         }
         if record.revoked {
@@ -329,10 +348,20 @@ impl CaService {
             )));
         }
         if failed > 0 {
-            self.registry().update(|data| {
-                data.failed_logins.remove(id);
-                Ok(())
-            })?;
+            // Checked again under the lock: guesses that failed meanwhile keep counting,
+            // and a lock reached meanwhile holds.
+            self.registry()
+                .update(|data| {
+                    let now = data.failed_logins.get(id).copied().unwrap_or(0);
+                    if allowed > 0 && now >= allowed {
+                        return Err(ApiError::authentication("locked while the password was checked"));
+                    }
+                    if now == failed {
+                        data.failed_logins.remove(id);
+                    }
+                    Ok(())
+                })
+                .map_err(|e| ApiError::authentication(e.detail))?;
         }
         Ok(id.to_owned())
     }

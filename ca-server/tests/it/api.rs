@@ -25,6 +25,11 @@ async fn start() -> Ca {
 async fn start_with(adjust: impl FnOnce(&mut medfabric_ca_server::CaConfig)) -> Ca {
     let dir = tempfile::tempdir().expect("dir");
     crate::root_ca(dir.path());
+    serve_in(dir, adjust).await
+}
+
+/// A CA server over `dir` (root CA and registry there), as a restart opens it.
+async fn serve_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut medfabric_ca_server::CaConfig)) -> Ca {
     let registry_file = dir.path().join("registry.json");
     let mut config = crate::ca_config(dir.path());
     adjust(&mut config);
@@ -440,4 +445,36 @@ async fn wrong_passwords_lock_an_identity_and_the_ca_limit_caps_enrollments() {
 async fn a_ca_whose_limit_is_zero_enrolls_nobody() {
     let ca = start_with(|config| config.max_enrollments = 0).await;
     assert_eq!(try_enroll(&ca, "admin", "adminpw").await, (401, (20, "Authentication failure".into())));
+}
+
+#[tokio::test]
+async fn lockouts_count_only_where_they_lock_and_a_restart_unlocks_the_bootstrap_admin() {
+    // Without a limit nothing is counted: a wrong password writes nothing to the registry.
+    let ca = start_with(|config| config.password_attempts = 0).await;
+    let _ = enroll(&ca, "admin", "adminpw", json!({})).await;
+    let before = std::fs::read(&ca.registry_file).expect("registry");
+    for _ in 0..3 {
+        assert_eq!(try_enroll(&ca, "admin", "guess").await.0, 401);
+    }
+    assert_eq!(std::fs::read(&ca.registry_file).expect("registry"), before);
+
+    // Anyone who knows the bootstrap admin's id can lock it out (as in Fabric CA); the
+    // operator's restart of the CA unlocks it.
+    let ca = start_with(|config| config.password_attempts = 2).await;
+    for _ in 0..2 {
+        assert_eq!(try_enroll(&ca, "admin", "guess").await.0, 401);
+    }
+    assert_eq!(try_enroll(&ca, "admin", "adminpw").await.1.0, 73, "locked");
+    let restarted = serve_in(ca.dir, |config| config.password_attempts = 2).await;
+    assert_eq!(try_enroll(&restarted, "admin", "adminpw").await.0, 201, "unlocked by the restart");
+}
+
+#[test]
+fn a_ca_limit_below_minus_one_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    crate::root_ca(dir.path());
+    let mut config = crate::ca_config(dir.path());
+    config.max_enrollments = -5;
+    let why = CaService::open(config).expect_err("refused").to_string();
+    assert!(why.contains("max_enrollments is -5"), "{why}");
 }
